@@ -1,0 +1,3 @@
+from rr_controlnet.cli import main
+
+main()

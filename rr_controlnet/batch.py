@@ -1,0 +1,391 @@
+"""The batch: decide what to (re)generate, run it item by item, record it, and keep summary.json true.
+
+Every finished item is complete on disk before the next starts (its .rrd, .png and an updated
+summary.json), so an interrupted or killed batch loses only the item in flight, and a rerun into the
+same folder picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from rr_controlnet.errors import ItemFailed
+from rr_controlnet.files import remove_stale_partials, write_atomic
+from rr_controlnet.manifest import Item, Manifest, ParamsFingerprint
+from rr_controlnet.report import (
+    BLUEPRINT_NAME,
+    BatchSummary,
+    ItemOutcome,
+    library_versions,
+    params_markdown,
+    png_text_chunks,
+    prompt_markdown,
+    read_previous_outcomes,
+    write_summary,
+)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    out_dir: Path
+    device: str = "auto"
+    dtype: str = "auto"
+    force: bool = False
+    preview: str = "x0"
+    latent_every: int = 1
+    batch_size: int = 1
+    allow_unsafe_weights: bool = False
+    show_progress: bool = True
+
+
+@dataclass
+class StopRequest:
+    """Set from a signal handler; the batch stops at the next denoising step."""
+
+    signal_name: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None
+
+
+@dataclass
+class BatchReport:
+    summary: BatchSummary
+    skipped: list[str] = field(default_factory=list)
+    stopped_by: str | None = None
+
+    @property
+    def failed(self) -> list[ItemOutcome]:
+        return [outcome for outcome in self.summary.items if outcome.status == "failed"]
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    item: Item
+    params_hash: str
+
+
+def item_files(item_id: str) -> list[str]:
+    return [f"{item_id}.rrd", f"{item_id}.png"]
+
+
+def plan_items(manifest: Manifest, options: BatchOptions, dtype_name: str) -> list[PlannedItem]:
+    """Fingerprint every item: its effective parameters, model, scheduler, image bytes and dtype."""
+    planned = []
+    for item in manifest.items:
+        fingerprint = ParamsFingerprint(
+            params=item.params,
+            model=manifest.model,
+            scheduler=manifest.scheduler,
+            image_sha256=_file_sha256(item.image),
+            extra={"dtype": dtype_name},
+        )
+        planned.append(PlannedItem(item, fingerprint.digest()))
+    return planned
+
+
+def _file_sha256(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"
+
+
+def is_up_to_date(planned: PlannedItem, previous: dict[str, ItemOutcome], out_dir: Path) -> bool:
+    earlier = previous.get(planned.item.id)
+    return (
+        earlier is not None
+        and earlier.status == "done"
+        and earlier.params_hash == planned.params_hash
+        and all((out_dir / name).is_file() for name in item_files(planned.item.id))
+    )
+
+
+def run_batch(
+    manifest: Manifest,
+    options: BatchOptions,
+    stop: StopRequest | None = None,
+    log: Callable[[str], None] | None = None,
+) -> BatchReport:
+    """Generate every item that is not already up to date in options.out_dir."""
+    from rr_controlnet.models import load_model, resolve_runtime
+    from rr_controlnet.record import run_recording_id, save_batch_blueprint
+
+    stop = stop or StopRequest()
+    log = log or (lambda message: print(message, file=sys.stderr))
+    out_dir = Path(options.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out_dir)
+
+    runtime = resolve_runtime(options.device, options.dtype)
+    planned = plan_items(manifest, options, runtime.dtype_name)
+    previous = {} if options.force else read_previous_outcomes(out_dir)
+    outcomes = {p.item.id: ItemOutcome.pending(p.item, p.params_hash) for p in planned}
+    skipped = [p.item.id for p in planned if is_up_to_date(p, previous, out_dir)]
+    for item_id in skipped:
+        outcomes[item_id] = previous[item_id]
+    summary = BatchSummary(
+        manifest=str(manifest.path),
+        model=asdict(manifest.model),
+        recording_id=run_recording_id(out_dir),
+        items=list(outcomes.values()),
+        versions=library_versions(),
+    )
+    report = BatchReport(summary=summary, skipped=skipped)
+    all_ids = [p.item.id for p in planned]
+    to_run = [p for p in planned if p.item.id not in skipped]
+
+    def save_summary() -> None:
+        summary.items = [outcomes[item_id] for item_id in all_ids]
+        write_summary(summary, out_dir)
+
+    save_batch_blueprint(all_ids, out_dir / BLUEPRINT_NAME)
+    save_summary()
+    if not to_run or stop.requested:
+        report.stopped_by = stop.signal_name
+        return report
+
+    from rr_controlnet.presets import has_random_weights
+
+    if has_random_weights(manifest.model):
+        log(f"note: model {manifest.model.name!r} has random weights: it makes noise, not pictures")
+    model = load_model(manifest.model, runtime, manifest.scheduler, options.allow_unsafe_weights)
+    context = {
+        "scheduler": type(model.pipe.scheduler).__name__,
+        "device": runtime.device,
+        "dtype": runtime.dtype_name,
+        "preview": options.preview,
+        "latent_every": options.latent_every,
+    }
+    runner = _ItemRunner(model, manifest, options, summary.recording_id, all_ids, context, stop, log)
+    with _progress(len(to_run), options.show_progress) as progress:
+        for group in _prepared_groups(runner, to_run, options.batch_size, outcomes, log):
+            if stop.requested:
+                break
+            for outcome in runner.run_group(group, progress):
+                outcomes[outcome.id] = outcome
+            save_summary()
+    report.stopped_by = stop.signal_name
+    save_summary()
+    return report
+
+
+@dataclass
+class _Prepared:
+    planned: PlannedItem
+    source: Any  # images.SourceImage
+    control: Any  # images.ControlImages
+    size: tuple[int, int]
+
+
+def _prepared_groups(
+    runner: _ItemRunner, to_run: Sequence[PlannedItem], batch_size: int, outcomes: dict[str, ItemOutcome], log: Callable
+) -> Iterator[list[_Prepared]]:
+    """Load and prepare items in manifest order; yield runs of compatible items, at most batch_size long."""
+    from rr_controlnet.generate import batch_key
+
+    group: list[_Prepared] = []
+    for planned in to_run:
+        try:
+            prepared = runner.prepare(planned)
+        except ItemFailed as failure:
+            log(f"item {planned.item.id!r}: failed: {failure}")
+            outcomes[planned.item.id] = runner.failed_outcome(planned, str(failure), 0.0)
+            continue
+        if group and (
+            len(group) >= batch_size
+            or batch_key(group[0].planned.item.params, group[0].size) != batch_key(planned.item.params, prepared.size)
+        ):
+            yield group
+            group = []
+        group.append(prepared)
+    if group:
+        yield group
+
+
+class _ItemRunner:
+    def __init__(
+        self,
+        model: Any,
+        manifest: Manifest,
+        options: BatchOptions,
+        recording_id: str,
+        blueprint_ids: list[str],
+        context: dict[str, Any],
+        stop: StopRequest,
+        log: Callable[[str], None],
+    ):
+        self.model = model
+        self.manifest = manifest
+        self.options = options
+        self.recording_id = recording_id
+        self.blueprint_ids = blueprint_ids
+        self.context = context
+        self.stop = stop
+        self.log = log
+        self.versions = library_versions()
+
+    def prepare(self, planned: PlannedItem) -> _Prepared:
+        from rr_controlnet.images import control_images, load_image, target_size
+
+        params = planned.item.params
+        source = load_image(planned.item.image)
+        height, width = source.pixels.shape[:2]
+        size = target_size((width, height), params.width, params.height, self.model.native_size)
+        control = control_images(source, size, params.resize, params.canny_low, params.canny_high)
+        return _Prepared(planned, source, control, size)
+
+    def failed_outcome(self, planned: PlannedItem, reason: str, seconds: float) -> ItemOutcome:
+        outcome = ItemOutcome.pending(planned.item, planned.params_hash)
+        outcome.status, outcome.error, outcome.seconds = "failed", reason, round(seconds, 3)
+        return outcome
+
+    def run_group(self, group: list[_Prepared], progress: Any) -> list[ItemOutcome]:
+        """Generate and record a group; every item ends done, failed, or pending if interrupted."""
+        from rr_controlnet.generate import GenerationJob, StepData, generate
+        from rr_controlnet.record import ItemRecording
+
+        started = time.perf_counter()
+        out_dir = Path(self.options.out_dir)
+        recordings = []
+        try:
+            for prepared in group:
+                recording = ItemRecording(
+                    prepared.planned.item.id, out_dir / f"{prepared.planned.item.id}.rrd", self.recording_id, self.blueprint_ids
+                )
+                recordings.append(recording)
+                item = prepared.planned.item
+                recording.log_inputs(prepared.source, prepared.control.canny)
+                recording.log_text(
+                    prompt_markdown(item.params),
+                    params_markdown(
+                        item, self.manifest.model, {**self.context, "size": f"{prepared.size[0]}x{prepared.size[1]}"},
+                        prepared.planned.params_hash, self.versions,
+                    ),
+                )
+            progress.start_item(", ".join(p.planned.item.id for p in group), group[0].planned.item.params.steps)
+
+            def on_step(index: int, data: StepData) -> None:
+                thin = data.step % self.options.latent_every == 0
+                recordings[index].log_step(data.step, data.timestep, data.latent if thin else None, data.preview)
+                if index == 0:
+                    progress.step()
+
+            jobs = [GenerationJob(p.planned.item.id, p.planned.item.params, p.control) for p in group]
+            result = generate(self.model, jobs, on_step, lambda: self.stop.requested, self.options.preview)
+        except Exception as exc:  # noqa: BLE001 - any failure of one item must not end the batch
+            for recording in recordings:
+                recording.discard()
+            reason = _one_line(exc)
+            _free_accelerator_memory(exc)
+            seconds = time.perf_counter() - started
+            for prepared in group:
+                self.log(f"item {prepared.planned.item.id!r}: failed: {reason}")
+            progress.finish_items(len(group))
+            return [self.failed_outcome(p.planned, reason, seconds) for p in group]
+        if result.interrupted:
+            for recording in recordings:
+                recording.discard()
+            return [ItemOutcome.pending(p.planned.item, p.planned.params_hash) for p in group]
+        seconds = (time.perf_counter() - started) / len(group)
+        outcomes = []
+        for prepared, recording, image, failure in zip(group, recordings, result.images, result.failures):
+            if failure is not None:
+                recording.discard()
+                self.log(f"item {prepared.planned.item.id!r}: failed: {failure}")
+                outcomes.append(self.failed_outcome(prepared.planned, failure, seconds))
+                continue
+            outcomes.append(self._finish(prepared, recording, image, result, seconds))
+        progress.finish_items(len(group))
+        return outcomes
+
+    def _finish(self, prepared: _Prepared, recording: Any, image: Any, result: Any, seconds: float) -> ItemOutcome:
+        from rr_controlnet.images import encode_png
+
+        item = prepared.planned.item
+        chunks = png_text_chunks(
+            item, self.manifest.model, self.context["scheduler"], prepared.size, prepared.planned.params_hash
+        )
+        png = encode_png(image, chunks)
+        recording.log_output(png, result.last_step, result.last_timestep)
+        out_dir = Path(self.options.out_dir)
+        write_atomic(out_dir / f"{item.id}.png", png)
+        recording.finish()
+        outcome = ItemOutcome.pending(item, prepared.planned.params_hash)
+        outcome.status, outcome.seconds, outcome.files = "done", round(seconds, 3), item_files(item.id)
+        return outcome
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _free_accelerator_memory(exc: BaseException) -> None:
+    """After an out-of-memory error, release cached CUDA memory so the next item can start clean."""
+    if "out of memory" not in str(exc).lower() and type(exc).__name__ != "OutOfMemoryError":
+        return
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class _Progress:
+    """tqdm bars on stderr: items overall, and steps of the item(s) in flight."""
+
+    def __init__(self, total: int, enabled: bool, stream: TextIO):
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.stream = stream
+        self.enabled = enabled
+        self.items = tqdm(total=total, desc="items", unit="item", disable=not enabled, file=stream, position=0)
+        self.steps = None
+
+    def start_item(self, label: str, steps: int) -> None:
+        if self.steps is not None:
+            self.steps.close()
+        self.steps = self._tqdm(
+            total=steps, desc=label, unit="step", leave=False, disable=not self.enabled, file=self.stream, position=1
+        )
+
+    def step(self) -> None:
+        if self.steps is not None:
+            self.steps.update(1)
+
+    def finish_items(self, count: int) -> None:
+        if self.steps is not None:
+            self.steps.close()
+            self.steps = None
+        self.items.update(count)
+
+    def close(self) -> None:
+        if self.steps is not None:
+            self.steps.close()
+        self.items.close()
+
+
+class _progress:  # noqa: N801 - used as a context manager like a function
+    def __init__(self, total: int, enabled: bool):
+        self.bars = _Progress(total, enabled, sys.stderr)
+
+    def __enter__(self) -> _Progress:
+        return self.bars
+
+    def __exit__(self, *exc: object) -> None:
+        self.bars.close()
+
+
+def write_text(out_dir: Path, name: str, text: str) -> Path:
+    return write_atomic(Path(out_dir) / name, text)

@@ -1,0 +1,43 @@
+"""Exception types. Library code raises these; only the CLI turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class RrControlnetError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a manifest, located as precisely as the YAML allows."""
+
+    file: str
+    line: int | None
+    where: str  # "item 'cat' (#3)", "defaults", "model", or "" for the top level
+    message: str
+
+    def __str__(self) -> str:
+        location = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{location}: {self.where}: {self.message}" if self.where else f"{location}: {self.message}"
+
+
+class ManifestError(RrControlnetError):
+    """A manifest has one or more problems; all of them are listed."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ModelLoadError(RrControlnetError):
+    """A model could not be loaded (missing weights, unsafe format, wrong folder)."""
+
+
+class DeviceError(RrControlnetError):
+    """The requested device or dtype is not usable on this machine."""
+
+
+class ItemFailed(RrControlnetError):
+    """One item could not be generated; the batch goes on without it."""

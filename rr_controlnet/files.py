@@ -1,0 +1,68 @@
+"""Atomic file writes: a file appears under its final name only when it is complete."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+PARTIAL_SUFFIX: Final = ".partial"
+
+
+class AtomicFile:
+    """A temporary sibling of `final`, renamed onto it by commit() or removed by discard().
+
+    The temporary name starts with a dot and ends in `.partial`, so a killed process leaves
+    nothing under a final name; `remove_stale_partials` cleans such leftovers on the next run.
+    """
+
+    def __init__(self, final: Path):
+        self.final = Path(final)
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        # mkstemp opens with O_EXCL: it never follows or reuses an existing file or symlink.
+        fd, name = tempfile.mkstemp(prefix=f".{self.final.name}.", suffix=PARTIAL_SUFFIX, dir=self.final.parent)
+        os.close(fd)
+        self.partial = Path(name)
+
+    def commit(self) -> Path:
+        with open(self.partial, "rb") as written:
+            os.fsync(written.fileno())
+        # os.replace swaps the directory entry: a symlink at the final name is replaced, not followed.
+        os.replace(self.partial, self.final)
+        return self.final
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.partial.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path to write; it becomes `final` only if the block completes."""
+    target = AtomicFile(final)
+    try:
+        yield target.partial
+    except BaseException:
+        target.discard()
+        raise
+    target.commit()
+
+
+def write_atomic(final: Path, content: bytes | str) -> Path:
+    data = content.encode() if isinstance(content, str) else content
+    with atomic_path(final) as partial:
+        partial.write_bytes(data)
+    return Path(final)
+
+
+def remove_stale_partials(folder: Path) -> int:
+    """Delete temporary files left by a killed run; return how many were removed."""
+    removed = 0
+    for leftover in Path(folder).glob(f".*{PARTIAL_SUFFIX}"):
+        if leftover.is_file() and not leftover.is_symlink():
+            leftover.unlink()
+            removed += 1
+    return removed

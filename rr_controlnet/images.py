@@ -1,0 +1,178 @@
+"""Input images: decoding, the model's RGB view of them, explicit resizing and Canny edge maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+
+from rr_controlnet.errors import ItemFailed
+from rr_controlnet.manifest import MAX_IMAGE_PIXELS
+
+# The original example blacks out pixels whose alpha is below this before edge detection.
+ALPHA_THRESHOLD: Final = 200
+SIZE_MULTIPLE: Final = 8
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """An input image as given (any mode), plus the file's bytes for a lossless record of it."""
+
+    path: Path
+    pixels: np.ndarray  # HxW (L), HxWx3 (RGB) or HxWx4 (RGBA), uint8, exactly as decoded
+    encoded: bytes
+    media_type: str | None  # set when the viewer can decode `encoded` itself
+
+
+@dataclass(frozen=True)
+class ControlImages:
+    """What the model sees: the resized RGB image and its Canny edge map, both HxW(x3) uint8."""
+
+    rgb: np.ndarray
+    canny: np.ndarray  # HxW, 0 or 255
+
+    @property
+    def canny_rgb(self) -> np.ndarray:
+        return np.repeat(self.canny[:, :, None], 3, axis=2)
+
+
+VIEWER_MEDIA_TYPES: Final = {"PNG": "image/png", "JPEG": "image/jpeg"}
+
+
+def load_image(path: Path) -> SourceImage:
+    """Decode an image fully. Raises ItemFailed for files that are not images or decode wrongly."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        encoded = path.read_bytes()
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise ItemFailed(f"image is {image.width}x{image.height}, larger than {MAX_IMAGE_PIXELS:,} pixels")
+            file_format = image.format
+            image.load()
+            pixels = _as_array(ImageOps.exif_transpose(image) or image)
+            orientation_applied = image.getexif().get(0x0112, 1) != 1
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as exc:
+        raise ItemFailed(f"cannot decode image {path}: {exc}") from None
+    media_type = None if orientation_applied else VIEWER_MEDIA_TYPES.get(file_format or "")
+    return SourceImage(path=path, pixels=pixels, encoded=encoded, media_type=media_type)
+
+
+def _as_array(image) -> np.ndarray:  # noqa: ANN001 - a PIL image
+    """Keep L, RGB and RGBA as they are; expand other modes to one of them."""
+    if image.mode in ("L", "RGB", "RGBA"):
+        return np.asarray(image).copy()
+    if image.mode == "P":
+        has_alpha = "transparency" in image.info
+        return np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+    if image.mode in ("LA", "PA"):
+        return np.asarray(image.convert("RGBA"))
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        wide = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if wide.max() > 255 else 255.0
+        return np.clip(wide / top * 255.0, 0, 255).astype(np.uint8)
+    return np.asarray(image.convert("RGB"))
+
+
+def model_rgb(pixels: np.ndarray) -> np.ndarray:
+    """The RGB image the model is conditioned on: gray expanded, transparent pixels blacked out."""
+    if pixels.ndim == 2:
+        return np.repeat(pixels[:, :, None], 3, axis=2)
+    if pixels.shape[2] == 4:
+        rgb = pixels[:, :, :3].copy()
+        rgb[pixels[:, :, 3] < ALPHA_THRESHOLD] = 0
+        return rgb
+    return pixels[:, :, :3].copy()
+
+
+def target_size(
+    image_size: tuple[int, int], width: int | None, height: int | None, native: int
+) -> tuple[int, int]:
+    """The (width, height) to generate at: as requested, or derived keeping the image's aspect.
+
+    With neither side given, the image's longer side becomes the model's native size; with one side
+    given, the other follows the aspect. Derived sides are rounded to a multiple of 8.
+    """
+    image_width, image_height = image_size
+    if width and height:
+        return width, height
+    if width:
+        return width, _round_side(width * image_height / image_width)
+    if height:
+        return _round_side(height * image_width / image_height), height
+    scale = native / max(image_width, image_height)
+    return _round_side(image_width * scale), _round_side(image_height * scale)
+
+
+def _round_side(value: float) -> int:
+    return max(SIZE_MULTIPLE, int(round(value / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+
+
+def resize(rgb: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
+    """Resize to exactly `size` (width, height).
+
+    crop: scale to cover, then cut the centre (keeps aspect); fit: scale to fit inside, then pad with
+    black (keeps aspect); stretch: scale each axis independently.
+    """
+    import cv2
+
+    width, height = size
+    source_height, source_width = rgb.shape[:2]
+    if mode == "stretch":
+        return _scaled(cv2, rgb, width, height)
+    if mode == "crop":
+        scale = max(width / source_width, height / source_height)
+        scaled_width = max(width, round(source_width * scale))
+        scaled_height = max(height, round(source_height * scale))
+        scaled = _scaled(cv2, rgb, scaled_width, scaled_height)
+        left = (scaled_width - width) // 2
+        top = (scaled_height - height) // 2
+        return scaled[top : top + height, left : left + width].copy()
+    if mode == "fit":
+        scale = min(width / source_width, height / source_height)
+        scaled_width = min(width, max(1, round(source_width * scale)))
+        scaled_height = min(height, max(1, round(source_height * scale)))
+        scaled = _scaled(cv2, rgb, scaled_width, scaled_height)
+        canvas = np.zeros((height, width, 3), dtype=np.uint8)
+        left = (width - scaled_width) // 2
+        top = (height - scaled_height) // 2
+        canvas[top : top + scaled_height, left : left + scaled_width] = scaled
+        return canvas
+    raise ValueError(f"unknown resize mode {mode!r}")
+
+
+def _scaled(cv2, rgb: np.ndarray, width: int, height: int) -> np.ndarray:  # noqa: ANN001
+    shrinking = width * height < rgb.shape[0] * rgb.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
+    return cv2.resize(rgb, (width, height), interpolation=interpolation)
+
+
+def canny_edges(rgb: np.ndarray, low: int, high: int) -> np.ndarray:
+    """Canny edges of an RGB image as an HxW uint8 map (0 or 255)."""
+    import cv2
+
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return cv2.Canny(gray, low, high)
+
+
+def control_images(
+    source: SourceImage, size: tuple[int, int], resize_mode: str, low: int, high: int
+) -> ControlImages:
+    rgb = resize(model_rgb(source.pixels), size, resize_mode)
+    return ControlImages(rgb=rgb, canny=canny_edges(rgb, low, high))
+
+
+def encode_png(pixels: np.ndarray, text_chunks: dict[str, str] | None = None) -> bytes:
+    """PNG bytes of an L or RGB uint8 array, with optional tEXt/iTXt chunks."""
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text_chunks or {}).items():
+        info.add_itxt(key, value) if not value.isascii() else info.add_text(key, value)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info, compress_level=6)
+    return buffer.getvalue()

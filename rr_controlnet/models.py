@@ -1,0 +1,182 @@
+"""Loading ControlNet pipelines: presets, hub ids, local diffusers folders and single files.
+
+torch and diffusers are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from rr_controlnet.errors import DeviceError, ModelLoadError
+from rr_controlnet.manifest import ModelSpec
+from rr_controlnet.presets import has_random_weights, native_size
+
+DTYPES: Final = ("auto", "fp16", "bf16", "fp32")
+DEVICES: Final = ("auto", "cuda", "cpu", "mps")
+UNSAFE_WEIGHT_SUFFIXES: Final = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
+SCHEDULER_CLASSES: Final = {
+    "ddim": ("DDIMScheduler", {}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
+    "unipc": ("UniPCMultistepScheduler", {}),
+    "pndm": ("PNDMScheduler", {}),
+    "ddpm": ("DDPMScheduler", {}),
+}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: str  # "cuda", "cuda:1", "cpu", "mps"
+    dtype_name: str  # "fp16", "bf16", "fp32"
+
+    @property
+    def torch_dtype(self) -> Any:
+        import torch
+
+        return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[self.dtype_name]
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    pipe: Any  # a diffusers StableDiffusion(XL)ControlNetPipeline
+    runtime: Runtime
+    native_size: int
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return int(self.pipe.vae_scale_factor)
+
+
+def resolve_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
+    """Pick the device and dtype; refuse CUDA where there is none, with what to do instead."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError("--device mps: MPS is not available on this machine; use --device cpu")
+    if dtype == "auto":
+        dtype = "fp32" if device == "cpu" else "fp16"
+    return Runtime(device=device, dtype_name=dtype)
+
+
+def models_cache_dir() -> Path:
+    """Where built-in random-weight models are saved once: $RR_CONTROLNET_CACHE or ~/.cache."""
+    configured = os.environ.get("RR_CONTROLNET_CACHE")
+    if configured:
+        return Path(configured)
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg) / "rr-controlnet"
+
+
+def random_model_folder(name: str) -> Path:
+    """The diffusers folder of a tiny model, built and saved on first use."""
+    from rr_controlnet.random_models import save_random_pipeline
+
+    folder = models_cache_dir() / "models" / name
+    if not (folder / "model_index.json").exists():
+        save_random_pipeline(name, folder)
+    return folder
+
+
+def load_model(
+    spec: ModelSpec, runtime: Runtime, scheduler: str | None = None, allow_unsafe_weights: bool = False
+) -> LoadedModel:
+    """Load the pipeline for `spec` onto the runtime's device, ready to generate."""
+    if spec.name in ("random-sd15", "random-sdxl"):
+        # Real-size architectures with random weights: built in memory (saving them is gigabytes).
+        from rr_controlnet.random_models import build_random_pipeline
+
+        pipe = build_random_pipeline(spec.name, dtype=runtime.torch_dtype)
+    elif has_random_weights(spec):
+        folder = random_model_folder(spec.name)
+        local = ModelSpec(spec.name, spec.family, str(folder), str(folder / "controlnet"))
+        pipe = _load_pipeline(local, runtime, allow_unsafe_weights)
+    else:
+        pipe = _load_pipeline(spec, runtime, allow_unsafe_weights)
+    if scheduler:
+        pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
+    pipe = pipe.to(runtime.device)
+    pipe.set_progress_bar_config(disable=True)
+    return LoadedModel(spec=spec, pipe=pipe, runtime=runtime, native_size=native_size(spec))
+
+
+def make_scheduler(name: str, config: Any) -> Any:
+    import diffusers
+
+    class_name, extra = SCHEDULER_CLASSES[name]
+    return getattr(diffusers, class_name).from_config(config, **extra)
+
+
+def pipeline_class(family: str) -> Any:
+    import diffusers
+
+    return diffusers.StableDiffusionXLControlNetPipeline if family == "sdxl" else diffusers.StableDiffusionControlNetPipeline
+
+
+def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool) -> Any:
+    import diffusers
+
+    dtype = runtime.torch_dtype
+    controlnet = _from_source(diffusers.ControlNetModel, spec.controlnet, "controlnet", dtype, allow_unsafe_weights)
+    components: dict[str, Any] = {"controlnet": controlnet}
+    if spec.vae:
+        components["vae"] = _from_source(diffusers.AutoencoderKL, spec.vae, "vae", dtype, allow_unsafe_weights)
+    if spec.family == "sdxl":
+        components["add_watermarker"] = False
+    else:
+        components.update(safety_checker=None, requires_safety_checker=False, feature_extractor=None)
+    pipeline = pipeline_class(spec.family)
+    return _from_source(pipeline, spec.base, "base", dtype, allow_unsafe_weights, config=spec.config, **components)
+
+
+def _from_source(
+    cls: Any, source: str, field: str, dtype: Any, allow_unsafe_weights: bool, config: str | None = None, **kwargs: Any
+) -> Any:
+    """from_pretrained for hub ids and folders, from_single_file for weight files."""
+    path = Path(source)
+    single_file = path.suffix.lower() in (".safetensors", *UNSAFE_WEIGHT_SUFFIXES)
+    if single_file and path.suffix.lower() in UNSAFE_WEIGHT_SUFFIXES and not allow_unsafe_weights:
+        raise ModelLoadError(
+            f"model.{field}: {source} is a pickle-based checkpoint, which can run arbitrary code when "
+            "loaded; convert it to .safetensors, or pass --allow-unsafe-weights if you trust it"
+        )
+    try:
+        if single_file:
+            options: dict[str, Any] = {"config": config} if config else {}
+            if config and Path(config).exists():
+                options["local_files_only"] = True
+            return cls.from_single_file(str(path), torch_dtype=dtype, **options, **kwargs)
+        return cls.from_pretrained(
+            source, dtype=dtype, use_safetensors=not allow_unsafe_weights, trust_remote_code=False, **kwargs
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(_load_failure_message(source, field, exc)) from None
+
+
+def _load_failure_message(source: str, field: str, exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if Path(source).exists():
+        return f"model.{field}: cannot load {source}: {text}"
+    if "safetensors" in text.lower():
+        return (
+            f"model.{field}: {source} has no .safetensors weights; only safetensors load by default "
+            "(--allow-unsafe-weights permits pickle-based weights you trust)"
+        )
+    return (
+        f"model.{field}: {source!r} is not available on this machine ({text}). "
+        f"On a connected machine run `hf download {source}` and copy the Hugging Face cache here "
+        "(or set HF_HOME to it), or set model."
+        f"{field} in the manifest to a local diffusers folder"
+    )

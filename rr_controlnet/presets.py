@@ -1,0 +1,79 @@
+"""Named models: the real SD1.5/SDXL checkpoints and the random-weight stand-ins built in code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from rr_controlnet.manifest import ModelSpec
+
+
+@dataclass(frozen=True)
+class Preset:
+    family: str  # "sd15" or "sdxl"
+    base: str
+    controlnet: str
+    vae: str | None
+    native_size: int  # the side length the model was trained at
+    random_weights: bool  # built in code: makes noise, not pictures
+    description: str
+
+
+PRESETS: Final[dict[str, Preset]] = {
+    "sdxl": Preset(
+        "sdxl",
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        "diffusers/controlnet-canny-sdxl-1.0",
+        "madebyollin/sdxl-vae-fp16-fix",
+        1024,
+        False,
+        "SDXL base 1.0 with the SDXL Canny ControlNet and the fp16-safe VAE (the original example)",
+    ),
+    "sd15": Preset(
+        "sd15",
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        "lllyasviel/control_v11p_sd15_canny",
+        None,
+        512,
+        False,
+        "Stable Diffusion 1.5 with ControlNet 1.1 Canny",
+    ),
+    "tiny-sd15": Preset("sd15", "tiny-sd15", "tiny-sd15", None, 64, True, "tiny random SD1.5-style model for tests"),
+    "tiny-sdxl": Preset("sdxl", "tiny-sdxl", "tiny-sdxl", None, 64, True, "tiny random SDXL-style model for tests"),
+    "random-sd15": Preset(
+        "sd15", "random-sd15", "random-sd15", None, 512, True, "SD1.5 architecture, random weights (benchmarks)"
+    ),
+    "random-sdxl": Preset(
+        "sdxl", "random-sdxl", "random-sdxl", None, 1024, True, "SDXL architecture, random weights (benchmarks)"
+    ),
+}
+
+FAMILY_DEFAULTS: Final[dict[str, dict[str, float]]] = {
+    # diffusers' own defaults for each pipeline class
+    "sd15": {"guidance_scale": 7.5},
+    "sdxl": {"guidance_scale": 5.0},
+}
+
+FAMILY_NATIVE_SIZE: Final[dict[str, int]] = {"sd15": 512, "sdxl": 1024}
+
+
+def family_defaults(family: str) -> dict[str, float]:
+    return dict(FAMILY_DEFAULTS[family])
+
+
+def model_spec_from_preset(name: str) -> ModelSpec:
+    from rr_controlnet.manifest import ModelSpec
+
+    preset = PRESETS[name]
+    return ModelSpec(name, preset.family, preset.base, preset.controlnet, preset.vae)
+
+
+def native_size(spec: ModelSpec) -> int:
+    preset = PRESETS.get(spec.name)
+    return preset.native_size if preset else FAMILY_NATIVE_SIZE[spec.family]
+
+
+def has_random_weights(spec: ModelSpec) -> bool:
+    preset = PRESETS.get(spec.name)
+    return bool(preset and preset.random_weights)

@@ -1,0 +1,65 @@
+"""Reading a recorded .rrd back for assertions."""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass
+class Row:
+    static: bool
+    step: int | None
+    timestep: int | None
+    columns: dict
+
+
+@dataclass
+class Recording:
+    application_id: str
+    recording_id: str
+    rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
+
+    def static(self, entity: str) -> Row:
+        (row,) = [row for row in self.rows[entity] if row.static]
+        return row
+
+    def timed(self, entity: str) -> list[Row]:
+        return sorted((row for row in self.rows[entity] if not row.static), key=lambda row: row.step)
+
+
+def read_recording(path: Path) -> Recording:
+    from rerun.chunk import RrdReader
+
+    reader = RrdReader(str(path))
+    (entry,) = reader.recordings()
+    recording = Recording(entry.application_id, entry.recording_id)
+    for chunk in reader.stream().to_chunks():
+        batch = chunk.to_record_batch()
+        names = [name for name in batch.schema.names if ":" in name]
+        for index in range(batch.num_rows):
+            columns = {name: batch.column(name)[index].as_py() for name in names}
+            step = batch.column("step")[index].as_py() if "step" in batch.schema.names else None
+            timestep = batch.column("timestep")[index].as_py() if "timestep" in batch.schema.names else None
+            recording.rows[str(chunk.entity_path)].append(Row(chunk.is_static, step, timestep, columns))
+    return recording
+
+
+def decoded_image(row: Row) -> np.ndarray:
+    """Pixels of an EncodedImage row."""
+    blob = row.columns["EncodedImage:blob"][0]
+    return np.asarray(Image.open(io.BytesIO(bytes(blob))))
+
+
+def tensor(row: Row) -> np.ndarray:
+    (data,) = row.columns["Tensor:data"]
+    return np.asarray(data["buffer"], dtype=np.float32).reshape(data["shape"])
+
+
+def tensor_dim_names(row: Row) -> list[str]:
+    return row.columns["Tensor:data"][0]["names"]

@@ -1,0 +1,277 @@
+"""Manifest validation: every problem at once, one line each, with file, line, item and field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import sample_image
+from PIL import Image
+
+from rr_controlnet.cli import cli
+
+HEADER = "version: 1\nmodel: tiny-sd15\n"
+
+
+def validate(folder: Path, text: str | bytes) -> tuple[int, list[str]]:
+    path = folder / "m.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    lines = [line.replace(str(path), "m.yaml") for line in result.output.strip().splitlines()]
+    return result.exit_code, lines
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    sample_image("astronaut.png", tmp_path)
+    sample_image("horse.png", tmp_path)
+    (tmp_path / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+BAD_MANIFESTS = [
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    canny: {low: high}\n",
+        "m.yaml:5: item 'astronaut' (#1): canny.low must be an integer 0..255, got 'high'",
+        id="canny-type",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    canny: {low: 200, high: 100}\n",
+        "m.yaml:4: item 'astronaut' (#1): canny.low must be below canny.high, got 200 >= 100",
+        id="canny-order",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    canny: {low: 10, high: 300}\n",
+        "m.yaml:5: item 'astronaut' (#1): canny.high must be an integer 0..255, got 300",
+        id="canny-range",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    stpes: 20\n",
+        "m.yaml:5: item 'astronaut' (#1): unknown key 'stpes' (did you mean 'steps'?)",
+        id="unknown-key",
+    ),
+    pytest.param(
+        HEADER + "defaults:\n  guidance: 5\nitems:\n  - image: astronaut.png\n",
+        "m.yaml:4: defaults: unknown key 'guidance' (did you mean 'guidance_scale'?)",
+        id="unknown-default",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    steps: 0\n",
+        "m.yaml:5: item 'astronaut' (#1): steps must be an integer 1..1000, got 0",
+        id="steps-zero",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    steps: '20'\n",
+        "m.yaml:5: item 'astronaut' (#1): steps must be an integer 1..1000, got '20'",
+        id="steps-text",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    guidance_scale: -1\n",
+        "m.yaml:5: item 'astronaut' (#1): guidance_scale must be a number 0..50, got -1",
+        id="guidance-negative",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    controlnet_conditioning_scale: 9\n",
+        "m.yaml:5: item 'astronaut' (#1): controlnet_conditioning_scale must be a number 0..5, got 9",
+        id="conditioning-scale",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    control_guidance_start: 0.8\n    control_guidance_end: 0.2\n",
+        "m.yaml:4: item 'astronaut' (#1): control_guidance_start must be below control_guidance_end, got 0.8 >= 0.2",
+        id="guidance-window",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    width: 100000\n",
+        "m.yaml:5: item 'astronaut' (#1): width must be an integer 8..4096, got 100000",
+        id="width-limit",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    height: 500\n",
+        "m.yaml:5: item 'astronaut' (#1): height must be a multiple of 8 (the models' VAE scale), got 500",
+        id="height-multiple",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    size: -64\n",
+        "m.yaml:5: item 'astronaut' (#1): size width must be an integer 8..4096, got -64",
+        id="size-negative",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    seed: 9223372036854775808\n",
+        "m.yaml:5: item 'astronaut' (#1): seed must be an integer 0..9223372036854775807, got 9223372036854775808",
+        id="seed-range",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    resize: squash\n",
+        "m.yaml:5: item 'astronaut' (#1): resize must be one of crop, fit, stretch, got 'squash'",
+        id="resize-mode",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n  - image: astronaut.png\n",
+        "m.yaml:5: item 'astronaut' (#2): id 'astronaut' is already used by item #1 (line 4); give each item a unique id",
+        id="duplicate-derived-id",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - {id: a, image: astronaut.png}\n  - {id: a, image: horse.png}\n",
+        "m.yaml:5: item 'a' (#2): id 'a' is already used by item #1 (line 4); give each item a unique id",
+        id="duplicate-id",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - {id: ../escape, image: astronaut.png}\n",
+        "m.yaml:4: item '../escape' (#1): id must use only letters, digits, '_', '.' and '-' (and not be '.' or '..'), got '../escape'",
+        id="id-path",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - {id: '..', image: astronaut.png}\n",
+        "m.yaml:4: item '..' (#1): id must use only letters, digits, '_', '.' and '-' (and not be '.' or '..'), got '..'",
+        id="id-dotdot",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: missing.png\n",
+        "m.yaml:4: item 'missing' (#1): image file not found: {folder}/missing.png",
+        id="image-missing",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: notes.txt\n",
+        "m.yaml:4: item 'notes' (#1): not an image file: {folder}/notes.txt",
+        id="image-not-an-image",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: .\n",
+        "m.yaml:4: item #1: id derived from image '.' must use only letters, digits, '_', '.' and '-' (and not be '.' or '..'), got ''",
+        id="image-folder",
+    ),
+    pytest.param(
+        "version: 1\nmodel: sdxxl\nitems:\n  - image: astronaut.png\n",
+        "m.yaml:2: model: unknown model preset 'sdxxl' (did you mean 'sdxl'?)",
+        id="unknown-preset",
+    ),
+    pytest.param(HEADER, "m.yaml:1: items is missing: list at least one item with an image", id="items-missing"),
+    pytest.param(HEADER + "items: []\n", "m.yaml:3: items is empty: list at least one item with an image", id="items-empty"),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    prompt: [unclosed\n",
+        "m.yaml:6: YAML syntax error: expected ',' or ']', but got '<stream end>'",
+        id="yaml-syntax",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: !!python/object/apply:os.system ['touch pwned']\n",
+        "m.yaml:4: tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed (only plain YAML data)",
+        id="python-tag",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    seed: 1\n    seed: 2\n",
+        "m.yaml:6: duplicate key 'seed' (first on line 5)",
+        id="duplicate-key",
+    ),
+    pytest.param(b"version: 1\nitems:\n  - prompt: caf\xe9\n", "m.yaml:3: not UTF-8 text (byte 0xe9 at offset 33)", id="not-utf8"),
+    pytest.param("version: 2\nmodel: tiny-sd15\nitems:\n  - image: astronaut.png\n", "m.yaml:1: version must be 1, got 2", id="version"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD_MANIFESTS)
+def test_bad_manifest_is_reported_in_one_exact_line(folder: Path, text: str, expected: str) -> None:
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert lines[0] == expected.format(folder=folder)
+    assert lines[-1].endswith("nothing was generated")
+    assert not (folder / "pwned").exists()
+
+
+def test_every_problem_is_reported_at_once(folder: Path) -> None:
+    text = HEADER + (
+        "defaults:\n  steps: 0\n"
+        "items:\n"
+        "  - image: astronaut.png\n    canny: {low: high}\n"
+        "  - image: missing.png\n"
+        "  - {id: 'bad id', image: horse.png, seed: -1}\n"
+    )
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert lines[:-1] == [
+        "m.yaml:4: defaults: steps must be an integer 1..1000, got 0",
+        "m.yaml:7: item 'astronaut' (#1): canny.low must be an integer 0..255, got 'high'",
+        f"m.yaml:8: item 'missing' (#2): image file not found: {folder}/missing.png",
+        "m.yaml:9: item 'bad id' (#3): id must use only letters, digits, '_', '.' and '-' (and not be '.' or '..'), got 'bad id'",
+        "m.yaml:9: item 'bad id' (#3): seed must be an integer 0..9223372036854775807, got -1",
+    ]
+    assert lines[-1] == "5 problems in m.yaml; nothing was generated"
+
+
+def test_a_decompression_bomb_is_refused_without_decoding(folder: Path) -> None:
+    # A 10000x10000 PNG of one colour is a few kilobytes on disk and 300 MB decoded.
+    Image.new("L", (10000, 10000)).save(folder / "bomb.png")
+    code, lines = validate(folder, HEADER + "items:\n  - image: bomb.png\n")
+    assert code == 2
+    assert lines[0] == f"m.yaml:4: item 'bomb' (#1): image is 10000x10000, larger than 50,000,000 pixels: {folder}/bomb.png"
+
+
+def test_an_unreadable_image_is_reported(folder: Path) -> None:
+    (folder / "truncated.png").write_bytes((folder / "astronaut.png").read_bytes()[:20])
+    code, lines = validate(folder, HEADER + "items:\n  - image: truncated.png\n")
+    assert code == 2
+    assert lines[0].startswith("m.yaml:4: item 'truncated' (#1): cannot read image")
+
+
+def test_a_valid_manifest_passes(folder: Path) -> None:
+    code, lines = validate(folder, HEADER + "items:\n  - image: astronaut.png\n  - {id: h, image: horse.png}\n")
+    assert (code, lines) == (0, ["m.yaml: ok, 2 items, model tiny-sd15"])
+
+
+def test_batch_stops_before_loading_a_model(folder: Path) -> None:
+    path = folder / "m.yaml"
+    path.write_text(HEADER + "items:\n  - image: astronaut.png\n    steps: 0\n")
+    result = CliRunner().invoke(cli, ["batch", str(path), "--out", str(folder / "out")])
+    assert result.exit_code == 2
+    assert "steps must be an integer 1..1000, got 0" in result.output
+    assert not (folder / "out").exists()
+
+
+def test_validate_and_help_import_neither_torch_nor_diffusers(folder: Path) -> None:
+    (folder / "m.yaml").write_text(HEADER + "items:\n  - image: astronaut.png\n")
+    code = (
+        "import sys\n"
+        "from rr_controlnet.cli import cli\n"
+        "for args in (['--help'], ['batch', '--help'], ['validate', sys.argv[1]]):\n"
+        "    try:\n"
+        "        cli.main(args, standalone_mode=False)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'cv2', 'rerun') if m in sys.modules)\n"
+        "print('heavy:', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(folder / "m.yaml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "heavy: []" in result.stdout
+
+
+def test_the_shipped_example_manifest_is_valid() -> None:
+    example = Path(__file__).resolve().parent.parent / "manifests" / "example.yaml"
+    result = CliRunner().invoke(cli, ["validate", str(example)])
+    assert result.exit_code == 0, result.output
+
+
+def test_item_values_override_defaults_and_cli_overrides_both(folder: Path) -> None:
+    from rr_controlnet.manifest import Overrides, load_manifest
+
+    path = folder / "m.yaml"
+    path.write_text(
+        HEADER
+        + "defaults: {steps: 10, seed: 3, canny: {low: 50}}\n"
+        + "items:\n  - {image: astronaut.png, steps: 20, canny: {high: 150}}\n  - {image: horse.png}\n"
+    )
+    first, second = load_manifest(path).items
+    assert (first.params.steps, first.params.seed, first.params.canny_low, first.params.canny_high) == (20, 3, 50, 150)
+    assert (second.params.steps, second.params.canny_low, second.params.canny_high) == (10, 50, 200)
+    assert second.params.guidance_scale == 7.5  # the SD1.5 family's default
+    overridden = load_manifest(path, Overrides(steps=2, seed=9)).items
+    assert {(item.params.steps, item.params.seed) for item in overridden} == {(2, 9)}
+
+
+def test_corrupt_pixels_do_not_block_validation_of_headers(folder: Path) -> None:
+    data = np.zeros((8, 8, 3), dtype=np.uint8)
+    Image.fromarray(data).save(folder / "ok.png")
+    code, _ = validate(folder, HEADER + "items:\n  - image: ok.png\n")
+    assert code == 0
