@@ -258,7 +258,10 @@ class _ItemRunner:
         try:
             for prepared in group:
                 recording = ItemRecording(
-                    prepared.planned.item.id, out_dir / f"{prepared.planned.item.id}.rrd", self.recording_id, self.blueprint_ids
+                    prepared.planned.item.id,
+                    out_dir / f"{prepared.planned.item.id}.rrd",
+                    self.recording_id,
+                    self.blueprint_ids,
                 )
                 recordings.append(recording)
                 item = prepared.planned.item
@@ -266,8 +269,11 @@ class _ItemRunner:
                 recording.log_text(
                     prompt_markdown(item.params),
                     params_markdown(
-                        item, self.manifest.model, {**self.context, "size": f"{prepared.size[0]}x{prepared.size[1]}"},
-                        prepared.planned.params_hash, self.versions,
+                        item,
+                        self.manifest.model,
+                        {**self.context, "size": f"{prepared.size[0]}x{prepared.size[1]}"},
+                        prepared.planned.params_hash,
+                        self.versions,
                     ),
                 )
             progress.start_item(", ".join(p.planned.item.id for p in group), group[0].planned.item.params.steps)
@@ -296,7 +302,7 @@ class _ItemRunner:
             return [ItemOutcome.pending(p.planned.item, p.planned.params_hash) for p in group]
         seconds = (time.perf_counter() - started) / len(group)
         outcomes = []
-        for prepared, recording, image, failure in zip(group, recordings, result.images, result.failures):
+        for prepared, recording, image, failure in zip(group, recordings, result.images, result.failures, strict=True):
             if failure is not None:
                 recording.discard()
                 self.log(f"item {prepared.planned.item.id!r}: failed: {failure}")

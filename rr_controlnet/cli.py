@@ -40,7 +40,7 @@ Examples:
 class UsageFailure(click.ClickException):
     exit_code = EXIT_USAGE
 
-    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+    def show(self, file=None) -> None:
         click.echo(self.format_message(), err=True)
 
 
@@ -60,7 +60,9 @@ def _load_or_fail(manifest_path: Path, overrides: Overrides) -> Manifest:
         return load_manifest(manifest_path, overrides)
     except ManifestError as exc:
         count = len(exc.problems)
-        raise UsageFailure(f"{exc}\n{count} problem{'s' if count != 1 else ''} in {manifest_path}; nothing was generated") from None
+        raise UsageFailure(
+            f"{exc}\n{count} problem{'s' if count != 1 else ''} in {manifest_path}; nothing was generated"
+        ) from None
 
 
 @cli.command()
@@ -75,18 +77,55 @@ def validate(manifest_path: Path, model: str | None) -> None:
 
 @cli.command(epilog=EXAMPLES)
 @click.argument("manifest_path", metavar="MANIFEST", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), help="Output folder [default: MANIFEST's name + '-output', beside it].")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder [default: MANIFEST's name + '-output', beside it].",
+)
 @click.option("--model", type=click.Choice(list(PRESETS)), help="Model preset; overrides the manifest's model.")
-@click.option("--device", type=click.Choice(["auto", "cuda", "cpu", "mps"]), default="auto", show_default=True, help="auto: cuda if available, else cpu.")
-@click.option("--dtype", type=click.Choice(["auto", "fp16", "bf16", "fp32"]), default="auto", show_default=True, help="auto: fp16 on CUDA, fp32 on CPU.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cuda", "cpu", "mps"]),
+    default="auto",
+    show_default=True,
+    help="auto: cuda if available, else cpu.",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["auto", "fp16", "bf16", "fp32"]),
+    default="auto",
+    show_default=True,
+    help="auto: fp16 on CUDA, fp32 on CPU.",
+)
 @click.option("--steps", type=click.IntRange(1, 1000), help="Denoising steps for every item.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), help="Seed for every item.")
 @click.option("--force", is_flag=True, help="Regenerate items that are already up to date in the output folder.")
-@click.option("--preview", type=click.Choice(["x0", "vae", "none"]), default="x0", show_default=True, help="Per-step preview: x0 = latent-to-RGB of the x0 estimate (cheap), vae = full VAE decode (slow).")
-@click.option("--latent-every", type=click.IntRange(1), default=1, show_default=True, help="Record the latent tensor every N steps.")
-@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True, help="Items with equal size and settings per pipeline call.")
+@click.option(
+    "--preview",
+    type=click.Choice(["x0", "vae", "none"]),
+    default="x0",
+    show_default=True,
+    help="Per-step preview: x0 = latent-to-RGB of the x0 estimate (cheap), vae = full VAE decode (slow).",
+)
+@click.option(
+    "--latent-every",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Record the latent tensor every N steps.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Items with equal size and settings per pipeline call.",
+)
 @click.option("--allow-unsafe-weights", is_flag=True, help="Allow pickle-based checkpoints (.ckpt, .bin, .pt, .pth).")
-@click.option("--progress/--no-progress", default=None, help="Progress bars on stderr [default: when stderr is a terminal].")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bars on stderr [default: when stderr is a terminal]."
+)
 def batch(
     manifest_path: Path,
     out_dir: Path | None,
@@ -104,8 +143,10 @@ def batch(
 ) -> None:
     """Generate every item of MANIFEST: one .rrd, one .png per item, summary.json and batch.rbl."""
     from rr_controlnet.batch import BatchOptions, StopRequest, run_batch
+    from rr_controlnet.models import quiet_library_logging
 
     manifest = _load_or_fail(manifest_path, Overrides(model=model, steps=steps, seed=seed))
+    quiet_library_logging()
     options = BatchOptions(
         out_dir=out_dir or default_out_dir(manifest_path),
         device=device,
@@ -137,7 +178,7 @@ def batch(
 
 
 @contextlib.contextmanager
-def _stop_on_signals(stop) -> Iterator[None]:  # noqa: ANN001 - batch.StopRequest
+def _stop_on_signals(stop) -> Iterator[None]:
     """SIGINT/SIGTERM ask the batch to stop at the next step; a second SIGINT stops at once."""
 
     def request_stop(signum: int, frame: object) -> None:

@@ -30,6 +30,8 @@ class AtomicFile:
     def commit(self) -> Path:
         with open(self.partial, "rb") as written:
             os.fsync(written.fileno())
+        # mkstemp creates files readable by the owner only; give them the usual permissions.
+        os.chmod(self.partial, _default_file_mode())
         # os.replace swaps the directory entry: a symlink at the final name is replaced, not followed.
         os.replace(self.partial, self.final)
         return self.final
@@ -37,6 +39,12 @@ class AtomicFile:
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.partial.unlink()
+
+
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 @contextlib.contextmanager

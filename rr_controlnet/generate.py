@@ -119,7 +119,7 @@ def generate(
     state = {"step": -1, "timestep": -1, "interrupted": False}
 
     def step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        state["step"], state["timestep"] = step, int(round(float(timestep)))
+        state["step"], state["timestep"] = step, round(float(timestep))
         if on_step is not None:
             latents = tensors["latents"]
             x0 = capture.latest if capture.latest is not None else latents

@@ -60,7 +60,7 @@ def load_image(path: Path) -> SourceImage:
     return SourceImage(path=path, pixels=pixels, encoded=encoded, media_type=media_type)
 
 
-def _as_array(image) -> np.ndarray:  # noqa: ANN001 - a PIL image
+def _as_array(image) -> np.ndarray:
     """Keep L, RGB and RGBA as they are; expand other modes to one of them."""
     if image.mode in ("L", "RGB", "RGBA"):
         return np.asarray(image).copy()
@@ -87,9 +87,7 @@ def model_rgb(pixels: np.ndarray) -> np.ndarray:
     return pixels[:, :, :3].copy()
 
 
-def target_size(
-    image_size: tuple[int, int], width: int | None, height: int | None, native: int
-) -> tuple[int, int]:
+def target_size(image_size: tuple[int, int], width: int | None, height: int | None, native: int) -> tuple[int, int]:
     """The (width, height) to generate at: as requested, or derived keeping the image's aspect.
 
     With neither side given, the image's longer side becomes the model's native size; with one side
@@ -107,7 +105,7 @@ def target_size(
 
 
 def _round_side(value: float) -> int:
-    return max(SIZE_MULTIPLE, int(round(value / SIZE_MULTIPLE)) * SIZE_MULTIPLE)
+    return max(SIZE_MULTIPLE, round(value / SIZE_MULTIPLE) * SIZE_MULTIPLE)
 
 
 def resize(rgb: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
@@ -143,7 +141,7 @@ def resize(rgb: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
     raise ValueError(f"unknown resize mode {mode!r}")
 
 
-def _scaled(cv2, rgb: np.ndarray, width: int, height: int) -> np.ndarray:  # noqa: ANN001
+def _scaled(cv2, rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     shrinking = width * height < rgb.shape[0] * rgb.shape[1]
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
     return cv2.resize(rgb, (width, height), interpolation=interpolation)
@@ -157,9 +155,7 @@ def canny_edges(rgb: np.ndarray, low: int, high: int) -> np.ndarray:
     return cv2.Canny(gray, low, high)
 
 
-def control_images(
-    source: SourceImage, size: tuple[int, int], resize_mode: str, low: int, high: int
-) -> ControlImages:
+def control_images(source: SourceImage, size: tuple[int, int], resize_mode: str, low: int, high: int) -> ControlImages:
     rgb = resize(model_rgb(source.pixels), size, resize_mode)
     return ControlImages(rgb=rgb, canny=canny_edges(rgb, low, high))
 

@@ -143,7 +143,7 @@ class _DuplicateKey(yaml.MarkedYAMLError):
 
 
 class _MarkedLoader(yaml.SafeLoader):
-    def construct_mapping(self, node, deep=False):  # noqa: ANN001 - PyYAML's signature
+    def construct_mapping(self, node, deep=False):
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
@@ -159,9 +159,7 @@ class _MarkedLoader(yaml.SafeLoader):
         return mapping
 
 
-_MarkedLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _MarkedLoader.construct_mapping
-)
+_MarkedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _MarkedLoader.construct_mapping)
 
 
 def read_yaml(path: Path) -> Any:
@@ -469,7 +467,9 @@ def _merge(family: str, defaults: dict, item: dict, overrides: Overrides) -> dic
 def _check_combined(merged: dict[str, Any], line: int | None, where: str, problems: _Collector) -> bool:
     ok = True
     if merged["canny_low"] >= merged["canny_high"]:
-        problems.add(line, where, f"canny.low must be below canny.high, got {merged['canny_low']} >= {merged['canny_high']}")
+        problems.add(
+            line, where, f"canny.low must be below canny.high, got {merged['canny_low']} >= {merged['canny_high']}"
+        )
         ok = False
     if merged["control_guidance_start"] >= merged["control_guidance_end"]:
         problems.add(
@@ -504,7 +504,9 @@ def load_manifest(path: str | Path, overrides: Overrides = Overrides(), check_im
 
     scheduler = raw.get("scheduler")
     if scheduler is not None and scheduler not in SCHEDULERS:
-        problems.add(_line_of(raw, "scheduler"), "", f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
+        problems.add(
+            _line_of(raw, "scheduler"), "", f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}"
+        )
 
     defaults_raw = raw.get("defaults") or {}
     defaults: dict[str, Any] = {}
@@ -534,7 +536,11 @@ def load_manifest(path: str | Path, overrides: Overrides = Overrides(), check_im
             first_index, first_line = first_line_of_id[item.id]
             where = f"item {item.id!r} (#{index})"
             at = f"line {first_line}" if first_line else f"#{first_index}"
-            problems.add(item.line, where, f"id {item.id!r} is already used by item #{first_index} ({at}); give each item a unique id")
+            problems.add(
+                item.line,
+                where,
+                f"id {item.id!r} is already used by item #{first_index} ({at}); give each item a unique id",
+            )
             continue
         first_line_of_id[item.id] = (index, item.line)
         items.append(item)

@@ -56,6 +56,18 @@ class LoadedModel:
         return int(self.pipe.vae_scale_factor)
 
 
+def quiet_library_logging() -> None:
+    """Keep the model libraries' download bars and advisory warnings off the user's terminal."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    import diffusers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+
+
 def resolve_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
     """Pick the device and dtype; refuse CUDA where there is none, with what to do instead."""
     import torch
@@ -86,7 +98,10 @@ def random_model_folder(name: str) -> Path:
 
     folder = models_cache_dir() / "models" / name
     if not (folder / "model_index.json").exists():
-        save_random_pipeline(name, folder)
+        try:
+            save_random_pipeline(name, folder)
+        except FileExistsError:
+            pass  # another process saved it first; its rename made it complete
     return folder
 
 
@@ -122,7 +137,11 @@ def make_scheduler(name: str, config: Any) -> Any:
 def pipeline_class(family: str) -> Any:
     import diffusers
 
-    return diffusers.StableDiffusionXLControlNetPipeline if family == "sdxl" else diffusers.StableDiffusionControlNetPipeline
+    return (
+        diffusers.StableDiffusionXLControlNetPipeline
+        if family == "sdxl"
+        else diffusers.StableDiffusionControlNetPipeline
+    )
 
 
 def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool) -> Any:

@@ -133,7 +133,7 @@ class ItemRecording:
         # save() before the first log call, so no data is buffered elsewhere first.
         self.stream.save(self.partial_path, default_blueprint=batch_blueprint(blueprint_ids, item_id))
 
-    def log_inputs(self, source_image, canny: np.ndarray) -> None:  # noqa: ANN001 - images.SourceImage
+    def log_inputs(self, source_image, canny: np.ndarray) -> None:
         rr = self.rr
         if source_image.media_type:
             # The file's own bytes: lossless, compact, and exactly the image as given.
@@ -141,12 +141,18 @@ class ItemRecording:
         else:
             image = rr.Image(source_image.pixels)
         self.stream.log(self.paths.input_image, image, static=True)
-        self.stream.log(self.paths.input_canny, rr.EncodedImage(contents=encode_png(canny), media_type="image/png"), static=True)
+        self.stream.log(
+            self.paths.input_canny, rr.EncodedImage(contents=encode_png(canny), media_type="image/png"), static=True
+        )
 
     def log_text(self, prompt_markdown: str, params_markdown: str) -> None:
         rr = self.rr
-        self.stream.log(self.paths.prompt, rr.TextDocument(prompt_markdown, media_type=rr.MediaType.MARKDOWN), static=True)
-        self.stream.log(self.paths.params, rr.TextDocument(params_markdown, media_type=rr.MediaType.MARKDOWN), static=True)
+        self.stream.log(
+            self.paths.prompt, rr.TextDocument(prompt_markdown, media_type=rr.MediaType.MARKDOWN), static=True
+        )
+        self.stream.log(
+            self.paths.params, rr.TextDocument(params_markdown, media_type=rr.MediaType.MARKDOWN), static=True
+        )
 
     def log_step(self, step: int, timestep: int, latent: np.ndarray | None, preview: np.ndarray | None) -> None:
         rr = self.rr
@@ -174,4 +180,3 @@ class ItemRecording:
             self.stream.disconnect()
         finally:
             self._file.discard()
-

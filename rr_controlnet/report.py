@@ -91,7 +91,9 @@ def params_markdown(
 ) -> str:
     """Every effective parameter, the model and the libraries, as a markdown table."""
     rows = [("item", item.id), ("image", str(item.image)), ("params hash", params_hash)]
-    rows += [(name, _cell(value)) for name, value in asdict(item.params).items() if name not in ("prompt", "negative_prompt")]
+    rows += [
+        (name, _cell(value)) for name, value in asdict(item.params).items() if name not in ("prompt", "negative_prompt")
+    ]
     rows += [(f"model.{name}", _cell(value)) for name, value in asdict(model).items() if value is not None]
     rows += [(name, _cell(value)) for name, value in context.items()]
     rows += [(f"version: {name}", version) for name, version in versions.items()]
@@ -124,6 +126,12 @@ def png_text_chunks(
         f"ControlNet 0: {controlnet}",
     ]
     parameters = f"{params.prompt}\nNegative prompt: {params.negative_prompt}\n{', '.join(settings)}"
-    full = {"id": item.id, "params": asdict(params), "model": asdict(model), "size": [width, height], "sampler": sampler}
+    full = {
+        "id": item.id,
+        "params": asdict(params),
+        "model": asdict(model),
+        "size": [width, height],
+        "sampler": sampler,
+    }
     full["params_hash"] = params_hash
     return {"parameters": parameters, "rr-controlnet": json.dumps(full, sort_keys=True)}

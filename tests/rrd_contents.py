@@ -63,3 +63,21 @@ def tensor(row: Row) -> np.ndarray:
 
 def tensor_dim_names(row: Row) -> list[str]:
     return row.columns["Tensor:data"][0]["names"]
+
+
+def blueprint_views(path: Path) -> dict[str, tuple[str, str]]:
+    """The views of the blueprint stored in an .rbl or .rrd file: name -> (view class, origin)."""
+    from rerun.chunk import RrdReader
+
+    reader = RrdReader(str(path))
+    (blueprint,) = reader.blueprints()
+    views = {}
+    for chunk in reader.stream(store=blueprint).to_chunks():
+        batch = chunk.to_record_batch()
+        if "ViewBlueprint:display_name" in batch.schema.names:
+            for index in range(batch.num_rows):
+                (name,) = batch.column("ViewBlueprint:display_name")[index].as_py()
+                (kind,) = batch.column("ViewBlueprint:class_identifier")[index].as_py()
+                (origin,) = batch.column("ViewBlueprint:space_origin")[index].as_py()
+                views[name] = (kind, origin)
+    return views

@@ -150,7 +150,9 @@ BAD_MANIFESTS = [
         id="unknown-preset",
     ),
     pytest.param(HEADER, "m.yaml:1: items is missing: list at least one item with an image", id="items-missing"),
-    pytest.param(HEADER + "items: []\n", "m.yaml:3: items is empty: list at least one item with an image", id="items-empty"),
+    pytest.param(
+        HEADER + "items: []\n", "m.yaml:3: items is empty: list at least one item with an image", id="items-empty"
+    ),
     pytest.param(
         HEADER + "items:\n  - image: astronaut.png\n    prompt: [unclosed\n",
         "m.yaml:6: YAML syntax error: expected ',' or ']', but got '<stream end>'",
@@ -166,8 +168,14 @@ BAD_MANIFESTS = [
         "m.yaml:6: duplicate key 'seed' (first on line 5)",
         id="duplicate-key",
     ),
-    pytest.param(b"version: 1\nitems:\n  - prompt: caf\xe9\n", "m.yaml:3: not UTF-8 text (byte 0xe9 at offset 33)", id="not-utf8"),
-    pytest.param("version: 2\nmodel: tiny-sd15\nitems:\n  - image: astronaut.png\n", "m.yaml:1: version must be 1, got 2", id="version"),
+    pytest.param(
+        b"version: 1\nitems:\n  - prompt: caf\xe9\n", "m.yaml:3: not UTF-8 text (byte 0xe9 at offset 33)", id="not-utf8"
+    ),
+    pytest.param(
+        "version: 2\nmodel: tiny-sd15\nitems:\n  - image: astronaut.png\n",
+        "m.yaml:1: version must be 1, got 2",
+        id="version",
+    ),
 ]
 
 
@@ -205,7 +213,10 @@ def test_a_decompression_bomb_is_refused_without_decoding(folder: Path) -> None:
     Image.new("L", (10000, 10000)).save(folder / "bomb.png")
     code, lines = validate(folder, HEADER + "items:\n  - image: bomb.png\n")
     assert code == 2
-    assert lines[0] == f"m.yaml:4: item 'bomb' (#1): image is 10000x10000, larger than 50,000,000 pixels: {folder}/bomb.png"
+    assert (
+        lines[0]
+        == f"m.yaml:4: item 'bomb' (#1): image is 10000x10000, larger than 50,000,000 pixels: {folder}/bomb.png"
+    )
 
 
 def test_an_unreadable_image_is_reported(folder: Path) -> None:

@@ -1,0 +1,132 @@
+"""The main job end to end: a manifest in, one complete .rrd and .png per item out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import tiny_manifest
+from PIL import Image
+from rrd_contents import blueprint_views, decoded_image, read_recording, tensor, tensor_dim_names
+
+from rr_controlnet.cli import cli
+
+STEPS = 3
+
+
+def run_batch(manifest: Path, out: Path, *args: str) -> object:
+    result = CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(out), *args])
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module", params=["tiny-sd15", "tiny-sdxl"])
+def two_item_batch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    folder = tmp_path_factory.mktemp(request.param)
+    manifest = tiny_manifest(folder, model=request.param)
+    run_batch(manifest, folder / "out")
+    return request.param, folder / "out"
+
+
+def test_writes_one_recording_and_png_per_item_and_a_summary(two_item_batch: tuple[str, Path]) -> None:
+    _, out = two_item_batch
+    names = sorted(path.name for path in out.iterdir())
+    assert names == ["astronaut.png", "astronaut.rrd", "batch.rbl", "horse.png", "horse.rrd", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(item["id"], item["status"], item["seed"]) for item in summary["items"]] == [
+        ("astronaut", "done", 0),
+        ("horse", "done", 5),
+    ]
+    for item in summary["items"]:
+        assert item["files"] == [f"{item['id']}.rrd", f"{item['id']}.png"]
+        assert item["params"]["steps"] == STEPS
+        assert item["seconds"] > 0
+
+
+def test_recording_holds_every_entity_with_steps_on_both_timelines(two_item_batch: tuple[str, Path]) -> None:
+    model, out = two_item_batch
+    recording = read_recording(out / "horse.rrd")
+    assert recording.application_id == "rr_controlnet"
+    root = "/items/horse"
+    assert set(recording.rows) == {
+        f"{root}/input/image",
+        f"{root}/input/canny",
+        f"{root}/prompt",
+        f"{root}/params",
+        f"{root}/latent",
+        f"{root}/preview",
+        f"{root}/output",
+    }
+    for static in ("input/image", "input/canny", "prompt", "params"):
+        recording.static(f"{root}/{static}")
+
+    latents = recording.timed(f"{root}/latent")
+    previews = recording.timed(f"{root}/preview")
+    assert [row.step for row in latents] == list(range(STEPS))
+    assert [row.step for row in previews] == list(range(STEPS))
+    timesteps = [row.timestep for row in latents]
+    assert all(isinstance(t, int) for t in timesteps) and timesteps == sorted(timesteps, reverse=True)
+    for row in latents:
+        assert tensor(row).shape == (4, 8, 8)  # 64x64 at the VAE's scale factor of 8
+        assert tensor_dim_names(row) == ["channel", "height", "width"]
+    for row in previews:
+        assert row.columns["EncodedImage:media_type"] == ["image/jpeg"]
+        assert decoded_image(row).shape == (8, 8, 3)
+
+    params = recording.static(f"{root}/params").columns["TextDocument:text"][0]
+    assert f"| model.name | {model} |" in params and "| steps | 3 |" in params and "diffusers" in params
+    prompt = recording.static(f"{root}/prompt").columns["TextDocument:text"][0]
+    assert "a futuristic research complex" in prompt
+
+
+def test_output_is_the_requested_size_and_matches_the_png(two_item_batch: tuple[str, Path]) -> None:
+    _, out = two_item_batch
+    recording = read_recording(out / "astronaut.rrd")
+    (output,) = recording.timed("/items/astronaut/output")
+    logged = decoded_image(output)
+    assert logged.shape == (64, 64, 3)
+    np.testing.assert_array_equal(logged, np.asarray(Image.open(out / "astronaut.png")))
+
+
+def test_item_files_share_one_recording_id(two_item_batch: tuple[str, Path]) -> None:
+    _, out = two_item_batch
+    ids = {read_recording(out / f"{name}.rrd").recording_id for name in ("astronaut", "horse")}
+    assert len(ids) == 1
+
+
+def test_every_recording_passes_rerun_verify(two_item_batch: tuple[str, Path]) -> None:
+    _, out = two_item_batch
+    rerun = Path(sys.executable).with_name("rerun")
+    for path in sorted(out.glob("*.rrd")):
+        result = subprocess.run([str(rerun), "rrd", "verify", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+
+def test_batch_blueprint_names_each_items_views(two_item_batch: tuple[str, Path]) -> None:
+    _, out = two_item_batch
+    expected = {}
+    for item_id in ("astronaut", "horse"):
+        expected |= {
+            f"{item_id}: input": ("2D", f"items/{item_id}/input/image"),
+            f"{item_id}: canny": ("2D", f"items/{item_id}/input/canny"),
+            f"{item_id}: latent": ("Tensor", f"items/{item_id}/latent"),
+            f"{item_id}: preview": ("2D", f"items/{item_id}/preview"),
+            f"{item_id}: output": ("2D", f"items/{item_id}/output"),
+            f"{item_id}: prompt": ("TextDocument", f"items/{item_id}/prompt"),
+            f"{item_id}: params": ("TextDocument", f"items/{item_id}/params"),
+        }
+    assert blueprint_views(out / "batch.rbl") == expected
+    # Every item file carries the same views, so opening files together never loses a layout.
+    for item_id in ("astronaut", "horse"):
+        assert blueprint_views(out / f"{item_id}.rrd") == expected
+
+
+def test_python_dash_m_runs_the_same_cli() -> None:
+    result = subprocess.run([sys.executable, "-m", "rr_controlnet", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "batch" in result.stdout and "validate" in result.stdout
