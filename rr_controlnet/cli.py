@@ -183,8 +183,11 @@ def _stop_on_signals(stop) -> Iterator[None]:
 
     def request_stop(signum: int, frame: object) -> None:
         name = signal.Signals(signum).name
-        if stop.requested and name == "SIGINT":
-            raise KeyboardInterrupt
+        if stop.requested:
+            # Finished items are already complete on disk; the item in flight only has
+            # temporary files, which the next run removes.
+            click.echo(f"\n{name} again: exiting now", err=True)
+            os._exit(EXIT_CODES_BY_SIGNAL.get(name, 130))
         stop.signal_name = name
         click.echo(f"\n{name}: stopping after the current step...", err=True)
 

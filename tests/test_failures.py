@@ -1,0 +1,167 @@
+"""One item failing does not fail the others; bad models and devices stop before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import tiny_manifest, write_manifest
+
+from rr_controlnet import models
+from rr_controlnet.cli import cli
+
+
+def run(manifest: Path, out: Path, *args: str):
+    return CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(out), *args])
+
+
+def summary_items(out: Path) -> dict[str, dict]:
+    return {item["id"]: item for item in json.loads((out / "summary.json").read_text())["items"]}
+
+
+def test_a_corrupt_image_fails_its_item_and_the_others_complete(tmp_path: Path) -> None:
+    manifest = tiny_manifest(
+        tmp_path, items=[{"image": "astronaut.png"}, {"image": "broken.png"}, {"image": "horse.png"}]
+    )
+    whole = (tmp_path / "astronaut.png").read_bytes()
+    (tmp_path / "broken.png").write_bytes(whole[: len(whole) // 2])  # a valid header, truncated pixels
+    result = run(manifest, tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    items = summary_items(tmp_path / "out")
+    assert {key: value["status"] for key, value in items.items()} == {
+        "astronaut": "done",
+        "broken": "failed",
+        "horse": "done",
+    }
+    assert items["broken"]["error"].startswith("cannot decode image")
+    assert "\n" not in items["broken"]["error"]
+    assert "item 'broken': failed: cannot decode image" in result.output
+    assert not (tmp_path / "out" / "broken.rrd").exists() and not (tmp_path / "out" / "broken.png").exists()
+    assert (tmp_path / "out" / "horse.rrd").exists()
+
+
+@pytest.fixture
+def sabotaged_pipeline(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Make the pipeline misbehave for items whose prompt names a fault: NAN, OOM or CRASH."""
+    calls = {"empty_cache": 0}
+    real_load_model = models.load_model
+
+    def load_model(*args, **kwargs):
+        model = real_load_model(*args, **kwargs)
+        real_call = model.pipe.__call__
+
+        class Sabotaged(type(model.pipe)):
+            def __call__(self, *call_args, **call_kwargs):
+                prompts = " ".join(call_kwargs["prompt"])
+                if "OOM" in prompts:
+                    raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore details")
+                if "CRASH" in prompts:
+                    raise ValueError("something inside the pipeline broke")
+                output = real_call(*call_args, **call_kwargs)
+                if "NAN" in prompts:
+                    output.images[:] = np.nan
+                return output
+
+        model.pipe.__class__ = Sabotaged
+        return model
+
+    monkeypatch.setattr(models, "load_model", load_model)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr("gc.collect", lambda: calls.__setitem__("empty_cache", calls["empty_cache"] + 1) or 0)
+    return calls
+
+
+def test_failures_inside_generation_are_recorded_and_the_batch_goes_on(
+    tmp_path: Path, sabotaged_pipeline: dict
+) -> None:
+    manifest = tiny_manifest(
+        tmp_path,
+        items=[
+            {"id": "nan", "image": "astronaut.png", "prompt": "NAN"},
+            {"id": "oom", "image": "astronaut.png", "prompt": "OOM"},
+            {"id": "crash", "image": "horse.png", "prompt": "CRASH"},
+            {"id": "fine", "image": "horse.png"},
+        ],
+    )
+    result = run(manifest, tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    items = summary_items(tmp_path / "out")
+    assert [items[key]["status"] for key in ("nan", "oom", "crash", "fine")] == ["failed"] * 3 + ["done"]
+    assert items["nan"]["error"] == "the output has NaN or infinite values (try --dtype fp32 or bf16)"
+    assert items["oom"]["error"] == "RuntimeError: CUDA out of memory. Tried to allocate 20.00 GiB"
+    assert items["crash"]["error"] == "ValueError: something inside the pipeline broke"
+    assert sabotaged_pipeline["empty_cache"] == 1  # memory is released after the out-of-memory error only
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "batch.rbl",
+        "fine.png",
+        "fine.rrd",
+        "summary.json",
+    ]
+
+
+def test_missing_weights_offline_name_the_model_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    (tmp_path / "a.png").write_bytes((Path(__file__).parent.parent / "manifests/images/horse.png").read_bytes())
+    manifest = write_manifest(
+        tmp_path,
+        {
+            "version": 1,
+            "model": {"base": "someone/not-downloaded", "controlnet": "someone/controlnet", "family": "sd15"},
+            "items": [{"image": "a.png"}],
+        },
+    )
+    result = run(manifest, tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith("error: model.controlnet: 'someone/controlnet' is not available on this machine")
+    assert (
+        "`hf download someone/controlnet`" in message and "HF_HOME" in message and "local diffusers folder" in message
+    )
+    assert "Traceback" not in result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["counts"] == {"done": 0, "failed": 0, "pending": 1}
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".bin", ".pt", ".pth"])
+def test_pickle_checkpoints_are_refused_without_the_flag(tmp_path: Path, suffix: str) -> None:
+    (tmp_path / f"model{suffix}").write_bytes(b"not really a checkpoint")
+    (tmp_path / "a.png").write_bytes((Path(__file__).parent.parent / "manifests/images/horse.png").read_bytes())
+    manifest = write_manifest(
+        tmp_path,
+        {
+            "version": 1,
+            "model": {"base": f"./model{suffix}", "controlnet": f"./model{suffix}", "family": "sd15"},
+            "items": [{"image": "a.png"}],
+        },
+    )
+    result = run(manifest, tmp_path / "out")
+    assert result.exit_code == 2
+    assert f"model{suffix} is a pickle-based checkpoint, which can run arbitrary code" in result.output
+    assert "--allow-unsafe-weights" in result.output
+
+
+def test_asking_for_cuda_without_it_suggests_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    manifest = tiny_manifest(tmp_path)
+    result = run(manifest, tmp_path / "out", "--device", "cuda")
+    assert result.exit_code == 2
+    assert "error: --device cuda: CUDA is not available on this machine; use --device cpu" in result.output
+
+
+def test_outputs_never_follow_symlinks_out_of_the_output_folder(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    for name in ("astronaut.png", "astronaut.rrd", "summary.json", "batch.rbl"):
+        (out / name).symlink_to(outside)
+    result = run(manifest, out)
+    assert result.exit_code == 0, result.output
+    assert outside.read_text() == "keep me"
+    for name in ("astronaut.png", "astronaut.rrd", "summary.json", "batch.rbl"):
+        assert not (out / name).is_symlink()

@@ -1,0 +1,114 @@
+"""Interrupted and killed batches lose nothing finished, and a rerun completes the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import tiny_manifest
+
+RERUN = Path(sys.executable).with_name("rerun")
+
+
+def start_batch(manifest: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rr_controlnet", "batch", str(manifest), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_second_item_in_flight(process: subprocess.Popen, out: Path, timeout: float = 120) -> None:
+    """Wait until the first item is complete and the second one's temporary recording exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the batch ended early: {process.stdout.read()}")
+        if (out / "astronaut.rrd").exists() and list(out.glob(".horse.rrd.*.partial")):
+            return
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("the second item never started")
+
+
+def statuses(out: Path) -> dict[str, str]:
+    return {item["id"]: item["status"] for item in json.loads((out / "summary.json").read_text())["items"]}
+
+
+def verify(path: Path) -> None:
+    result = subprocess.run([str(RERUN), "rrd", "verify", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def slow_manifest(folder: Path) -> Path:
+    """The first item is quick; the second and third run long enough to be interrupted mid-way."""
+    return tiny_manifest(
+        folder,
+        items=[
+            {"image": "astronaut.png", "steps": 2},
+            {"image": "horse.png", "steps": 40},
+            {"id": "horse2", "image": "horse.png", "steps": 40},
+        ],
+    )
+
+
+def rerun_completes_without_regenerating(manifest: Path, out: Path) -> None:
+    finished = (out / "astronaut.rrd").stat().st_mtime_ns
+    result = subprocess.run(
+        [sys.executable, "-m", "rr_controlnet", "batch", str(manifest), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3 done, 0 failed, 0 pending, 1 skipped (up to date)" in result.stderr
+    assert (out / "astronaut.rrd").stat().st_mtime_ns == finished
+    assert statuses(out) == {"astronaut": "done", "horse": "done", "horse2": "done"}
+    assert not list(out.glob("*.partial")) and not list(out.glob(".*.partial"))
+    for path in out.glob("*.rrd"):
+        verify(path)
+
+
+@pytest.mark.parametrize(("sent", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_at_the_current_step_and_keeps_finished_items(
+    tmp_path: Path, sent: signal.Signals, exit_code: int
+) -> None:
+    manifest = slow_manifest(tmp_path)
+    out = tmp_path / "out"
+    process = start_batch(manifest, out)
+    wait_for_second_item_in_flight(process, out)
+    process.send_signal(sent)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == exit_code, output
+    assert f"stopped by {sent.name}" in output
+    assert statuses(out) == {"astronaut": "done", "horse": "pending", "horse2": "pending"}
+    assert sorted(path.name for path in out.iterdir()) == [
+        "astronaut.png",
+        "astronaut.rrd",
+        "batch.rbl",
+        "summary.json",
+    ]
+    verify(out / "astronaut.rrd")
+    if sent == signal.SIGINT:
+        rerun_completes_without_regenerating(manifest, out)
+
+
+def test_a_killed_batch_leaves_no_truncated_final_file_and_resumes(tmp_path: Path) -> None:
+    manifest = slow_manifest(tmp_path)
+    out = tmp_path / "out"
+    process = start_batch(manifest, out)
+    wait_for_second_item_in_flight(process, out)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=60)
+    final_files = sorted(path.name for path in out.iterdir() if not path.name.startswith("."))
+    assert final_files == ["astronaut.png", "astronaut.rrd", "batch.rbl", "summary.json"]
+    assert list(out.glob(".horse.rrd.*.partial"))  # the item in flight only ever had a temporary name
+    verify(out / "astronaut.rrd")
+    assert statuses(out) == {"astronaut": "done", "horse": "pending", "horse2": "pending"}
+    rerun_completes_without_regenerating(manifest, out)
