@@ -1,0 +1,266 @@
+"""Artifacts for reviewing a batch in CI: a contact sheet (overview.png) and a markdown job summary.
+
+Pure Pillow and numpy: nothing here imports torch or rerun, so a CI step can build both from an
+output folder alone:
+
+    summary_json = json.loads((out_dir / "summary.json").read_text())
+    inputs = {item.id: item.image for item in load_manifest(manifest_path, check_images=False).items}
+    write_overview(out_dir, sheet_rows_from_summary(out_dir, summary_json, inputs=inputs))
+    append_summary(summary_markdown(summary_json), Path(os.environ["GITHUB_STEP_SUMMARY"]))
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from rr_controlnet.errors import ItemFailed
+from rr_controlnet.files import write_atomic
+from rr_controlnet.images import load_image
+from rr_controlnet.report import STATUSES
+
+OVERVIEW_NAME: Final = "overview.png"
+THUMB_HEIGHT: Final = 192
+MAX_THUMB_WIDTH: Final = 2 * THUMB_HEIGHT  # panoramas shrink rather than widen the sheet
+PAD: Final = 8
+FONT_SIZE: Final = 14
+LINE_HEIGHT: Final = 20
+HEADER_HEIGHT: Final = LINE_HEIGHT + 2 * PAD
+LABEL_HEIGHT: Final = 2 * LINE_HEIGHT + PAD
+PROMPT_LIMIT: Final = 60
+ERROR_LIMIT: Final = 200
+COLUMNS: Final = ("input", "canny", "output")
+BACKGROUND: Final = (255, 255, 255)
+TRANSPARENT_BACKDROP: Final = (128, 128, 128)
+PLACEHOLDER_FILL: Final = (224, 224, 224)
+TEXT: Final = (36, 41, 47)
+MUTED: Final = (101, 109, 118)
+STATUS_COLOURS: Final = {"done": (26, 127, 55), "failed": (207, 34, 46), "pending": (101, 109, 118)}
+
+
+@dataclass(frozen=True)
+class SheetRow:
+    """One item of the contact sheet; None marks what is not available (shown as a labelled grey tile)."""
+
+    item_id: str
+    status: str  # one of report.STATUSES
+    seed: int
+    prompt: str
+    input_path: Path | None = None
+    canny: np.ndarray | None = field(default=None, compare=False, repr=False)  # HxW or HxWx3, uint8
+    output_path: Path | None = None
+    error: str | None = None
+
+
+# --- contact sheet ----------------------------------------------------------------------------
+
+
+def contact_sheet(rows: Sequence[SheetRow]) -> Image.Image:
+    """An RGB image: a header with the column names, then per item a label and input, canny and output tiles."""
+    tiles = [_row_tiles(row) for row in rows]
+    widths = [max([THUMB_HEIGHT] + [row[column].width for row in tiles]) for column in range(len(COLUMNS))]
+    row_height = LABEL_HEIGHT + THUMB_HEIGHT + 2 * PAD
+    sheet = Image.new("RGB", (PAD + sum(w + PAD for w in widths), HEADER_HEIGHT + len(rows) * row_height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    lefts = [PAD + sum(w + PAD for w in widths[:column]) for column in range(len(COLUMNS))]
+    for left, name in zip(lefts, COLUMNS, strict=True):
+        draw.text((left, PAD), name, fill=MUTED, font=_font())
+    for index, (row, row_tiles) in enumerate(zip(rows, tiles, strict=True)):
+        top = HEADER_HEIGHT + index * row_height
+        _draw_label(draw, (PAD, top), row)
+        for left, width, tile in zip(lefts, widths, row_tiles, strict=True):
+            sheet.paste(
+                tile, (left + (width - tile.width) // 2, top + LABEL_HEIGHT + (THUMB_HEIGHT - tile.height) // 2)
+            )
+    return sheet
+
+
+def write_overview(out_dir: Path, rows: Sequence[SheetRow]) -> Path:
+    """Write the contact sheet of `rows` to `<out_dir>/overview.png` atomically; return its path."""
+    buffer = io.BytesIO()
+    contact_sheet(rows).save(buffer, format="PNG", optimize=True)
+    return write_atomic(Path(out_dir) / OVERVIEW_NAME, buffer.getvalue())
+
+
+def _row_tiles(row: SheetRow) -> tuple[Image.Image, Image.Image, Image.Image]:
+    canny = _thumbnail(_display_rgb(row.canny)) if row.canny is not None else _placeholder("no edge map")
+    return _file_tile(row.input_path, "no input"), canny, _output_tile(row)
+
+
+def _output_tile(row: SheetRow) -> Image.Image:
+    if row.status == "failed":
+        return _placeholder(f"failed: {row.error or 'no reason given'}", STATUS_COLOURS["failed"])
+    if row.status == "pending":
+        return _placeholder("pending")
+    return _file_tile(row.output_path, "no output")
+
+
+def _file_tile(path: Path | None, absent: str) -> Image.Image:
+    """The image at `path` as a thumbnail, or a tile saying why there is none."""
+    if path is None:
+        return _placeholder(absent)
+    if not path.is_file():
+        return _placeholder(f"missing: {path.name}")
+    try:
+        return _thumbnail(_display_rgb(load_image(path).pixels))
+    except ItemFailed:
+        return _placeholder(f"unreadable: {path.name}")
+
+
+def _display_rgb(pixels: np.ndarray) -> Image.Image:
+    """An RGB view of gray, RGB or RGBA pixels; transparency shows a grey backdrop."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype == np.bool_:
+        pixels = pixels.astype(np.uint8) * 255
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    if image.mode == "RGBA":
+        backdrop = Image.new("RGBA", image.size, TRANSPARENT_BACKDROP)
+        return Image.alpha_composite(backdrop, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def _thumbnail(image: Image.Image) -> Image.Image:
+    """`image` scaled to THUMB_HEIGHT tall, aspect kept, at most MAX_THUMB_WIDTH wide."""
+    scale = min(THUMB_HEIGHT / image.height, MAX_THUMB_WIDTH / image.width)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def _placeholder(message: str, colour: tuple[int, int, int] = MUTED) -> Image.Image:
+    """A square grey tile with `message` wrapped inside it."""
+    tile = Image.new("RGB", (THUMB_HEIGHT, THUMB_HEIGHT), PLACEHOLDER_FILL)
+    draw = ImageDraw.Draw(tile)
+    font = _font()
+    chars_per_line = max(1, int((THUMB_HEIGHT - 2 * PAD) / font.getlength("n")))
+    max_lines = (THUMB_HEIGHT - 2 * PAD) // LINE_HEIGHT
+    lines = textwrap.wrap(_shorten(message, ERROR_LIMIT), chars_per_line, max_lines=max_lines, placeholder=" …")
+    for number, line in enumerate(lines):
+        draw.text((PAD, PAD + number * LINE_HEIGHT), line, fill=colour, font=font)
+    return tile
+
+
+def _draw_label(draw: ImageDraw.ImageDraw, origin: tuple[int, int], row: SheetRow) -> None:
+    """Two lines: id, status (in its colour) and seed; then the shortened prompt."""
+    left, top = origin
+    font = _font()
+    for text, colour in (
+        (row.item_id, TEXT),
+        (f"  {row.status}", _status_colour(row.status)),
+        (f"  seed {row.seed}", MUTED),
+    ):
+        draw.text((left, top), text, fill=colour, font=font)
+        left += round(font.getlength(text))
+    prompt = _shorten(row.prompt, PROMPT_LIMIT) if row.prompt.strip() else "(empty prompt)"
+    draw.text((origin[0], top + LINE_HEIGHT), prompt, fill=MUTED, font=font)
+
+
+def _status_colour(status: str) -> tuple[int, int, int]:
+    return STATUS_COLOURS.get(status, TEXT)
+
+
+@cache
+def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled font at a readable size; its small bitmap font where FreeType is missing."""
+    try:
+        return ImageFont.load_default(size=FONT_SIZE)
+    except ImportError:
+        return ImageFont.load_default()
+
+
+def _shorten(text: str, limit: int) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "…"
+
+
+# --- rows from summary.json -------------------------------------------------------------------
+
+
+def sheet_rows_from_summary(
+    out_dir: Path,
+    summary_json: Mapping[str, Any],
+    *,
+    inputs: Mapping[str, Path] | None = None,
+    canny_for: Callable[[str], np.ndarray | None] | None = None,
+) -> list[SheetRow]:
+    """One row per item of a parsed summary.json, in its order; outputs are the `.png` files it lists in `out_dir`.
+
+    summary.json holds no input paths: `inputs` maps item ids to input images (from the manifest), and
+    `canny_for(item_id)` returns an item's edge map; without them the sheet shows "no input" / "no edge map".
+    """
+    inputs = inputs or {}
+    rows = []
+    for entry in summary_json.get("items", []):
+        item_id = entry["id"]
+        rows.append(
+            SheetRow(
+                item_id=item_id,
+                status=entry["status"],
+                seed=entry["seed"],
+                prompt=(entry.get("params") or {}).get("prompt", ""),
+                input_path=inputs.get(item_id),
+                canny=canny_for(item_id) if canny_for else None,
+                output_path=_listed_png(Path(out_dir), entry.get("files") or []),
+                error=entry.get("error"),
+            )
+        )
+    return rows
+
+
+def _listed_png(out_dir: Path, files: Sequence[str]) -> Path | None:
+    return next((out_dir / name for name in files if name.endswith(".png")), None)
+
+
+# --- job summary ------------------------------------------------------------------------------
+
+
+def summary_markdown(summary_json: Mapping[str, Any]) -> str:
+    """A GitHub job summary of a parsed summary.json: heading, counts line and one table row per item."""
+    items = summary_json.get("items", [])
+    counts = ", ".join(f"{sum(1 for e in items if e['status'] == s)} {s}" for s in STATUSES)
+    model = (summary_json.get("model") or {}).get("name", "?")
+    lines = [
+        f"## rr-controlnet: {_cell(summary_json.get('manifest', 'batch'))}",
+        "",
+        f"{counts} (model {_cell(model)})",
+        "",
+        "| item | status | seed | seconds | files |",
+        "| --- | --- | ---: | ---: | --- |",
+    ]
+    lines += [_table_row(entry) for entry in items]
+    return "\n".join(lines) + "\n"
+
+
+def append_summary(markdown: str, path: Path) -> None:
+    """Append `markdown` to `path` (e.g. $GITHUB_STEP_SUMMARY), creating the file if it is missing."""
+    with Path(path).open("a", encoding="utf-8") as summary:
+        summary.write(markdown if markdown.endswith("\n") else markdown + "\n")
+
+
+def _table_row(entry: Mapping[str, Any]) -> str:
+    status = entry["status"]
+    if status == "failed":
+        status = f"**failed**: {_shorten(entry.get('error') or 'no reason given', ERROR_LIMIT)}"
+    seconds = entry.get("seconds")
+    cells = [
+        entry["id"],
+        status,
+        entry["seed"],
+        "" if seconds is None else f"{seconds:.1f}",
+        ", ".join(entry.get("files") or []),
+    ]
+    return "| " + " | ".join(_cell(value) for value in cells) + " |"
+
+
+def _cell(value: Any) -> str:
+    """Text safe inside a markdown table cell: one line, pipes escaped, no raw HTML."""
+    text = " ".join(str(value).split())
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")

@@ -1,0 +1,125 @@
+"""Review artifacts: the contact sheet, overview.png and the markdown job summary, built without a model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import IMAGES
+from PIL import Image
+
+from rr_controlnet.report import BatchSummary, ItemOutcome
+from rr_controlnet.review import (
+    SheetRow,
+    append_summary,
+    contact_sheet,
+    sheet_rows_from_summary,
+    summary_markdown,
+    write_overview,
+)
+
+EDGES = np.zeros((64, 64), dtype=np.uint8)
+EDGES[16:48, 32] = 255
+
+
+def done_row(item_id: str = "astronaut", image: str = "astronaut.png") -> SheetRow:
+    return SheetRow(item_id, "done", 0, "a research complex", IMAGES / image, EDGES, IMAGES / image, None)
+
+
+def failed_row() -> SheetRow:
+    return SheetRow("cat", "failed", 7, "a cat", IMAGES / "chelsea.png", None, None, "OutOfMemoryError: CUDA")
+
+
+def reddish_pixels(sheet: Image.Image) -> np.ndarray:
+    """The output column (right third, below the labels) where the failed colour shows."""
+    pixels = np.asarray(sheet).astype(int)[80:, sheet.width * 2 // 3 :]
+    red, green, blue = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    return (red > 150) & (green < 120) & (blue < 120)
+
+
+def test_contact_sheet_grows_by_one_row_per_item() -> None:
+    one = contact_sheet([done_row()])
+    three = contact_sheet([done_row(), failed_row(), done_row("horse", "horse.png")])
+    assert one.mode == three.mode == "RGB"
+    assert three.height > one.height
+    assert three.height - one.height == 2 * (one.height - contact_sheet([]).height)
+
+
+def test_a_failed_item_shows_its_reason_where_the_output_would_be() -> None:
+    assert reddish_pixels(contact_sheet([failed_row()])).sum() > 20
+    assert reddish_pixels(contact_sheet([done_row("horse", "horse.png")])).sum() == 0
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L", "P", "LA", "I;16"])
+def test_inputs_of_any_mode_render(tmp_path: Path, mode: str) -> None:
+    path = tmp_path / f"input-{mode.replace(';', '')}.png"
+    Image.open(IMAGES / "horse.png").convert(mode if mode != "I;16" else "L").convert(mode).save(path)
+    sheet = contact_sheet([SheetRow("horse", "done", 0, "a horse", path, EDGES, path)])
+    assert sheet.width > 3 * 192
+
+
+def test_missing_and_unreadable_files_render_as_labelled_tiles(tmp_path: Path) -> None:
+    (tmp_path / "notes.png").write_text("not an image")
+    rows = [
+        SheetRow("gone", "done", 0, "", tmp_path / "gone.png", None, tmp_path / "gone-out.png"),
+        SheetRow("text", "done", 0, "x" * 500, tmp_path / "notes.png", None, None),
+        SheetRow("later", "pending", 3, "waits", None, None, None),
+    ]
+    assert contact_sheet(rows).height > contact_sheet(rows[:1]).height
+
+
+def test_write_overview_writes_a_png_atomically(tmp_path: Path) -> None:
+    path = write_overview(tmp_path / "out", [done_row(), failed_row()])
+    assert path == tmp_path / "out" / "overview.png"
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    with Image.open(path) as image:
+        assert image.size == contact_sheet([done_row(), failed_row()]).size
+    assert [p.name for p in path.parent.iterdir()] == ["overview.png"]
+
+
+def summary_document(out_dir: Path) -> dict:
+    params = {"prompt": "a research complex", "seed": 0}
+    items = [
+        ItemOutcome("astronaut", "done", 0, params, "abc", 1.234, ["astronaut.rrd", "astronaut.png"]),
+        ItemOutcome("cat", "failed", 7, {**params, "seed": 7}, "def", 0.5, error="ItemFailed: bad | pipe <b>"),
+        ItemOutcome("horse", "pending", 5, {**params, "seed": 5}, "ghi"),
+    ]
+    model = {"name": "tiny-sd15", "family": "sd15"}
+    return json.loads(BatchSummary(str(out_dir / "manifest.yaml"), model, "rid", items).to_json())
+
+
+def test_summary_markdown_is_a_table_with_counts_and_reasons(tmp_path: Path) -> None:
+    markdown = summary_markdown(summary_document(tmp_path))
+    lines = markdown.splitlines()
+    assert lines[0].startswith("## rr-controlnet: ")
+    assert "1 done, 1 failed, 1 pending" in markdown
+    assert "| item | status | seed | seconds | files |" in lines
+    assert "| astronaut | done | 0 | 1.2 | astronaut.rrd, astronaut.png |" in lines
+    assert "| cat | **failed**: ItemFailed: bad \\| pipe &lt;b&gt; | 7 | 0.5 |  |" in lines
+    assert "| horse | pending | 5 |  |  |" in lines
+
+
+def test_append_summary_creates_then_appends(tmp_path: Path) -> None:
+    path = tmp_path / "step-summary.md"
+    append_summary("## first", path)
+    append_summary("## second\n", path)
+    assert path.read_text() == "## first\n## second\n"
+
+
+def test_rows_from_summary_take_inputs_and_edge_maps_from_the_caller(tmp_path: Path) -> None:
+    document = summary_document(tmp_path)
+    rows = sheet_rows_from_summary(
+        tmp_path, document, inputs={"astronaut": IMAGES / "astronaut.png"}, canny_for=lambda item_id: EDGES
+    )
+    assert [(row.item_id, row.status, row.seed) for row in rows] == [
+        ("astronaut", "done", 0),
+        ("cat", "failed", 7),
+        ("horse", "pending", 5),
+    ]
+    assert rows[0].input_path == IMAGES / "astronaut.png" and rows[1].input_path is None
+    assert rows[0].output_path == tmp_path / "astronaut.png" and rows[1].output_path is None
+    assert rows[1].error == "ItemFailed: bad | pipe <b>"
+    assert rows[0].canny is EDGES
+    assert contact_sheet(rows).height > contact_sheet(rows[:1]).height
