@@ -20,6 +20,7 @@ from rr_controlnet.files import remove_stale_partials, write_atomic
 from rr_controlnet.manifest import Item, Manifest, ParamsFingerprint
 from rr_controlnet.report import (
     BLUEPRINT_NAME,
+    SUMMARY_MARKDOWN_NAME,
     BatchSummary,
     ItemOutcome,
     library_versions,
@@ -42,6 +43,10 @@ class BatchOptions:
     batch_size: int = 1
     allow_unsafe_weights: bool = False
     show_progress: bool = True
+    save_recordings: bool = True  # False: stream to a viewer only, write no .rrd
+    live_url: str | None = None  # a Rerun gRPC endpoint that receives every item live
+    mirror: Any = None  # record.Mirror: one more stream that receives every item (the importer's)
+    summary_to: Path | None = None  # a file to append summary.md to, such as $GITHUB_STEP_SUMMARY
 
 
 @dataclass
@@ -72,11 +77,11 @@ class PlannedItem:
     params_hash: str
 
 
-def item_files(item_id: str) -> list[str]:
-    return [f"{item_id}.rrd", f"{item_id}.png"]
+def item_files(item_id: str, with_recording: bool = True) -> list[str]:
+    return [f"{item_id}.rrd", f"{item_id}.png"] if with_recording else [f"{item_id}.png"]
 
 
-def plan_items(manifest: Manifest, options: BatchOptions, dtype_name: str) -> list[PlannedItem]:
+def plan_items(manifest: Manifest, dtype_name: str) -> list[PlannedItem]:
     """Fingerprint every item: its effective parameters, model, scheduler, image bytes and dtype."""
     planned = []
     for item in manifest.items:
@@ -125,14 +130,14 @@ def run_batch(
     remove_stale_partials(out_dir)
 
     runtime = resolve_runtime(options.device, options.dtype)
-    planned = plan_items(manifest, options, runtime.dtype_name)
+    planned = plan_items(manifest, runtime.dtype_name)
     previous = {} if options.force else read_previous_outcomes(out_dir)
     outcomes = {p.item.id: ItemOutcome.pending(p.item, p.params_hash) for p in planned}
     skipped = [p.item.id for p in planned if is_up_to_date(p, previous, out_dir)]
     for item_id in skipped:
         outcomes[item_id] = previous[item_id]
     summary = BatchSummary(
-        manifest=str(manifest.path),
+        manifest=str(manifest.path.resolve()),
         model=asdict(manifest.model),
         recording_id=run_recording_id(out_dir),
         items=list(outcomes.values()),
@@ -150,6 +155,7 @@ def run_batch(
     save_summary()
     if not to_run or stop.requested:
         report.stopped_by = stop.signal_name
+        write_review(manifest, summary, out_dir, options.summary_to)
         return report
 
     from rr_controlnet.presets import has_random_weights
@@ -174,7 +180,45 @@ def run_batch(
             save_summary()
     report.stopped_by = stop.signal_name
     save_summary()
+    write_review(manifest, summary, out_dir, options.summary_to)
     return report
+
+
+def write_review(manifest: Manifest, summary: BatchSummary, out_dir: Path, summary_to: Path | None) -> None:
+    """overview.png and summary.md beside the recordings; summary.md appended to `summary_to` too."""
+    import json
+
+    from rr_controlnet.review import append_summary, sheet_rows_from_summary, summary_markdown, write_overview
+
+    document = json.loads(summary.to_json())
+    rows = sheet_rows_from_summary(
+        out_dir, document, inputs={item.id: item.image for item in manifest.items}, canny_for=_canny_for(manifest)
+    )
+    write_overview(out_dir, rows)
+    markdown = summary_markdown(document)
+    write_atomic(out_dir / SUMMARY_MARKDOWN_NAME, markdown)
+    if summary_to is not None:
+        append_summary(markdown, summary_to)
+
+
+def _canny_for(manifest: Manifest) -> Callable[[str], Any]:
+    """The edge map of an item as the model saw it, recomputed from its input (cheap, no model needed)."""
+    from rr_controlnet.images import control_images, load_image, target_size
+    from rr_controlnet.presets import native_size
+
+    items = {item.id: item for item in manifest.items}
+
+    def canny(item_id: str) -> Any:
+        item = items[item_id]
+        try:
+            source = load_image(item.image)
+        except ItemFailed:
+            return None
+        height, width = source.pixels.shape[:2]
+        size = target_size((width, height), item.params.width, item.params.height, native_size(manifest.model))
+        return control_images(source, size, item.params.resize, item.params.canny_low, item.params.canny_high).canny
+
+    return canny
 
 
 @dataclass
@@ -257,11 +301,14 @@ class _ItemRunner:
         recordings = []
         try:
             for prepared in group:
+                item_id = prepared.planned.item.id
                 recording = ItemRecording(
-                    prepared.planned.item.id,
-                    out_dir / f"{prepared.planned.item.id}.rrd",
+                    item_id,
+                    out_dir / f"{item_id}.rrd" if self.options.save_recordings else None,
                     self.recording_id,
                     self.blueprint_ids,
+                    live_url=self.options.live_url,
+                    mirror=self.options.mirror,
                 )
                 recordings.append(recording)
                 item = prepared.planned.item
@@ -325,7 +372,8 @@ class _ItemRunner:
         write_atomic(out_dir / f"{item.id}.png", png)
         recording.finish()
         outcome = ItemOutcome.pending(item, prepared.planned.params_hash)
-        outcome.status, outcome.seconds, outcome.files = "done", round(seconds, 3), item_files(item.id)
+        outcome.status, outcome.seconds = "done", round(seconds, 3)
+        outcome.files = item_files(item.id, self.options.save_recordings)
         return outcome
 
 
@@ -391,7 +439,3 @@ class _progress:  # noqa: N801 - used as a context manager like a function
 
     def __exit__(self, *exc: object) -> None:
         self.bars.close()
-
-
-def write_text(out_dir: Path, name: str, text: str) -> Path:
-    return write_atomic(Path(out_dir) / name, text)

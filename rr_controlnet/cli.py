@@ -10,15 +10,15 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import click
 
 from rr_controlnet import __version__
 from rr_controlnet.errors import ManifestError, RrControlnetError
-from rr_controlnet.manifest import Manifest, Overrides, load_manifest
+from rr_controlnet.manifest import Manifest, Overrides, load_manifest, parse_manifest
 from rr_controlnet.presets import PRESETS
 
 EXIT_OK: Final = 0
@@ -26,21 +26,28 @@ EXIT_ITEMS_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_CODES_BY_SIGNAL: Final = {"SIGINT": 130, "SIGTERM": 143}
 DEBUG_ENV: Final = "RR_CONTROLNET_DEBUG"
+DEFAULT_GRPC_URL: Final = "rerun+http://127.0.0.1:9876/proxy"
+BUNDLED_LOGO: Final = Path(__file__).resolve().parent / "assets" / "logo.png"
+# The original example's prompts and conditioning scale.
+ORIGINAL_PROMPT: Final = "aerial view, a futuristic research complex in a bright foggy jungle, hard lighting"
+ORIGINAL_NEGATIVE_PROMPT: Final = "low quality, bad quality, sketches"
+ORIGINAL_CONDITIONING_SCALE: Final = 0.5
 
 EXAMPLES: Final = """
 \b
 Examples:
   rr-controlnet batch manifests/example.yaml --model tiny-sd15 --steps 4
-  rr-controlnet batch manifests/example.yaml --model sd15 --out results/
+  rr-controlnet batch manifests/example.yaml --model sd15 --out results/ --spawn
   rr-controlnet validate manifests/example.yaml
-  rerun manifests/example-output/
+  rr-controlnet run --img-path photo.jpg --prompt "a castle at dusk"
+  rr-controlnet view manifests/example-output/
 """
 
 
 class UsageFailure(click.ClickException):
     exit_code = EXIT_USAGE
 
-    def show(self, file=None) -> None:
+    def show(self, file: Any = None) -> None:
         click.echo(self.format_message(), err=True)
 
 
@@ -59,10 +66,53 @@ def _load_or_fail(manifest_path: Path, overrides: Overrides) -> Manifest:
     try:
         return load_manifest(manifest_path, overrides)
     except ManifestError as exc:
-        count = len(exc.problems)
-        raise UsageFailure(
-            f"{exc}\n{count} problem{'s' if count != 1 else ''} in {manifest_path}; nothing was generated"
-        ) from None
+        raise _manifest_failure(exc, str(manifest_path)) from None
+
+
+def _manifest_failure(exc: ManifestError, source: str) -> UsageFailure:
+    count = len(exc.problems)
+    return UsageFailure(f"{exc}\n{count} problem{'s' if count != 1 else ''} in {source}; nothing was generated")
+
+
+def generation_options(command: Callable) -> Callable:
+    """Options shared by `batch` and `run`: the model, the device and what gets recorded."""
+    options = [
+        click.option("--model", type=click.Choice(list(PRESETS)), help="Model preset; overrides the manifest's."),
+        click.option(
+            "--device", type=click.Choice(["auto", "cuda", "cpu", "mps"]), default="auto", show_default=True,
+            help="auto: cuda if available, else cpu.",
+        ),
+        click.option(
+            "--dtype", type=click.Choice(["auto", "fp16", "bf16", "fp32"]), default="auto", show_default=True,
+            help="auto: fp16 on CUDA, fp32 on CPU.",
+        ),
+        click.option("--steps", type=click.IntRange(1, 1000), help="Denoising steps for every item."),
+        click.option("--seed", type=click.IntRange(0, 2**63 - 1), help="Seed for every item."),
+        click.option("--force", is_flag=True, help="Regenerate items already up to date in the output folder."),
+        click.option(
+            "--preview", type=click.Choice(["x0", "vae", "none"]), default="x0", show_default=True,
+            help="Per-step preview: x0 = latent-to-RGB of the x0 estimate (cheap), vae = full VAE decode (slow).",
+        ),
+        click.option("--latent-every", type=click.IntRange(1), default=1, show_default=True,
+                     help="Record the latent tensor every N steps."),
+        click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True,
+                     help="Items with equal size and settings per pipeline call."),
+        click.option("--allow-unsafe-weights", is_flag=True,
+                     help="Allow pickle-based checkpoints (.ckpt, .bin, .pt, .pth)."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Progress bars on stderr [default: when stderr is a terminal]."),
+        click.option("--spawn", is_flag=True, help="Start a Rerun viewer and stream into it live."),
+        click.option("--connect", "connect_url", is_flag=False, flag_value=DEFAULT_GRPC_URL, default=None,
+                     metavar="[URL]", help=f"Stream live to a running viewer [URL default: {DEFAULT_GRPC_URL}]."),
+        click.option("--serve-web", is_flag=True, help="Serve the web viewer and stream into it live."),
+        click.option("--headless", is_flag=True, help="No viewer: files only."),
+        click.option("--no-save", is_flag=True, help="Write no .rrd files (only with a live viewer)."),
+        click.option("--summary-to", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Append summary.md to this file, e.g. $GITHUB_STEP_SUMMARY."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @cli.command()
@@ -78,108 +128,138 @@ def validate(manifest_path: Path, model: str | None) -> None:
 @cli.command(epilog=EXAMPLES)
 @click.argument("manifest_path", metavar="MANIFEST", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder [default: MANIFEST's name + '-output', beside it].",
+)  # fmt: skip
+@generation_options
+def batch(manifest_path: Path, out_dir: Path | None, model: str | None, steps: int | None, seed: int | None,
+          **options: Any) -> None:  # fmt: skip
+    """Generate every item of MANIFEST: one .rrd and .png per item, summary.json, summary.md, overview.png."""
+    manifest = _load_or_fail(manifest_path, Overrides(model=model, steps=steps, seed=seed))
+    _generate(manifest, out_dir or default_out_dir(manifest_path), viewer_by_default=False, **options)
+
+
+@cli.command(epilog=EXAMPLES)
+@click.option(
+    "--img-path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Input image [default: a bundled RGBA logo, as the original example used Rerun's].",
+)
+@click.option("--prompt", default=ORIGINAL_PROMPT, show_default=True, help="Positive prompt.")
+@click.option("--negative-prompt", default=ORIGINAL_NEGATIVE_PROMPT, show_default=True, help="Negative prompt.")
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Output folder [default: MANIFEST's name + '-output', beside it].",
-)
-@click.option("--model", type=click.Choice(list(PRESETS)), help="Model preset; overrides the manifest's model.")
-@click.option(
-    "--device",
-    type=click.Choice(["auto", "cuda", "cpu", "mps"]),
-    default="auto",
+    default=Path("rr-controlnet-run"),
     show_default=True,
-    help="auto: cuda if available, else cpu.",
+    help="Output folder.",
 )
-@click.option(
-    "--dtype",
-    type=click.Choice(["auto", "fp16", "bf16", "fp32"]),
-    default="auto",
-    show_default=True,
-    help="auto: fp16 on CUDA, fp32 on CPU.",
-)
-@click.option("--steps", type=click.IntRange(1, 1000), help="Denoising steps for every item.")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), help="Seed for every item.")
-@click.option("--force", is_flag=True, help="Regenerate items that are already up to date in the output folder.")
-@click.option(
-    "--preview",
-    type=click.Choice(["x0", "vae", "none"]),
-    default="x0",
-    show_default=True,
-    help="Per-step preview: x0 = latent-to-RGB of the x0 estimate (cheap), vae = full VAE decode (slow).",
-)
-@click.option(
-    "--latent-every",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Record the latent tensor every N steps.",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1),
-    default=1,
-    show_default=True,
-    help="Items with equal size and settings per pipeline call.",
-)
-@click.option("--allow-unsafe-weights", is_flag=True, help="Allow pickle-based checkpoints (.ckpt, .bin, .pt, .pth).")
-@click.option(
-    "--progress/--no-progress", default=None, help="Progress bars on stderr [default: when stderr is a terminal]."
-)
-def batch(
-    manifest_path: Path,
-    out_dir: Path | None,
-    model: str | None,
-    device: str,
-    dtype: str,
-    steps: int | None,
-    seed: int | None,
-    force: bool,
-    preview: str,
-    latent_every: int,
-    batch_size: int,
-    allow_unsafe_weights: bool,
+@generation_options
+def run(img_path: Path | None, prompt: str, negative_prompt: str, out_dir: Path, model: str | None,
+        steps: int | None, seed: int | None, **options: Any) -> None:  # fmt: skip
+    """The original Rerun example's job: one image, one prompt, SDXL; a viewer opens unless --headless."""
+    image = (img_path or BUNDLED_LOGO).resolve()
+    document = {
+        "version": 1,
+        "model": model or "sdxl",
+        "items": [
+            {
+                "image": str(image),
+                "prompt": prompt,
+                "negative_prompt": negative_prompt,
+                "controlnet_conditioning_scale": ORIGINAL_CONDITIONING_SCALE,
+            }
+        ],
+    }
+    try:
+        manifest = parse_manifest(document, Path("--img-path"), Overrides(steps=steps, seed=seed))
+    except ManifestError as exc:
+        raise _manifest_failure(exc, "the command line") from None
+    _generate(manifest, out_dir, viewer_by_default=True, **options)
+
+
+def _generate(
+    manifest: Manifest,
+    out_dir: Path,
+    viewer_by_default: bool,
+    spawn: bool,
+    connect_url: str | None,
+    serve_web: bool,
+    headless: bool,
+    no_save: bool,
+    summary_to: Path | None,
     progress: bool | None,
+    **options: Any,
 ) -> None:
-    """Generate every item of MANIFEST: one .rrd, one .png per item, summary.json and batch.rbl."""
     from rr_controlnet.batch import BatchOptions, StopRequest, run_batch
     from rr_controlnet.models import quiet_library_logging
+    from rr_controlnet.viewer import start_live_viewer
 
-    manifest = _load_or_fail(manifest_path, Overrides(model=model, steps=steps, seed=seed))
+    if sum([spawn, connect_url is not None, serve_web, headless]) > 1:
+        raise UsageFailure("error: choose one of --spawn, --connect, --serve-web and --headless")
+    spawn = spawn or (viewer_by_default and not (connect_url or serve_web or headless))
+    if no_save and not (spawn or connect_url or serve_web):
+        raise UsageFailure("error: --no-save writes nothing without --spawn, --connect or --serve-web")
     quiet_library_logging()
-    options = BatchOptions(
-        out_dir=out_dir or default_out_dir(manifest_path),
-        device=device,
-        dtype=dtype,
-        force=force,
-        preview=preview,
-        latent_every=latent_every,
-        batch_size=batch_size,
-        allow_unsafe_weights=allow_unsafe_weights,
-        show_progress=sys.stderr.isatty() if progress is None else progress,
-    )
     stop = StopRequest()
     with _stop_on_signals(stop):
         try:
-            report = run_batch(manifest, options, stop)
+            live = start_live_viewer(spawn, connect_url, serve_web)
+            if live is not None:
+                click.echo(live.description, err=True)
+            batch_options = BatchOptions(
+                out_dir=out_dir,
+                show_progress=sys.stderr.isatty() if progress is None else progress,
+                save_recordings=not no_save,
+                live_url=live.url if live else None,
+                summary_to=summary_to,
+                **options,
+            )
+            report = run_batch(manifest, batch_options, stop)
         except RrControlnetError as exc:
             raise UsageFailure(f"error: {exc}") from None
     counts = report.summary.counts()
     skipped = f", {len(report.skipped)} skipped (up to date)" if report.skipped else ""
     click.echo(
         f"{counts['done']} done, {counts['failed']} failed, {counts['pending']} pending{skipped}; "
-        f"output in {options.out_dir} (open with: rerun {options.out_dir})",
+        f"output in {out_dir} (open with: rr-controlnet view {out_dir})",
         err=True,
     )
     if report.stopped_by:
         click.echo(f"stopped by {report.stopped_by}; rerun the same command to finish the rest", err=True)
         sys.exit(EXIT_CODES_BY_SIGNAL.get(report.stopped_by, 130))
+    if live is not None and live.server is not None:
+        click.echo("the web viewer stays up until Ctrl-C", err=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
     sys.exit(EXIT_ITEMS_FAILED if counts["failed"] else EXIT_OK)
 
 
+@cli.command()
+@click.argument("out_dir", metavar="OUT", type=click.Path(path_type=Path, file_okay=False, exists=True))
+def view(out_dir: Path) -> None:
+    """Open every item of a batch's output folder in one Rerun viewer, with the batch layout."""
+    from rr_controlnet.viewer import viewer_command
+
+    try:
+        command = viewer_command(out_dir)
+    except RrControlnetError as exc:
+        raise UsageFailure(f"error: {exc}") from None
+    os.execv(command[0], command)  # noqa: S606 - the viewer replaces this process, as `rerun FILES` would
+
+
+@cli.command()
+def schema() -> None:
+    """Print the manifest's JSON Schema (for editors: `# yaml-language-server: $schema=...`)."""
+    from rr_controlnet.schema import schema_text
+
+    click.echo(schema_text(), nl=False)
+
+
 @contextlib.contextmanager
-def _stop_on_signals(stop) -> Iterator[None]:
-    """SIGINT/SIGTERM ask the batch to stop at the next step; a second SIGINT stops at once."""
+def _stop_on_signals(stop: Any) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the batch to stop at the next step; a second one exits at once."""
 
     def request_stop(signum: int, frame: object) -> None:
         name = signal.Signals(signum).name

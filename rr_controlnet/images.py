@@ -129,16 +129,26 @@ def resize(rgb: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
         top = (scaled_height - height) // 2
         return scaled[top : top + height, left : left + width].copy()
     if mode == "fit":
-        scale = min(width / source_width, height / source_height)
-        scaled_width = min(width, max(1, round(source_width * scale)))
-        scaled_height = min(height, max(1, round(source_height * scale)))
-        scaled = _scaled(cv2, rgb, scaled_width, scaled_height)
-        canvas = np.zeros((height, width, 3), dtype=np.uint8)
-        left = (width - scaled_width) // 2
-        top = (height - scaled_height) // 2
-        canvas[top : top + scaled_height, left : left + scaled_width] = scaled
-        return canvas
+        return pad_to(_scaled(cv2, rgb, *fitted_size(rgb, size)), size)
     raise ValueError(f"unknown resize mode {mode!r}")
+
+
+def fitted_size(rgb: np.ndarray, size: tuple[int, int]) -> tuple[int, int]:
+    """The largest (width, height) with the image's aspect that fits inside `size`."""
+    width, height = size
+    source_height, source_width = rgb.shape[:2]
+    scale = min(width / source_width, height / source_height)
+    return min(width, max(1, round(source_width * scale))), min(height, max(1, round(source_height * scale)))
+
+
+def pad_to(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Centre an image on a black canvas of `size` (width, height)."""
+    width, height = size
+    canvas = np.zeros((height, width, *pixels.shape[2:]), dtype=pixels.dtype)
+    top = (height - pixels.shape[0]) // 2
+    left = (width - pixels.shape[1]) // 2
+    canvas[top : top + pixels.shape[0], left : left + pixels.shape[1]] = pixels
+    return canvas
 
 
 def _scaled(cv2, rgb: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -156,7 +166,12 @@ def canny_edges(rgb: np.ndarray, low: int, high: int) -> np.ndarray:
 
 
 def control_images(source: SourceImage, size: tuple[int, int], resize_mode: str, low: int, high: int) -> ControlImages:
-    rgb = resize(model_rgb(source.pixels), size, resize_mode)
+    rgb = model_rgb(source.pixels)
+    if resize_mode == "fit":
+        # Edges are found before padding: the padding's border is not an edge of the image.
+        fitted = resize(rgb, fitted_size(rgb, size), "stretch")
+        return ControlImages(rgb=pad_to(fitted, size), canny=pad_to(canny_edges(fitted, low, high), size))
+    rgb = resize(rgb, size, resize_mode)
     return ControlImages(rgb=rgb, canny=canny_edges(rgb, low, high))
 
 

@@ -489,7 +489,11 @@ def _derived_id(image: str) -> str:
 def load_manifest(path: str | Path, overrides: Overrides = Overrides(), check_images: bool = True) -> Manifest:
     """Read, check and merge a manifest. Raises ManifestError listing every problem found."""
     path = Path(path)
-    raw = read_yaml(path)
+    return parse_manifest(read_yaml(path), path, overrides, check_images)
+
+
+def parse_manifest(raw: Any, path: Path, overrides: Overrides = Overrides(), check_images: bool = True) -> Manifest:
+    """Check and merge an already parsed manifest; relative paths are taken from `path`'s folder."""
     problems = _Collector(path)
     if not isinstance(raw, Mapping):
         problems.add(1, "", f"a manifest must be a mapping with 'version' and 'items', got {type(raw).__name__}")

@@ -41,8 +41,9 @@ class ItemPaths:
     output: str
 
 
-def item_paths(item_id: str) -> ItemPaths:
-    root = f"items/{item_id}"
+def item_paths(item_id: str, prefix: str = "") -> ItemPaths:
+    """The entity paths of an item; `prefix` places them under another path (the viewer's choice)."""
+    root = f"{prefix.strip('/')}/items/{item_id}" if prefix.strip("/") else f"items/{item_id}"
     return ItemPaths(
         root=root,
         input_image=f"{root}/input/image",
@@ -72,12 +73,12 @@ def item_view_names(item_id: str) -> dict[str, str]:
     }
 
 
-def item_layout(item_id: str) -> Any:
+def item_layout(item_id: str, prefix: str = "") -> Any:
     """Input, canny, latent, preview and output side by side; prompt and parameters below."""
     import rerun as rr
     import rerun.blueprint as rrb
 
-    paths = item_paths(item_id)
+    paths = item_paths(item_id, prefix)
     names = item_view_names(item_id)
     latent_slice = rrb.TensorSliceSelection(
         width=2, height=1, indices=[rr.encodings.TensorDimensionIndexSelection(dimension=0, index=0)], slider=[0]
@@ -99,14 +100,14 @@ def item_layout(item_id: str) -> Any:
     )
 
 
-def batch_blueprint(item_ids: Sequence[str], active_item: str | None = None) -> Any:
+def batch_blueprint(item_ids: Sequence[str], active_item: str | None = None, prefix: str = "") -> Any:
     """One tab per item; the same tree for every file of a batch, whichever is opened last."""
     import rerun.blueprint as rrb
 
     ids = list(item_ids)
     active = ids.index(active_item) if active_item in ids else 0
     return rrb.Blueprint(
-        rrb.Tabs(*(item_layout(item_id) for item_id in ids), active_tab=active),
+        rrb.Tabs(*(item_layout(item_id, prefix) for item_id in ids), active_tab=active),
         rrb.TimePanel(timeline=STEP_TIMELINE),
         collapse_panels=False,
     )
@@ -118,20 +119,69 @@ def save_batch_blueprint(item_ids: Sequence[str], path: Path) -> Path:
     return path
 
 
-class ItemRecording:
-    """Writes one item's .rrd. The file appears under its final name only once it is complete."""
+@dataclass(frozen=True)
+class Mirror:
+    """A second stream that receives every log call under an entity path prefix (the importer's stdout)."""
 
-    def __init__(self, item_id: str, path: Path, recording_id: str, blueprint_ids: Sequence[str]):
+    stream: Any
+    prefix: str = ""
+
+    def path(self, entity_path: str) -> str:
+        entity_path = entity_path.lstrip("/")
+        return f"{self.prefix.strip('/')}/{entity_path}" if self.prefix.strip("/") else entity_path
+
+    def replay(self, recording_file: Path) -> None:
+        """Send a finished item's recorded chunks, re-rooted under the prefix."""
+        from rerun.chunk import RrdReader
+
+        chunks = RrdReader(str(recording_file)).stream().to_chunks()
+        self.stream.send_chunks([chunk.with_entity_path("/" + self.path(str(chunk.entity_path))) for chunk in chunks])
+
+
+class ItemRecording:
+    """Writes one item's .rrd, and optionally streams it live to a viewer.
+
+    The file appears under its final name only once it is complete. `path=None` writes no file.
+    """
+
+    def __init__(
+        self,
+        item_id: str,
+        path: Path | None,
+        recording_id: str,
+        blueprint_ids: Sequence[str],
+        live_url: str | None = None,
+        mirror: Mirror | None = None,
+    ):
         import rerun as rr
 
         self.rr = rr
         self.paths = item_paths(item_id)
-        self.final_path = Path(path)
-        self._file = AtomicFile(self.final_path)
-        self.partial_path = self._file.partial
+        self.mirror = mirror
+        self._file = AtomicFile(Path(path)) if path is not None else None
         self.stream = rr.RecordingStream(APPLICATION_ID, recording_id=recording_id, send_properties=False)
-        # save() before the first log call, so no data is buffered elsewhere first.
-        self.stream.save(self.partial_path, default_blueprint=batch_blueprint(blueprint_ids, item_id))
+        sinks = []
+        if self._file is not None:
+            sinks.append(rr.FileSink(str(self._file.partial)))
+        if live_url is not None:
+            sinks.append(rr.GrpcSink(live_url))
+        # Sinks are set before the first log call, so nothing is buffered elsewhere first.
+        self.stream.set_sinks(*sinks, default_blueprint=batch_blueprint(blueprint_ids, item_id))
+
+    @property
+    def partial_path(self) -> Path | None:
+        return self._file.partial if self._file else None
+
+    def _log(self, entity_path: str, archetype: Any, static: bool = False) -> None:
+        self.stream.log(entity_path, archetype, static=static)
+        if self.mirror is not None:
+            self.mirror.stream.log(self.mirror.path(entity_path), archetype, static=static)
+
+    def _set_step(self, step: int, timestep: int) -> None:
+        streams = [self.stream] + ([self.mirror.stream] if self.mirror else [])
+        for stream in streams:
+            stream.set_time(STEP_TIMELINE, sequence=step)
+            stream.set_time(TIMESTEP_TIMELINE, sequence=timestep)
 
     def log_inputs(self, source_image, canny: np.ndarray) -> None:
         rr = self.rr
@@ -140,43 +190,37 @@ class ItemRecording:
             image = rr.EncodedImage(contents=source_image.encoded, media_type=source_image.media_type)
         else:
             image = rr.Image(source_image.pixels)
-        self.stream.log(self.paths.input_image, image, static=True)
-        self.stream.log(
-            self.paths.input_canny, rr.EncodedImage(contents=encode_png(canny), media_type="image/png"), static=True
-        )
+        self._log(self.paths.input_image, image, static=True)
+        canny_png = rr.EncodedImage(contents=encode_png(canny), media_type="image/png")
+        self._log(self.paths.input_canny, canny_png, static=True)
 
     def log_text(self, prompt_markdown: str, params_markdown: str) -> None:
         rr = self.rr
-        self.stream.log(
-            self.paths.prompt, rr.TextDocument(prompt_markdown, media_type=rr.MediaType.MARKDOWN), static=True
-        )
-        self.stream.log(
-            self.paths.params, rr.TextDocument(params_markdown, media_type=rr.MediaType.MARKDOWN), static=True
-        )
+        self._log(self.paths.prompt, rr.TextDocument(prompt_markdown, media_type=rr.MediaType.MARKDOWN), static=True)
+        self._log(self.paths.params, rr.TextDocument(params_markdown, media_type=rr.MediaType.MARKDOWN), static=True)
 
     def log_step(self, step: int, timestep: int, latent: np.ndarray | None, preview: np.ndarray | None) -> None:
         rr = self.rr
-        self.stream.set_time(STEP_TIMELINE, sequence=step)
-        self.stream.set_time(TIMESTEP_TIMELINE, sequence=timestep)
+        self._set_step(step, timestep)
         if latent is not None:
-            self.stream.log(self.paths.latent, rr.Tensor(latent, dim_names=LATENT_DIM_NAMES))
+            self._log(self.paths.latent, rr.Tensor(latent, dim_names=LATENT_DIM_NAMES))
         if preview is not None:
-            self.stream.log(self.paths.preview, rr.Image(preview).compress(jpeg_quality=PREVIEW_JPEG_QUALITY))
+            self._log(self.paths.preview, rr.Image(preview).compress(jpeg_quality=PREVIEW_JPEG_QUALITY))
 
     def log_output(self, png_bytes: bytes, last_step: int, last_timestep: int) -> None:
-        self.stream.set_time(STEP_TIMELINE, sequence=last_step)
-        self.stream.set_time(TIMESTEP_TIMELINE, sequence=last_timestep)
-        self.stream.log(self.paths.output, self.rr.EncodedImage(contents=png_bytes, media_type="image/png"))
+        self._set_step(last_step, last_timestep)
+        self._log(self.paths.output, self.rr.EncodedImage(contents=png_bytes, media_type="image/png"))
 
-    def finish(self) -> Path:
+    def finish(self) -> Path | None:
         """Complete the file (footer included) and move it to its final name."""
         self.stream.flush()
         self.stream.disconnect()
-        return self._file.commit()
+        return self._file.commit() if self._file else None
 
     def discard(self) -> None:
         """Drop an unfinished recording: nothing appears under the final name."""
         try:
             self.stream.disconnect()
         finally:
-            self._file.discard()
+            if self._file:
+                self._file.discard()

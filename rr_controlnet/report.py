@@ -13,6 +13,7 @@ from rr_controlnet.manifest import GenerationParams, Item, ModelSpec
 
 SUMMARY_NAME: Final = "summary.json"
 BLUEPRINT_NAME: Final = "batch.rbl"
+SUMMARY_MARKDOWN_NAME: Final = "summary.md"
 SUMMARY_VERSION: Final = 1
 STATUSES: Final = ("done", "failed", "pending")
 VERSIONED_PACKAGES: Final = ("rr-controlnet", "diffusers", "torch", "transformers", "rerun-sdk")
@@ -25,13 +26,14 @@ class ItemOutcome:
     seed: int
     params: dict[str, Any]
     params_hash: str
+    image: str = ""  # the input image, absolute
     seconds: float | None = None
     files: list[str] = field(default_factory=list)
     error: str | None = None
 
     @classmethod
     def pending(cls, item: Item, params_hash: str) -> ItemOutcome:
-        return cls(item.id, "pending", item.params.seed, asdict(item.params), params_hash)
+        return cls(item.id, "pending", item.params.seed, asdict(item.params), params_hash, str(item.image.resolve()))
 
 
 @dataclass

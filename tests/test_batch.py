@@ -36,7 +36,16 @@ def two_item_batch(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 def test_writes_one_recording_and_png_per_item_and_a_summary(two_item_batch: tuple[str, Path]) -> None:
     _, out = two_item_batch
     names = sorted(path.name for path in out.iterdir())
-    assert names == ["astronaut.png", "astronaut.rrd", "batch.rbl", "horse.png", "horse.rrd", "summary.json"]
+    assert names == [
+        "astronaut.png",
+        "astronaut.rrd",
+        "batch.rbl",
+        "horse.png",
+        "horse.rrd",
+        "overview.png",
+        "summary.json",
+        "summary.md",
+    ]
     summary = json.loads((out / "summary.json").read_text())
     assert [(item["id"], item["status"], item["seed"]) for item in summary["items"]] == [
         ("astronaut", "done", 0),

@@ -84,3 +84,13 @@ def test_canny_finds_the_edges_of_a_bar() -> None:
     assert edges.shape == (60, 90) and set(np.unique(edges)) == {0, 255}
     columns = np.nonzero(edges.any(axis=0))[0]
     assert {29, 30}.intersection(columns) and {59, 60}.intersection(columns)
+
+
+def test_fit_padding_adds_no_edges_to_the_canny_map(tmp_path: Path) -> None:
+    from rr_controlnet.images import control_images
+
+    path = tmp_path / "white.png"
+    Image.fromarray(np.full((50, 200, 3), 255, dtype=np.uint8)).save(path)
+    control = control_images(load_image(path), (128, 128), "fit", 100, 200)
+    assert control.rgb.shape == (128, 128, 3) and control.canny.shape == (128, 128)
+    assert not control.canny.any()  # a flat white image has no edges, padded or not

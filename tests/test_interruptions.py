@@ -92,7 +92,9 @@ def test_a_signal_stops_at_the_current_step_and_keeps_finished_items(
         "astronaut.png",
         "astronaut.rrd",
         "batch.rbl",
+        "overview.png",
         "summary.json",
+        "summary.md",
     ]
     verify(out / "astronaut.rrd")
     if sent == signal.SIGINT:

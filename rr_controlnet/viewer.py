@@ -1,0 +1,68 @@
+"""The Rerun viewer side: live streaming targets, and opening a batch's output in a viewer."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from rr_controlnet.errors import RrControlnetError
+from rr_controlnet.report import BLUEPRINT_NAME
+
+DEFAULT_GRPC_URL: Final = "rerun+http://127.0.0.1:9876/proxy"
+VIEWER_PORT: Final = 9876
+
+
+@dataclass
+class LiveViewer:
+    """Where item streams send their data live; holds the server alive while serving the web viewer."""
+
+    url: str
+    description: str
+    server: Any = None  # the RecordingStream that owns the gRPC server, for --serve-web
+
+
+def start_live_viewer(spawn: bool, connect_url: str | None, serve_web: bool) -> LiveViewer | None:
+    """Spawn, connect to, or serve a viewer; None when the output goes to files only."""
+    import rerun as rr
+
+    from rr_controlnet.record import APPLICATION_ID
+
+    if connect_url:
+        return LiveViewer(connect_url, f"streaming to {connect_url}")
+    if spawn:
+        rr.spawn(port=VIEWER_PORT, connect=False, executable_path=rerun_executable())
+        return LiveViewer(DEFAULT_GRPC_URL, "streaming to a spawned viewer")
+    if serve_web:
+        server = rr.RecordingStream(APPLICATION_ID)
+        url = server.serve_grpc()
+        rr.serve_web_viewer(connect_to=url, open_browser=False)
+        return LiveViewer(url, f"serving the web viewer (gRPC at {url})", server)
+    return None
+
+
+def rerun_executable() -> str:
+    """The `rerun` binary of this environment (it comes with rerun-sdk), else the one on PATH."""
+    beside_python = Path(sys.executable).with_name("rerun")
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("rerun")
+    if found is None:
+        raise RrControlnetError("the `rerun` viewer executable was not found; install rerun-sdk in this environment")
+    return found
+
+
+def viewer_command(out_dir: Path) -> list[str]:
+    """Open every item file of a batch, with its blueprint, in one viewer.
+
+    The files are listed rather than the folder: a folder would also load the PNGs beside them.
+    """
+    out_dir = Path(out_dir)
+    recordings = sorted(out_dir.glob("*.rrd"))
+    if not recordings:
+        raise RrControlnetError(f"{out_dir}: no .rrd files here; run `rr-controlnet batch` first")
+    blueprint = out_dir / BLUEPRINT_NAME
+    files = [str(path) for path in recordings] + ([str(blueprint)] if blueprint.exists() else [])
+    return [rerun_executable(), *files]

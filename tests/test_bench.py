@@ -1,0 +1,37 @@
+"""The recording benchmark runs end to end on the tiny model and writes all three ways to JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmark_measures_bare_rr_controlnet_and_original(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "benchmark.py"),
+        *("--model", "tiny-sd15", "--size", "64", "--steps", "2", "--items", "1", "--repeats", "1"),
+        *("--device", "cpu", "--threads", "1", "--out", str(tmp_path / "recordings"), "--json", str(results)),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+
+    report = json.loads(results.read_text())
+    by_way = {result["way"]: result for result in report["results"]}
+    assert list(by_way) == ["bare", "rr-controlnet", "original"]
+    for result in by_way.values():
+        assert result["seconds_per_item"] > 0
+        assert result["ratio_vs_bare"] > 0
+        assert result["peak_rss_bytes"] > 0
+    assert by_way["bare"]["ratio_vs_bare"] == 1.0
+    assert by_way["bare"]["rrd_bytes_per_item"] is None
+    for way in ("rr-controlnet", "original"):
+        assert by_way[way]["rrd_bytes_per_item"] > 0
+        assert by_way[way]["max_output_difference_vs_bare"] == 0  # recording never changes the image
+    assert sorted(path.name for path in (tmp_path / "recordings" / "rr-controlnet").iterdir()) == ["astronaut.rrd"]
+    assert "rr-controlnet" in completed.stdout and "original" in completed.stdout

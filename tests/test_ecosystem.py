@@ -1,0 +1,166 @@
+"""Where users meet the tool besides the batch: `run`, the viewer, the importer, CI artifacts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import sample_image, tiny_manifest
+from PIL import Image
+from rrd_contents import decoded_image, read_recording
+
+from rr_controlnet.cli import BUNDLED_LOGO, ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT, cli
+
+IMPORTER = Path(sys.executable).with_name("rerun-importer-rr-controlnet")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture(scope="module")
+def finished_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("batch")
+    result = invoke("batch", str(tiny_manifest(folder)), "--out", str(folder / "out"))
+    assert result.exit_code == 0, result.output
+    return folder / "out"
+
+
+def test_run_is_the_original_single_image_job(tmp_path: Path) -> None:
+    image = sample_image("astronaut.png", tmp_path)
+    result = invoke(
+        "run", "--img-path", str(tmp_path / image), "--prompt", "a red castle", "--negative-prompt", "blurry",
+        "--headless", "--model", "tiny-sd15", "--steps", "2", "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    recording = read_recording(tmp_path / "out" / "astronaut.rrd")
+    prompt = recording.static("/items/astronaut/prompt").columns["TextDocument:text"][0]
+    assert "a red castle" in prompt and "blurry" in prompt
+    params = recording.static("/items/astronaut/params").columns["TextDocument:text"][0]
+    assert "| controlnet_conditioning_scale | 0.5 |" in params
+
+
+def test_run_without_an_image_uses_the_bundled_rgba_logo_and_the_original_prompts(tmp_path: Path) -> None:
+    result = invoke("run", "--headless", "--model", "tiny-sd15", "--steps", "1", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    recording = read_recording(tmp_path / "out" / "logo.rrd")
+    logged = decoded_image(recording.static("/items/logo/input/image"))
+    np.testing.assert_array_equal(logged, np.asarray(Image.open(BUNDLED_LOGO)))
+    assert logged.shape[2] == 4
+    prompt = recording.static("/items/logo/prompt").columns["TextDocument:text"][0]
+    assert ORIGINAL_PROMPT in prompt and ORIGINAL_NEGATIVE_PROMPT in prompt
+
+
+def test_python_dash_m_run_takes_the_original_flags(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rr_controlnet", "run", "--help"], capture_output=True, text=True, check=True
+    )
+    for flag in ("--img-path", "--prompt", "--negative-prompt", "--spawn", "--connect", "--serve-web", "--headless"):
+        assert flag in result.stdout
+
+
+def test_output_pngs_carry_their_generation_parameters(finished_batch: Path) -> None:
+    image = Image.open(finished_batch / "horse.png")
+    parameters = image.text["parameters"]
+    prompt, negative, settings = parameters.split("\n")
+    assert prompt == "a futuristic research complex" and negative == "Negative prompt: "
+    for expected in ("Steps: 3", "Sampler: DDIMScheduler", "CFG scale: 7.5", "Seed: 5", "Size: 64x64"):
+        assert expected in settings
+    assert 'ControlNet 0: "Module: canny, Model: tiny-sd15, Weight: 0.5' in settings
+    full = json.loads(image.text["rr-controlnet"])
+    (summary_item,) = [
+        i for i in json.loads((finished_batch / "summary.json").read_text())["items"] if i["id"] == "horse"
+    ]
+    assert full["params"] == summary_item["params"] and full["params_hash"] == summary_item["params_hash"]
+
+
+def test_overview_and_markdown_summary_are_written(finished_batch: Path) -> None:
+    overview = Image.open(finished_batch / "overview.png")
+    assert overview.width > 3 * 64 and overview.height > 2 * 64
+    markdown = (finished_batch / "summary.md").read_text()
+    assert "| item | status | seed | seconds | files |" in markdown
+    assert "| astronaut | done | 0 |" in markdown and "| horse | done | 5 |" in markdown
+
+
+def test_summary_to_appends_to_a_job_summary(tmp_path: Path) -> None:
+    job_summary = tmp_path / "step-summary.md"
+    job_summary.write_text("# earlier steps\n")
+    result = invoke(
+        "batch", str(tiny_manifest(tmp_path)), "--out", str(tmp_path / "out"), "--summary-to", str(job_summary)
+    )
+    assert result.exit_code == 0, result.output
+    text = job_summary.read_text()
+    assert text.startswith("# earlier steps\n") and "| horse | done | 5 |" in text
+
+
+def test_view_opens_the_item_files_and_the_blueprint_not_the_pngs(
+    finished_batch: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launched = []
+    monkeypatch.setattr(os, "execv", lambda program, argv: launched.append(argv))
+    result = invoke("view", str(finished_batch))
+    assert result.exit_code == 0, result.output
+    (argv,) = launched
+    assert Path(argv[0]).name == "rerun"
+    assert [Path(arg).name for arg in argv[1:]] == ["astronaut.rrd", "horse.rrd", "batch.rbl"]
+
+
+def test_schema_command_prints_the_shipped_schema() -> None:
+    result = invoke("schema")
+    shipped = Path(__file__).resolve().parent.parent / "manifests" / "manifest.schema.json"
+    assert result.exit_code == 0 and result.output == shipped.read_text()
+    example = (shipped.parent / "example.yaml").read_text()
+    assert example.startswith("# yaml-language-server: $schema=manifest.schema.json\n")
+
+
+def test_no_save_needs_a_live_viewer(tmp_path: Path) -> None:
+    result = invoke("batch", str(tiny_manifest(tmp_path)), "--no-save")
+    assert result.exit_code == 2
+    assert "--no-save writes nothing without --spawn, --connect or --serve-web" in result.output
+
+
+def test_viewer_flags_are_exclusive(tmp_path: Path) -> None:
+    result = invoke("batch", str(tiny_manifest(tmp_path)), "--spawn", "--headless")
+    assert result.exit_code == 2 and "choose one of" in result.output
+
+
+def run_importer(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(IMPORTER), *args], capture_output=True)
+
+
+def test_importer_streams_a_manifest_under_the_viewers_prefix(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    viewer_args = ["--application-id", "viewer_app", "--recording-id", "rec-1", "--opened-application-id", "x"]
+    viewer_args += ["--entity-path-prefix", "dropped/here", "--time_sequence", "frame=3", "--static", "--new-flag"]
+    generated = run_importer(str(manifest), *viewer_args)  # nothing generated yet: generates and streams live
+    assert generated.returncode == 0, generated.stderr.decode()
+    replayed = run_importer(str(manifest), *viewer_args)  # now replayed from the saved files
+    assert replayed.returncode == 0, replayed.stderr.decode()
+    assert (tmp_path / "manifest-output" / "horse.rrd").exists()
+    for name, stream in (("generated", generated.stdout), ("replayed", replayed.stdout)):
+        path = tmp_path / f"{name}.rrd"
+        path.write_bytes(stream)
+        recording = read_recording(path)
+        assert (recording.application_id, recording.recording_id) == ("viewer_app", "rec-1")
+        root = "/dropped/here/items/horse"
+        assert {f"{root}/{entity}" for entity in ("input/image", "input/canny", "latent", "preview", "output")} <= set(
+            recording.rows
+        )
+        assert [row.step for row in recording.timed(f"{root}/latent")] == [0, 1, 2]
+        assert decoded_image(recording.timed(f"{root}/output")[0]).shape == (64, 64, 3)
+
+
+def test_importer_declines_what_is_not_a_manifest(tmp_path: Path) -> None:
+    (tmp_path / "other.yaml").write_text("name: not a manifest\nitems: 3\n")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "broken.yaml").write_text("{{{")
+    for path in (tmp_path / "other.yaml", tmp_path / "notes.txt", tmp_path / "broken.yaml", tmp_path, tmp_path / "no"):
+        result = run_importer(str(path), "--application-id", "a", "--recording-id", "r")
+        assert result.returncode == 66, path
+        assert result.stdout == b""
