@@ -1,0 +1,82 @@
+"""The real Rerun viewer, headless: the batch's blueprint shows every view without errors.
+
+Needs a Vulkan driver (Debian's mesa-vulkan-drivers, which .ci/run installs); skipped elsewhere
+unless CI is set, where a missing driver is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import tiny_manifest
+
+from rr_controlnet.cli import cli
+
+VULKAN_DRIVERS = Path("/usr/share/vulkan/icd.d")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def viewer():
+    if not any(VULKAN_DRIVERS.glob("*.json")) and not os.environ.get("CI"):
+        pytest.skip("no Vulkan driver here (apt-get install mesa-vulkan-drivers)")
+    from rerun.experimental import ViewerClient
+
+    client = ViewerClient.spawn(
+        headless=True,
+        port=free_port(),
+        hide_welcome_screen=True,
+        detach_process=False,
+        executable_path=str(Path(sys.executable).with_name("rerun")),
+    )
+    yield client
+    client.quit()
+
+
+def test_the_batch_blueprint_shows_every_view_without_errors(viewer, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["batch", str(tiny_manifest(tmp_path)), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    for path in sorted((tmp_path / "out").glob("*.rrd")):
+        viewer.open(str(path))
+
+    expected = {}
+    for item_id in ("astronaut", "horse"):
+        for name, origin in (
+            ("input", "input/image"),
+            ("canny", "input/canny"),
+            ("latent", "latent"),
+            ("preview", "preview"),
+            ("output", "output"),
+            ("prompt", "prompt"),
+            ("params", "params"),
+        ):
+            expected[f"{item_id}: {name}"] = f"/items/{item_id}/{origin}"
+
+    deadline = time.monotonic() + 30
+    while True:
+        state = viewer.get_state()
+        views = {view.name: view for view in state.views}
+        if set(expected) <= set(views) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert len(state.recordings) == 1  # both item files merged into one recording
+    assert {name: views[name].origin for name in expected if name in views} == expected
+    assert all(views[name].reports == [] for name in expected), {name: views[name].reports for name in expected}
+
+    recorded_paths = {entity.entity_path for entity in viewer.get_recording_schema(paths_only=True).entities}
+    assert set(expected.values()) <= recorded_paths  # every view's origin holds data
+
+    screenshot = tmp_path / "viewer.png"
+    viewer.save_screenshot(str(screenshot))
+    assert screenshot.stat().st_size > 10_000
