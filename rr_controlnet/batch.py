@@ -20,7 +20,9 @@ from rr_controlnet.files import remove_stale_partials, write_atomic
 from rr_controlnet.manifest import Item, Manifest, ParamsFingerprint
 from rr_controlnet.report import (
     BLUEPRINT_NAME,
+    OVERVIEW_NAME,
     SUMMARY_MARKDOWN_NAME,
+    SUMMARY_NAME,
     BatchSummary,
     ItemOutcome,
     library_versions,
@@ -47,6 +49,7 @@ class BatchOptions:
     live_url: str | None = None  # a Rerun gRPC endpoint that receives every item live
     mirror: Any = None  # record.Mirror: one more stream that receives every item (the importer's)
     summary_to: Path | None = None  # a file to append summary.md to, such as $GITHUB_STEP_SUMMARY
+    shard: Any = None  # distributed.Shard: generate only this shard's items
 
 
 @dataclass
@@ -81,10 +84,12 @@ def item_files(item_id: str, with_recording: bool = True) -> list[str]:
     return [f"{item_id}.rrd", f"{item_id}.png"] if with_recording else [f"{item_id}.png"]
 
 
-def plan_items(manifest: Manifest, dtype_name: str) -> list[PlannedItem]:
-    """Fingerprint every item: its effective parameters, model, scheduler, image bytes and dtype."""
+def plan_items(manifest: Manifest, dtype_name: str, shard: Any = None) -> list[PlannedItem]:
+    """Fingerprint every item (of the shard): effective parameters, model, scheduler, image bytes, dtype."""
     planned = []
     for item in manifest.items:
+        if shard is not None and not shard.owns(item.index):
+            continue
         fingerprint = ParamsFingerprint(
             params=item.params,
             model=manifest.model,
@@ -127,10 +132,16 @@ def run_batch(
     log = log or (lambda message: print(message, file=sys.stderr))
     out_dir = Path(options.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(out_dir)
+    shard = options.shard
 
     runtime = resolve_runtime(options.device, options.dtype)
-    planned = plan_items(manifest, runtime.dtype_name)
+    all_ids = [item.id for item in manifest.items]
+    planned = plan_items(manifest, runtime.dtype_name, shard)
+    summary_name = shard.summary_name if shard else SUMMARY_NAME
+    own_files = [name for p in planned for name in item_files(p.item.id)] + [summary_name]
+    if shard is None:
+        own_files += [BLUEPRINT_NAME, SUMMARY_MARKDOWN_NAME, OVERVIEW_NAME]
+    remove_stale_partials(out_dir, own_files)
     previous = {} if options.force else read_previous_outcomes(out_dir)
     outcomes = {p.item.id: ItemOutcome.pending(p.item, p.params_hash) for p in planned}
     skipped = [p.item.id for p in planned if is_up_to_date(p, previous, out_dir)]
@@ -142,21 +153,28 @@ def run_batch(
         recording_id=run_recording_id(out_dir),
         items=list(outcomes.values()),
         versions=library_versions(),
+        item_ids=all_ids,
+        shard=str(shard) if shard else None,
     )
     report = BatchReport(summary=summary, skipped=skipped)
-    all_ids = [p.item.id for p in planned]
     to_run = [p for p in planned if p.item.id not in skipped]
 
     def save_summary() -> None:
-        summary.items = [outcomes[item_id] for item_id in all_ids]
-        write_summary(summary, out_dir)
+        summary.items = [outcomes[p.item.id] for p in planned]
+        write_summary(summary, out_dir, summary_name)
 
-    save_batch_blueprint(all_ids, out_dir / BLUEPRINT_NAME)
+    def finish() -> BatchReport:
+        report.stopped_by = stop.signal_name
+        save_summary()
+        if shard is None:  # a sharded batch is summarized once every shard is done
+            write_review(summary, out_dir, options.summary_to)
+        return report
+
+    if shard is None:
+        save_batch_blueprint(all_ids, out_dir / BLUEPRINT_NAME)
     save_summary()
     if not to_run or stop.requested:
-        report.stopped_by = stop.signal_name
-        write_review(manifest, summary, out_dir, options.summary_to)
-        return report
+        return finish()
 
     from rr_controlnet.presets import has_random_weights
 
@@ -178,45 +196,57 @@ def run_batch(
             for outcome in runner.run_group(group, progress):
                 outcomes[outcome.id] = outcome
             save_summary()
-    report.stopped_by = stop.signal_name
-    save_summary()
-    write_review(manifest, summary, out_dir, options.summary_to)
-    return report
+    return finish()
 
 
-def write_review(manifest: Manifest, summary: BatchSummary, out_dir: Path, summary_to: Path | None) -> None:
+def write_review(summary: BatchSummary, out_dir: Path, summary_to: Path | None) -> None:
     """overview.png and summary.md beside the recordings; summary.md appended to `summary_to` too."""
     import json
 
     from rr_controlnet.review import append_summary, sheet_rows_from_summary, summary_markdown, write_overview
 
     document = json.loads(summary.to_json())
-    rows = sheet_rows_from_summary(
-        out_dir, document, inputs={item.id: item.image for item in manifest.items}, canny_for=_canny_for(manifest)
-    )
-    write_overview(out_dir, rows)
+    write_overview(out_dir, sheet_rows_from_summary(out_dir, document, canny_for=_canny_for(summary)))
     markdown = summary_markdown(document)
     write_atomic(out_dir / SUMMARY_MARKDOWN_NAME, markdown)
     if summary_to is not None:
         append_summary(markdown, summary_to)
 
 
-def _canny_for(manifest: Manifest) -> Callable[[str], Any]:
-    """The edge map of an item as the model saw it, recomputed from its input (cheap, no model needed)."""
+def summarize_outputs(out_dir: Path, summary_to: Path | None = None) -> BatchSummary:
+    """Merge the shard summaries of a folder into its summary.json, blueprint, summary.md and overview."""
+    from rr_controlnet.distributed import SHARD_SUMMARY_GLOB, merge_shard_summaries
+    from rr_controlnet.record import save_batch_blueprint
+
+    shard_summaries = list(Path(out_dir).glob(SHARD_SUMMARY_GLOB))
+    summary = BatchSummary.from_document(merge_shard_summaries(out_dir))
+    write_summary(summary, out_dir)
+    save_batch_blueprint(summary.item_ids, out_dir / BLUEPRINT_NAME)
+    write_review(summary, out_dir, summary_to)
+    for merged in shard_summaries:  # summary.json now holds all they said
+        merged.unlink(missing_ok=True)
+    return summary
+
+
+def _canny_for(summary: BatchSummary) -> Callable[[str], Any]:
+    """An item's edge map as the model saw it, recomputed from its input and recorded parameters."""
     from rr_controlnet.images import control_images, load_image, target_size
+    from rr_controlnet.manifest import ModelSpec
     from rr_controlnet.presets import native_size
 
-    items = {item.id: item for item in manifest.items}
+    native = native_size(ModelSpec(**summary.model))
+    outcomes = {outcome.id: outcome for outcome in summary.items}
 
     def canny(item_id: str) -> Any:
-        item = items[item_id]
+        outcome = outcomes[item_id]
+        params = outcome.params
         try:
-            source = load_image(item.image)
-        except ItemFailed:
+            source = load_image(Path(outcome.image))
+            height, width = source.pixels.shape[:2]
+            size = target_size((width, height), params["width"], params["height"], native)
+            return control_images(source, size, params["resize"], params["canny_low"], params["canny_high"]).canny
+        except (ItemFailed, KeyError, OSError):
             return None
-        height, width = source.pixels.shape[:2]
-        size = target_size((width, height), item.params.width, item.params.height, native_size(manifest.model))
-        return control_images(source, size, item.params.resize, item.params.canny_low, item.params.canny_high).canny
 
     return canny
 

@@ -131,12 +131,29 @@ def validate(manifest_path: Path, model: str | None) -> None:
     "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
     help="Output folder [default: MANIFEST's name + '-output', beside it].",
 )  # fmt: skip
+@click.option(
+    "--shard",
+    "shard_text",
+    metavar="I/N",
+    help="Generate only shard I of N (0-based; items round-robin), e.g. for job arrays; "
+    "then `rr-controlnet summarize OUT`.",
+)
 @generation_options
 def batch(manifest_path: Path, out_dir: Path | None, model: str | None, steps: int | None, seed: int | None,
-          **options: Any) -> None:  # fmt: skip
-    """Generate every item of MANIFEST: one .rrd and .png per item, summary.json, summary.md, overview.png."""
+          shard_text: str | None, **options: Any) -> None:  # fmt: skip
+    """Generate every item of MANIFEST: one .rrd and .png per item, summary.json, summary.md, overview.png.
+
+    Under torchrun or `accelerate launch`, each process takes its share of the items on its own device,
+    and rank 0 writes the summary for the whole batch once all are done.
+    """
+    from rr_controlnet.distributed import parse_shard
+
     manifest = _load_or_fail(manifest_path, Overrides(model=model, steps=steps, seed=seed))
-    _generate(manifest, out_dir or default_out_dir(manifest_path), viewer_by_default=False, **options)
+    try:
+        shard = parse_shard(shard_text) if shard_text else None
+    except ValueError as exc:
+        raise UsageFailure(f"error: --shard: {exc}") from None
+    _generate(manifest, out_dir or default_out_dir(manifest_path), viewer_by_default=False, shard=shard, **options)
 
 
 @cli.command(epilog=EXAMPLES)
@@ -190,11 +207,20 @@ def _generate(
     no_save: bool,
     summary_to: Path | None,
     progress: bool | None,
+    shard: Any = None,
     **options: Any,
 ) -> None:
-    from rr_controlnet.batch import BatchOptions, StopRequest, run_batch
+    from rr_controlnet.batch import BatchOptions, StopRequest, run_batch, summarize_outputs
+    from rr_controlnet.distributed import ProcessGroup, device_for, launched_process
     from rr_controlnet.models import quiet_library_logging
     from rr_controlnet.viewer import start_live_viewer
+
+    process = launched_process()
+    if process is not None:
+        if shard is not None:
+            raise UsageFailure("error: --shard cannot be combined with a launcher's ranks (RANK/WORLD_SIZE)")
+        shard = process.shard
+        options["device"] = device_for(process, options["device"])
 
     if sum([spawn, connect_url is not None, serve_web, headless]) > 1:
         raise UsageFailure("error: choose one of --spawn, --connect, --serve-web and --headless")
@@ -214,9 +240,17 @@ def _generate(
                 save_recordings=not no_save,
                 live_url=live.url if live else None,
                 summary_to=summary_to,
+                shard=shard,
                 **options,
             )
-            report = run_batch(manifest, batch_options, stop)
+            if process is None:
+                report = run_batch(manifest, batch_options, stop)
+            else:
+                with ProcessGroup(process) as group:
+                    report = run_batch(manifest, batch_options, stop)
+                    group.barrier()
+                    if process.is_coordinator:
+                        report.summary = summarize_outputs(out_dir, summary_to)
         except RrControlnetError as exc:
             raise UsageFailure(f"error: {exc}") from None
     counts = report.summary.counts()
@@ -247,6 +281,23 @@ def view(out_dir: Path) -> None:
     except RrControlnetError as exc:
         raise UsageFailure(f"error: {exc}") from None
     os.execv(command[0], command)  # noqa: S606 - the viewer replaces this process, as `rerun FILES` would
+
+
+@cli.command()
+@click.argument("out_dir", metavar="OUT", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--summary-to", type=click.Path(path_type=Path, dir_okay=False),
+              help="Append summary.md to this file, e.g. $GITHUB_STEP_SUMMARY.")  # fmt: skip
+def summarize(out_dir: Path, summary_to: Path | None) -> None:
+    """Merge the shard summaries in OUT (from `batch --shard I/N` runs) into one summary and blueprint."""
+    from rr_controlnet.batch import summarize_outputs
+
+    try:
+        summary = summarize_outputs(out_dir, summary_to)
+    except FileNotFoundError as exc:
+        raise UsageFailure(f"error: {exc}") from None
+    counts = summary.counts()
+    click.echo(f"{counts['done']} done, {counts['failed']} failed, {counts['pending']} pending; summary in {out_dir}")
+    sys.exit(EXIT_ITEMS_FAILED if counts["failed"] else EXIT_OK)
 
 
 @cli.command()

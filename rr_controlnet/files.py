@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -66,11 +66,16 @@ def write_atomic(final: Path, content: bytes | str) -> Path:
     return Path(final)
 
 
-def remove_stale_partials(folder: Path) -> int:
-    """Delete temporary files left by a killed run; return how many were removed."""
+def remove_stale_partials(folder: Path, final_names: Iterable[str]) -> int:
+    """Delete temporary files that a killed run left for these final names; return how many.
+
+    Only the caller's own names: other processes may be writing into the same folder.
+    """
+    wanted = set(final_names)
     removed = 0
     for leftover in Path(folder).glob(f".*{PARTIAL_SUFFIX}"):
-        if leftover.is_file() and not leftover.is_symlink():
+        final_name = leftover.name[1 : -len(PARTIAL_SUFFIX)].rsplit(".", 1)[0]
+        if final_name in wanted and leftover.is_file() and not leftover.is_symlink():
             leftover.unlink()
             removed += 1
     return removed

@@ -14,6 +14,7 @@ from rr_controlnet.manifest import GenerationParams, Item, ModelSpec
 SUMMARY_NAME: Final = "summary.json"
 BLUEPRINT_NAME: Final = "batch.rbl"
 SUMMARY_MARKDOWN_NAME: Final = "summary.md"
+OVERVIEW_NAME: Final = "overview.png"
 SUMMARY_VERSION: Final = 1
 STATUSES: Final = ("done", "failed", "pending")
 VERSIONED_PACKAGES: Final = ("rr-controlnet", "diffusers", "torch", "transformers", "rerun-sdk")
@@ -23,7 +24,7 @@ VERSIONED_PACKAGES: Final = ("rr-controlnet", "diffusers", "torch", "transformer
 class ItemOutcome:
     id: str
     status: str  # one of STATUSES
-    seed: int
+    seed: int | None
     params: dict[str, Any]
     params_hash: str
     image: str = ""  # the input image, absolute
@@ -43,6 +44,20 @@ class BatchSummary:
     recording_id: str
     items: list[ItemOutcome]
     versions: dict[str, str] = field(default_factory=dict)
+    item_ids: list[str] = field(default_factory=list)  # every item of the manifest, in order
+    shard: str | None = None  # "I/N" when this summary covers one shard's items only
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> BatchSummary:
+        return cls(
+            manifest=document["manifest"],
+            model=document["model"],
+            recording_id=document["recording_id"],
+            items=[ItemOutcome(**item) for item in document["items"]],
+            versions=document.get("versions", {}),
+            item_ids=document.get("item_ids", [item["id"] for item in document["items"]]),
+            shard=document.get("shard"),
+        )
 
     def counts(self) -> dict[str, int]:
         return {status: sum(1 for outcome in self.items if outcome.status == status) for status in STATUSES}
@@ -55,22 +70,29 @@ class BatchSummary:
             "recording_id": self.recording_id,
             "counts": self.counts(),
             "versions": self.versions,
+            "item_ids": self.item_ids,
+            "shard": self.shard,
             "items": [asdict(outcome) for outcome in self.items],
         }
         return json.dumps(document, indent=2) + "\n"
 
 
-def write_summary(summary: BatchSummary, out_dir: Path) -> Path:
-    return write_atomic(Path(out_dir) / SUMMARY_NAME, summary.to_json())
+def write_summary(summary: BatchSummary, out_dir: Path, name: str = SUMMARY_NAME) -> Path:
+    return write_atomic(Path(out_dir) / name, summary.to_json())
 
 
 def read_previous_outcomes(out_dir: Path) -> dict[str, ItemOutcome]:
-    """Outcomes recorded by an earlier run into this folder; empty if there is none or it is unreadable."""
-    try:
-        document = json.loads((Path(out_dir) / SUMMARY_NAME).read_text())
-        return {entry["id"]: ItemOutcome(**entry) for entry in document.get("items", [])}
-    except (OSError, ValueError, TypeError, KeyError):
-        return {}
+    """Outcomes recorded by earlier runs into this folder (shard summaries included), newest first."""
+    from rr_controlnet.distributed import read_summary_documents
+
+    outcomes = {}
+    for document in read_summary_documents(out_dir):
+        for entry in document.get("items", []):
+            try:
+                outcomes[entry["id"]] = ItemOutcome(**entry)
+            except (TypeError, KeyError):
+                continue
+    return outcomes
 
 
 def library_versions() -> dict[str, str]:

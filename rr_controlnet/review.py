@@ -25,9 +25,8 @@ from PIL import Image, ImageDraw, ImageFont
 from rr_controlnet.errors import ItemFailed
 from rr_controlnet.files import write_atomic
 from rr_controlnet.images import load_image
-from rr_controlnet.report import STATUSES
+from rr_controlnet.report import OVERVIEW_NAME, STATUSES
 
-OVERVIEW_NAME: Final = "overview.png"
 THUMB_HEIGHT: Final = 192
 MAX_THUMB_WIDTH: Final = 2 * THUMB_HEIGHT  # panoramas shrink rather than widen the sheet
 PAD: Final = 8
@@ -193,10 +192,13 @@ def sheet_rows_from_summary(
 ) -> list[SheetRow]:
     """One row per item of a parsed summary.json, in its order; outputs are the `.png` files it lists in `out_dir`.
 
-    summary.json holds no input paths: `inputs` maps item ids to input images (from the manifest), and
+    Inputs are the items' recorded `image` paths unless `inputs` maps item ids to others, and
     `canny_for(item_id)` returns an item's edge map; without them the sheet shows "no input" / "no edge map".
     """
-    inputs = inputs or {}
+    inputs = dict(inputs or {})
+    for entry in summary_json.get("items", []):
+        if entry.get("image") and entry["id"] not in inputs:
+            inputs[entry["id"]] = Path(entry["image"])
     rows = []
     for entry in summary_json.get("items", []):
         item_id = entry["id"]

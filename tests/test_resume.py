@@ -20,7 +20,8 @@ def run(manifest: Path, out: Path, *args: str):
 
 
 def modified_times(out: Path) -> dict[str, int]:
-    return {path.name: path.stat().st_mtime_ns for path in out.iterdir() if path.suffix in (".rrd", ".png")}
+    items = (path for path in out.iterdir() if path.suffix in (".rrd", ".png") and path.name != "overview.png")
+    return {path.name: path.stat().st_mtime_ns for path in items}
 
 
 def summary(out: Path) -> dict:

@@ -82,8 +82,8 @@ def test_write_overview_writes_a_png_atomically(tmp_path: Path) -> None:
 def summary_document(out_dir: Path) -> dict:
     params = {"prompt": "a research complex", "seed": 0}
     items = [
-        ItemOutcome("astronaut", "done", 0, params, "abc", 1.234, ["astronaut.rrd", "astronaut.png"]),
-        ItemOutcome("cat", "failed", 7, {**params, "seed": 7}, "def", 0.5, error="ItemFailed: bad | pipe <b>"),
+        ItemOutcome("astronaut", "done", 0, params, "abc", seconds=1.234, files=["astronaut.rrd", "astronaut.png"]),
+        ItemOutcome("cat", "failed", 7, {**params, "seed": 7}, "def", seconds=0.5, error="ItemFailed: bad | pipe <b>"),
         ItemOutcome("horse", "pending", 5, {**params, "seed": 5}, "ghi"),
     ]
     model = {"name": "tiny-sd15", "family": "sd15"}
