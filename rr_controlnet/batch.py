@@ -50,6 +50,8 @@ class BatchOptions:
     mirror: Any = None  # record.Mirror: one more stream that receives every item (the importer's)
     summary_to: Path | None = None  # a file to append summary.md to, such as $GITHUB_STEP_SUMMARY
     shard: Any = None  # distributed.Shard: generate only this shard's items
+    offload: bool = False  # model CPU offload, for GPUs too small to hold every model
+    compile_models: bool = False  # torch.compile the UNet and ControlNet (CUDA)
 
 
 @dataclass
@@ -125,7 +127,7 @@ def run_batch(
     log: Callable[[str], None] | None = None,
 ) -> BatchReport:
     """Generate every item that is not already up to date in options.out_dir."""
-    from rr_controlnet.models import load_model, resolve_runtime
+    from rr_controlnet.models import load_model, load_preview_decoder, resolve_runtime
     from rr_controlnet.record import run_recording_id, save_batch_blueprint
 
     stop = stop or StopRequest()
@@ -180,7 +182,17 @@ def run_batch(
 
     if has_random_weights(manifest.model):
         log(f"note: model {manifest.model.name!r} has random weights: it makes noise, not pictures")
-    model = load_model(manifest.model, runtime, manifest.scheduler, options.allow_unsafe_weights)
+    model = load_model(
+        manifest.model,
+        runtime,
+        manifest.scheduler,
+        options.allow_unsafe_weights,
+        options.offload,
+        options.compile_models,
+    )
+    preview_decoder = None
+    if options.preview == "taesd":
+        preview_decoder = load_preview_decoder(manifest.model, runtime, options.allow_unsafe_weights)
     context = {
         "scheduler": type(model.pipe.scheduler).__name__,
         "device": runtime.device,
@@ -189,6 +201,7 @@ def run_batch(
         "latent_every": options.latent_every,
     }
     runner = _ItemRunner(model, manifest, options, summary.recording_id, all_ids, context, stop, log)
+    runner.preview_decoder = preview_decoder
     with _progress(len(to_run), options.show_progress) as progress:
         for group in _prepared_groups(runner, to_run, options.batch_size, outcomes, log):
             if stop.requested:
@@ -305,6 +318,7 @@ class _ItemRunner:
         self.stop = stop
         self.log = log
         self.versions = library_versions()
+        self.preview_decoder: Any = None
 
     def prepare(self, planned: PlannedItem) -> _Prepared:
         from rr_controlnet.images import control_images, load_image, target_size
@@ -362,7 +376,9 @@ class _ItemRunner:
                     progress.step()
 
             jobs = [GenerationJob(p.planned.item.id, p.planned.item.params, p.control) for p in group]
-            result = generate(self.model, jobs, on_step, lambda: self.stop.requested, self.options.preview)
+            result = generate(
+                self.model, jobs, on_step, lambda: self.stop.requested, self.options.preview, self.preview_decoder
+            )
         except Exception as exc:  # noqa: BLE001 - any failure of one item must not end the batch
             for recording in recordings:
                 recording.discard()

@@ -57,6 +57,9 @@ FAMILY_DEFAULTS: Final[dict[str, dict[str, float]]] = {
 
 FAMILY_NATIVE_SIZE: Final[dict[str, int]] = {"sd15": 512, "sdxl": 1024}
 
+# Tiny autoencoders that decode latents to a preview image (`--preview taesd`).
+FAMILY_PREVIEW_DECODER: Final[dict[str, str]] = {"sd15": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl"}
+
 
 def family_defaults(family: str) -> dict[str, float]:
     return dict(FAMILY_DEFAULTS[family])

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     import torch
@@ -35,6 +35,7 @@ _COMPONENT_SEEDS: Final = {
     "vae": 3,
     "text_encoder": 4,
     "text_encoder_2": 5,
+    "taesd": 6,
 }
 
 _TOKENIZER_MAX_LENGTH: Final = 77
@@ -445,3 +446,43 @@ def _bytes_to_unicode() -> list[str]:
             chars[byte] = chr(256 + extra)
             extra += 1
     return [chars[byte] for byte in range(256)]
+
+
+# TAESD-style preview decoders (AutoencoderTiny): the published layout for the random kinds, a
+# tiny one for the tiny kinds; both upsample latents by 8 like the VAEs they stand beside.
+_TINY_TAESD: Final = {
+    "encoder_block_out_channels": (4, 4, 4, 4),
+    "decoder_block_out_channels": (4, 4, 4, 4),
+    "num_encoder_blocks": (1, 1, 1, 1),
+    "num_decoder_blocks": (1, 1, 1, 1),
+    "latent_channels": 4,
+}
+
+
+def build_random_preview_decoder(kind: str, dtype: Any = None) -> Any:
+    """A random-weight AutoencoderTiny for `kind`: tiny for the tiny kinds, TAESD's layout otherwise."""
+    if kind not in RANDOM_KINDS:
+        raise ValueError(f"unknown random model kind {kind!r}: expected one of {RANDOM_KINDS}")
+    from diffusers import AutoencoderTiny
+
+    config = _TINY_TAESD if kind.startswith("tiny") else {}
+    return _built("taesd", lambda: AutoencoderTiny(**config), dtype)
+
+
+def save_random_preview_decoder(kind: str, folder: Path) -> Path:
+    """Save build_random_preview_decoder(kind) as a diffusers folder, complete or not at all."""
+    folder = Path(folder)
+    if folder.exists():
+        raise FileExistsError(f"cannot save preview decoder {kind!r}: {folder} already exists")
+    decoder = build_random_preview_decoder(kind)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    try:
+        decoder.save_pretrained(partial, safe_serialization=True)
+        try:
+            os.rename(partial, folder)
+        except OSError as error:
+            raise FileExistsError(f"cannot save preview decoder {kind!r}: {folder} appeared while saving") from error
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder
