@@ -301,19 +301,23 @@ def save_random_pipeline(kind: str, folder: Path) -> Path:
     complete or not at all: it is written beside it, then renamed into place. Raises
     FileExistsError if `folder` already exists.
     """
-    folder = Path(folder)
+    return _save_folder(lambda: build_random_pipeline(kind), Path(folder), f"random model {kind!r}")
+
+
+def _save_folder(build: Any, folder: Path, what: str) -> Path:
+    """Build a diffusers object and save it at `folder`, which appears complete or not at all."""
     if folder.exists():
-        raise FileExistsError(f"cannot save random model {kind!r}: {folder} already exists")
-    pipe = build_random_pipeline(kind)
+        raise FileExistsError(f"cannot save {what}: {folder} already exists")
+    built = build()
     folder.parent.mkdir(parents=True, exist_ok=True)
     # A sibling, so the rename stays on one file system; hidden, so nobody takes it for a model.
     partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
     try:
-        pipe.save_pretrained(partial, safe_serialization=True)
+        built.save_pretrained(partial, safe_serialization=True)
         try:
             os.rename(partial, folder)
         except OSError as error:  # another process saved the same folder meanwhile
-            raise FileExistsError(f"cannot save random model {kind!r}: {folder} appeared while saving") from error
+            raise FileExistsError(f"cannot save {what}: {folder} appeared while saving") from error
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return folder
@@ -471,18 +475,4 @@ def build_random_preview_decoder(kind: str, dtype: Any = None) -> Any:
 
 def save_random_preview_decoder(kind: str, folder: Path) -> Path:
     """Save build_random_preview_decoder(kind) as a diffusers folder, complete or not at all."""
-    folder = Path(folder)
-    if folder.exists():
-        raise FileExistsError(f"cannot save preview decoder {kind!r}: {folder} already exists")
-    decoder = build_random_preview_decoder(kind)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
-    try:
-        decoder.save_pretrained(partial, safe_serialization=True)
-        try:
-            os.rename(partial, folder)
-        except OSError as error:
-            raise FileExistsError(f"cannot save preview decoder {kind!r}: {folder} appeared while saving") from error
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return folder
+    return _save_folder(lambda: build_random_preview_decoder(kind), Path(folder), f"preview decoder {kind!r}")
