@@ -7,10 +7,12 @@ same folder picks up where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -202,13 +204,27 @@ def run_batch(
     }
     runner = _ItemRunner(model, manifest, options, summary.recording_id, all_ids, context, stop, log)
     runner.preview_decoder = preview_decoder
-    with _progress(len(to_run), options.show_progress) as progress:
+    finishing: list[Future] = []
+
+    def collect_finished(wait: bool) -> None:
+        for future in list(finishing):
+            if wait or future.done():
+                outcome = future.result()
+                outcomes[outcome.id] = outcome
+                finishing.remove(future)
+
+    with _progress(len(to_run), options.show_progress) as progress, runner.finisher:
         for group in _prepared_groups(runner, to_run, options.batch_size, outcomes, log):
             if stop.requested:
                 break
             for outcome in runner.run_group(group, progress):
-                outcomes[outcome.id] = outcome
+                if isinstance(outcome, Future):
+                    finishing.append(outcome)
+                else:
+                    outcomes[outcome.id] = outcome
+            collect_finished(wait=False)
             save_summary()
+        collect_finished(wait=True)
     return finish()
 
 
@@ -319,6 +335,8 @@ class _ItemRunner:
         self.log = log
         self.versions = library_versions()
         self.preview_decoder: Any = None
+        # Encoding and writing a finished item overlaps the next item's generation.
+        self.finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish")
 
     def prepare(self, planned: PlannedItem) -> _Prepared:
         from rr_controlnet.images import control_images, load_image, target_size
@@ -335,7 +353,7 @@ class _ItemRunner:
         outcome.status, outcome.error, outcome.seconds = "failed", reason, round(seconds, 3)
         return outcome
 
-    def run_group(self, group: list[_Prepared], progress: Any) -> list[ItemOutcome]:
+    def run_group(self, group: list[_Prepared], progress: Any) -> list[ItemOutcome | Future]:
         """Generate and record a group; every item ends done, failed, or pending if interrupted."""
         from rr_controlnet.generate import GenerationJob, StepData, generate
         from rr_controlnet.record import ItemRecording
@@ -401,11 +419,23 @@ class _ItemRunner:
                 self.log(f"item {prepared.planned.item.id!r}: failed: {failure}")
                 outcomes.append(self.failed_outcome(prepared.planned, failure, seconds))
                 continue
-            outcomes.append(self._finish(prepared, recording, image, result, seconds))
+            finished = self.finisher.submit(self._finish, prepared, recording, image, result, seconds)
+            outcomes.append(finished)
         progress.finish_items(len(group))
         return outcomes
 
     def _finish(self, prepared: _Prepared, recording: Any, image: Any, result: Any, seconds: float) -> ItemOutcome:
+        """Encode the output PNG, record it, and complete both files (runs on the finisher thread)."""
+        try:
+            return self._write_outputs(prepared, recording, image, result, seconds)
+        except Exception as exc:  # noqa: BLE001 - a failed write fails this item only
+            recording.discard()
+            self.log(f"item {prepared.planned.item.id!r}: failed: {_one_line(exc)}")
+            return self.failed_outcome(prepared.planned, _one_line(exc), seconds)
+
+    def _write_outputs(
+        self, prepared: _Prepared, recording: Any, image: Any, result: Any, seconds: float
+    ) -> ItemOutcome:
         from rr_controlnet.images import encode_png
 
         item = prepared.planned.item
@@ -476,12 +506,10 @@ class _Progress:
         self.items.close()
 
 
-class _progress:  # noqa: N801 - used as a context manager like a function
-    def __init__(self, total: int, enabled: bool):
-        self.bars = _Progress(total, enabled, sys.stderr)
-
-    def __enter__(self) -> _Progress:
-        return self.bars
-
-    def __exit__(self, *exc: object) -> None:
-        self.bars.close()
+@contextlib.contextmanager
+def _progress(total: int, enabled: bool) -> Iterator[_Progress]:
+    bars = _Progress(total, enabled, sys.stderr)
+    try:
+        yield bars
+    finally:
+        bars.close()
