@@ -25,6 +25,11 @@ STEP_TIMELINE: Final = "step"
 TIMESTEP_TIMELINE: Final = "timestep"
 LATENT_DIM_NAMES: Final = ("channel", "height", "width")
 PREVIEW_JPEG_QUALITY: Final = 85
+# Every item tab adds about 50 kB of blueprint to each file that carries it. Up to this many items,
+# each item file carries the whole batch's blueprint; past it, only its own tab (keeping files small:
+# the full blueprint in every file would grow the batch with the square of its size), and batch.rbl,
+# which `rr-controlnet view` opens with the files, carries them all.
+FULL_BLUEPRINT_MAX_ITEMS: Final = 16
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,11 @@ def batch_blueprint(item_ids: Sequence[str], active_item: str | None = None, pre
     )
 
 
+def file_blueprint_items(item_ids: Sequence[str], item_id: str) -> list[str]:
+    """The items whose tabs go into one item file's blueprint."""
+    return list(item_ids) if len(item_ids) <= FULL_BLUEPRINT_MAX_ITEMS else [item_id]
+
+
 def save_batch_blueprint(item_ids: Sequence[str], path: Path) -> Path:
     with atomic_path(path) as partial:
         batch_blueprint(item_ids).save(APPLICATION_ID, partial)
@@ -166,7 +176,9 @@ class ItemRecording:
         if live_url is not None:
             sinks.append(rr.GrpcSink(live_url))
         # Sinks are set before the first log call, so nothing is buffered elsewhere first.
-        self.stream.set_sinks(*sinks, default_blueprint=batch_blueprint(blueprint_ids, item_id))
+        self.stream.set_sinks(
+            *sinks, default_blueprint=batch_blueprint(file_blueprint_items(blueprint_ids, item_id), item_id)
+        )
 
     @property
     def partial_path(self) -> Path | None:

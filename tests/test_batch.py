@@ -139,3 +139,12 @@ def test_python_dash_m_runs_the_same_cli() -> None:
     result = subprocess.run([sys.executable, "-m", "rr_controlnet", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "batch" in result.stdout and "validate" in result.stdout
+
+
+def test_large_batches_keep_the_full_blueprint_out_of_each_item_file() -> None:
+    from rr_controlnet.record import FULL_BLUEPRINT_MAX_ITEMS, file_blueprint_items
+
+    small = [f"item{index}" for index in range(FULL_BLUEPRINT_MAX_ITEMS)]
+    assert file_blueprint_items(small, "item3") == small
+    large = [*small, "one-more"]
+    assert file_blueprint_items(large, "item3") == ["item3"]
