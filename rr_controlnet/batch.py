@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -167,7 +168,7 @@ def run_batch(
         summary.items = [outcomes[p.item.id] for p in planned]
         write_summary(summary, out_dir, summary_name)
 
-    def finish() -> BatchReport:
+    def finish() -> BatchReport:  # the finisher thread is done by now
         report.stopped_by = stop.signal_name
         save_summary()
         if shard is None:  # a sharded batch is summarized once every shard is done
@@ -204,27 +205,21 @@ def run_batch(
     }
     runner = _ItemRunner(model, manifest, options, summary.recording_id, all_ids, context, stop, log)
     runner.preview_decoder = preview_decoder
-    finishing: list[Future] = []
+    summary_lock = threading.Lock()
 
-    def collect_finished(wait: bool) -> None:
-        for future in list(finishing):
-            if wait or future.done():
-                outcome = future.result()
-                outcomes[outcome.id] = outcome
-                finishing.remove(future)
+    def record_outcome(outcome: ItemOutcome) -> None:
+        """Called from the main thread and the finisher thread alike: summary.json follows each item."""
+        with summary_lock:
+            outcomes[outcome.id] = outcome
+            save_summary()
 
+    runner.on_outcome = record_outcome
     with _progress(len(to_run), options.show_progress) as progress, runner.finisher:
-        for group in _prepared_groups(runner, to_run, options.batch_size, outcomes, log):
+        for group in _prepared_groups(runner, to_run, options.batch_size, record_outcome, log):
             if stop.requested:
                 break
             for outcome in runner.run_group(group, progress):
-                if isinstance(outcome, Future):
-                    finishing.append(outcome)
-                else:
-                    outcomes[outcome.id] = outcome
-            collect_finished(wait=False)
-            save_summary()
-        collect_finished(wait=True)
+                record_outcome(outcome)
     return finish()
 
 
@@ -289,7 +284,11 @@ class _Prepared:
 
 
 def _prepared_groups(
-    runner: _ItemRunner, to_run: Sequence[PlannedItem], batch_size: int, outcomes: dict[str, ItemOutcome], log: Callable
+    runner: _ItemRunner,
+    to_run: Sequence[PlannedItem],
+    batch_size: int,
+    record_outcome: Callable[[ItemOutcome], None],
+    log: Callable[[str], None],
 ) -> Iterator[list[_Prepared]]:
     """Load and prepare items in manifest order; yield runs of compatible items, at most batch_size long."""
     from rr_controlnet.generate import batch_key
@@ -300,7 +299,7 @@ def _prepared_groups(
             prepared = runner.prepare(planned)
         except ItemFailed as failure:
             log(f"item {planned.item.id!r}: failed: {failure}")
-            outcomes[planned.item.id] = runner.failed_outcome(planned, str(failure), 0.0)
+            record_outcome(runner.failed_outcome(planned, str(failure), 0.0))
             continue
         if group and (
             len(group) >= batch_size
@@ -337,6 +336,7 @@ class _ItemRunner:
         self.preview_decoder: Any = None
         # Encoding and writing a finished item overlaps the next item's generation.
         self.finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish")
+        self.on_outcome: Callable[[ItemOutcome], None] = lambda outcome: None
 
     def prepare(self, planned: PlannedItem) -> _Prepared:
         from rr_controlnet.images import control_images, load_image, target_size
@@ -353,8 +353,9 @@ class _ItemRunner:
         outcome.status, outcome.error, outcome.seconds = "failed", reason, round(seconds, 3)
         return outcome
 
-    def run_group(self, group: list[_Prepared], progress: Any) -> list[ItemOutcome | Future]:
-        """Generate and record a group; every item ends done, failed, or pending if interrupted."""
+    def run_group(self, group: list[_Prepared], progress: Any) -> list[ItemOutcome]:
+        """Generate and record a group. Returns the items that failed or were interrupted; finished items
+        complete on the finisher thread, which reports them to `on_outcome`."""
         from rr_controlnet.generate import GenerationJob, StepData, generate
         from rr_controlnet.record import ItemRecording
 
@@ -419,19 +420,20 @@ class _ItemRunner:
                 self.log(f"item {prepared.planned.item.id!r}: failed: {failure}")
                 outcomes.append(self.failed_outcome(prepared.planned, failure, seconds))
                 continue
-            finished = self.finisher.submit(self._finish, prepared, recording, image, result, seconds)
-            outcomes.append(finished)
+            self.finisher.submit(self._finish, prepared, recording, image, result, seconds)
         progress.finish_items(len(group))
         return outcomes
 
     def _finish(self, prepared: _Prepared, recording: Any, image: Any, result: Any, seconds: float) -> ItemOutcome:
         """Encode the output PNG, record it, and complete both files (runs on the finisher thread)."""
         try:
-            return self._write_outputs(prepared, recording, image, result, seconds)
+            outcome = self._write_outputs(prepared, recording, image, result, seconds)
         except Exception as exc:  # noqa: BLE001 - a failed write fails this item only
             recording.discard()
             self.log(f"item {prepared.planned.item.id!r}: failed: {_one_line(exc)}")
-            return self.failed_outcome(prepared.planned, _one_line(exc), seconds)
+            outcome = self.failed_outcome(prepared.planned, _one_line(exc), seconds)
+        self.on_outcome(outcome)
+        return outcome
 
     def _write_outputs(
         self, prepared: _Prepared, recording: Any, image: Any, result: Any, seconds: float

@@ -26,12 +26,13 @@ def start_batch(manifest: Path, out: Path) -> subprocess.Popen:
 
 
 def wait_for_second_item_in_flight(process: subprocess.Popen, out: Path, timeout: float = 120) -> None:
-    """Wait until the first item is complete and the second one's temporary recording exists."""
+    """Wait until the first item is complete (and summarized) and the second one's temporary recording exists."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"the batch ended early: {process.stdout.read()}")
-        if (out / "astronaut.rrd").exists() and list(out.glob(".horse.rrd.*.partial")):
+        first_done = (out / "summary.json").exists() and statuses(out).get("astronaut") == "done"
+        if first_done and list(out.glob(".horse.rrd.*.partial")):
             return
         time.sleep(0.05)
     process.kill()
