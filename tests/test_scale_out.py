@@ -103,3 +103,15 @@ def test_launcher_environment_gives_the_rank() -> None:
 def test_bad_shard_option_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["batch", str(tiny_manifest(tmp_path)), "--shard", "3/2"])
     assert result.exit_code == 2 and "--shard: the shard index must be 0..1" in result.output
+
+
+def test_each_launched_process_gets_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rr_controlnet.distributed import LaunchedProcess, device_for
+
+    process = LaunchedProcess(rank=5, world_size=8, local_rank=1)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 4)
+    assert device_for(process, "auto") == "cuda:1"
+    assert device_for(process, "cpu") == "cpu"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert device_for(process, "auto") == "cpu"  # CPU processes stay on the CPU

@@ -80,3 +80,26 @@ def test_the_batch_blueprint_shows_every_view_without_errors(viewer, tmp_path: P
     screenshot = tmp_path / "viewer.png"
     viewer.save_screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
+
+
+def test_connect_streams_every_item_live_to_a_running_viewer(viewer, tmp_path: Path) -> None:
+    before = {recording.store_id for recording in viewer.get_state().recordings}
+    manifest = tiny_manifest(tmp_path)
+    result = CliRunner().invoke(
+        cli, ["batch", str(manifest), "--out", str(tmp_path / "out"), "--connect", viewer.url, "--no-save"]
+    )
+    assert result.exit_code == 0, result.output
+    assert not list((tmp_path / "out").glob("*.rrd"))  # --no-save: the viewer got the only copy
+    assert (tmp_path / "out" / "horse.png").exists()
+
+    deadline = time.monotonic() + 30
+    while True:
+        new = [r for r in viewer.get_state().recordings if r.store_id not in before]
+        if new or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    (streamed,) = new
+    step = {timeline.name: timeline for timeline in streamed.timelines}["step"]
+    assert (step.start, step.end) == (0, 2)
+    paths = {entity.entity_path for entity in viewer.get_recording_schema(streamed.store_id, paths_only=True).entities}
+    assert {"/items/astronaut/latent", "/items/horse/output", "/items/horse/preview"} <= paths
