@@ -254,7 +254,7 @@ def summarize_outputs(out_dir: Path, summary_to: Path | None = None) -> BatchSum
 
 def _canny_for(summary: BatchSummary) -> Callable[[str], Any]:
     """An item's edge map as the model saw it, recomputed from its input and recorded parameters."""
-    from rr_controlnet.images import control_images, load_image, target_size
+    from rr_controlnet.images import prepare_input
     from rr_controlnet.manifest import ModelSpec
     from rr_controlnet.presets import native_size
 
@@ -265,10 +265,16 @@ def _canny_for(summary: BatchSummary) -> Callable[[str], Any]:
         outcome = outcomes[item_id]
         params = outcome.params
         try:
-            source = load_image(Path(outcome.image))
-            height, width = source.pixels.shape[:2]
-            size = target_size((width, height), params["width"], params["height"], native)
-            return control_images(source, size, params["resize"], params["canny_low"], params["canny_high"]).canny
+            _, control, _ = prepare_input(
+                Path(outcome.image),
+                params["width"],
+                params["height"],
+                params["resize"],
+                params["canny_low"],
+                params["canny_high"],
+                native,
+            )
+            return control.canny
         except (ItemFailed, KeyError, OSError):
             return None
 
@@ -339,13 +345,18 @@ class _ItemRunner:
         self.on_outcome: Callable[[ItemOutcome], None] = lambda outcome: None
 
     def prepare(self, planned: PlannedItem) -> _Prepared:
-        from rr_controlnet.images import control_images, load_image, target_size
+        from rr_controlnet.images import prepare_input
 
         params = planned.item.params
-        source = load_image(planned.item.image)
-        height, width = source.pixels.shape[:2]
-        size = target_size((width, height), params.width, params.height, self.model.native_size)
-        control = control_images(source, size, params.resize, params.canny_low, params.canny_high)
+        source, control, size = prepare_input(
+            planned.item.image,
+            params.width,
+            params.height,
+            params.resize,
+            params.canny_low,
+            params.canny_high,
+            self.model.native_size,
+        )
         return _Prepared(planned, source, control, size)
 
     def failed_outcome(self, planned: PlannedItem, reason: str, seconds: float) -> ItemOutcome:

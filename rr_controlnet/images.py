@@ -175,6 +175,16 @@ def control_images(source: SourceImage, size: tuple[int, int], resize_mode: str,
     return ControlImages(rgb=rgb, canny=canny_edges(rgb, low, high))
 
 
+def prepare_input(
+    path: Path, width: int | None, height: int | None, resize_mode: str, low: int, high: int, native: int
+) -> tuple[SourceImage, ControlImages, tuple[int, int]]:
+    """Decode an item's image and make what the model sees at its generation size (width, height)."""
+    source = load_image(path)
+    image_height, image_width = source.pixels.shape[:2]
+    size = target_size((image_width, image_height), width, height, native)
+    return source, control_images(source, size, resize_mode, low, high), size
+
+
 def encode_png(pixels: np.ndarray, text_chunks: dict[str, str] | None = None) -> bytes:
     """PNG bytes of an L or RGB uint8 array, with optional tEXt/iTXt chunks."""
     import io
