@@ -89,8 +89,11 @@ def item_files(item_id: str, with_recording: bool = True) -> list[str]:
     return [f"{item_id}.rrd", f"{item_id}.png"] if with_recording else [f"{item_id}.png"]
 
 
-def plan_items(manifest: Manifest, dtype_name: str, shard: Any = None) -> list[PlannedItem]:
-    """Fingerprint every item (of the shard): effective parameters, model, scheduler, image bytes, dtype."""
+def plan_items(
+    manifest: Manifest, dtype_name: str, shard: Any = None, recording: dict[str, Any] | None = None
+) -> list[PlannedItem]:
+    """Fingerprint every item (of the shard): effective parameters, model, scheduler, image bytes, dtype
+    and what gets recorded (preview mode, latent thinning)."""
     planned = []
     for item in manifest.items:
         if shard is not None and not shard.owns(item.index):
@@ -100,7 +103,7 @@ def plan_items(manifest: Manifest, dtype_name: str, shard: Any = None) -> list[P
             model=manifest.model,
             scheduler=manifest.scheduler,
             image_sha256=_file_sha256(item.image),
-            extra={"dtype": dtype_name},
+            extra={"dtype": dtype_name, **(recording or {})},
         )
         planned.append(PlannedItem(item, fingerprint.digest()))
     return planned
@@ -136,17 +139,18 @@ def run_batch(
     stop = stop or StopRequest()
     log = log or (lambda message: print(message, file=sys.stderr))
     out_dir = Path(options.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     shard = options.shard
 
     runtime = resolve_runtime(options.device, options.dtype)
     all_ids = [item.id for item in manifest.items]
-    planned = plan_items(manifest, runtime.dtype_name, shard)
+    recording_settings = {"preview": options.preview, "latent_every": options.latent_every}
+    planned = plan_items(manifest, runtime.dtype_name, shard, recording_settings)
     summary_name = shard.summary_name if shard else SUMMARY_NAME
     own_files = [name for p in planned for name in item_files(p.item.id)] + [summary_name]
     if shard is None:
         own_files += [BLUEPRINT_NAME, SUMMARY_MARKDOWN_NAME, OVERVIEW_NAME]
-    remove_stale_partials(out_dir, own_files)
+    if out_dir.exists():
+        remove_stale_partials(out_dir, own_files)
     previous = {} if options.force else read_previous_outcomes(out_dir)
     outcomes = {p.item.id: ItemOutcome.pending(p.item, p.params_hash) for p in planned}
     skipped = [p.item.id for p in planned if is_up_to_date(p, previous, out_dir)]
@@ -166,6 +170,7 @@ def run_batch(
 
     def save_summary() -> None:
         summary.items = [outcomes[p.item.id] for p in planned]
+        out_dir.mkdir(parents=True, exist_ok=True)
         write_summary(summary, out_dir, summary_name)
 
     def finish() -> BatchReport:  # the finisher thread is done by now
@@ -175,10 +180,13 @@ def run_batch(
             write_review(summary, out_dir, options.summary_to)
         return report
 
-    if shard is None:
-        save_batch_blueprint(all_ids, out_dir / BLUEPRINT_NAME)
-    save_summary()
+    def start_outputs() -> None:
+        save_summary()
+        if shard is None:
+            save_batch_blueprint(all_ids, out_dir / BLUEPRINT_NAME)
+
     if not to_run or stop.requested:
+        start_outputs()
         return finish()
 
     from rr_controlnet.presets import has_random_weights
@@ -196,6 +204,9 @@ def run_batch(
     preview_decoder = None
     if options.preview == "taesd":
         preview_decoder = load_preview_decoder(manifest.model, runtime, options.allow_unsafe_weights)
+    # Only now, with the models loaded, does this run touch the folder: a model that cannot be
+    # loaded leaves an earlier run's summary as it was.
+    start_outputs()
     context = {
         "scheduler": type(model.pipe.scheduler).__name__,
         "device": runtime.device,

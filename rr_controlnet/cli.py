@@ -336,7 +336,16 @@ def _stop_on_signals(stop: Any) -> Iterator[None]:
 
 def main() -> None:
     try:
-        cli.main(standalone_mode=True)
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        # Ctrl-C before any item started (while importing or loading): nothing to keep.
+        click.echo("\ninterrupted", err=True)
+        sys.exit(EXIT_CODES_BY_SIGNAL["SIGINT"])
     except Exception as exc:  # the CLI edge: users get one line, developers can ask for the traceback
         if os.environ.get(DEBUG_ENV):
             raise

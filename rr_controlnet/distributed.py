@@ -43,7 +43,9 @@ def parse_shard(text: str) -> Shard:
     if not match:
         raise ValueError(f"expected I/N such as 0/4, got {text!r}")
     index, count = int(match[1]), int(match[2])
-    if count < 1 or not 0 <= index < count:
+    if count < 1:
+        raise ValueError(f"the number of shards must be at least 1, got {text!r}")
+    if not 0 <= index < count:
         raise ValueError(f"the shard index must be 0..{max(count - 1, 0)} for {count} shards, got {text!r}")
     return Shard(index, count)
 

@@ -315,7 +315,7 @@ def _check_canny(value: Any, parent: Mapping, where: str, problems: _Collector) 
     for key, threshold in value.items():
         line = _line_of(value, key)
         if key not in CANNY_KEYS:
-            problems.add(line, where, f"canny.{_unknown_key_message(key, CANNY_KEYS)}")
+            problems.add(line, where, _unknown_key_message(f"canny.{key}", tuple(f"canny.{k}" for k in CANNY_KEYS)))
             continue
         checked, error = _integer(0, 255)(threshold)
         if error:
@@ -424,12 +424,14 @@ def _check_image(path: Path) -> str | None:
     try:
         with Image.open(path) as image:
             width, height = image.size
+            if width * height <= MAX_IMAGE_PIXELS:
+                image.verify()  # reads the file's structure and checksums (catches truncation) without decoding
     except UnidentifiedImageError:
         return f"not an image file: {path}"
     except Image.DecompressionBombError:
         return f"image is larger than {MAX_IMAGE_PIXELS:,} pixels: {path}"
-    except OSError as exc:
-        return f"cannot read image {path}: {exc.strerror or exc}"
+    except (OSError, SyntaxError) as exc:
+        return f"cannot read image {path}: {getattr(exc, 'strerror', None) or exc}"
     if width * height > MAX_IMAGE_PIXELS:
         return f"image is {width}x{height}, larger than {MAX_IMAGE_PIXELS:,} pixels: {path}"
     return None
@@ -482,6 +484,19 @@ def _check_combined(merged: dict[str, Any], line: int | None, where: str, proble
     return ok
 
 
+def _kind_of(value: Any) -> str:
+    """How a YAML value reads to a person: 'a mapping', 'text', 'a number', ..."""
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"text {value!r}"
+    if value is None:
+        return "nothing"
+    return repr(value)
+
+
 def _derived_id(image: str) -> str:
     return Path(image).stem
 
@@ -496,7 +511,8 @@ def parse_manifest(raw: Any, path: Path, overrides: Overrides = Overrides(), che
     """Check and merge an already parsed manifest; relative paths are taken from `path`'s folder."""
     problems = _Collector(path)
     if not isinstance(raw, Mapping):
-        problems.add(1, "", f"a manifest must be a mapping with 'version' and 'items', got {type(raw).__name__}")
+        found = "an empty file" if raw is None else _kind_of(raw)
+        problems.add(1, "", f"a manifest must be a mapping with 'version' and 'items', got {found}")
         raise ManifestError(problems.problems)
     _check_unknown_keys(raw, TOP_LEVEL_KEYS, "", problems)
     if raw.get("version", MANIFEST_VERSION) != MANIFEST_VERSION:
@@ -525,7 +541,7 @@ def parse_manifest(raw: Any, path: Path, overrides: Overrides = Overrides(), che
         problems.add(_line_of(raw), "", "items is missing: list at least one item with an image")
         items_raw = []
     elif not isinstance(items_raw, list):
-        problems.add(_line_of(raw, "items"), "", f"items must be a list, got {type(items_raw).__name__}")
+        problems.add(_line_of(raw, "items"), "", f"items must be a list, got {_kind_of(items_raw)}")
         items_raw = []
     elif not items_raw:
         problems.add(_line_of(raw, "items"), "", "items is empty: list at least one item with an image")
@@ -550,7 +566,8 @@ def parse_manifest(raw: Any, path: Path, overrides: Overrides = Overrides(), che
         items.append(item)
 
     if problems.problems:
-        raise ManifestError(problems.problems)
+        # In file order; problems without a line (rare) keep their place at the front.
+        raise ManifestError(sorted(problems.problems, key=lambda problem: problem.line or 0))
     assert model is not None  # a None model always comes with a problem
     return Manifest(path=path, model=model, scheduler=scheduler, items=tuple(items))
 
@@ -603,10 +620,9 @@ def _check_item(
     count_before = len(problems.problems)
     item_values = _check_params(raw, where, problems)
     ok = ok and len(problems.problems) == count_before
-    if not ok or model is None:
-        return None
-    merged = _merge(model.family, defaults, item_values, overrides)
-    if not _check_combined(merged, line, where, problems):
+    # Cross-field rules are checked even when other fields are wrong, so every problem shows at once.
+    merged = _merge(model.family if model else "sd15", defaults, item_values, overrides)
+    if not _check_combined(merged, line, where, problems) or not ok or model is None:
         return None
     params = GenerationParams(**{name: merged[name] for name in GenerationParams.__dataclass_fields__})
     return Item(id=item_id, image=image_path, params=params, index=index, line=line)

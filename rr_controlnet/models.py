@@ -58,8 +58,11 @@ class LoadedModel:
 
 def quiet_library_logging() -> None:
     """Keep the model libraries' download bars and advisory warnings off the user's terminal."""
+    import warnings
+
     import transformers
 
+    warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*", category=UserWarning)
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     import diffusers
@@ -249,7 +252,7 @@ def _from_source(
 
 
 def _load_failure_message(source: str, field: str, exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
     if Path(source).exists():
         return f"model.{field}: cannot load {source}: {text}"
     if "safetensors" in text.lower():

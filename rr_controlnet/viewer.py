@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
+import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -13,6 +16,7 @@ from rr_controlnet.report import BLUEPRINT_NAME
 
 DEFAULT_GRPC_URL: Final = "rerun+http://127.0.0.1:9876/proxy"
 VIEWER_PORT: Final = 9876
+WEB_VIEWER_PORT: Final = 9090
 
 
 @dataclass
@@ -31,16 +35,36 @@ def start_live_viewer(spawn: bool, connect_url: str | None, serve_web: bool) -> 
     from rr_controlnet.record import APPLICATION_ID
 
     if connect_url:
+        require_reachable(connect_url)
         return LiveViewer(connect_url, f"streaming to {connect_url}")
     if spawn:
-        rr.spawn(port=VIEWER_PORT, connect=False, executable_path=rerun_executable())
+        # rr.spawn() does nothing for a disabled (never initialised) global recording: hand it one.
+        launcher = rr.RecordingStream(APPLICATION_ID)
+        rr.spawn(port=VIEWER_PORT, connect=False, executable_path=rerun_executable(), recording=launcher)
+        require_reachable(DEFAULT_GRPC_URL, wait_seconds=15)
         return LiveViewer(DEFAULT_GRPC_URL, "streaming to a spawned viewer")
     if serve_web:
         server = rr.RecordingStream(APPLICATION_ID)
         url = server.serve_grpc()
-        rr.serve_web_viewer(connect_to=url, open_browser=False)
-        return LiveViewer(url, f"serving the web viewer (gRPC at {url})", server)
+        rr.serve_web_viewer(web_port=WEB_VIEWER_PORT, connect_to=url, open_browser=False)
+        page = f"http://localhost:{WEB_VIEWER_PORT}/?url={urllib.parse.quote(url, safe='')}"
+        return LiveViewer(url, f"serving the web viewer: open {page}", server)
     return None
+
+
+def require_reachable(url: str, wait_seconds: float = 0.0) -> None:
+    """Refuse to start when nothing listens at a viewer URL, rather than failing every item later."""
+    parsed = urllib.parse.urlparse(url.replace("rerun+", "", 1))
+    address = (parsed.hostname or "127.0.0.1", parsed.port or VIEWER_PORT)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            with socket.create_connection(address, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() >= deadline:
+                raise RrControlnetError(f"no Rerun viewer is listening at {url}; start one with `rerun`") from None
+            time.sleep(0.25)
 
 
 def rerun_executable() -> str:

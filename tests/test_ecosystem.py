@@ -164,3 +164,41 @@ def test_importer_declines_what_is_not_a_manifest(tmp_path: Path) -> None:
         result = run_importer(str(path), "--application-id", "a", "--recording-id", "r")
         assert result.returncode == 66, path
         assert result.stdout == b""
+
+
+def test_connect_refuses_to_start_without_a_viewer(tmp_path: Path) -> None:
+    result = invoke(
+        "batch",
+        str(tiny_manifest(tmp_path)),
+        "--out",
+        str(tmp_path / "out"),
+        "--connect=rerun+http://127.0.0.1:1/proxy",
+    )
+    assert result.exit_code == 2
+    assert "no Rerun viewer is listening at rerun+http://127.0.0.1:1/proxy" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_spawn_hands_rerun_an_enabled_recording(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rerun as rr
+
+    from rr_controlnet import viewer
+
+    spawned = {}
+    monkeypatch.setattr(rr, "spawn", lambda **kwargs: spawned.update(kwargs))
+    monkeypatch.setattr(viewer, "require_reachable", lambda url, wait_seconds=0: None)
+    live = viewer.start_live_viewer(spawn=True, connect_url=None, serve_web=False)
+    assert live.url == viewer.DEFAULT_GRPC_URL
+    assert spawned["connect"] is False and spawned["recording"].is_enabled()
+
+
+def test_ctrl_c_before_any_item_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rr_controlnet import cli as cli_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_module.cli, "main", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_module.main()
+    assert exit_info.value.code == 130

@@ -92,3 +92,12 @@ def test_force_regenerates_everything(tmp_path: Path) -> None:
     assert "skipped" not in result.output
     after = modified_times(tmp_path / "out")
     assert all(after[name] != before[name] for name in before)
+
+
+def test_changed_recording_settings_regenerate(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    run(manifest, tmp_path / "out", "--preview", "none")
+    result = run(manifest, tmp_path / "out", "--preview", "x0")
+    assert "skipped" not in result.output
+    result = run(manifest, tmp_path / "out", "--preview", "x0", "--latent-every", "2")
+    assert "skipped" not in result.output

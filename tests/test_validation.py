@@ -219,11 +219,42 @@ def test_a_decompression_bomb_is_refused_without_decoding(folder: Path) -> None:
     )
 
 
+def test_a_truncated_image_is_reported_before_any_model_loads(folder: Path) -> None:
+    whole = (folder / "astronaut.png").read_bytes()
+    (folder / "half.png").write_bytes(whole[: len(whole) // 2])  # a valid header, half the pixels
+    code, lines = validate(folder, HEADER + "items:\n  - image: half.png\n")
+    assert code == 2
+    assert lines[0].startswith("m.yaml:4: item 'half' (#1): cannot read image")
+
+
 def test_an_unreadable_image_is_reported(folder: Path) -> None:
     (folder / "truncated.png").write_bytes((folder / "astronaut.png").read_bytes()[:20])
     code, lines = validate(folder, HEADER + "items:\n  - image: truncated.png\n")
     assert code == 2
     assert lines[0].startswith("m.yaml:4: item 'truncated' (#1): cannot read image")
+
+
+def test_cross_field_rules_are_reported_beside_other_problems(folder: Path) -> None:
+    text = HEADER + "items:\n  - image: astronaut.png\n    steps: 0\n    canny: {low: 200, high: 100, hihg: 3}\n"
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert lines[:-1] == [
+        "m.yaml:4: item 'astronaut' (#1): canny.low must be below canny.high, got 200 >= 100",
+        "m.yaml:5: item 'astronaut' (#1): steps must be an integer 1..1000, got 0",
+        "m.yaml:6: item 'astronaut' (#1): unknown key 'canny.hihg' (did you mean 'canny.high'?)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "m.yaml:1: a manifest must be a mapping with 'version' and 'items', got an empty file"),
+        ("version: 1\nitems: {image: a.png}\n", "m.yaml:2: items must be a list, got a mapping"),
+    ],
+)
+def test_shapes_are_named_in_plain_words(folder: Path, text: str, expected: str) -> None:
+    code, lines = validate(folder, text)
+    assert (code, lines[0]) == (2, expected)
 
 
 def test_a_valid_manifest_passes(folder: Path) -> None:
