@@ -46,14 +46,14 @@ from typing import Any, Final
 
 import numpy as np
 
+from rr_controlnet.cli import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT
+
 ROOT: Final = Path(__file__).resolve().parent.parent
 IMAGES_DIR: Final = ROOT / "manifests" / "images"
 IMAGE_NAMES: Final = ("astronaut.png", "chelsea.png", "coffee.png", "horse.png")
 DEFAULT_JSON: Final = Path(__file__).resolve().parent / "results" / "latest.json"
 WAYS: Final = ("bare", "rr-controlnet", "original")
 MODELS: Final = ("random-sd15", "tiny-sd15", "tiny-sdxl", "random-sdxl", "sd15", "sdxl")
-PROMPT: Final = "aerial view, a futuristic research complex in a bright foggy jungle, hard lighting"
-NEGATIVE_PROMPT: Final = "low quality, bad quality, sketches"
 ORIGINAL_APPLICATION_ID: Final = "rerun_example_controlnet"
 RSS_SAMPLE_SECONDS: Final = 0.005
 
@@ -225,8 +225,8 @@ def prepare_items(config: BenchConfig, spec: Any, dtype_name: str) -> list[Bench
         stem = Path(name).stem
         item_id = stem if index < len(IMAGE_NAMES) else f"{stem}-{index // len(IMAGE_NAMES)}"
         params = GenerationParams(
-            prompt=PROMPT,
-            negative_prompt=NEGATIVE_PROMPT,
+            prompt=ORIGINAL_PROMPT,
+            negative_prompt=ORIGINAL_NEGATIVE_PROMPT,
             seed=index,
             steps=config.steps,
             guidance_scale=family_defaults(spec.family)["guidance_scale"],
