@@ -202,3 +202,16 @@ def test_ctrl_c_before_any_item_exits_130(monkeypatch: pytest.MonkeyPatch) -> No
     with pytest.raises(SystemExit) as exit_info:
         cli_module.main()
     assert exit_info.value.code == 130
+
+
+def test_serve_web_serves_the_viewer_page_and_a_grpc_endpoint() -> None:
+    import urllib.request
+
+    from rr_controlnet import viewer
+
+    live = viewer.start_live_viewer(spawn=False, connect_url=None, serve_web=True)
+    viewer.require_reachable(live.url, wait_seconds=10)  # the gRPC server items stream into
+    page = live.description.split("open ", 1)[1]
+    assert page.startswith(f"http://localhost:{viewer.WEB_VIEWER_PORT}/?url=")
+    with urllib.request.urlopen(page, timeout=10) as response:
+        assert response.status == 200 and b"<html" in response.read(2000).lower()
