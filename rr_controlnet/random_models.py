@@ -45,26 +45,19 @@ _TOKENIZER_MAX_LENGTH: Final = 77
 # Three stride-2 convolutions bring the control image down to the latent size (scale factor 8).
 _TINY_CONDITIONING_CHANNELS: Final = (4, 8, 16, 32)
 
-_TINY_SD15_UNET: Final = {
-    "block_out_channels": (4, 8),
-    "layers_per_block": 2,
-    "sample_size": 32,
-    "in_channels": 4,
-    "out_channels": 4,
-    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-    "up_block_types": ("CrossAttnUpBlock2D", "UpBlock2D"),
-    "cross_attention_dim": 32,
-    "norm_num_groups": 1,
-}
-_TINY_SD15_CONTROLNET: Final = {
+# The down blocks a ControlNet shares with its UNet.
+_TINY_SD15_BLOCKS: Final = {
     "block_out_channels": (4, 8),
     "layers_per_block": 2,
     "in_channels": 4,
     "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-    "conditioning_embedding_out_channels": _TINY_CONDITIONING_CHANNELS,
     "cross_attention_dim": 32,
     "norm_num_groups": 1,
 }
+_TINY_SD15_UNET: Final = dict(
+    _TINY_SD15_BLOCKS, sample_size=32, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D")
+)
+_TINY_SD15_CONTROLNET: Final = dict(_TINY_SD15_BLOCKS, conditioning_embedding_out_channels=_TINY_CONDITIONING_CHANNELS)
 # Four VAE blocks instead of diffusers' two: a VAE scale factor of 8, as in the real models, keeps
 # latent shapes and size rules the same as theirs and keeps the tiny models fast at real resolutions.
 _TINY_VAE: Final = {
