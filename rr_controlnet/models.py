@@ -214,6 +214,7 @@ def pipeline_class(family: str) -> Any:
 def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool) -> Any:
     import diffusers
 
+    _require_cached_when_offline(spec)
     dtype = runtime.torch_dtype
     controlnet = _from_source(diffusers.ControlNetModel, spec.controlnet, "controlnet", dtype, allow_unsafe_weights)
     components: dict[str, Any] = {"controlnet": controlnet}
@@ -225,6 +226,29 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
         components.update(safety_checker=None, requires_safety_checker=False, feature_extractor=None)
     pipeline = pipeline_class(spec.family)
     return _from_source(pipeline, spec.base, "base", dtype, allow_unsafe_weights, config=spec.config, **components)
+
+
+def _require_cached_when_offline(spec: ModelSpec) -> None:
+    """Offline, name every hub model that is missing at once, rather than one per attempt."""
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() not in ("1", "ON", "YES", "TRUE"):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    wanted = (("base", spec.base, "model_index.json"), ("controlnet", spec.controlnet, "config.json"))
+    wanted += (("vae", spec.vae, "config.json"),) if spec.vae else ()
+    missing = [
+        (field, source)
+        for field, source, marker in wanted
+        if not Path(source).exists() and not isinstance(try_to_load_from_cache(source, marker), str)
+    ]
+    if not missing:
+        return
+    names = ", ".join(f"model.{field} {source!r}" for field, source in missing)
+    downloads = " and ".join(f"`hf download {source}`" for _, source in missing)
+    raise ModelLoadError(
+        f"not available on this machine (offline): {names}. On a connected machine run {downloads} and copy "
+        "the Hugging Face cache here (or set HF_HOME to it), or point the manifest's model at local diffusers folders"
+    )
 
 
 def _from_source(

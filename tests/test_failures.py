@@ -130,10 +130,12 @@ def test_missing_weights_offline_name_the_model_and_the_fix(tmp_path: Path, monk
     result = run(manifest, tmp_path / "out")
     assert result.exit_code == 2, result.output
     message = result.output.strip().splitlines()[-1]
-    assert message.startswith("error: model.controlnet: 'someone/controlnet' is not available on this machine")
-    assert (
-        "`hf download someone/controlnet`" in message and "HF_HOME" in message and "local diffusers folder" in message
+    assert message.startswith(
+        "error: not available on this machine (offline): "
+        "model.base 'someone/not-downloaded', model.controlnet 'someone/controlnet'. "
+        "On a connected machine run `hf download someone/not-downloaded` and `hf download someone/controlnet`"
     )
+    assert "HF_HOME" in message and "local diffusers folders" in message
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()  # nothing was written: an earlier run's results stay as they were
 
