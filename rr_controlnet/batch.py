@@ -74,10 +74,6 @@ class BatchReport:
     skipped: list[str] = field(default_factory=list)
     stopped_by: str | None = None
 
-    @property
-    def failed(self) -> list[ItemOutcome]:
-        return [outcome for outcome in self.summary.items if outcome.status == "failed"]
-
 
 @dataclass(frozen=True)
 class PlannedItem:

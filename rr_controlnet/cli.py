@@ -19,14 +19,15 @@ import click
 from rr_controlnet import __version__
 from rr_controlnet.errors import ManifestError, RrControlnetError
 from rr_controlnet.manifest import Manifest, Overrides, load_manifest, parse_manifest
+from rr_controlnet.models import DEVICES, DTYPES, PREVIEW_MODES
 from rr_controlnet.presets import PRESETS
+from rr_controlnet.viewer import DEFAULT_GRPC_URL
 
 EXIT_OK: Final = 0
 EXIT_ITEMS_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_CODES_BY_SIGNAL: Final = {"SIGINT": 130, "SIGTERM": 143}
 DEBUG_ENV: Final = "RR_CONTROLNET_DEBUG"
-DEFAULT_GRPC_URL: Final = "rerun+http://127.0.0.1:9876/proxy"
 BUNDLED_LOGO: Final = Path(__file__).resolve().parent / "assets" / "logo.png"
 # The original example's prompts and conditioning scale.
 ORIGINAL_PROMPT: Final = "aerial view, a futuristic research complex in a bright foggy jungle, hard lighting"
@@ -79,18 +80,18 @@ def generation_options(command: Callable) -> Callable:
     options = [
         click.option("--model", type=click.Choice(list(PRESETS)), help="Model preset; overrides the manifest's."),
         click.option(
-            "--device", type=click.Choice(["auto", "cuda", "cpu", "mps"]), default="auto", show_default=True,
+            "--device", type=click.Choice(DEVICES), default="auto", show_default=True,
             help="auto: cuda if available, else cpu.",
         ),
         click.option(
-            "--dtype", type=click.Choice(["auto", "fp16", "bf16", "fp32"]), default="auto", show_default=True,
+            "--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
             help="auto: fp16 on CUDA, fp32 on CPU.",
         ),
         click.option("--steps", type=click.IntRange(1, 1000), help="Denoising steps for every item."),
         click.option("--seed", type=click.IntRange(0, 2**63 - 1), help="Seed for every item."),
         click.option("--force", is_flag=True, help="Regenerate items already up to date in the output folder."),
         click.option(
-            "--preview", type=click.Choice(["x0", "taesd", "vae", "none"]), default="x0", show_default=True,
+            "--preview", type=click.Choice(PREVIEW_MODES), default="x0", show_default=True,
             help="Per-step preview: x0 = linear latent-to-RGB of the x0 estimate (near free), taesd = tiny "
                  "autoencoder on x0 (full size), vae = full VAE decode of x_t (slow, the original example's).",
         ),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 
@@ -17,8 +17,6 @@ from rr_controlnet.images import ControlImages
 from rr_controlnet.manifest import GenerationParams
 from rr_controlnet.models import LoadedModel
 from rr_controlnet.previews import latent_to_rgb
-
-PREVIEW_MODES: Final = ("x0", "taesd", "vae", "none")
 
 
 @dataclass(frozen=True)

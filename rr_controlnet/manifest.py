@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -626,8 +626,3 @@ def _check_item(
         return None
     params = GenerationParams(**{name: merged[name] for name in GenerationParams.__dataclass_fields__})
     return Item(id=item_id, image=image_path, params=params, index=index, line=line)
-
-
-def with_params(item: Item, **changes: Any) -> Item:
-    """A copy of an item with some effective parameters changed."""
-    return replace(item, params=replace(item.params, **changes))

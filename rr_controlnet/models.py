@@ -16,6 +16,7 @@ from rr_controlnet.presets import has_random_weights, native_size
 
 DTYPES: Final = ("auto", "fp16", "bf16", "fp32")
 DEVICES: Final = ("auto", "cuda", "cpu", "mps")
+PREVIEW_MODES: Final = ("x0", "taesd", "vae", "none")
 UNSAFE_WEIGHT_SUFFIXES: Final = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 SCHEDULER_CLASSES: Final = {
     "ddim": ("DDIMScheduler", {}),
