@@ -215,8 +215,9 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
 def prepare_items(config: BenchConfig, spec: Any, dtype_name: str) -> list[BenchItem]:
     """Items over the bundled photos (cycled), seed = position, decoded and edge-mapped once."""
     from rr_controlnet.images import control_images, load_image
-    from rr_controlnet.manifest import GenerationParams, Item, ParamsFingerprint
+    from rr_controlnet.plan import ParamsFingerprint
     from rr_controlnet.presets import family_defaults
+    from rr_controlnet.spec import GenerationParams, Item
 
     prepared = []
     for index in range(config.items):

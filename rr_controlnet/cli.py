@@ -17,9 +17,10 @@ from typing import Any, Final
 import click
 
 from rr_controlnet import __version__
-from rr_controlnet.errors import ManifestError, RrControlnetError
+from rr_controlnet.errors import ManifestError, OutputWriteError, RrControlnetError
 from rr_controlnet.manifest import Manifest, Overrides, load_manifest, parse_manifest
 from rr_controlnet.models import DEVICES, DTYPES, PREVIEW_MODES
+from rr_controlnet.outputs import default_out_dir, output_collisions
 from rr_controlnet.presets import PRESETS
 from rr_controlnet.viewer import DEFAULT_GRPC_URL
 
@@ -52,9 +53,10 @@ class UsageFailure(click.ClickException):
         click.echo(self.format_message(), err=True)
 
 
-def default_out_dir(manifest_path: Path) -> Path:
-    """An output folder beside the manifest, named after it."""
-    return manifest_path.parent / f"{manifest_path.stem}-output"
+class ItemsFailure(UsageFailure):
+    """Some items could not be completed (a full disk): exit 1, like failed items."""
+
+    exit_code = EXIT_ITEMS_FAILED
 
 
 @click.group(epilog=EXAMPLES)
@@ -123,9 +125,16 @@ def generation_options(command: Callable) -> Callable:
 @cli.command()
 @click.argument("manifest_path", metavar="MANIFEST", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--model", type=click.Choice(list(PRESETS)), help="Model preset; overrides the manifest's model.")
-def validate(manifest_path: Path, model: str | None) -> None:
-    """Check a manifest (fields, ranges, ids, image files) without loading any model."""
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder to check the items' outputs against [default: as for batch].",
+)  # fmt: skip
+def validate(manifest_path: Path, model: str | None, out_dir: Path | None) -> None:
+    """Check a manifest (fields, ranges, ids, image files, outputs) without loading any model."""
     manifest = _load_or_fail(manifest_path, Overrides(model=model))
+    collisions = output_collisions(manifest.items, out_dir or default_out_dir(manifest_path), str(manifest_path))
+    if collisions:
+        raise _manifest_failure(ManifestError(collisions), str(manifest_path))
     count = len(manifest.items)
     click.echo(f"{manifest_path}: ok, {count} item{'s' if count != 1 else ''}, model {manifest.model.name}")
 
@@ -256,6 +265,10 @@ def _generate(
                     group.barrier()
                     if process.is_coordinator:
                         report.summary = summarize_outputs(out_dir, summary_to)
+        except ManifestError as exc:
+            raise _manifest_failure(exc, str(manifest.path)) from None
+        except OutputWriteError as exc:
+            raise ItemsFailure(f"error: {exc}; finished items are complete: rerun to finish the rest") from None
         except RrControlnetError as exc:
             raise UsageFailure(f"error: {exc}") from None
     counts = report.summary.counts()
@@ -268,6 +281,9 @@ def _generate(
     if report.stopped_by:
         click.echo(f"stopped by {report.stopped_by}; rerun the same command to finish the rest", err=True)
         sys.exit(EXIT_CODES_BY_SIGNAL.get(report.stopped_by, 130))
+    if report.stop_reason:
+        click.echo(f"stopped: {report.stop_reason}; rerun the same command to finish the rest", err=True)
+        sys.exit(EXIT_ITEMS_FAILED)
     if live is not None and live.server is not None:
         click.echo("the web viewer stays up until Ctrl-C", err=True)
         with contextlib.suppress(KeyboardInterrupt):
@@ -277,12 +293,16 @@ def _generate(
 
 @cli.command()
 @click.argument("out_dir", metavar="OUT", type=click.Path(path_type=Path, file_okay=False, exists=True))
-def view(out_dir: Path) -> None:
-    """Open every item of a batch's output folder in one Rerun viewer, with the batch layout."""
+@click.argument("item_patterns", metavar="[ITEM]...", nargs=-1)
+def view(out_dir: Path, item_patterns: tuple[str, ...]) -> None:
+    """Open a batch's output folder in one Rerun viewer, with the batch layout.
+
+    ITEM ids or patterns (`cat`, `'horse*'`) open only those items, with a layout made for them.
+    """
     from rr_controlnet.viewer import viewer_command
 
     try:
-        command = viewer_command(out_dir)
+        command = viewer_command(out_dir, item_patterns)
     except RrControlnetError as exc:
         raise UsageFailure(f"error: {exc}") from None
     os.execv(command[0], command)  # noqa: S606 - the viewer replaces this process, as `rerun FILES` would
@@ -298,7 +318,9 @@ def summarize(out_dir: Path, summary_to: Path | None) -> None:
 
     try:
         summary = summarize_outputs(out_dir, summary_to)
-    except FileNotFoundError as exc:
+    except OutputWriteError as exc:
+        raise ItemsFailure(f"error: {exc}") from None
+    except RrControlnetError as exc:
         raise UsageFailure(f"error: {exc}") from None
     counts = summary.counts()
     click.echo(f"{counts['done']} done, {counts['failed']} failed, {counts['pending']} pending; summary in {out_dir}")

@@ -2,22 +2,19 @@
 
 Items are split round-robin in manifest order, so every process can tell which items are its own
 without talking to the others. Each process writes its own items' files and a shard summary into the
-shared output folder; `merge_shard_summaries` (run by rank 0, or by `rr-controlnet summarize`) turns
+shared output folder; `batch.summarize_outputs` (run by rank 0, or by `rr-controlnet summarize`) merges
 them into the batch's summary.json.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 SHARD_PATTERN: Final = re.compile(r"^(\d+)/(\d+)$")
-SHARD_SUMMARY_GLOB: Final = "summary.shard-*-of-*.json"
 
 
 @dataclass(frozen=True)
@@ -28,10 +25,6 @@ class Shard:
     def owns(self, position: int) -> bool:
         """Whether the item at this 1-based manifest position belongs to this shard."""
         return (position - 1) % self.count == self.index
-
-    @property
-    def summary_name(self) -> str:
-        return f"summary.shard-{self.index}-of-{self.count}.json"
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
@@ -111,37 +104,3 @@ class ProcessGroup:
 
         if dist.is_initialized():
             dist.destroy_process_group()
-
-
-def read_summary_documents(out_dir: Path) -> list[dict]:
-    """summary.json and every shard summary in the folder, oldest first."""
-    from rr_controlnet.report import SUMMARY_NAME
-
-    paths = [Path(out_dir) / SUMMARY_NAME, *Path(out_dir).glob(SHARD_SUMMARY_GLOB)]
-    documents = []
-    for path in sorted((p for p in paths if p.is_file()), key=lambda p: p.stat().st_mtime_ns):
-        try:
-            documents.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return documents
-
-
-def merge_shard_summaries(out_dir: Path) -> dict:
-    """One summary document for the whole batch: every item in manifest order, newest outcome wins."""
-    documents = read_summary_documents(out_dir)
-    if not documents:
-        raise FileNotFoundError(f"{out_dir}: no summary.json or shard summaries to merge")
-    newest = documents[-1]
-    order = next((doc["item_ids"] for doc in reversed(documents) if doc.get("item_ids")), None)
-    outcomes: dict[str, dict] = {}
-    for document in documents:
-        for item in document.get("items", []):
-            outcomes[item["id"]] = item
-    order = order or list(outcomes)
-    merged = {key: value for key, value in newest.items() if key not in ("items", "shard", "counts")}
-    # An item no shard has reported on yet is pending, like an item a batch has not reached.
-    stub = {"status": "pending", "seed": None, "params": {}, "params_hash": ""}
-    merged["items"] = [outcomes.get(item_id, {"id": item_id, **stub}) for item_id in order]
-    merged["item_ids"] = order
-    return merged

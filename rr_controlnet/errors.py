@@ -39,5 +39,17 @@ class DeviceError(RrControlnetError):
     """The requested device or dtype is not usable on this machine."""
 
 
+class OutputFolderError(RrControlnetError):
+    """The output folder cannot be used: not creatable, not writable, or in use by another run."""
+
+
+class OutputWriteError(RrControlnetError):
+    """A file could not be written completely (a full disk, an I/O error)."""
+
+    def __init__(self, message: str, disk_full: bool = False):
+        super().__init__(message)
+        self.disk_full = disk_full
+
+
 class ItemFailed(RrControlnetError):
     """One item could not be generated; the batch goes on without it."""

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from rr_controlnet.images import ControlImages
-from rr_controlnet.manifest import GenerationParams
 from rr_controlnet.models import LoadedModel
 from rr_controlnet.previews import latent_to_rgb
+from rr_controlnet.spec import GenerationParams
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,42 @@ class X0Capture:
         if config.get("prediction_type", "epsilon") == "v_prediction":
             return alpha.sqrt() * sample - (1 - alpha).sqrt() * model_output
         return (sample - (1 - alpha).sqrt() * model_output) / alpha.sqrt()
+
+
+@dataclass(frozen=True)
+class PromptCut:
+    """A prompt longer than the text encoder reads: CLIP sees its first `limit` tokens only."""
+
+    field: str  # "prompt" or "negative_prompt"
+    tokens: int  # start and end markers included
+    limit: int
+    read: str  # the text the encoder read, decoded from the tokens it kept
+
+    def warning(self) -> str:
+        return (
+            f"{self.field} is {self.tokens} tokens, the text encoder reads {self.limit}: "
+            f"the rest was cut off (it read {_shortened(self.read)!r})"
+        )
+
+
+def prompt_cuts(pipe: Any, params: GenerationParams) -> list[PromptCut]:
+    """The prompts of an item that its pipeline's tokenizers truncate, and what they keep of them."""
+    tokenizers = [getattr(pipe, name, None) for name in ("tokenizer", "tokenizer_2")]
+    cuts = []
+    for field in ("prompt", "negative_prompt"):
+        text = getattr(params, field)
+        for tokenizer in filter(None, tokenizers):
+            limit = int(tokenizer.model_max_length)
+            tokens = len(tokenizer(text).input_ids)
+            if tokens > limit:
+                kept = tokenizer(text, truncation=True, max_length=limit).input_ids
+                cuts.append(PromptCut(field, tokens, limit, tokenizer.decode(kept, skip_special_tokens=True)))
+                break
+    return cuts
+
+
+def _shortened(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else "..." + text[-(limit - 3) :]
 
 
 def generate(

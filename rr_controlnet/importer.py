@@ -24,7 +24,10 @@ MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
 
 def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     """The viewer's arguments; unknown ones (newer viewers add flags) are ignored."""
-    parser = argparse.ArgumentParser(prog="rerun-importer-rr-controlnet", add_help=False)
+    parser = argparse.ArgumentParser(
+        prog="rerun-importer-rr-controlnet",
+        description="Rerun importer for rr-controlnet manifests: the viewer runs it on files it cannot open itself.",
+    )
     parser.add_argument("path")
     parser.add_argument("--application-id")
     parser.add_argument("--recording-id")
@@ -44,10 +47,22 @@ def is_rr_controlnet_manifest(document: Any) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Stream a manifest's batch to stdout (0), decline what is not ours (66), or explain a failure (2)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(flag in argv for flag in ("-h", "--help")):
+        parse_arguments(["--help"])  # prints the usage and exits 0
     try:
-        arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
+        arguments = parse_arguments(argv)
     except SystemExit:
         return INCOMPATIBLE
+    try:
+        return _import(arguments)
+    except Exception as exc:  # noqa: BLE001 - the viewer shows stderr; a traceback there helps nobody
+        print(f"rr-controlnet importer: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _import(arguments: argparse.Namespace) -> int:
     path = Path(arguments.path)
     if not path.is_file() or path.suffix.lower() not in MANIFEST_SUFFIXES:
         return INCOMPATIBLE
@@ -80,8 +95,8 @@ def stream_manifest(manifest: Any, arguments: argparse.Namespace) -> None:
     import rerun as rr
 
     from rr_controlnet.batch import BatchOptions, run_batch
-    from rr_controlnet.cli import default_out_dir
     from rr_controlnet.models import quiet_library_logging
+    from rr_controlnet.outputs import default_out_dir
     from rr_controlnet.record import APPLICATION_ID, Mirror, batch_blueprint, run_recording_id
 
     out_dir = default_out_dir(manifest.path)

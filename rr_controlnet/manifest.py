@@ -8,21 +8,23 @@ Every problem is collected and reported at once, each with its file, line, item 
 from __future__ import annotations
 
 import difflib
-import hashlib
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from rr_controlnet.errors import ManifestError, Problem
+from rr_controlnet.outputs import reserved_id_reason
 from rr_controlnet.presets import PRESETS, family_defaults, model_spec_from_preset
+from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec, Overrides
+from rr_controlnet.yaml_source import line_of, read_yaml, shown
 
 MANIFEST_VERSION: Final = 1
 ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.-]+$")
+# Ids name files (`.<id>.rrd.<random>.partial` while written): well inside file systems' 255 bytes.
+MAX_ID_LENGTH: Final = 128
 MAX_SIDE: Final = 4096
 MAX_SEED: Final = 2**63 - 1
 MAX_IMAGE_PIXELS: Final = 50_000_000
@@ -49,149 +51,6 @@ PARAM_KEYS: Final = (
 CANNY_KEYS: Final = ("low", "high")
 
 
-@dataclass(frozen=True)
-class GenerationParams:
-    """The effective parameters of one item: defaults, manifest values and CLI overrides merged."""
-
-    prompt: str
-    negative_prompt: str
-    seed: int
-    steps: int
-    guidance_scale: float
-    controlnet_conditioning_scale: float
-    control_guidance_start: float
-    control_guidance_end: float
-    canny_low: int
-    canny_high: int
-    width: int | None  # None: derived from the image and the model's native size
-    height: int | None
-    resize: str
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Which weights to load. Values are hub ids, local diffusers folders or single files."""
-
-    name: str  # a preset name, or "custom"
-    family: str  # "sd15" or "sdxl": decides the pipeline class
-    base: str
-    controlnet: str
-    vae: str | None = None
-    config: str | None = None  # diffusers config folder or hub id for a single-file base
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    image: Path
-    params: GenerationParams
-    index: int  # 1-based position in the manifest
-    line: int | None
-
-
-@dataclass(frozen=True)
-class Manifest:
-    path: Path
-    model: ModelSpec
-    scheduler: str | None
-    items: tuple[Item, ...]
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """Values given on the command line; they win over everything in the manifest."""
-
-    model: str | None = None
-    steps: int | None = None
-    seed: int | None = None
-
-
-@dataclass(frozen=True)
-class ParamsFingerprint:
-    """What decides an item's output; its hash lets a rerun skip unchanged items."""
-
-    params: GenerationParams
-    model: ModelSpec
-    scheduler: str | None
-    image_sha256: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def digest(self) -> str:
-        payload = {
-            "params": asdict(self.params),
-            "model": asdict(self.model),
-            "scheduler": self.scheduler,
-            "image_sha256": self.image_sha256,
-            "extra": self.extra,
-        }
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-# --- YAML with line numbers -------------------------------------------------------------------
-
-
-class _MarkedDict(dict):
-    """A mapping from YAML that remembers where it and each of its keys stand."""
-
-    line: int | None = None
-    key_lines: dict[Any, int]
-
-
-class _DuplicateKey(yaml.MarkedYAMLError):
-    pass
-
-
-class _MarkedLoader(yaml.SafeLoader):
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                raise _DuplicateKey(
-                    None, None, f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark
-                )
-            if isinstance(key, (str, int, float, bool)):
-                seen[key] = key_node.start_mark.line + 1
-        mapping = _MarkedDict(super().construct_mapping(node, deep=True))
-        mapping.line = node.start_mark.line + 1
-        mapping.key_lines = seen
-        return mapping
-
-
-_MarkedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _MarkedLoader.construct_mapping)
-
-
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file safely; raise ManifestError naming the file and line on any failure."""
-    name = str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ManifestError([Problem(name, None, "", "file not found")]) from None
-    except OSError as exc:
-        raise ManifestError([Problem(name, None, "", f"cannot read: {exc.strerror}")]) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        message = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
-        raise ManifestError([Problem(name, line, "", message)]) from None
-    try:
-        return yaml.load(text, Loader=_MarkedLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        problem = exc.problem or "invalid YAML"
-        if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
-            problem = f"tag {exc.problem.split('tag ')[-1]} is not allowed (only plain YAML data)"
-        elif not isinstance(exc, _DuplicateKey):
-            problem = f"YAML syntax error: {problem}"
-        raise ManifestError([Problem(name, line, "", problem)]) from None
-    except yaml.YAMLError as exc:
-        raise ManifestError([Problem(name, None, "", f"YAML error: {exc}")]) from None
-
-
 # --- field checks -----------------------------------------------------------------------------
 # Each check takes a raw YAML value and returns (value, None) or (None, message).
 
@@ -203,9 +62,9 @@ def _integer(low: int, high: int | None = None) -> Check:
 
     def check(value: Any) -> tuple[Any, str | None]:
         if isinstance(value, bool) or not isinstance(value, int):
-            return None, f"must be {described}, got {value!r}"
+            return None, f"must be {described}, got {shown(value)}"
         if value < low or (high is not None and value > high):
-            return None, f"must be {described}, got {value!r}"
+            return None, f"must be {described}, got {shown(value)}"
         return value, None
 
     return check
@@ -214,9 +73,9 @@ def _integer(low: int, high: int | None = None) -> Check:
 def _number(low: float, high: float) -> Check:
     def check(value: Any) -> tuple[Any, str | None]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None, f"must be a number {low:g}..{high:g}, got {value!r}"
+            return None, f"must be a number {low:g}..{high:g}, got {shown(value)}"
         if not low <= value <= high:
-            return None, f"must be a number {low:g}..{high:g}, got {value!r}"
+            return None, f"must be a number {low:g}..{high:g}, got {shown(value)}"
         return float(value), None
 
     return check
@@ -224,14 +83,14 @@ def _number(low: float, high: float) -> Check:
 
 def _text(value: Any) -> tuple[Any, str | None]:
     if not isinstance(value, str):
-        return None, f"must be text, got {value!r}"
+        return None, f"must be text, got {shown(value)}"
     return value, None
 
 
 def _choice(options: tuple[str, ...]) -> Check:
     def check(value: Any) -> tuple[Any, str | None]:
         if value not in options:
-            return None, f"must be one of {', '.join(options)}, got {value!r}"
+            return None, f"must be one of {', '.join(options)}, got {shown(value)}"
         return value, None
 
     return check
@@ -239,7 +98,7 @@ def _choice(options: tuple[str, ...]) -> Check:
 
 def _side(value: Any) -> tuple[Any, str | None]:
     if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= MAX_SIDE:
-        return None, f"must be an integer 8..{MAX_SIDE}, got {value!r}"
+        return None, f"must be an integer 8..{MAX_SIDE}, got {shown(value)}"
     if value % 8:
         return None, f"must be a multiple of 8 (the models' VAE scale), got {value}"
     return value, None
@@ -261,7 +120,7 @@ SCALAR_CHECKS: Final[dict[str, Check]] = {
 
 
 def _unknown_key_message(key: Any, allowed: tuple[str, ...]) -> str:
-    message = f"unknown key {key!r}"
+    message = f"unknown key {shown(key)}"
     close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
     return f"{message} (did you mean {close[0]!r}?)" if close else f"{message}; known keys: {', '.join(allowed)}"
 
@@ -277,19 +136,11 @@ class _Collector:
         self.problems.append(Problem(self.file, line, where, message))
 
 
-def _line_of(mapping: Any, key: str | None = None) -> int | None:
-    if isinstance(mapping, _MarkedDict):
-        if key is not None and key in mapping.key_lines:
-            return mapping.key_lines[key]
-        return mapping.line
-    return None
-
-
 def _check_params(raw: Mapping, where: str, problems: _Collector) -> dict[str, Any]:
     """Check the parameter fields of a defaults or item mapping; return the valid ones, flattened."""
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        line = _line_of(raw, key)
+        line = line_of(raw, key)
         if key in ITEM_ONLY_KEYS:
             continue
         if key == "canny":
@@ -303,17 +154,17 @@ def _check_params(raw: Mapping, where: str, problems: _Collector) -> dict[str, A
             else:
                 values[key] = checked
     if "size" in raw and ("width" in raw or "height" in raw):
-        problems.add(_line_of(raw, "size"), where, "give either size or width/height, not both")
+        problems.add(line_of(raw, "size"), where, "give either size or width/height, not both")
     return values
 
 
 def _check_canny(value: Any, parent: Mapping, where: str, problems: _Collector) -> dict[str, int]:
     if not isinstance(value, Mapping):
-        problems.add(_line_of(parent, "canny"), where, f"canny must be a mapping {{low, high}}, got {value!r}")
+        problems.add(line_of(parent, "canny"), where, f"canny must be a mapping {{low, high}}, got {shown(value)}")
         return {}
     values = {}
     for key, threshold in value.items():
-        line = _line_of(value, key)
+        line = line_of(value, key)
         if key not in CANNY_KEYS:
             problems.add(line, where, _unknown_key_message(f"canny.{key}", tuple(f"canny.{k}" for k in CANNY_KEYS)))
             continue
@@ -331,7 +182,7 @@ def _check_size(value: Any, line: int | None, where: str, problems: _Collector) 
     elif isinstance(value, int) and not isinstance(value, bool):
         width = height = value
     else:
-        problems.add(line, where, f"size must be an integer or [width, height], got {value!r}")
+        problems.add(line, where, f"size must be an integer or [width, height], got {shown(value)}")
         return {}
     values = {}
     for name, side in (("width", width), ("height", height)):
@@ -346,7 +197,7 @@ def _check_size(value: Any, line: int | None, where: str, problems: _Collector) 
 def _check_unknown_keys(raw: Mapping, allowed: tuple[str, ...], where: str, problems: _Collector) -> None:
     for key in raw:
         if key not in allowed:
-            problems.add(_line_of(raw, key), where, _unknown_key_message(key, allowed))
+            problems.add(line_of(raw, key), where, _unknown_key_message(key, allowed))
 
 
 # --- the manifest as a whole ------------------------------------------------------------------
@@ -359,11 +210,11 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: _Collecto
         if raw not in PRESETS:
             close = difflib.get_close_matches(raw, list(PRESETS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f"; presets: {', '.join(PRESETS)}"
-            problems.add(line, "model", f"unknown model preset {raw!r}{hint}")
+            problems.add(line, "model", f"unknown model preset {shown(raw)}{hint}")
             return None
         return model_spec_from_preset(raw)
     if not isinstance(raw, Mapping):
-        problems.add(line, "model", f"model must be a preset name or a mapping, got {raw!r}")
+        problems.add(line, "model", f"model must be a preset name or a mapping, got {shown(raw)}")
         return None
     _check_unknown_keys(raw, MODEL_KEYS, "model", problems)
     sources: dict[str, str | None] = {}
@@ -372,21 +223,21 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: _Collecto
         if value is None:
             sources[key] = None
         elif not isinstance(value, str) or not value:
-            problems.add(_line_of(raw, key), "model", f"model.{key} must be a hub id or a path, got {value!r}")
+            problems.add(line_of(raw, key), "model", f"model.{key} must be a hub id or a path, got {shown(value)}")
             sources[key] = None
         else:
             sources[key] = _resolve_model_source(value, base_dir)
     for key in ("base", "controlnet"):
         if key not in raw:
-            problems.add(_line_of(raw), "model", f"model.{key} is required")
+            problems.add(line_of(raw), "model", f"model.{key} is required")
     family = raw.get("family") or _detect_family(sources.get("config") or sources.get("base"))
     if family not in ("sd15", "sdxl"):
         message = (
-            f"model.family must be sd15 or sdxl, got {family!r}"
+            f"model.family must be sd15 or sdxl, got {shown(family)}"
             if "family" in raw
             else "model.family (sd15 or sdxl) is required: it cannot be read from model.base"
         )
-        problems.add(_line_of(raw, "family"), "model", message)
+        problems.add(line_of(raw, "family"), "model", message)
         return None
     if sources["base"] is None or sources["controlnet"] is None:
         return None
@@ -415,12 +266,22 @@ def _detect_family(source: str | None) -> str | None:
 
 def _check_image(path: Path) -> str | None:
     """Return a message if the file is not a readable image within the pixel limit (header only)."""
-    from PIL import Image, UnidentifiedImageError
-
     if not path.exists():
         return f"image file not found: {path}"
     if not path.is_file():
         return f"image is not a file: {path}"
+    try:
+        stats = path.stat()
+    except OSError as exc:
+        return f"cannot read image {path}: {exc.strerror}"
+    return _checked_image(path, stats.st_mtime_ns, stats.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_image(path: Path, mtime_ns: int, size: int) -> str | None:
+    """_check_image's verdict on one version of a file: many items may share an image."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -491,24 +352,35 @@ def _kind_of(value: Any) -> str:
     if isinstance(value, list):
         return "a list"
     if isinstance(value, str):
-        return f"text {value!r}"
+        return f"text {shown(value)}"
     if value is None:
         return "nothing"
     return repr(value)
+
+
+def _id_problem(item_id: str) -> str | None:
+    """What keeps a well-formed id from naming files everywhere, or None."""
+    if len(item_id) > MAX_ID_LENGTH:
+        return f"is {len(item_id)} characters long, at most {MAX_ID_LENGTH} (it names the item's files)"
+    if item_id.startswith("."):
+        return f"{shown(item_id)} must not start with '.' (its files would be hidden)"
+    reason = reserved_id_reason(item_id)
+    return f"{shown(item_id)} {reason}; choose another id" if reason else None
 
 
 def _derived_id(image: str) -> str:
     return Path(image).stem
 
 
-def load_manifest(path: str | Path, overrides: Overrides = Overrides(), check_images: bool = True) -> Manifest:
+def load_manifest(path: str | Path, overrides: Overrides | None = None, check_images: bool = True) -> Manifest:
     """Read, check and merge a manifest. Raises ManifestError listing every problem found."""
     path = Path(path)
     return parse_manifest(read_yaml(path), path, overrides, check_images)
 
 
-def parse_manifest(raw: Any, path: Path, overrides: Overrides = Overrides(), check_images: bool = True) -> Manifest:
+def parse_manifest(raw: Any, path: Path, overrides: Overrides | None = None, check_images: bool = True) -> Manifest:
     """Check and merge an already parsed manifest; relative paths are taken from `path`'s folder."""
+    overrides = overrides or Overrides()
     problems = _Collector(path)
     if not isinstance(raw, Mapping):
         found = "an empty file" if raw is None else _kind_of(raw)
@@ -516,40 +388,41 @@ def parse_manifest(raw: Any, path: Path, overrides: Overrides = Overrides(), che
         raise ManifestError(problems.problems)
     _check_unknown_keys(raw, TOP_LEVEL_KEYS, "", problems)
     if raw.get("version", MANIFEST_VERSION) != MANIFEST_VERSION:
-        problems.add(_line_of(raw, "version"), "", f"version must be {MANIFEST_VERSION}, got {raw['version']!r}")
+        problems.add(line_of(raw, "version"), "", f"version must be {MANIFEST_VERSION}, got {shown(raw['version'])}")
 
     model_raw = overrides.model if overrides.model is not None else raw.get("model")
-    model_line = None if overrides.model is not None else _line_of(raw, "model")
+    model_line = None if overrides.model is not None else line_of(raw, "model")
     model = _check_model(model_raw, model_line, path.parent, problems)
 
     scheduler = raw.get("scheduler")
     if scheduler is not None and scheduler not in SCHEDULERS:
         problems.add(
-            _line_of(raw, "scheduler"), "", f"scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}"
+            line_of(raw, "scheduler"), "", f"scheduler must be one of {', '.join(SCHEDULERS)}, got {shown(scheduler)}"
         )
 
     defaults_raw = raw.get("defaults") or {}
     defaults: dict[str, Any] = {}
     if not isinstance(defaults_raw, Mapping):
-        problems.add(_line_of(raw, "defaults"), "defaults", f"defaults must be a mapping, got {defaults_raw!r}")
+        problems.add(line_of(raw, "defaults"), "defaults", f"defaults must be a mapping, got {shown(defaults_raw)}")
     else:
         _check_unknown_keys(defaults_raw, PARAM_KEYS, "defaults", problems)
         defaults = _check_params(defaults_raw, "defaults", problems)
 
     items_raw = raw.get("items")
     if items_raw is None:
-        problems.add(_line_of(raw), "", "items is missing: list at least one item with an image")
+        problems.add(line_of(raw), "", "items is missing: list at least one item with an image")
         items_raw = []
     elif not isinstance(items_raw, list):
-        problems.add(_line_of(raw, "items"), "", f"items must be a list, got {_kind_of(items_raw)}")
+        problems.add(line_of(raw, "items"), "", f"items must be a list, got {_kind_of(items_raw)}")
         items_raw = []
     elif not items_raw:
-        problems.add(_line_of(raw, "items"), "", "items is empty: list at least one item with an image")
+        problems.add(line_of(raw, "items"), "", "items is empty: list at least one item with an image")
 
     items: list[Item] = []
     first_line_of_id: dict[str, tuple[int, int | None]] = {}
     for index, item_raw in enumerate(items_raw, start=1):
-        item = _check_item(item_raw, index, path, model, defaults, overrides, problems, check_images)
+        entry_line = line_of(items_raw, index - 1)
+        item = _check_item(item_raw, index, path, model, defaults, overrides, problems, check_images, entry_line)
         if item is None:
             continue
         if item.id in first_line_of_id:
@@ -581,25 +454,32 @@ def _check_item(
     overrides: Overrides,
     problems: _Collector,
     check_images: bool,
+    entry_line: int | None = None,
 ) -> Item | None:
     if not isinstance(raw, Mapping):
-        problems.add(None, f"item #{index}", f"an item must be a mapping with an image, got {raw!r}")
+        problems.add(entry_line, f"item #{index}", f"an item must be a mapping with an image, got {shown(raw)}")
         return None
-    line = _line_of(raw)
+    line = line_of(raw)
     image_raw = raw.get("image")
     item_id = raw.get("id")
     if item_id is None and isinstance(image_raw, str):
         item_id = _derived_id(image_raw)
-    where = f"item {item_id!r} (#{index})" if isinstance(item_id, str) and item_id else f"item #{index}"
+    where = f"item {shown(item_id)} (#{index})" if isinstance(item_id, str) and item_id else f"item #{index}"
     ok = True
 
     _check_unknown_keys(raw, ITEM_ONLY_KEYS + PARAM_KEYS, where, problems)
     if not isinstance(item_id, str) or not ID_PATTERN.match(item_id) or item_id in (".", ".."):
-        origin = "id" if "id" in raw else f"id derived from image {image_raw!r}"
+        origin = "id" if "id" in raw else f"id derived from image {shown(image_raw)}"
         problems.add(
-            _line_of(raw, "id") if "id" in raw else _line_of(raw, "image"),
+            line_of(raw, "id") if "id" in raw else line_of(raw, "image"),
             where,
-            f"{origin} must use only letters, digits, '_', '.' and '-' (and not be '.' or '..'), got {item_id!r}",
+            f"{origin} must use only letters, digits, '_', '.' and '-' (and not be '.' or '..'), got {shown(item_id)}",
+        )
+        ok = False
+    elif _id_problem(item_id):
+        origin = "id" if "id" in raw else f"id derived from image {shown(image_raw)}"
+        problems.add(
+            line_of(raw, "id") if "id" in raw else line_of(raw, "image"), where, f"{origin} {_id_problem(item_id)}"
         )
         ok = False
 
@@ -608,13 +488,13 @@ def _check_item(
         problems.add(line, where, "image is required")
         ok = False
     elif not isinstance(image_raw, str) or not image_raw:
-        problems.add(_line_of(raw, "image"), where, f"image must be a file path, got {image_raw!r}")
+        problems.add(line_of(raw, "image"), where, f"image must be a file path, got {shown(image_raw)}")
         ok = False
     else:
         image_path = (manifest_path.parent / image_raw).expanduser()
         error = _check_image(image_path) if check_images else None
         if error:
-            problems.add(_line_of(raw, "image"), where, error)
+            problems.add(line_of(raw, "image"), where, error)
             ok = False
 
     count_before = len(problems.problems)

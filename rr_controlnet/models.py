@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.errors import DeviceError, ModelLoadError
-from rr_controlnet.manifest import ModelSpec
 from rr_controlnet.presets import has_random_weights, native_size
+from rr_controlnet.spec import ModelSpec
 
 DTYPES: Final = ("auto", "fp16", "bf16", "fp32")
 DEVICES: Final = ("auto", "cuda", "cpu", "mps")

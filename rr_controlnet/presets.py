@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
-if TYPE_CHECKING:
-    from rr_controlnet.manifest import ModelSpec
+from rr_controlnet.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -66,8 +65,6 @@ def family_defaults(family: str) -> dict[str, float]:
 
 
 def model_spec_from_preset(name: str) -> ModelSpec:
-    from rr_controlnet.manifest import ModelSpec
-
     preset = PRESETS[name]
     return ModelSpec(name, preset.family, preset.base, preset.controlnet, preset.vae)
 

@@ -9,16 +9,19 @@ differs, so a file opened alone shows its own item first.
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
-from rr_controlnet.files import AtomicFile, atomic_path
+from rr_controlnet.errors import OutputWriteError
+from rr_controlnet.files import AtomicFile
 from rr_controlnet.images import encode_png
+from rr_controlnet.outputs import write_failure
 
 APPLICATION_ID: Final = "rr_controlnet"
 STEP_TIMELINE: Final = "step"
@@ -30,6 +33,14 @@ PREVIEW_JPEG_QUALITY: Final = 85
 # the full blueprint in every file would grow the batch with the square of its size), and batch.rbl,
 # which `rr-controlnet view` opens with the files, carries them all.
 FULL_BLUEPRINT_MAX_ITEMS: Final = 16
+# batch.rbl holds a tab for at most this many items (about 50 kB each); `rr-controlnet view OUT ID...`
+# builds a blueprint for any other selection.
+BATCH_BLUEPRINT_MAX_ITEMS: Final = 100
+# Encoding in memory takes milliseconds; a live viewer on a slow link may take longer.
+FLUSH_SECONDS: Final = 60.0
+# Closing a stream after a good flush only writes the file's footer; after a failed one it may never end.
+DISCONNECT_SECONDS: Final = 10.0
+DISCONNECT_AFTER_FAILURE_SECONDS: Final = 1.0
 
 
 @dataclass(frozen=True)
@@ -124,9 +135,101 @@ def file_blueprint_items(item_ids: Sequence[str], item_id: str) -> list[str]:
 
 
 def save_batch_blueprint(item_ids: Sequence[str], path: Path) -> Path:
-    with atomic_path(path) as partial:
-        batch_blueprint(item_ids).save(APPLICATION_ID, partial)
-    return path
+    """batch.rbl: tabs for the first BATCH_BLUEPRINT_MAX_ITEMS items, complete or not written at all."""
+    import rerun as rr
+
+    blueprint = batch_blueprint(list(item_ids)[:BATCH_BLUEPRINT_MAX_ITEMS])
+    # Encoded in memory and written by Python, which reports a full disk; Rerun's own file writer
+    # (Blueprint.save) only logs write errors, and then blocks forever.
+    stream = rr.RecordingStream(APPLICATION_ID, send_properties=False)
+    binary = stream.binary_stream()
+    stream.send_blueprint(blueprint, make_active=True, make_default=True)
+    data, problem = _drain(stream, binary)
+    return _write_verified(Path(path), data, problem)
+
+
+def rrd_problem(path: Path) -> str | None:
+    """Why an .rrd or .rbl file is not complete, or None when Rerun's reader reads all of it."""
+    import warnings
+
+    from rerun.chunk import RrdReader
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the reader only warns about a missing footer
+            reader = RrdReader(str(path))
+            for store in reader.recordings() + reader.blueprints():
+                reader.stream(store=store).to_chunks()
+    except (Warning, RuntimeError, ValueError, OSError) as exc:
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return None
+
+
+def _drain(stream: Any, binary: Any) -> tuple[bytes, str | None]:
+    """Everything a stream encoded into its binary sink, and what went wrong closing it (or None).
+
+    Flushing waits on live viewers too; it runs with a limit, and a stream that does not close in time
+    is left behind rather than waited for.
+    """
+    problem = None
+    data = b""
+    try:
+        stream.flush(timeout_sec=FLUSH_SECONDS)
+    except RuntimeError as exc:  # a live viewer that does not keep up; the file's bytes are read below
+        problem = str(exc)
+    if binary is not None:
+        try:
+            data = binary.read(flush=True, flush_timeout_sec=FLUSH_SECONDS) or b""
+        except RuntimeError as exc:
+            problem = str(exc)
+    if not _bounded(stream.disconnect, DISCONNECT_AFTER_FAILURE_SECONDS if problem else DISCONNECT_SECONDS):
+        import rerun as rr
+
+        # The stream stays blocked; Rerun's exit handler would wait for it forever.
+        rr.unregister_shutdown()
+        problem = problem or "the recording could not be closed"
+    return data, problem
+
+
+def _write_verified(path: Path, data: bytes, problem: str | None) -> Path:
+    """Write an encoded recording or blueprint atomically, once Rerun's reader has read all of it back."""
+    target = AtomicFile(path)
+    try:
+        _fill(target, data)
+        check = rrd_problem(target.partial)
+        if check is not None:
+            raise OutputWriteError(f"cannot write {path.name}: {problem or check}")
+    except BaseException:
+        target.discard()
+        raise
+    return target.commit()
+
+
+def _fill(target: AtomicFile, data: bytes) -> None:
+    try:
+        target.partial.write_bytes(data)
+    except OSError as exc:
+        raise write_failure(exc, target.final) from None
+
+
+def _bounded(work: Callable[[], Any], seconds: float) -> bool:
+    """Run `work` on a helper thread; False when it has not finished within `seconds`."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, name="rr-controlnet-close", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        return False
+    if errors:
+        raise errors[0]
+    return True
 
 
 @dataclass(frozen=True)
@@ -149,9 +252,11 @@ class Mirror:
 
 
 class ItemRecording:
-    """Writes one item's .rrd, and optionally streams it live to a viewer.
+    """Records one item into its .rrd, and optionally streams it live to a viewer.
 
-    The file appears under its final name only once it is complete. `path=None` writes no file.
+    The recording is encoded in memory and written when the item is finished: the file appears under
+    its final name only once it is complete and Rerun's reader has read it back. `path=None` writes no
+    file (live viewing only).
     """
 
     def __init__(
@@ -168,21 +273,19 @@ class ItemRecording:
         self.rr = rr
         self.paths = item_paths(item_id)
         self.mirror = mirror
+        # Created now, empty: the item's name is taken while it is generated, and a killed run leaves
+        # only a temporary file behind, which the next run removes.
         self._file = AtomicFile(Path(path)) if path is not None else None
+        self._closed = False
         self.stream = rr.RecordingStream(APPLICATION_ID, recording_id=recording_id, send_properties=False)
-        sinks = []
-        if self._file is not None:
-            sinks.append(rr.FileSink(str(self._file.partial)))
+        self._binary = self.stream.binary_stream() if self._file is not None else None
+        sinks = [self._binary] if self._binary is not None else []
         if live_url is not None:
             sinks.append(rr.GrpcSink(live_url))
         # Sinks are set before the first log call, so nothing is buffered elsewhere first.
         self.stream.set_sinks(
             *sinks, default_blueprint=batch_blueprint(file_blueprint_items(blueprint_ids, item_id), item_id)
         )
-
-    @property
-    def partial_path(self) -> Path | None:
-        return self._file.partial if self._file else None
 
     def _log(self, entity_path: str, archetype: Any, static: bool = False) -> None:
         self.stream.log(entity_path, archetype, static=static)
@@ -223,16 +326,42 @@ class ItemRecording:
         self._set_step(last_step, last_timestep)
         self._log(self.paths.output, self.rr.EncodedImage(contents=png_bytes, media_type="image/png"))
 
-    def finish(self) -> Path | None:
-        """Complete the file (footer included) and move it to its final name."""
-        self.stream.flush()
-        self.stream.disconnect()
+    def close(self) -> None:
+        """Complete the recording and write it to its temporary file, verified.
+
+        Raises OutputWriteError, having discarded the file, when it cannot be written whole.
+        """
+        self._closed = True
+        data, problem = _drain(self.stream, self._binary)
+        if self._file is None:
+            if problem is not None:
+                raise OutputWriteError(f"streaming {self.paths.root} to the viewer failed: {problem}")
+            return
+        try:
+            # A complete file is what counts: a slow live viewer alone does not fail the item.
+            _fill(self._file, data)
+            check = rrd_problem(self._file.partial)
+            if check is not None:
+                raise OutputWriteError(f"cannot write {self._file.final.name}: {check}")
+        except BaseException:
+            self._file.discard()
+            raise
+
+    def commit(self) -> Path | None:
+        """Move the closed, verified recording to its final name."""
         return self._file.commit() if self._file else None
+
+    def finish(self) -> Path | None:
+        """close() and commit()."""
+        self.close()
+        return self.commit()
 
     def discard(self) -> None:
         """Drop an unfinished recording: nothing appears under the final name."""
         try:
-            self.stream.disconnect()
+            if not self._closed:
+                self._closed = True
+                _drain(self.stream, None)
         finally:
             if self._file:
                 self._file.discard()

@@ -11,7 +11,9 @@ output folder alone:
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from rr_controlnet.errors import ItemFailed
 from rr_controlnet.files import write_atomic
 from rr_controlnet.images import load_image
-from rr_controlnet.report import OVERVIEW_NAME, STATUSES
+from rr_controlnet.outputs import OVERVIEW_NAME, OVERVIEW_PAGE_PATTERN, STATUSES
 
 THUMB_HEIGHT: Final = 192
 MAX_THUMB_WIDTH: Final = 2 * THUMB_HEIGHT  # panoramas shrink rather than widen the sheet
@@ -36,6 +38,13 @@ HEADER_HEIGHT: Final = LINE_HEIGHT + 2 * PAD
 LABEL_HEIGHT: Final = 2 * LINE_HEIGHT + PAD
 PROMPT_LIMIT: Final = 60
 ERROR_LIMIT: Final = 200
+# A page of the contact sheet: about 12,000 pixels tall, well within what image viewers open.
+ROWS_PER_PAGE: Final = 50
+# summary.md lists at most this many items (failed and pending first): GitHub refuses job summaries
+# over 1 MiB, and summary.json lists them all.
+TABLE_ROW_LIMIT: Final = 500
+PAGE_FINGERPRINT_KEY: Final = "rr-controlnet-page"
+SHEET_LAYOUT_VERSION: Final = 1
 COLUMNS: Final = ("input", "canny", "output")
 BACKGROUND: Final = (255, 255, 255)
 TRANSPARENT_BACKDROP: Final = (128, 128, 128)
@@ -50,7 +59,7 @@ class SheetRow:
     """One item of the contact sheet; None marks what is not available (shown as a labelled grey tile)."""
 
     item_id: str
-    status: str  # one of report.STATUSES
+    status: str  # one of outputs.STATUSES
     seed: int
     prompt: str
     input_path: Path | None = None
@@ -82,11 +91,70 @@ def contact_sheet(rows: Sequence[SheetRow]) -> Image.Image:
     return sheet
 
 
-def write_overview(out_dir: Path, rows: Sequence[SheetRow]) -> Path:
-    """Write the contact sheet of `rows` to `<out_dir>/overview.png` atomically; return its path."""
+def write_overview(
+    out_dir: Path, rows: Sequence[SheetRow], name: str = OVERVIEW_NAME, fingerprint: str | None = None
+) -> Path:
+    """Write the contact sheet of `rows` to `<out_dir>/<name>` atomically; return its path."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    if fingerprint is not None:
+        info.add_text(PAGE_FINGERPRINT_KEY, fingerprint)
     buffer = io.BytesIO()
-    contact_sheet(rows).save(buffer, format="PNG", optimize=True)
-    return write_atomic(Path(out_dir) / OVERVIEW_NAME, buffer.getvalue())
+    contact_sheet(rows).save(buffer, format="PNG", optimize=True, pnginfo=info)
+    return write_atomic(Path(out_dir) / name, buffer.getvalue())
+
+
+def overview_page_names(item_count: int) -> list[str]:
+    """overview.png for a batch that fits one page, else overview-001.png, overview-002.png, ..."""
+    pages = max(1, -(-item_count // ROWS_PER_PAGE))
+    return [OVERVIEW_NAME] if pages == 1 else [f"overview-{number:03d}.png" for number in range(1, pages + 1)]
+
+
+def write_overview_pages(
+    out_dir: Path,
+    summary_json: Mapping[str, Any],
+    *,
+    inputs: Mapping[str, Path] | None = None,
+    canny_for: Callable[[str], np.ndarray | None] | None = None,
+) -> list[Path]:
+    """The contact sheet of a summary, ROWS_PER_PAGE items a page, one page in memory at a time.
+
+    A page whose items are as they were when it was drawn (a fingerprint in its PNG) is kept as it is,
+    so a rerun of a large batch redraws only the pages of the items it changed.
+    """
+    out_dir = Path(out_dir)
+    entries = list(summary_json.get("items", []))
+    names = overview_page_names(len(entries))
+    paths = []
+    for number, name in enumerate(names):
+        page = entries[number * ROWS_PER_PAGE : (number + 1) * ROWS_PER_PAGE]
+        fingerprint = _page_fingerprint(page, inputs)
+        path = out_dir / name
+        if _recorded_fingerprint(path) != fingerprint:
+            rows = sheet_rows_from_summary(out_dir, {"items": page}, inputs=inputs, canny_for=canny_for)
+            write_overview(out_dir, rows, name, fingerprint)
+        paths.append(path)
+    for stale in out_dir.iterdir():
+        if (stale.name == OVERVIEW_NAME or OVERVIEW_PAGE_PATTERN.match(stale.name)) and stale.name not in names:
+            stale.unlink(missing_ok=True)
+    return paths
+
+
+def _page_fingerprint(entries: Sequence[Mapping[str, Any]], inputs: Mapping[str, Path] | None) -> str:
+    keys = ("id", "status", "seed", "params_hash", "error", "image", "files", "checksums")
+    described = [{key: entry.get(key) for key in keys} for entry in entries]
+    extra = {item_id: str(path) for item_id, path in (inputs or {}).items()}
+    text = json.dumps([SHEET_LAYOUT_VERSION, described, extra], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _recorded_fingerprint(path: Path) -> str | None:
+    try:
+        with Image.open(path) as page:
+            return page.info.get(PAGE_FINGERPRINT_KEY)
+    except (OSError, SyntaxError):
+        return None
 
 
 def _row_tiles(row: SheetRow) -> tuple[Image.Image, Image.Image, Image.Image]:
@@ -225,7 +293,10 @@ def _listed_png(out_dir: Path, files: Sequence[str]) -> Path | None:
 
 
 def summary_markdown(summary_json: Mapping[str, Any]) -> str:
-    """A GitHub job summary of a parsed summary.json: heading, counts line and one table row per item."""
+    """A GitHub job summary of a parsed summary.json: heading, counts line and one table row per item.
+
+    Past TABLE_ROW_LIMIT items, failed and pending items come first and the rest are counted.
+    """
     items = summary_json.get("items", [])
     counts = ", ".join(f"{sum(1 for e in items if e['status'] == s)} {s}" for s in STATUSES)
     model = (summary_json.get("model") or {}).get("name", "?")
@@ -237,7 +308,21 @@ def summary_markdown(summary_json: Mapping[str, Any]) -> str:
         "| item | status | seed | seconds | files |",
         "| --- | --- | ---: | ---: | --- |",
     ]
-    lines += [_table_row(entry) for entry in items]
+    shown = list(items)
+    if len(shown) > TABLE_ROW_LIMIT:
+        shown = sorted(shown, key=lambda entry: entry["status"] == "done")[:TABLE_ROW_LIMIT]
+    lines += [_table_row(entry) for entry in shown]
+    if len(items) > len(shown):
+        lines += ["", f"... and {len(items) - len(shown):,} more done items: summary.json lists every item."]
+    warned = [entry for entry in items if entry.get("warnings")]
+    if warned:
+        lines += ["", "### Warnings", ""]
+        for entry in warned[:TABLE_ROW_LIMIT]:
+            lines += [
+                f"- {_cell(entry['id'])}: {_cell(_shorten(warning, ERROR_LIMIT))}" for warning in entry["warnings"]
+            ]
+        if len(warned) > TABLE_ROW_LIMIT:
+            lines.append(f"- ... and {len(warned) - TABLE_ROW_LIMIT:,} more items with warnings (see summary.json)")
     return "\n".join(lines) + "\n"
 
 

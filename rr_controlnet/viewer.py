@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import shutil
 import socket
 import sys
+import tempfile
 import time
 import urllib.parse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.errors import RrControlnetError
-from rr_controlnet.report import BLUEPRINT_NAME
+from rr_controlnet.outputs import BLUEPRINT_NAME
 
 DEFAULT_GRPC_URL: Final = "rerun+http://127.0.0.1:9876/proxy"
 VIEWER_PORT: Final = 9876
@@ -78,15 +82,32 @@ def rerun_executable() -> str:
     return found
 
 
-def viewer_command(out_dir: Path) -> list[str]:
-    """Open every item file of a batch, with its blueprint, in one viewer.
+def viewer_command(out_dir: Path, item_patterns: Sequence[str] = ()) -> list[str]:
+    """Open the item files of a batch (all, or those whose ids match a pattern) with a blueprint.
 
-    The files are listed rather than the folder: a folder would also load the PNGs beside them.
+    The files are listed rather than the folder: a folder would also load the PNGs beside them. Paths
+    are absolute, so an id starting with '-' never reads as an option.
     """
-    out_dir = Path(out_dir)
-    recordings = sorted(out_dir.glob("*.rrd"))
+    out_dir = Path(out_dir).resolve()
+    recordings = sorted(path for path in out_dir.glob("*.rrd") if not path.name.startswith("."))
     if not recordings:
         raise RrControlnetError(f"{out_dir}: no .rrd files here; run `rr-controlnet batch` first")
-    blueprint = out_dir / BLUEPRINT_NAME
+    if item_patterns:
+        recordings = [path for path in recordings if any(fnmatch.fnmatchcase(path.stem, p) for p in item_patterns)]
+        if not recordings:
+            raise RrControlnetError(f"{out_dir}: no item matches {' '.join(item_patterns)}")
+        blueprint = subset_blueprint([path.stem for path in recordings])
+    else:
+        blueprint = out_dir / BLUEPRINT_NAME
     files = [str(path) for path in recordings] + ([str(blueprint)] if blueprint.exists() else [])
     return [rerun_executable(), *files]
+
+
+def subset_blueprint(item_ids: Sequence[str]) -> Path:
+    """A blueprint with a tab for each of these items, saved where the viewer can read it."""
+    from rr_controlnet.record import save_batch_blueprint
+
+    key = hashlib.sha256("\n".join(item_ids).encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / "rr-controlnet-view"
+    folder.mkdir(exist_ok=True)
+    return save_batch_blueprint(item_ids, folder / f"{key}.rbl")

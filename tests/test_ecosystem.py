@@ -215,3 +215,19 @@ def test_serve_web_serves_the_viewer_page_and_a_grpc_endpoint() -> None:
     assert page.startswith(f"http://localhost:{viewer.WEB_VIEWER_PORT}/?url=")
     with urllib.request.urlopen(page, timeout=10) as response:
         assert response.status == 200 and b"<html" in response.read(2000).lower()
+
+
+def test_importer_answers_help() -> None:
+    result = run_importer("--help")
+    assert result.returncode == 0
+    assert b"usage: rerun-importer-rr-controlnet" in result.stdout and result.stderr == b""
+
+
+def test_importer_explains_an_unusable_output_folder_without_a_traceback(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    (tmp_path / "manifest-output").write_text("a file where the output folder would go")
+    result = run_importer(str(manifest), "--application-id", "a", "--recording-id", "r")
+    assert result.returncode == 2
+    stderr = result.stderr.decode()
+    assert "Traceback" not in stderr
+    assert f"output folder {tmp_path}/manifest-output: {tmp_path}/manifest-output is a file, not a folder" in stderr

@@ -179,3 +179,26 @@ def test_outputs_never_follow_symlinks_out_of_the_output_folder(tmp_path: Path) 
     assert outside.read_text() == "keep me"
     for name in ("astronaut.png", "astronaut.rrd", "summary.json", "batch.rbl"):
         assert not (out / name).is_symlink()
+
+
+def test_any_failure_while_preparing_an_item_fails_that_item_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rr_controlnet import images
+
+    real_canny = images.canny_edges
+
+    def canny_edges(rgb, low, high):
+        if low == 11:  # the item below: OpenCV running out of memory on it
+            raise MemoryError("cv::OutOfMemoryError: failed to allocate 4294967296 bytes")
+        return real_canny(rgb, low, high)
+
+    monkeypatch.setattr(images, "canny_edges", canny_edges)
+    manifest = tiny_manifest(
+        tmp_path, items=[{"image": "astronaut.png", "canny": {"low": 11, "high": 99}}, {"image": "horse.png"}]
+    )
+    result = run(manifest, tmp_path / "out")
+    assert result.exit_code == 1, result.output
+    items = summary_items(tmp_path / "out")
+    assert items["astronaut"]["status"] == "failed" and items["horse"]["status"] == "done"
+    assert items["astronaut"]["error"] == "MemoryError: cv::OutOfMemoryError: failed to allocate 4294967296 bytes"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import tiny_manifest
+
+from rr_controlnet.outputs import read_outcomes
 
 RERUN = Path(sys.executable).with_name("rerun")
 
@@ -40,7 +41,8 @@ def wait_for_second_item_in_flight(process: subprocess.Popen, out: Path, timeout
 
 
 def statuses(out: Path) -> dict[str, str]:
-    return {item["id"]: item["status"] for item in json.loads((out / "summary.json").read_text())["items"]}
+    """What the folder records: summary.json and the journal of outcomes since it was last written."""
+    return {item_id: outcome.status for item_id, outcome in read_outcomes(out).items()}
 
 
 def verify(path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 from conftest import IMAGES
 from PIL import Image
 
-from rr_controlnet.report import BatchSummary, ItemOutcome
+from rr_controlnet.outputs import BatchSummary, ItemOutcome
 from rr_controlnet.review import (
     SheetRow,
     append_summary,
@@ -123,3 +123,68 @@ def test_rows_from_summary_take_inputs_and_edge_maps_from_the_caller(tmp_path: P
     assert rows[1].error == "ItemFailed: bad | pipe <b>"
     assert rows[0].canny is EDGES
     assert contact_sheet(rows).height > contact_sheet(rows[:1]).height
+
+
+def many_entries(count: int, out_dir: Path) -> dict:
+    items = [ItemOutcome(f"item{n:05d}", "done", n, {"prompt": "p"}, f"h{n}") for n in range(count)]
+    return json.loads(BatchSummary(str(out_dir / "manifest.yaml"), {"name": "tiny-sd15"}, "rid", items).to_json())
+
+
+def test_large_batches_get_a_paged_contact_sheet_redrawn_only_where_it_changed(tmp_path: Path) -> None:
+    from rr_controlnet.review import ROWS_PER_PAGE, write_overview_pages
+
+    document = many_entries(2 * ROWS_PER_PAGE + 1, tmp_path)
+    pages = write_overview_pages(tmp_path, document)
+    assert [page.name for page in pages] == ["overview-001.png", "overview-002.png", "overview-003.png"]
+    assert Image.open(pages[0]).height > Image.open(pages[2]).height  # 50 rows, then 1
+    drawn = {page.name: page.stat().st_mtime_ns for page in pages}
+
+    document["items"][ROWS_PER_PAGE]["status"] = "failed"  # the first item of page 2
+    write_overview_pages(tmp_path, document)
+    redrawn = {page.name for page in pages if page.stat().st_mtime_ns != drawn[page.name]}
+    assert redrawn == {"overview-002.png"}
+
+    write_overview_pages(tmp_path, many_entries(3, tmp_path))  # a small batch again: one page, no stale ones
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["overview.png"]
+
+
+def test_summary_markdown_of_a_large_batch_stays_small_and_lists_failures_first(tmp_path: Path) -> None:
+    from rr_controlnet.review import TABLE_ROW_LIMIT
+
+    document = many_entries(TABLE_ROW_LIMIT + 100, tmp_path)
+    document["items"][-1].update(status="failed", error="OutOfMemoryError")
+    markdown = summary_markdown(document)
+    rows = [line for line in markdown.splitlines() if line.startswith("| item0")]
+    assert len(rows) == TABLE_ROW_LIMIT
+    assert rows[0].startswith(f"| item{TABLE_ROW_LIMIT + 99:05d} | **failed**: OutOfMemoryError")
+    assert markdown.rstrip().endswith("... and 100 more done items: summary.json lists every item.")
+    assert len(markdown.encode()) < 1024 * 1024  # GitHub's limit for a job summary
+
+
+def test_batch_blueprint_file_is_bounded(tmp_path: Path) -> None:
+    from rrd_contents import blueprint_views
+
+    from rr_controlnet.record import BATCH_BLUEPRINT_MAX_ITEMS, save_batch_blueprint
+
+    ids = [f"item{n}" for n in range(BATCH_BLUEPRINT_MAX_ITEMS + 5)]
+    views = blueprint_views(save_batch_blueprint(ids, tmp_path / "batch.rbl"))
+    assert len(views) == 7 * BATCH_BLUEPRINT_MAX_ITEMS
+    assert (
+        f"item{BATCH_BLUEPRINT_MAX_ITEMS - 1}: output" in views
+        and f"item{BATCH_BLUEPRINT_MAX_ITEMS}: output" not in views
+    )
+
+
+def test_summary_json_is_rewritten_at_most_once_an_interval() -> None:
+    import time
+
+    from rr_controlnet.outputs import SummaryWriter
+
+    writes: list[float] = []
+    writer = SummaryWriter(lambda: writes.append(time.monotonic()), interval=0.3)
+    for _ in range(200):  # a burst of finished items
+        writer.changed()
+    assert len(writes) == 1  # the first at once; the rest wait for the interval
+    time.sleep(0.6)
+    assert len(writes) == 2  # the timer wrote what changed since
+    writer.close()

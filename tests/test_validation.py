@@ -176,6 +176,49 @@ BAD_MANIFESTS = [
         "m.yaml:1: version must be 1, got 2",
         id="version",
     ),
+    pytest.param(
+        HEADER + "items:\n  - {id: " + "a" * 129 + ", image: astronaut.png}\n",
+        "m.yaml:4: item '"
+        + "a" * 37
+        + "..."
+        + "a" * 38
+        + "' (#1): id is 129 characters long, at most 128 (it names the item's files)",
+        id="id-too-long",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - {id: .hidden, image: astronaut.png}\n",
+        "m.yaml:4: item '.hidden' (#1): id '.hidden' must not start with '.' (its files would be hidden)",
+        id="id-hidden",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: overview.png\n",
+        "m.yaml:4: item 'overview' (#1): id derived from image 'overview.png' 'overview' is reserved: the batch "
+        "writes files named overview.* itself; choose another id",
+        id="id-reserved-derived",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - {id: Summary, image: astronaut.png}\n",
+        "m.yaml:4: item 'Summary' (#1): id 'Summary' is reserved: the batch writes files named summary.* itself; "
+        "choose another id",
+        id="id-reserved",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - {id: overview-002, image: astronaut.png}\n",
+        "m.yaml:4: item 'overview-002' (#1): id 'overview-002' is reserved: the batch writes files named "
+        "overview-002.* itself; choose another id",
+        id="id-reserved-page",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - {id: con, image: astronaut.png}\n",
+        "m.yaml:4: item 'con' (#1): id 'con' is a device name on Windows, where its files could not be created; "
+        "choose another id",
+        id="id-windows-device",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - astronaut.png\n",
+        "m.yaml:4: item #1: an item must be a mapping with an image, got 'astronaut.png'",
+        id="scalar-item-line",
+    ),
 ]
 
 
@@ -186,6 +229,41 @@ def test_bad_manifest_is_reported_in_one_exact_line(folder: Path, text: str, exp
     assert lines[0] == expected.format(folder=folder)
     assert lines[-1].endswith("nothing was generated")
     assert not (folder / "pwned").exists()
+
+
+def test_every_duplicate_key_is_reported(folder: Path) -> None:
+    text = HEADER + "items:\n  - image: astronaut.png\n    seed: 1\n    seed: 2\n    steps: 3\n    steps: 4\n"
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert lines == [
+        "m.yaml:6: duplicate key 'seed' (first on line 5)",
+        "m.yaml:8: duplicate key 'steps' (first on line 7)",
+        "2 problems in m.yaml; nothing was generated",
+    ]
+
+
+def test_aliases_cannot_blow_up_memory_or_messages(folder: Path) -> None:
+    laughs = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    laughs += [f"{chr(98 + n)}: &{chr(98 + n)} [" + ", ".join([f"*{chr(97 + n)}"] * 10) + "]" for n in range(8)]
+    text = HEADER + "\n".join(laughs) + "\nitems:\n  - image: astronaut.png\n    prompt: *i\n"
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert lines[0].startswith(
+        "m.yaml: YAML error: anchors and aliases expand this document to more than 100,000 values"
+    )
+
+
+def test_values_in_messages_are_shortened(folder: Path) -> None:
+    text = (
+        HEADER + "shared: &big [" + ", ".join(["word"] * 200) + "]\nitems:\n  - image: astronaut.png\n    seed: *big\n"
+    )
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert any(
+        line.endswith("seed must be an integer 0..9223372036854775807, got ['word', 'word', 'word', 'word', ...]")
+        for line in lines
+    )
+    assert max(len(line) for line in lines) < 300
 
 
 def test_every_problem_is_reported_at_once(folder: Path) -> None:

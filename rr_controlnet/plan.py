@@ -1,0 +1,96 @@
+"""What a run has to do: fingerprint every item, and skip those whose outputs are already what they would be.
+
+An item's fingerprint (its params hash) covers everything that decides its output: effective
+parameters, model, scheduler, the input image's bytes, dtype and what gets recorded. A rerun skips an
+item only when its last outcome is `done` with the same hash and its files are intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rr_controlnet.outputs import ItemOutcome, files_intact
+from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec
+
+
+@dataclass(frozen=True)
+class ParamsFingerprint:
+    """What decides an item's output; its hash lets a rerun skip unchanged items."""
+
+    params: GenerationParams
+    model: ModelSpec
+    scheduler: str | None
+    image_sha256: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        payload = {
+            "params": asdict(self.params),
+            "model": asdict(self.model),
+            "scheduler": self.scheduler,
+            "image_sha256": self.image_sha256,
+            "extra": self.extra,
+        }
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PlannedItem:
+    item: Item
+    params_hash: str
+
+
+def plan_items(
+    manifest: Manifest, dtype_name: str, shard: Any = None, recording: Mapping[str, Any] | None = None
+) -> list[PlannedItem]:
+    """Fingerprint every item (of the shard). Each image file is read once, however many items use it."""
+    image_hashes: dict[Path, str] = {}
+    planned = []
+    for item in manifest.items:
+        if shard is not None and not shard.owns(item.index):
+            continue
+        if item.image not in image_hashes:
+            image_hashes[item.image] = file_sha256(item.image)
+        fingerprint = ParamsFingerprint(
+            params=item.params,
+            model=manifest.model,
+            scheduler=manifest.scheduler,
+            image_sha256=image_hashes[item.image],
+            extra={"dtype": dtype_name, **(recording or {})},
+        )
+        planned.append(PlannedItem(item, fingerprint.digest()))
+    return planned
+
+
+def file_sha256(path: Path) -> str:
+    try:
+        with open(path, "rb") as source:
+            return hashlib.file_digest(source, "sha256").hexdigest()
+    except OSError:
+        return "unreadable"
+
+
+def is_up_to_date(planned: PlannedItem, previous: Mapping[str, ItemOutcome], out_dir: Path) -> bool:
+    earlier = previous.get(planned.item.id)
+    return (
+        earlier is not None
+        and earlier.status == "done"
+        and earlier.params_hash == planned.params_hash
+        and files_intact(earlier, out_dir)
+    )
+
+
+def split_up_to_date(
+    planned: Sequence[PlannedItem], previous: Mapping[str, ItemOutcome], out_dir: Path
+) -> tuple[list[PlannedItem], list[PlannedItem]]:
+    """(items to generate, items already up to date), each in manifest order."""
+    to_run, skipped = [], []
+    for entry in planned:
+        (skipped if is_up_to_date(entry, previous, out_dir) else to_run).append(entry)
+    return to_run, skipped

@@ -1,0 +1,308 @@
+"""Generate and record a group of items, in four stages: prepare -> generate -> record -> finish.
+
+1. prepare: decode the image, resize it, compute its Canny edge map, check what the text encoder reads.
+2. generate: one pipeline call for the group, one generator per item; every step goes to the recordings.
+3. record: inputs, prompts and parameters before the call, latents and previews at every step.
+4. finish: encode the output PNG, record it, verify the recording, and only then give both files their
+   final names and report the item done (on a worker thread in a batch, overlapping the next group).
+
+Anything that goes wrong inside one item fails that item, with a one-line reason; a full disk also
+asks the batch to stop, since every later item would fail the same way.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rr_controlnet.errors import OutputWriteError, RrControlnetError
+from rr_controlnet.files import AtomicFile
+from rr_controlnet.generate import GenerationJob, PromptCut, StepData, batch_key, generate, prompt_cuts
+from rr_controlnet.images import ControlImages, SourceImage, encode_png, prepare_input
+from rr_controlnet.outputs import ItemOutcome, file_checksum, item_file_names, write_failure
+from rr_controlnet.plan import PlannedItem
+from rr_controlnet.record import ItemRecording, Mirror
+from rr_controlnet.report import library_versions, params_markdown, png_text_chunks, prompt_markdown
+from rr_controlnet.spec import StopRequest
+
+
+@dataclass(frozen=True)
+class RecordingOptions:
+    """What gets recorded, and where it goes besides the item's .rrd file."""
+
+    preview: str = "x0"  # x0, taesd, vae or none
+    latent_every: int = 1
+    save_recordings: bool = True  # False: stream to a viewer only, write no .rrd
+    live_url: str | None = None  # a Rerun gRPC endpoint that receives every item live
+    mirror: Mirror | None = None  # one more stream that receives every item (the importer's)
+
+
+@dataclass
+class PreparedItem:
+    planned: PlannedItem
+    source: SourceImage
+    control: ControlImages
+    size: tuple[int, int]  # (width, height) to generate at
+    cuts: list[PromptCut] = field(default_factory=list)
+
+    @property
+    def id(self) -> str:
+        return self.planned.item.id
+
+    @property
+    def seen_prompts(self) -> dict[str, str]:
+        return {cut.field: cut.read for cut in self.cuts}
+
+
+def pending_outcome(planned: PlannedItem) -> ItemOutcome:
+    item = planned.item
+    return ItemOutcome(
+        item.id, "pending", item.params.seed, asdict(item.params), planned.params_hash, str(item.image.resolve())
+    )
+
+
+def failed_outcome(planned: PlannedItem, reason: str, seconds: float, warnings: Sequence[str] = ()) -> ItemOutcome:
+    outcome = pending_outcome(planned)
+    outcome.status, outcome.error, outcome.seconds, outcome.warnings = "failed", reason, round(seconds, 3), [*warnings]
+    return outcome
+
+
+class GroupRunner:
+    """Runs groups of prepared items through one loaded model into one output folder."""
+
+    def __init__(
+        self,
+        model: Any,  # loading.LoadedModel
+        scheduler: str | None,
+        out_dir: Path,
+        recording_id: str,
+        blueprint_ids: Sequence[str],
+        options: RecordingOptions = RecordingOptions(),
+        stop: StopRequest | None = None,
+        log: Callable[[str], None] = lambda message: None,
+        preview_decoder: Any = None,
+        finisher: Executor | None = None,
+        on_outcome: Callable[[ItemOutcome], None] = lambda outcome: None,
+    ):
+        self.model = model
+        self.scheduler = scheduler
+        self.out_dir = Path(out_dir)
+        self.recording_id = recording_id
+        self.blueprint_ids = list(blueprint_ids)
+        self.options = options
+        self.stop = stop or StopRequest()
+        self.log = log
+        self.preview_decoder = preview_decoder
+        self.finisher = finisher  # None: finish each item before run_group returns
+        self.on_outcome = on_outcome
+        self.versions = library_versions()
+        self.context = {
+            "scheduler": type(model.pipe.scheduler).__name__,
+            "device": model.runtime.device,
+            "dtype": model.runtime.dtype_name,
+            "preview": options.preview,
+            "latent_every": options.latent_every,
+        }
+
+    # 1. prepare -------------------------------------------------------------------------------
+
+    def prepare(self, planned: PlannedItem) -> PreparedItem | ItemOutcome:
+        """The item ready to generate, or its failed outcome (an unreadable image, out of memory, ...)."""
+        started = time.perf_counter()
+        params = planned.item.params
+        try:
+            source, control, size = prepare_input(
+                planned.item.image,
+                params.width,
+                params.height,
+                params.resize,
+                params.canny_low,
+                params.canny_high,
+                self.model.native_size,
+            )
+            cuts = prompt_cuts(self.model.pipe, params)
+        except Exception as exc:  # noqa: BLE001 - whatever goes wrong with one item fails that item only
+            reason = _one_line(exc)
+            self.log(f"item {planned.item.id!r}: failed: {reason}")
+            return failed_outcome(planned, reason, time.perf_counter() - started)
+        for cut in cuts:
+            self.log(f"item {planned.item.id!r}: warning: {cut.warning()}")
+        return PreparedItem(planned, source, control, size, cuts)
+
+    def prepared_groups(self, planned_items: Sequence[PlannedItem], batch_size: int):
+        """Prepare items in manifest order; yield runs of items that can share a pipeline call (at most
+        batch_size long), or the failed outcome of an item that could not be prepared."""
+        group: list[PreparedItem] = []
+        for planned in planned_items:
+            prepared = self.prepare(planned)
+            if isinstance(prepared, ItemOutcome):
+                yield prepared
+                continue
+            if group and (len(group) >= batch_size or _key(group[0]) != _key(prepared)):
+                yield group
+                group = []
+            group.append(prepared)
+        if group:
+            yield group
+
+    # 2. generate and 3. record ----------------------------------------------------------------
+
+    def run_group(self, group: Sequence[PreparedItem], progress: Any = None) -> list[ItemOutcome]:
+        """Generate and record a group. Returns the outcomes known now: failed and interrupted items, and
+        (without a finisher) the finished ones; with a finisher, those go to `on_outcome` when complete."""
+        started = time.perf_counter()
+        recordings: list[ItemRecording] = []
+        try:
+            for prepared in group:
+                recordings.append(self._open_recording(prepared))
+                self._record_inputs(recordings[-1], prepared)
+            if progress is not None:
+                progress.start_item(", ".join(p.id for p in group), group[0].planned.item.params.steps)
+
+            def on_step(index: int, data: StepData) -> None:
+                thin = data.step % self.options.latent_every == 0
+                recordings[index].log_step(data.step, data.timestep, data.latent if thin else None, data.preview)
+                if index == 0 and progress is not None:
+                    progress.step()
+
+            jobs = [GenerationJob(p.id, p.planned.item.params, p.control) for p in group]
+            result = generate(
+                self.model,
+                jobs,
+                on_step,
+                lambda: self.stop.requested,
+                self.options.preview,
+                self.preview_decoder,
+            )
+        except Exception as exc:  # noqa: BLE001 - a failure inside the pipeline fails this group only
+            for recording in recordings:
+                recording.discard()
+            reason = _one_line(exc)
+            _free_accelerator_memory(exc)
+            for prepared in group:
+                self.log(f"item {prepared.id!r}: failed: {reason}")
+            if progress is not None:
+                progress.finish_items(len(group))
+            seconds = time.perf_counter() - started
+            return [failed_outcome(p.planned, reason, seconds, _warnings(p)) for p in group]
+        if result.interrupted:
+            for recording in recordings:
+                recording.discard()
+            return [pending_outcome(p.planned) for p in group]
+        seconds = (time.perf_counter() - started) / len(group)
+        outcomes = []
+        for prepared, recording, image, failure in zip(group, recordings, result.images, result.failures, strict=True):
+            if failure is not None:
+                recording.discard()
+                self.log(f"item {prepared.id!r}: failed: {failure}")
+                outcomes.append(failed_outcome(prepared.planned, failure, seconds, _warnings(prepared)))
+            elif self.finisher is not None:
+                self.finisher.submit(self.finish, prepared, recording, image, result, seconds)
+            else:
+                outcomes.append(self.finish(prepared, recording, image, result, seconds))
+        if progress is not None:
+            progress.finish_items(len(group))
+        return outcomes
+
+    def _open_recording(self, prepared: PreparedItem) -> ItemRecording:
+        return ItemRecording(
+            prepared.id,
+            self.out_dir / f"{prepared.id}.rrd" if self.options.save_recordings else None,
+            self.recording_id,
+            self.blueprint_ids,
+            live_url=self.options.live_url,
+            mirror=self.options.mirror,
+        )
+
+    def _record_inputs(self, recording: ItemRecording, prepared: PreparedItem) -> None:
+        item = prepared.planned.item
+        recording.log_inputs(prepared.source, prepared.control.canny)
+        context = {**self.context, "size": f"{prepared.size[0]}x{prepared.size[1]}"}
+        recording.log_text(
+            prompt_markdown(item.params, prepared.seen_prompts),
+            params_markdown(
+                item, self.model.spec, context, prepared.planned.params_hash, self.versions, _warnings(prepared)
+            ),
+        )
+
+    # 4. finish --------------------------------------------------------------------------------
+
+    def finish(self, prepared: PreparedItem, recording: ItemRecording, image: Any, result: Any, seconds: float):
+        """Write the output PNG and the recording, verified, under their final names; report the outcome."""
+        try:
+            outcome = self._write_outputs(prepared, recording, image, result, seconds)
+        except Exception as exc:  # noqa: BLE001 - a failed write fails this item only
+            recording.discard()
+            reason = _one_line(exc)
+            self.log(f"item {prepared.id!r}: failed: {reason}")
+            outcome = failed_outcome(prepared.planned, reason, seconds, _warnings(prepared))
+            if isinstance(exc, OutputWriteError) and exc.disk_full:
+                self.stop.reason = f"no space left on device in {self.out_dir}"
+        self.on_outcome(outcome)
+        return outcome
+
+    def _write_outputs(
+        self, prepared: PreparedItem, recording: ItemRecording, image: Any, result: Any, seconds: float
+    ) -> ItemOutcome:
+        item = prepared.planned.item
+        chunks = png_text_chunks(
+            item,
+            self.model.spec,
+            self.context["scheduler"],
+            prepared.size,
+            prepared.planned.params_hash,
+            prepared.seen_prompts,
+        )
+        png = encode_png(image, chunks)
+        recording.log_output(png, result.last_step, result.last_timestep)
+        png_file = AtomicFile(self.out_dir / f"{item.id}.png")
+        try:
+            try:
+                png_file.partial.write_bytes(png)
+            except OSError as exc:
+                raise write_failure(exc, png_file.final) from None
+            recording.close()  # raises, having discarded the file, when the recording is incomplete
+            recording.commit()
+            png_file.commit()
+        except BaseException:
+            png_file.discard()
+            raise
+        names = item_file_names(item.id, self.options.save_recordings)
+        outcome = pending_outcome(prepared.planned)
+        outcome.status, outcome.seconds, outcome.files = "done", round(seconds, 3), names
+        outcome.checksums = {name: file_checksum(self.out_dir / name) for name in names}
+        outcome.warnings = _warnings(prepared)
+        return outcome
+
+
+def _key(prepared: PreparedItem) -> tuple:
+    return batch_key(prepared.planned.item.params, prepared.size)
+
+
+def _warnings(prepared: PreparedItem) -> list[str]:
+    return [cut.warning() for cut in prepared.cuts]
+
+
+def _one_line(exc: BaseException) -> str:
+    """Our own errors say what went wrong in words; others are named by their type."""
+    text = str(exc).strip().splitlines()
+    if isinstance(exc, RrControlnetError) and text:
+        return text[0]
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _free_accelerator_memory(exc: BaseException) -> None:
+    """After an out-of-memory error, release cached CUDA memory so the next item can start clean."""
+    if "out of memory" not in str(exc).lower() and type(exc).__name__ != "OutOfMemoryError":
+        return
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,79 @@
+"""What flows between the stages: a manifest's items with their effective parameters, and the model to load.
+
+Plain frozen dataclasses with no dependencies, so every stage (and users of the Python API) can
+import them without pulling in YAML, torch or Rerun.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """The effective parameters of one item: defaults, manifest values and CLI overrides merged."""
+
+    prompt: str
+    negative_prompt: str
+    seed: int
+    steps: int
+    guidance_scale: float
+    controlnet_conditioning_scale: float
+    control_guidance_start: float
+    control_guidance_end: float
+    canny_low: int
+    canny_high: int
+    width: int | None  # None: derived from the image and the model's native size
+    height: int | None
+    resize: str
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which weights to load. Values are hub ids, local diffusers folders or single files."""
+
+    name: str  # a preset name, or "custom"
+    family: str  # "sd15" or "sdxl": decides the pipeline class
+    base: str
+    controlnet: str
+    vae: str | None = None
+    config: str | None = None  # diffusers config folder or hub id for a single-file base
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    image: Path
+    params: GenerationParams
+    index: int  # 1-based position in the manifest
+    line: int | None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    model: ModelSpec
+    scheduler: str | None
+    items: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Values given on the command line; they win over everything in the manifest."""
+
+    model: str | None = None
+    steps: int | None = None
+    seed: int | None = None
+
+
+@dataclass
+class StopRequest:
+    """Asks a running batch to stop at the next denoising step: a signal, or the batch's own decision."""
+
+    signal_name: str | None = None  # "SIGINT" or "SIGTERM"
+    reason: str | None = None  # why the batch stopped itself, e.g. a full disk
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_name is not None or self.reason is not None

@@ -1,0 +1,259 @@
+"""The output folder is trusted: inputs are never overwritten, one writer at a time, done means intact."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import IMAGES, tiny_manifest, write_manifest
+
+from rr_controlnet.cli import cli
+from rr_controlnet.distributed import Shard
+from rr_controlnet.outputs import FolderLock, lock_name, read_outcomes
+
+
+def run(manifest: Path, out: Path, *args: str):
+    return CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(out), *args])
+
+
+def summary_statuses(out: Path) -> dict[str, str]:
+    return {item["id"]: item["status"] for item in json.loads((out / "summary.json").read_text())["items"]}
+
+
+# --- outputs never land on inputs ----------------------------------------------------------------
+
+
+def test_an_output_folder_holding_the_inputs_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    result = run(manifest, tmp_path)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert lines[0] == (
+        f"{manifest}:8: item 'astronaut' (#1): image {tmp_path}/astronaut.png is in the output folder "
+        f"{tmp_path}, where item 'astronaut' writes astronaut.png: it would be overwritten; "
+        "choose another output folder (--out)"
+    )
+    assert "item 'horse' (#2)" in lines[1]
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before  # nothing touched
+
+
+def test_validate_checks_outputs_against_inputs_too(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    result = CliRunner().invoke(cli, ["validate", str(manifest), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "it would be overwritten" in result.output
+    assert CliRunner().invoke(cli, ["validate", str(manifest)]).exit_code == 0  # the default folder is fine
+
+
+def test_an_input_named_like_a_batch_file_is_not_overwritten(tmp_path: Path) -> None:
+    shutil.copy(IMAGES / "horse.png", tmp_path / "overview.png")
+    manifest = write_manifest(
+        tmp_path,
+        {
+            "version": 1,
+            "model": "tiny-sd15",
+            "defaults": {"steps": 1, "size": 64},
+            "items": [{"id": "h", "image": "overview.png"}],
+        },
+    )
+    result = run(manifest, tmp_path)
+    assert result.exit_code == 2
+    assert "where the batch writes overview.png: it would be overwritten" in result.output
+    assert (tmp_path / "overview.png").read_bytes() == (IMAGES / "horse.png").read_bytes()
+
+
+# --- an unusable folder is found before any model loads ------------------------------------------
+
+
+def test_a_folder_under_a_file_is_refused_with_a_plain_message(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    result = run(tiny_manifest(tmp_path), tmp_path / "a-file" / "out")
+    assert result.exit_code == 2
+    assert (
+        result.output.strip()
+        == f"error: output folder {tmp_path}/a-file/out: {tmp_path}/a-file is a file, not a folder"
+    )
+
+
+def test_a_folder_that_cannot_be_created_is_refused(tmp_path: Path) -> None:
+    result = run(tiny_manifest(tmp_path), Path("/proc/rr-controlnet-out"))
+    assert result.exit_code == 2
+    assert result.output.startswith(
+        "error: output folder /proc/rr-controlnet-out: cannot create /proc/rr-controlnet-out:"
+    )
+    assert "Traceback" not in result.output and ".partial" not in result.output
+
+
+def test_a_read_only_folder_is_refused(tmp_path: Path, read_only_folder: Path) -> None:
+    result = run(tiny_manifest(tmp_path), read_only_folder)
+    assert result.exit_code == 2
+    assert (
+        result.output.strip() == f"error: output folder {read_only_folder}: cannot write there: Read-only file system"
+    )
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path):
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_failed_run_leaves_no_folder_it_created(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    result = run(tiny_manifest(tmp_path), tmp_path / "new" / "out", "--device", "cuda")
+    assert result.exit_code == 2
+    assert not (tmp_path / "new").exists()
+
+
+# --- one writer per folder (per shard) -----------------------------------------------------------
+
+
+def test_a_second_run_into_a_locked_folder_exits_at_once_naming_the_holder(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    with FolderLock(out):
+        started = time.monotonic()
+        result = run(manifest, out)
+        assert time.monotonic() - started < 20  # no model was loaded
+    assert result.exit_code == 2
+    message = result.output.strip()
+    assert message.startswith(
+        f"error: output folder {out} is in use by pid {os.getpid()} on {os.uname().nodename} since "
+    )
+    assert message.endswith(f"wait for it to finish or stop it (if that run is gone, delete {out / lock_name()})")
+    assert sorted(path.name for path in out.iterdir()) == []  # the lock went with its holder
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    holder = {"pid": int(dead.stdout), "host": os.uname().nodename, "started": "then", "command": "rr-controlnet batch"}
+    (out / lock_name()).write_text(json.dumps(holder))
+    result = run(manifest, out)
+    assert result.exit_code == 0, result.output
+    assert f"taking over the lock of pid {holder['pid']}" in result.output
+    assert not (out / lock_name()).exists()
+
+
+def test_shards_write_side_by_side_but_rivals_are_refused(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    with FolderLock(out, Shard(0, 2)):
+        assert run(manifest, out, "--shard", "1/2").exit_code == 0  # the other shard's items
+        same_shard = run(manifest, out, "--shard", "0/2")
+        whole_batch = run(manifest, out)
+        other_split = run(manifest, out, "--shard", "1/3")
+    for result in (same_shard, whole_batch, other_split):
+        assert result.exit_code == 2 and "is in use by pid" in result.output, result.output
+
+
+def test_two_runs_at_once_never_delete_each_others_files(tmp_path: Path) -> None:
+    manifest = tiny_manifest(
+        tmp_path, items=[{"image": "horse.png", "steps": 40}, {"image": "astronaut.png", "steps": 40}]
+    )
+    out = tmp_path / "out"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "rr_controlnet", "batch", str(manifest), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (out / lock_name()).exists() or not list(out.glob(".horse.rrd.*.partial")):
+        assert first.poll() is None and time.monotonic() < deadline, "the first run never started its first item"
+        time.sleep(0.05)
+    second = run(manifest, out, "--force")
+    assert second.exit_code == 2 and "is in use by pid" in second.output
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 0, output
+    assert summary_statuses(out) == {"horse": "done", "astronaut": "done"}
+
+
+# --- done means intact ---------------------------------------------------------------------------
+
+
+def test_a_damaged_output_is_regenerated_without_force(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    out = tmp_path / "out"
+    assert run(manifest, out).exit_code == 0
+    recording = (out / "horse.rrd").read_bytes()
+    (out / "horse.rrd").write_bytes(recording[: len(recording) // 2])  # truncated, as a full disk would
+    png = bytearray((out / "astronaut.png").read_bytes())
+    png[-20] ^= 0xFF  # same size, other bytes
+    (out / "astronaut.png").write_bytes(bytes(png))
+    result = run(manifest, out)
+    assert result.exit_code == 0 and "skipped" not in result.output
+    assert (out / "horse.rrd").read_bytes() != recording[: len(recording) // 2]
+    entries = {entry["id"]: entry for entry in json.loads((out / "summary.json").read_text())["items"]}
+    assert entries["horse"]["checksums"]["horse.rrd"]["bytes"] == (out / "horse.rrd").stat().st_size
+
+
+def test_a_summary_that_is_not_ours_is_set_aside_not_trusted(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    out = tmp_path / "out"
+    for malformed in ('["a", "list"]', '"a string"', "{not json"):
+        out.mkdir(exist_ok=True)
+        (out / "summary.json").write_text(malformed)
+        result = run(manifest, out)
+        assert result.exit_code == 0, result.output
+        assert f"warning: {out / 'summary.json'} " in result.output and "not trusted" in result.output
+        assert summary_statuses(out) == {"astronaut": "done", "horse": "done"}
+        (set_aside,) = out.glob("summary.json.broken-*")
+        assert set_aside.read_text() == malformed
+        shutil.rmtree(out)
+
+
+def test_the_journal_keeps_what_the_summary_has_not_caught_up_with(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    out = tmp_path / "out"
+    assert run(manifest, out).exit_code == 0
+    done = json.loads((out / "summary.json").read_text())["items"]
+    # As a killed run leaves it: summary.json from its start, the finished items in the journal.
+    pending = [{**entry, "status": "pending", "files": [], "checksums": {}} for entry in done]
+    (out / "summary.json").write_text(json.dumps({"version": 1, "items": pending}))
+    journal = "".join(json.dumps(entry) + "\n" for entry in done) + '{"id": "astr'  # a line cut short
+    (out / ".journal.jsonl").write_text(journal)
+    assert {item_id: outcome.status for item_id, outcome in read_outcomes(out).items()} == {
+        "astronaut": "done",
+        "horse": "done",
+    }
+    result = run(manifest, out)
+    assert result.exit_code == 0 and "2 skipped (up to date)" in result.output
+    assert not (out / ".journal.jsonl").exists()  # merged into summary.json
+
+
+def test_a_journal_with_a_broken_line_inside_is_not_trusted(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".journal.jsonl").write_text('{"id": "a", "status": "done"}\n[1, 2]\n{"id": "b", "status": "done"}\n')
+    messages: list[str] = []
+    assert read_outcomes(out, [".journal.jsonl"], messages.append) == {}
+    assert messages[0].startswith(
+        f"warning: {out / '.journal.jsonl'} has a line that is not an rr-controlnet outcome (line 2)"
+    )
+    assert list(out.glob(".journal.jsonl.broken-*"))
+
+
+def test_view_passes_paths_that_never_read_as_options(tmp_path: Path) -> None:
+    from rr_controlnet.viewer import viewer_command
+
+    (tmp_path / "-rf.rrd").write_bytes(b"")
+    (tmp_path / "cat.rrd").write_bytes(b"")
+    command = viewer_command(tmp_path)
+    assert command[1:] == [str(tmp_path.resolve() / "-rf.rrd"), str(tmp_path.resolve() / "cat.rrd")]
