@@ -7,30 +7,29 @@ unless CI is set, where a missing driver is a failure.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_manifest
+from conftest import free_port, tiny_manifest
 
 from rr_controlnet.cli import cli
 
 VULKAN_DRIVERS = Path("/usr/share/vulkan/icd.d")
+# Read when the module is collected, before conftest's session fixture sets CI for every test.
+IN_CI = bool(os.environ.get("CI"))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def require_vulkan() -> None:
+    if not any(VULKAN_DRIVERS.glob("*.json")) and not IN_CI:
+        pytest.skip("no Vulkan driver here (apt-get install mesa-vulkan-drivers)")
 
 
 @pytest.fixture(scope="module")
 def viewer():
-    if not any(VULKAN_DRIVERS.glob("*.json")) and not os.environ.get("CI"):
-        pytest.skip("no Vulkan driver here (apt-get install mesa-vulkan-drivers)")
+    require_vulkan()
     from rerun.experimental import ViewerClient
 
     client = ViewerClient.spawn(
