@@ -337,6 +337,8 @@ class _ItemRunner:
         stop: StopRequest,
         log: Callable[[str], None],
     ):
+        from rr_controlnet.record import batch_properties
+
         self.model = model
         self.manifest = manifest
         self.options = options
@@ -346,6 +348,7 @@ class _ItemRunner:
         self.stop = stop
         self.log = log
         self.versions = library_versions()
+        self.recording_properties = batch_properties(manifest.path, options.out_dir, time.time_ns())
         self.preview_decoder: Any = None
         # Encoding and writing a finished item overlaps the next item's generation.
         self.finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish")
@@ -390,6 +393,7 @@ class _ItemRunner:
                     self.blueprint_ids,
                     live_url=self.options.live_url,
                     mirror=self.options.mirror,
+                    properties=self.recording_properties,
                 )
                 recordings.append(recording)
                 item = prepared.planned.item

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import sample_image, tiny_manifest
 from PIL import Image
-from rrd_contents import decoded_image, read_recording
+from rrd_contents import blueprint_active_tab, decoded_image, read_recording, recording_properties
 
 from rr_controlnet.cli import BUNDLED_LOGO, ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT, cli
 
@@ -78,6 +78,22 @@ def test_output_pngs_carry_their_generation_parameters(finished_batch: Path) -> 
         i for i in json.loads((finished_batch / "summary.json").read_text())["items"] if i["id"] == "horse"
     ]
     assert full["params"] == summary_item["params"] and full["params_hash"] == summary_item["params_hash"]
+
+
+def test_every_item_file_names_the_batch_and_opens_on_its_first_item(finished_batch: Path) -> None:
+    files = sorted(finished_batch.glob("*.rrd"))
+    properties = [recording_properties(path) for path in files]
+    assert len(files) == 2 and properties[0] == properties[1]  # merged, the files agree
+    assert properties[0]["name"] == "manifest.yaml → out"
+    assert properties[0]["start_time"] > 0
+    assert [blueprint_active_tab(path) for path in files] == ["astronaut", "astronaut"]
+    assert blueprint_active_tab(finished_batch / "batch.rbl") == "astronaut"
+
+
+def test_run_names_its_recording_after_the_output_folder(tmp_path: Path) -> None:
+    result = invoke("run", "--headless", "--model", "tiny-sd15", "--steps", "1", "--out", str(tmp_path / "castle"))
+    assert result.exit_code == 0, result.output
+    assert recording_properties(tmp_path / "castle" / "logo.rrd")["name"] == "castle"
 
 
 def test_overview_and_markdown_summary_are_written(finished_batch: Path) -> None:
