@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import sample_image, tiny_manifest
+from conftest import free_port, sample_image, tiny_manifest
 from PIL import Image
 from rrd_contents import blueprint_active_tab, decoded_image, read_recording, recording_properties
 
@@ -195,15 +195,17 @@ def test_connect_refuses_to_start_without_a_viewer(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_spawn_hands_rerun_an_enabled_recording(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_spawn_hands_rerun_an_enabled_recording(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import rerun as rr
 
     from rr_controlnet import viewer
+    from rr_controlnet.manifest import load_manifest
 
     spawned = {}
     monkeypatch.setattr(rr, "spawn", lambda **kwargs: spawned.update(kwargs))
     monkeypatch.setattr(viewer, "require_reachable", lambda url, wait_seconds=0: None)
-    live = viewer.start_live_viewer(spawn=True, connect_url=None, serve_web=False)
+    manifest = load_manifest(tiny_manifest(tmp_path))
+    live = viewer.start_live_viewer(spawn=True, connect_url=None, serve_web=False, manifest=manifest, out_dir=tmp_path)
     assert live.url == viewer.DEFAULT_GRPC_URL
     assert spawned["connect"] is False and spawned["recording"].is_enabled()
 
@@ -220,13 +222,21 @@ def test_ctrl_c_before_any_item_exits_130(monkeypatch: pytest.MonkeyPatch) -> No
     assert exit_info.value.code == 130
 
 
-def test_serve_web_serves_the_viewer_page_and_a_grpc_endpoint() -> None:
+def test_serve_web_serves_the_viewer_page_and_a_grpc_endpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import urllib.request
 
     from rr_controlnet import viewer
+    from rr_controlnet.manifest import load_manifest
+    from rr_controlnet.record import run_recording_id
 
-    live = viewer.start_live_viewer(spawn=False, connect_url=None, serve_web=True)
+    # Free ports: the servers live as long as this process, and other runs may hold the defaults.
+    monkeypatch.setattr(viewer, "VIEWER_PORT", free_port())
+    monkeypatch.setattr(viewer, "WEB_VIEWER_PORT", free_port())
+    manifest = load_manifest(tiny_manifest(tmp_path))
+    live = viewer.start_live_viewer(spawn=False, connect_url=None, serve_web=True, manifest=manifest, out_dir=tmp_path)
     viewer.require_reachable(live.url, wait_seconds=10)  # the gRPC server items stream into
+    assert live.url == f"rerun+http://127.0.0.1:{viewer.VIEWER_PORT}/proxy"
+    assert live.server.get_recording_id() == run_recording_id(tmp_path)  # the batch's recording serves, no other
     page = live.description.split("open ", 1)[1]
     assert page.startswith(f"http://localhost:{viewer.WEB_VIEWER_PORT}/?url=")
     with urllib.request.urlopen(page, timeout=10) as response:
