@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -96,7 +97,7 @@ def _run_locked(
     manifest: Manifest, options: BatchOptions, stop: StopRequest, log: Callable[[str], None]
 ) -> BatchReport:
     from rr_controlnet.models import load_model, load_preview_decoder, resolve_runtime
-    from rr_controlnet.record import run_recording_id, save_batch_blueprint
+    from rr_controlnet.record import batch_properties, run_recording_id, save_batch_blueprint
 
     out_dir, shard = Path(options.out_dir), options.shard
     runtime = resolve_runtime(options.device, options.dtype)
@@ -169,6 +170,7 @@ def _run_locked(
         log,
         preview_decoder,
         on_outcome=state.record,
+        properties=batch_properties(manifest.path, out_dir, time.time_ns()),
     )
     from rr_controlnet.progress import progress_bars
 

@@ -245,7 +245,7 @@ def _generate(
     stop = StopRequest()
     with _stop_on_signals(stop):
         try:
-            live = start_live_viewer(spawn, connect_url, serve_web)
+            live = start_live_viewer(spawn, connect_url, serve_web, manifest, out_dir)
             if live is not None:
                 click.echo(live.description, err=True)
             batch_options = BatchOptions(

@@ -97,7 +97,13 @@ def stream_manifest(manifest: Any, arguments: argparse.Namespace) -> None:
     from rr_controlnet.batch import BatchOptions, run_batch
     from rr_controlnet.models import quiet_library_logging
     from rr_controlnet.outputs import default_out_dir
-    from rr_controlnet.record import APPLICATION_ID, Mirror, batch_blueprint, run_recording_id
+    from rr_controlnet.record import (
+        APPLICATION_ID,
+        BATCH_BLUEPRINT_MAX_ITEMS,
+        Mirror,
+        batch_blueprint,
+        run_recording_id,
+    )
 
     out_dir = default_out_dir(manifest.path)
     prefix = arguments.entity_path_prefix or ""
@@ -106,7 +112,8 @@ def stream_manifest(manifest: Any, arguments: argparse.Namespace) -> None:
         recording_id=arguments.recording_id or run_recording_id(out_dir),
         send_properties=False,
     )
-    stream.stdout(default_blueprint=batch_blueprint([item.id for item in manifest.items], prefix=prefix))
+    ids = [item.id for item in manifest.items][:BATCH_BLUEPRINT_MAX_ITEMS]
+    stream.stdout(default_blueprint=batch_blueprint(ids, prefix=prefix))
     mirror = Mirror(stream, prefix)
     quiet_library_logging()
     report = run_batch(manifest, BatchOptions(out_dir=out_dir, mirror=mirror, show_progress=False))

@@ -229,6 +229,8 @@ def prepare_folder(out_dir: Path) -> list[Path]:
         try:
             folder.mkdir()
         except FileExistsError:
+            if folder.is_dir():  # another process (a shard, a rank) made it just now
+                continue
             raise OutputFolderError(f"output folder {out_dir}: {folder} is a file, not a folder") from None
         except OSError as exc:
             raise OutputFolderError(f"output folder {out_dir}: cannot create {folder}: {_reason(exc)}") from None

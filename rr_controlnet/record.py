@@ -1,10 +1,11 @@
 """Rerun recordings: entity paths, the batch blueprint, and one complete .rrd file per item.
 
 Entity paths are the contract between the logging code here and the blueprint; both live in this
-module. All item files of a run share the application id and one recording id, so opening several
-of them merges them into one recording. The viewer keeps one blueprint per application id, so every
-item file carries the same blueprint for the whole batch (one tab per item); only the active tab
-differs, so a file opened alone shows its own item first.
+module. All item files of a run share the application id, one recording id, its name and start time,
+so opening several of them merges them into one named recording. The viewer keeps one blueprint per
+application id, and the file it loads last sets the active one: so every item file and live stream
+carries the very same blueprint for the whole batch (one tab per item, the first one active), and a
+batch opened whole starts on its first item whatever the loading order.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ FLUSH_SECONDS: Final = 60.0
 # Closing a stream after a good flush only writes the file's footer; after a failed one it may never end.
 DISCONNECT_SECONDS: Final = 10.0
 DISCONNECT_AFTER_FAILURE_SECONDS: Final = 1.0
+MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,32 @@ def item_paths(item_id: str, prefix: str = "") -> ItemPaths:
 def run_recording_id(out_dir: Path) -> str:
     """One recording id per output folder: reruns, resumed runs and shards all merge in the viewer."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rr-controlnet:{Path(out_dir).resolve()}"))
+
+
+def recording_name(manifest_path: Path, out_dir: Path) -> str:
+    """What the viewer lists the batch as: the manifest file and the output folder, e.g. `cats.yaml → cats-output`.
+
+    `run` has no manifest file (its items come from the command line): the output folder alone names it.
+    """
+    out_name = Path(out_dir).resolve().name
+    manifest_path = Path(manifest_path)
+    return f"{manifest_path.name} → {out_name}" if manifest_path.suffix in MANIFEST_SUFFIXES else out_name
+
+
+@dataclass(frozen=True)
+class RecordingProperties:
+    """The recording's name and start time, sent alike by every stream of a batch so that merged files agree."""
+
+    name: str
+    start_time_ns: int
+
+    def send(self, stream: Any) -> None:
+        stream.send_recording_name(self.name)
+        stream.send_recording_start_time_nanos(self.start_time_ns)
+
+
+def batch_properties(manifest_path: Path, out_dir: Path, start_time_ns: int) -> RecordingProperties:
+    return RecordingProperties(recording_name(manifest_path, out_dir), start_time_ns)
 
 
 def item_view_names(item_id: str) -> dict[str, str]:
@@ -116,14 +144,14 @@ def item_layout(item_id: str, prefix: str = "") -> Any:
     )
 
 
-def batch_blueprint(item_ids: Sequence[str], active_item: str | None = None, prefix: str = "") -> Any:
-    """One tab per item; the same tree for every file of a batch, whichever is opened last."""
+def batch_blueprint(item_ids: Sequence[str], prefix: str = "") -> Any:
+    """One tab per item, the first one active, the time panel on `step`; the same for every stream of a batch."""
     import rerun.blueprint as rrb
 
-    ids = list(item_ids)
-    active = ids.index(active_item) if active_item in ids else 0
     return rrb.Blueprint(
-        rrb.Tabs(*(item_layout(item_id, prefix) for item_id in ids), active_tab=active),
+        # Every file must carry the same active tab: the viewer activates the default blueprint of the file it loads
+        # last, and files load in no fixed order.
+        rrb.Tabs(*(item_layout(item_id, prefix) for item_id in item_ids), active_tab=0),
         rrb.TimePanel(timeline=STEP_TIMELINE),
         collapse_panels=False,
     )
@@ -247,7 +275,9 @@ class Mirror:
         """Send a finished item's recorded chunks, re-rooted under the prefix."""
         from rerun.chunk import RrdReader
 
-        chunks = RrdReader(str(recording_file)).stream().to_chunks()
+        # Only the item's data: the file's recording properties (name, start time) are not the importing
+        # viewer's to take, and `__properties` may not move under a prefix.
+        chunks = RrdReader(str(recording_file)).stream().filter(content="/items/**").to_chunks()
         self.stream.send_chunks([chunk.with_entity_path("/" + self.path(str(chunk.entity_path))) for chunk in chunks])
 
 
@@ -267,6 +297,7 @@ class ItemRecording:
         blueprint_ids: Sequence[str],
         live_url: str | None = None,
         mirror: Mirror | None = None,
+        properties: RecordingProperties | None = None,
     ):
         import rerun as rr
 
@@ -277,15 +308,18 @@ class ItemRecording:
         # only a temporary file behind, which the next run removes.
         self._file = AtomicFile(Path(path)) if path is not None else None
         self._closed = False
+        # Not the stream's own properties: its start time would differ from item to item, and a merged
+        # recording shows whichever file loaded last. `properties` are the batch's, the same in every file.
         self.stream = rr.RecordingStream(APPLICATION_ID, recording_id=recording_id, send_properties=False)
         self._binary = self.stream.binary_stream() if self._file is not None else None
         sinks = [self._binary] if self._binary is not None else []
         if live_url is not None:
             sinks.append(rr.GrpcSink(live_url))
-        # Sinks are set before the first log call, so nothing is buffered elsewhere first.
-        self.stream.set_sinks(
-            *sinks, default_blueprint=batch_blueprint(file_blueprint_items(blueprint_ids, item_id), item_id)
-        )
+        # Sinks are set before the first log call, so nothing is buffered elsewhere first, and the
+        # blueprint reaches a viewer before any data it lays out.
+        self.stream.set_sinks(*sinks, default_blueprint=batch_blueprint(file_blueprint_items(blueprint_ids, item_id)))
+        if properties is not None:
+            properties.send(self.stream)
 
     def _log(self, entity_path: str, archetype: Any, static: bool = False) -> None:
         self.stream.log(entity_path, archetype, static=static)

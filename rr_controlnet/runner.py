@@ -25,7 +25,7 @@ from rr_controlnet.generate import GenerationJob, PromptCut, StepData, batch_key
 from rr_controlnet.images import ControlImages, SourceImage, encode_png, prepare_input
 from rr_controlnet.outputs import ItemOutcome, file_checksum, item_file_names, write_failure
 from rr_controlnet.plan import PlannedItem
-from rr_controlnet.record import ItemRecording, Mirror
+from rr_controlnet.record import ItemRecording, Mirror, RecordingProperties
 from rr_controlnet.report import library_versions, params_markdown, png_text_chunks, prompt_markdown
 from rr_controlnet.spec import StopRequest
 
@@ -87,6 +87,7 @@ class GroupRunner:
         preview_decoder: Any = None,
         finisher: Executor | None = None,
         on_outcome: Callable[[ItemOutcome], None] = lambda outcome: None,
+        properties: RecordingProperties | None = None,
     ):
         self.model = model
         self.scheduler = scheduler
@@ -99,6 +100,7 @@ class GroupRunner:
         self.preview_decoder = preview_decoder
         self.finisher = finisher  # None: finish each item before run_group returns
         self.on_outcome = on_outcome
+        self.properties = properties  # the batch's recording name and start time, sent by every item
         self.versions = library_versions()
         self.context = {
             "scheduler": type(model.pipe.scheduler).__name__,
@@ -216,6 +218,7 @@ class GroupRunner:
             self.blueprint_ids,
             live_url=self.options.live_url,
             mirror=self.options.mirror,
+            properties=self.properties,
         )
 
     def _record_inputs(self, recording: ItemRecording, prepared: PreparedItem) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 from rr_controlnet.errors import RrControlnetError
 from rr_controlnet.outputs import BLUEPRINT_NAME
+from rr_controlnet.spec import Manifest
 
 DEFAULT_GRPC_URL: Final = "rerun+http://127.0.0.1:9876/proxy"
 VIEWER_PORT: Final = 9876
@@ -32,8 +33,10 @@ class LiveViewer:
     server: Any = None  # the RecordingStream that owns the gRPC server, for --serve-web
 
 
-def start_live_viewer(spawn: bool, connect_url: str | None, serve_web: bool) -> LiveViewer | None:
-    """Spawn, connect to, or serve a viewer; None when the output goes to files only."""
+def start_live_viewer(
+    spawn: bool, connect_url: str | None, serve_web: bool, manifest: Manifest, out_dir: Path
+) -> LiveViewer | None:
+    """Spawn, connect to, or serve a viewer for a batch; None when the output goes to files only."""
     import rerun as rr
 
     from rr_controlnet.record import APPLICATION_ID
@@ -48,12 +51,36 @@ def start_live_viewer(spawn: bool, connect_url: str | None, serve_web: bool) -> 
         require_reachable(DEFAULT_GRPC_URL, wait_seconds=15)
         return LiveViewer(DEFAULT_GRPC_URL, "streaming to a spawned viewer")
     if serve_web:
-        server = rr.RecordingStream(APPLICATION_ID)
-        url = server.serve_grpc()
-        rr.serve_web_viewer(web_port=WEB_VIEWER_PORT, connect_to=url, open_browser=False)
-        page = f"http://localhost:{WEB_VIEWER_PORT}/?url={urllib.parse.quote(url, safe='')}"
-        return LiveViewer(url, f"serving the web viewer: open {page}", server)
+        return serve_batch(manifest, out_dir)
     return None
+
+
+def serve_batch(manifest: Manifest, out_dir: Path) -> LiveViewer:
+    """Serve a batch's recording over gRPC, and the web viewer page that shows it.
+
+    The stream that owns the server is the batch's own recording (its id, name and start time), so a
+    page lists that one recording only. Its server hands the batch blueprint, as the default, to every
+    page as it connects, before the data it has buffered: a page that saw the recording without a
+    blueprint for a frame would lay it out by heuristics, and the viewer never swaps an active
+    blueprint for a default that arrives later (the item streams' own).
+    """
+    import rerun as rr
+
+    from rr_controlnet.record import (
+        APPLICATION_ID,
+        BATCH_BLUEPRINT_MAX_ITEMS,
+        batch_blueprint,
+        batch_properties,
+        run_recording_id,
+    )
+
+    server = rr.RecordingStream(APPLICATION_ID, recording_id=run_recording_id(out_dir), send_properties=False)
+    blueprint = batch_blueprint([item.id for item in manifest.items[:BATCH_BLUEPRINT_MAX_ITEMS]])
+    url = server.serve_grpc(grpc_port=VIEWER_PORT, default_blueprint=blueprint)
+    batch_properties(manifest.path, out_dir, time.time_ns()).send(server)
+    rr.serve_web_viewer(web_port=WEB_VIEWER_PORT, connect_to=url, open_browser=False)
+    page = f"http://localhost:{WEB_VIEWER_PORT}/?url={urllib.parse.quote(url, safe='')}"
+    return LiveViewer(url, f"serving the web viewer: open {page}", server)
 
 
 def require_reachable(url: str, wait_seconds: float = 0.0) -> None:

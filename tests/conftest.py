@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,10 @@ def tiny_manifest(folder: Path, model: str = "tiny-sd15", items: list[dict] | No
         "items": items if items is not None else [{"image": "astronaut.png"}, {"image": "horse.png", "seed": 5}],
     }
     return write_manifest(folder, document)
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for a viewer or server that must not meet another test's."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -40,6 +40,8 @@ def read_recording(path: Path) -> Recording:
     (entry,) = reader.recordings()
     recording = Recording(entry.application_id, entry.recording_id)
     for chunk in reader.stream().to_chunks():
+        if str(chunk.entity_path).startswith("/__properties"):
+            continue  # the recording's name and start time: see recording_properties
         batch = chunk.to_record_batch()
         names = [name for name in batch.schema.names if ":" in name]
         for index in range(batch.num_rows):
@@ -81,3 +83,41 @@ def blueprint_views(path: Path) -> dict[str, tuple[str, str]]:
                 (origin,) = batch.column("ViewBlueprint:space_origin")[index].as_py()
                 views[name] = (kind, origin)
     return views
+
+
+def recording_properties(path: Path) -> dict[str, object]:
+    """The recording properties stored in an .rrd file, e.g. {"name": ..., "start_time": ...}."""
+    from rerun.chunk import RrdReader
+
+    properties = {}
+    for chunk in RrdReader(str(path)).stream().filter(content="/__properties/**").to_chunks():
+        batch = chunk.to_record_batch()
+        for name in batch.schema.names:
+            if name.startswith("RecordingInfo:"):
+                (properties[name.split(":", 1)[1]],) = batch.column(name)[0].as_py()
+    return properties
+
+
+def blueprint_active_tab(path: Path) -> str | None:
+    """The name of the tab that the blueprint stored in an .rbl or .rrd file opens on."""
+    from rerun.chunk import RrdReader
+
+    reader = RrdReader(str(path))
+    (blueprint,) = reader.blueprints()
+    containers = {}
+    for chunk in reader.stream(store=blueprint).to_chunks():
+        batch = chunk.to_record_batch()
+        for index in range(batch.num_rows):
+            fields = {}
+            for name in batch.schema.names:
+                if name.startswith("ContainerBlueprint:") and (value := batch.column(name)[index].as_py()):
+                    fields[name.split(":", 1)[1]] = value[0]
+            containers.setdefault(str(chunk.entity_path), {}).update(fields)
+    return shown_tab({path: {"ContainerBlueprint": fields} for path, fields in containers.items()})
+
+
+def shown_tab(blueprint: dict) -> str | None:
+    """The name of the active tab of a blueprint as the viewer control API reports it (get_blueprint's JSON)."""
+    containers = {path.lstrip("/"): parts.get("ContainerBlueprint", {}) for path, parts in blueprint.items()}
+    active = [fields["active_tab"] for fields in containers.values() if fields.get("active_tab")]
+    return containers.get(active[0], {}).get("display_name") if len(active) == 1 else None

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import sample_image, tiny_manifest
+from conftest import free_port, sample_image, tiny_manifest
 from PIL import Image
-from rrd_contents import decoded_image, read_recording
+from rrd_contents import blueprint_active_tab, decoded_image, read_recording, recording_properties
 
 from rr_controlnet.cli import BUNDLED_LOGO, ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT, cli
 
@@ -78,6 +78,22 @@ def test_output_pngs_carry_their_generation_parameters(finished_batch: Path) -> 
         i for i in json.loads((finished_batch / "summary.json").read_text())["items"] if i["id"] == "horse"
     ]
     assert full["params"] == summary_item["params"] and full["params_hash"] == summary_item["params_hash"]
+
+
+def test_every_item_file_names_the_batch_and_opens_on_its_first_item(finished_batch: Path) -> None:
+    files = sorted(finished_batch.glob("*.rrd"))
+    properties = [recording_properties(path) for path in files]
+    assert len(files) == 2 and properties[0] == properties[1]  # merged, the files agree
+    assert properties[0]["name"] == "manifest.yaml → out"
+    assert properties[0]["start_time"] > 0
+    assert [blueprint_active_tab(path) for path in files] == ["astronaut", "astronaut"]
+    assert blueprint_active_tab(finished_batch / "batch.rbl") == "astronaut"
+
+
+def test_run_names_its_recording_after_the_output_folder(tmp_path: Path) -> None:
+    result = invoke("run", "--headless", "--model", "tiny-sd15", "--steps", "1", "--out", str(tmp_path / "castle"))
+    assert result.exit_code == 0, result.output
+    assert recording_properties(tmp_path / "castle" / "logo.rrd")["name"] == "castle"
 
 
 def test_overview_and_markdown_summary_are_written(finished_batch: Path) -> None:
@@ -179,15 +195,17 @@ def test_connect_refuses_to_start_without_a_viewer(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_spawn_hands_rerun_an_enabled_recording(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_spawn_hands_rerun_an_enabled_recording(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import rerun as rr
 
     from rr_controlnet import viewer
+    from rr_controlnet.manifest import load_manifest
 
     spawned = {}
     monkeypatch.setattr(rr, "spawn", lambda **kwargs: spawned.update(kwargs))
     monkeypatch.setattr(viewer, "require_reachable", lambda url, wait_seconds=0: None)
-    live = viewer.start_live_viewer(spawn=True, connect_url=None, serve_web=False)
+    manifest = load_manifest(tiny_manifest(tmp_path))
+    live = viewer.start_live_viewer(spawn=True, connect_url=None, serve_web=False, manifest=manifest, out_dir=tmp_path)
     assert live.url == viewer.DEFAULT_GRPC_URL
     assert spawned["connect"] is False and spawned["recording"].is_enabled()
 
@@ -204,13 +222,21 @@ def test_ctrl_c_before_any_item_exits_130(monkeypatch: pytest.MonkeyPatch) -> No
     assert exit_info.value.code == 130
 
 
-def test_serve_web_serves_the_viewer_page_and_a_grpc_endpoint() -> None:
+def test_serve_web_serves_the_viewer_page_and_a_grpc_endpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import urllib.request
 
     from rr_controlnet import viewer
+    from rr_controlnet.manifest import load_manifest
+    from rr_controlnet.record import run_recording_id
 
-    live = viewer.start_live_viewer(spawn=False, connect_url=None, serve_web=True)
+    # Free ports: the servers live as long as this process, and other runs may hold the defaults.
+    monkeypatch.setattr(viewer, "VIEWER_PORT", free_port())
+    monkeypatch.setattr(viewer, "WEB_VIEWER_PORT", free_port())
+    manifest = load_manifest(tiny_manifest(tmp_path))
+    live = viewer.start_live_viewer(spawn=False, connect_url=None, serve_web=True, manifest=manifest, out_dir=tmp_path)
     viewer.require_reachable(live.url, wait_seconds=10)  # the gRPC server items stream into
+    assert live.url == f"rerun+http://127.0.0.1:{viewer.VIEWER_PORT}/proxy"
+    assert live.server.get_recording_id() == run_recording_id(tmp_path)  # the batch's recording serves, no other
     page = live.description.split("open ", 1)[1]
     assert page.startswith(f"http://localhost:{viewer.WEB_VIEWER_PORT}/?url=")
     with urllib.request.urlopen(page, timeout=10) as response:

@@ -7,30 +7,32 @@ unless CI is set, where a missing driver is a failure.
 from __future__ import annotations
 
 import os
-import socket
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_manifest
+from conftest import free_port, tiny_manifest
+from rrd_contents import shown_tab
 
 from rr_controlnet.cli import cli
 
 VULKAN_DRIVERS = Path("/usr/share/vulkan/icd.d")
+# Read when the module is collected, before conftest's session fixture sets CI for every test.
+IN_CI = bool(os.environ.get("CI"))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def require_vulkan() -> None:
+    if not any(VULKAN_DRIVERS.glob("*.json")) and not IN_CI:
+        pytest.skip("no Vulkan driver here (apt-get install mesa-vulkan-drivers)")
 
 
 @pytest.fixture(scope="module")
 def viewer():
-    if not any(VULKAN_DRIVERS.glob("*.json")) and not os.environ.get("CI"):
-        pytest.skip("no Vulkan driver here (apt-get install mesa-vulkan-drivers)")
+    require_vulkan()
     from rerun.experimental import ViewerClient
 
     client = ViewerClient.spawn(
@@ -71,6 +73,8 @@ def test_the_batch_blueprint_shows_every_view_without_errors(viewer, tmp_path: P
             break
         time.sleep(0.5)
     assert len(state.recordings) == 1  # both item files merged into one recording
+    assert state.recordings[0].current_timeline == "step"
+    assert shown_tab(viewer.get_blueprint().blueprint) == "astronaut"  # the first item, whichever file came last
     assert {name: views[name].origin for name in expected if name in views} == expected
     assert all(views[name].reports == [] for name in expected), {name: views[name].reports for name in expected}
 
@@ -98,8 +102,40 @@ def test_connect_streams_every_item_live_to_a_running_viewer(viewer, tmp_path: P
         if new or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    (streamed,) = new
+    (streamed,) = new  # one recording for the batch, nothing beside it
+    assert streamed.current_timeline == "step"
+    assert shown_tab(viewer.get_blueprint(store_id=streamed.store_id).blueprint) == "astronaut"
     step = {timeline.name: timeline for timeline in streamed.timelines}["step"]
     assert (step.start, step.end) == (0, 2)
     paths = {entity.entity_path for entity in viewer.get_recording_schema(streamed.store_id, paths_only=True).entities}
     assert {"/items/astronaut/latent", "/items/horse/output", "/items/horse/preview"} <= paths
+
+
+def test_view_opens_the_whole_batch_on_its_first_item(tmp_path: Path) -> None:
+    """`rr-controlnet view`'s command, headless: files load in no fixed order, the first tab opens anyway."""
+    require_vulkan()
+    from rerun.experimental import ViewerClient
+
+    from rr_controlnet.viewer import require_reachable, viewer_command
+
+    result = CliRunner().invoke(cli, ["batch", str(tiny_manifest(tmp_path)), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    rerun, *files = viewer_command(tmp_path / "out")
+    port = free_port()
+    # A session of its own: `rerun` beside the Python starts the viewer binary as its child.
+    process = subprocess.Popen([rerun, "--headless", "--port", str(port), *files], start_new_session=True)
+    try:
+        url = f"rerun+http://127.0.0.1:{port}/proxy"
+        require_reachable(url, wait_seconds=30)
+        client = ViewerClient.connect(url)
+        deadline = time.monotonic() + 30
+        while True:
+            state = client.get_state()
+            if len({view.name for view in state.views}) == 14 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert len(state.recordings) == 1 and state.recordings[0].current_timeline == "step"
+        assert shown_tab(client.get_blueprint().blueprint) == "astronaut"
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=15)
