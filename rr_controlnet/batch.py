@@ -174,20 +174,23 @@ def _run_locked(
     )
     from rr_controlnet.progress import progress_bars
 
-    with (
-        progress_bars(len(to_run), options.show_progress) as progress,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish") as finisher,
-    ):
-        runner.finisher = finisher  # encoding and writing a finished item overlaps the next item
-        for group in runner.prepared_groups(to_run, options.batch_size):
-            if isinstance(group, ItemOutcome):
-                state.record(group)
-                progress.finish_items(1)
-                continue
-            if stop.requested:
-                break
-            for outcome in runner.run_group(group, progress):
-                state.record(outcome)
+    try:
+        with (
+            progress_bars(len(to_run), options.show_progress) as progress,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish") as finisher,
+        ):
+            runner.finisher = finisher  # encoding and writing a finished item overlaps the next item
+            for group in runner.prepared_groups(to_run, options.batch_size):
+                if isinstance(group, ItemOutcome):
+                    state.record(group)
+                    progress.finish_items(1)
+                    continue
+                if stop.requested:
+                    break
+                for outcome in runner.run_group(group, progress):
+                    state.record(outcome)
+    finally:
+        runner.close()
     return _finish(state, report, options)
 
 

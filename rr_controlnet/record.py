@@ -30,9 +30,10 @@ TIMESTEP_TIMELINE: Final = "timestep"
 LATENT_DIM_NAMES: Final = ("channel", "height", "width")
 PREVIEW_JPEG_QUALITY: Final = 85
 # Every item tab adds about 50 kB of blueprint to each file that carries it. Up to this many items,
-# each item file carries the whole batch's blueprint; past it, only its own tab (keeping files small:
-# the full blueprint in every file would grow the batch with the square of its size), and batch.rbl,
-# which `rr-controlnet view` opens with the files, carries them all.
+# each item file carries the whole batch's blueprint; past it, none: the full blueprint in every file
+# would grow the batch with the square of its size, and rerun-sdk keeps every blueprint it sends in
+# memory for good (a few MB each). batch.rbl, which `rr-controlnet view` opens with the files, carries
+# the layout of large batches.
 FULL_BLUEPRINT_MAX_ITEMS: Final = 16
 # batch.rbl holds a tab for at most this many items (about 50 kB each); `rr-controlnet view OUT ID...`
 # builds a blueprint for any other selection.
@@ -157,9 +158,9 @@ def batch_blueprint(item_ids: Sequence[str], prefix: str = "") -> Any:
     )
 
 
-def file_blueprint_items(item_ids: Sequence[str], item_id: str) -> list[str]:
-    """The items whose tabs go into one item file's blueprint."""
-    return list(item_ids) if len(item_ids) <= FULL_BLUEPRINT_MAX_ITEMS else [item_id]
+def file_blueprint_items(item_ids: Sequence[str]) -> list[str]:
+    """The items whose tabs go into every item file's blueprint: all of a small batch, none of a large one."""
+    return list(item_ids) if len(item_ids) <= FULL_BLUEPRINT_MAX_ITEMS else []
 
 
 def save_batch_blueprint(item_ids: Sequence[str], path: Path) -> Path:
@@ -170,9 +171,9 @@ def save_batch_blueprint(item_ids: Sequence[str], path: Path) -> Path:
     # Encoded in memory and written by Python, which reports a full disk; Rerun's own file writer
     # (Blueprint.save) only logs write errors, and then blocks forever.
     stream = rr.RecordingStream(APPLICATION_ID, send_properties=False)
-    binary = stream.binary_stream()
+    pooled = PooledStream(stream, stream.binary_stream())
     stream.send_blueprint(blueprint, make_active=True, make_default=True)
-    data, problem = _drain(stream, binary)
+    data, problem = _drain(pooled)
     return _write_verified(Path(path), data, problem)
 
 
@@ -193,8 +194,9 @@ def rrd_problem(path: Path) -> str | None:
     return None
 
 
-def _drain(stream: Any, binary: Any) -> tuple[bytes, str | None]:
-    """Everything a stream encoded into its binary sink, and what went wrong closing it (or None).
+def _drain(pooled: PooledStream, disconnect: bool = True) -> tuple[bytes, str | None]:
+    """Everything a stream encoded into its in-memory sink since the last drain (one complete .rrd),
+    and what went wrong (or None).
 
     Flushing waits on live viewers too; it runs with a limit, and a stream that does not close in time
     is left behind rather than waited for.
@@ -202,20 +204,22 @@ def _drain(stream: Any, binary: Any) -> tuple[bytes, str | None]:
     problem = None
     data = b""
     try:
-        stream.flush(timeout_sec=FLUSH_SECONDS)
+        pooled.stream.flush(timeout_sec=FLUSH_SECONDS)
     except RuntimeError as exc:  # a live viewer that does not keep up; the file's bytes are read below
         problem = str(exc)
-    if binary is not None:
+    if pooled.binary is not None:
         try:
-            data = binary.read(flush=True, flush_timeout_sec=FLUSH_SECONDS) or b""
+            data = pooled.binary.read(flush=True, flush_timeout_sec=FLUSH_SECONDS) or b""
         except RuntimeError as exc:
             problem = str(exc)
-    if not _bounded(stream.disconnect, DISCONNECT_AFTER_FAILURE_SECONDS if problem else DISCONNECT_SECONDS):
-        import rerun as rr
+    if disconnect:
+        seconds = DISCONNECT_AFTER_FAILURE_SECONDS if problem else DISCONNECT_SECONDS
+        if not _bounded(pooled.stream.disconnect, seconds):
+            import rerun as rr
 
-        # The stream stays blocked; Rerun's exit handler would wait for it forever.
-        rr.unregister_shutdown()
-        problem = problem or "the recording could not be closed"
+            # The stream stays blocked; Rerun's exit handler would wait for it forever.
+            rr.unregister_shutdown()
+            problem = problem or "the recording could not be closed"
     return data, problem
 
 
@@ -281,6 +285,53 @@ class Mirror:
         self.stream.send_chunks([chunk.with_entity_path("/" + self.path(str(chunk.entity_path))) for chunk in chunks])
 
 
+class StreamPool:
+    """Recording streams of one batch, reused from item to item.
+
+    rerun-sdk never frees a RecordingStream (rerun-io/rerun#2116): a stream per item would grow the
+    process by megabytes and a thread with every item. Each pooled stream encodes into its own
+    in-memory sink, which hands out one complete .rrd per item, and streams live to a viewer too.
+    """
+
+    def __init__(self, recording_id: str, save: bool = True, live_url: str | None = None):
+        self.recording_id = recording_id
+        self.save = save
+        self.live_url = live_url
+        self._idle: list[PooledStream] = []
+        self._lock = threading.Lock()
+
+    def acquire(self) -> PooledStream:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        import rerun as rr
+
+        # The recording's properties are the batch's (RecordingProperties), the same in every file.
+        stream = rr.RecordingStream(APPLICATION_ID, recording_id=self.recording_id, send_properties=False)
+        binary = stream.binary_stream() if self.save else None
+        sinks = [binary] if binary is not None else []
+        if self.live_url is not None:
+            sinks.append(rr.GrpcSink(self.live_url))
+        stream.set_sinks(*sinks)
+        return PooledStream(stream, binary)
+
+    def release(self, pooled: PooledStream) -> None:
+        with self._lock:
+            self._idle.append(pooled)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for pooled in idle:
+            _drain(pooled, disconnect=True)
+
+
+@dataclass
+class PooledStream:
+    stream: Any
+    binary: Any | None  # the in-memory sink of the item files; None when nothing is saved
+
+
 class ItemRecording:
     """Records one item into its .rrd, and optionally streams it live to a viewer.
 
@@ -293,9 +344,8 @@ class ItemRecording:
         self,
         item_id: str,
         path: Path | None,
-        recording_id: str,
-        blueprint_ids: Sequence[str],
-        live_url: str | None = None,
+        pool: StreamPool,
+        blueprint: Any = None,
         mirror: Mirror | None = None,
         properties: RecordingProperties | None = None,
     ):
@@ -304,20 +354,14 @@ class ItemRecording:
         self.rr = rr
         self.paths = item_paths(item_id)
         self.mirror = mirror
+        self.pool = pool
         # Created now, empty: the item's name is taken while it is generated, and a killed run leaves
         # only a temporary file behind, which the next run removes.
         self._file = AtomicFile(Path(path)) if path is not None else None
-        self._closed = False
-        # Not the stream's own properties: its start time would differ from item to item, and a merged
-        # recording shows whichever file loaded last. `properties` are the batch's, the same in every file.
-        self.stream = rr.RecordingStream(APPLICATION_ID, recording_id=recording_id, send_properties=False)
-        self._binary = self.stream.binary_stream() if self._file is not None else None
-        sinks = [self._binary] if self._binary is not None else []
-        if live_url is not None:
-            sinks.append(rr.GrpcSink(live_url))
-        # Sinks are set before the first log call, so nothing is buffered elsewhere first, and the
-        # blueprint reaches a viewer before any data it lays out.
-        self.stream.set_sinks(*sinks, default_blueprint=batch_blueprint(file_blueprint_items(blueprint_ids, item_id)))
+        self._pooled: PooledStream | None = pool.acquire()
+        self.stream = self._pooled.stream
+        if blueprint is not None:  # before any data, so that a live viewer lays it out at once
+            self.stream.send_blueprint(blueprint, make_active=False, make_default=True)
         if properties is not None:
             properties.send(self.stream)
 
@@ -365,8 +409,7 @@ class ItemRecording:
 
         Raises OutputWriteError, having discarded the file, when it cannot be written whole.
         """
-        self._closed = True
-        data, problem = _drain(self.stream, self._binary)
+        data, problem = self._give_back()
         if self._file is None:
             if problem is not None:
                 raise OutputWriteError(f"streaming {self.paths.root} to the viewer failed: {problem}")
@@ -393,9 +436,19 @@ class ItemRecording:
     def discard(self) -> None:
         """Drop an unfinished recording: nothing appears under the final name."""
         try:
-            if not self._closed:
-                self._closed = True
-                _drain(self.stream, None)
+            self._give_back()  # what was encoded is read and dropped: the next item starts clean
         finally:
             if self._file:
                 self._file.discard()
+
+    def _give_back(self) -> tuple[bytes, str | None]:
+        """This item's encoded bytes; the stream goes back to the pool, unless it stopped working."""
+        if self._pooled is None:
+            return b"", None
+        pooled, self._pooled = self._pooled, None
+        data, problem = _drain(pooled, disconnect=False)
+        if problem is None:
+            self.pool.release(pooled)
+        else:
+            _drain(pooled, disconnect=True)
+        return data, problem

@@ -25,7 +25,15 @@ from rr_controlnet.generate import GenerationJob, PromptCut, StepData, batch_key
 from rr_controlnet.images import ControlImages, SourceImage, encode_png, prepare_input
 from rr_controlnet.outputs import ItemOutcome, file_checksum, item_file_names, write_failure
 from rr_controlnet.plan import PlannedItem
-from rr_controlnet.record import ItemRecording, Mirror, RecordingProperties
+from rr_controlnet.record import (
+    BATCH_BLUEPRINT_MAX_ITEMS,
+    ItemRecording,
+    Mirror,
+    RecordingProperties,
+    StreamPool,
+    batch_blueprint,
+    file_blueprint_items,
+)
 from rr_controlnet.report import library_versions, params_markdown, png_text_chunks, prompt_markdown
 from rr_controlnet.spec import StopRequest
 
@@ -101,6 +109,11 @@ class GroupRunner:
         self.finisher = finisher  # None: finish each item before run_group returns
         self.on_outcome = on_outcome
         self.properties = properties  # the batch's recording name and start time, sent by every item
+        self.pool = StreamPool(recording_id, options.save_recordings, options.live_url)
+        file_items = file_blueprint_items(self.blueprint_ids)
+        self.file_blueprint = batch_blueprint(file_items) if file_items else None
+        if options.live_url is not None and self.file_blueprint is None:
+            self._announce_layout()
         self.versions = library_versions()
         self.context = {
             "scheduler": type(model.pipe.scheduler).__name__,
@@ -210,13 +223,21 @@ class GroupRunner:
             progress.finish_items(len(group))
         return outcomes
 
+    def _announce_layout(self) -> None:
+        """A large batch's item files carry no blueprint: the live viewer gets the batch's once, first."""
+        announcer = ItemRecording("", None, self.pool, batch_blueprint(self.blueprint_ids[:BATCH_BLUEPRINT_MAX_ITEMS]))
+        announcer.discard()  # sent live; dropped from the stream's file bytes
+
+    def close(self) -> None:
+        """Close the recording streams (after the last item is finished)."""
+        self.pool.close()
+
     def _open_recording(self, prepared: PreparedItem) -> ItemRecording:
         return ItemRecording(
             prepared.id,
             self.out_dir / f"{prepared.id}.rrd" if self.options.save_recordings else None,
-            self.recording_id,
-            self.blueprint_ids,
-            live_url=self.options.live_url,
+            self.pool,
+            self.file_blueprint,
             mirror=self.options.mirror,
             properties=self.properties,
         )
