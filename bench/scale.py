@@ -39,6 +39,7 @@ class RunFigures:
     seconds: float
     seconds_to_first_item: float | None
     seconds_per_item: float
+    cpu_seconds_per_item: float | None  # the child's user + system time: steadier than wall time on a busy machine
     rss_bytes_at: dict[str, int]  # "10%", "50%", "90%" of the items finished
     peak_rss_bytes: int
     bytes_written: int | None  # everything the child wrote, rewrites included
@@ -93,10 +94,13 @@ def run_batch(manifest: Path, out: Path, count: int, env: dict[str, str]) -> Run
     rss_at: dict[str, int] = {}
     peak = 0
     written = None
+    cpu = None
     while child.poll() is None:
         try:
             rss = process.memory_info().rss
             written = process.io_counters().write_bytes if hasattr(process, "io_counters") else None
+            times = process.cpu_times()
+            cpu = times.user + times.system
         except psutil.NoSuchProcess:
             break
         peak = max(peak, rss)
@@ -119,6 +123,7 @@ def run_batch(manifest: Path, out: Path, count: int, env: dict[str, str]) -> Run
         seconds=seconds,
         seconds_to_first_item=first_item,
         seconds_per_item=seconds / count,
+        cpu_seconds_per_item=cpu / count if cpu is not None else None,
         rss_bytes_at=rss_at,
         peak_rss_bytes=peak,
         bytes_written=written,
@@ -157,16 +162,18 @@ def format_table(figures: Sequence[SizeFigures], machine: str) -> str:
     lines = [
         f"machine: {machine}",
         "",
-        f"{'items':>6} {'validate s':>10} {'first item s':>12} {'ms/item':>8} {'RSS 10%/50%/90% MiB':>20} "
-        f"{'peak MiB':>8} {'written MiB':>11} {'rrd MiB':>8} {'png MiB':>8} {'other MiB':>9} {'rerun s':>8}",
+        f"{'items':>6} {'validate s':>10} {'first item s':>12} {'ms/item':>8} {'cpu ms/item':>11} "
+        f"{'RSS 10%/50%/90% MiB':>20} {'peak MiB':>8} {'written MiB':>11} {'rrd MiB':>8} {'png MiB':>8} "
+        f"{'other MiB':>9} {'rerun s':>8}",
     ]
     for size in figures:
         run = size.run
         rss = "/".join(f"{run.rss_bytes_at.get(share, 0) / mib:.0f}" for share in ("10%", "50%", "90%"))
         written = f"{run.bytes_written / mib:,.1f}" if run.bytes_written is not None else "-"
         first = f"{run.seconds_to_first_item:.1f}" if run.seconds_to_first_item is not None else "-"
+        cpu = f"{run.cpu_seconds_per_item * 1000:.1f}" if run.cpu_seconds_per_item is not None else "-"
         lines.append(
-            f"{size.items:>6} {size.validate_seconds:>10.2f} {first:>12} {run.seconds_per_item * 1000:>8.1f} "
+            f"{size.items:>6} {size.validate_seconds:>10.2f} {first:>12} {run.seconds_per_item * 1000:>8.1f} {cpu:>11} "
             f"{rss:>20} {run.peak_rss_bytes / mib:>8.0f} {written:>11} {run.recording_bytes / mib:>8.1f} "
             f"{run.image_bytes / mib:>8.1f} {run.other_bytes_left / mib:>9.2f} {size.rerun_seconds:>8.1f}"
         )
