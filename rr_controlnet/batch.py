@@ -70,6 +70,7 @@ class BatchReport:
     skipped: list[str] = field(default_factory=list)
     stopped_by: str | None = None  # the signal that stopped the batch
     stop_reason: str | None = None  # why the batch stopped itself (a full disk)
+    review_error: str | None = None  # why overview.png or summary.md could not be written
 
 
 def run_batch(
@@ -135,7 +136,7 @@ def _run_locked(
 
     if not to_run or stop.requested:
         start_outputs()
-        return _finish(state, report, options)
+        return _finish(state, report, options, log)
 
     from rr_controlnet.presets import has_random_weights
     from rr_controlnet.runner import GroupRunner, RecordingOptions
@@ -191,7 +192,7 @@ def _run_locked(
                     state.record(outcome)
     finally:
         runner.close()
-    return _finish(state, report, options)
+    return _finish(state, report, options, log)
 
 
 class _BatchState:
@@ -239,12 +240,17 @@ class _BatchState:
         self.journal.remove()
 
 
-def _finish(state: _BatchState, report: BatchReport, options: BatchOptions) -> BatchReport:
+def _finish(state: _BatchState, report: BatchReport, options: BatchOptions, log: Callable[[str], None]) -> BatchReport:
     state.close()
     report.stopped_by = state.stop.signal_name
     report.stop_reason = state.stop.reason
     if options.shard is None:  # a sharded batch is summarized once every shard is done
-        write_review(state.summary, Path(options.out_dir), options.summary_to)
+        try:
+            write_review(state.summary, Path(options.out_dir), options.summary_to)
+        except OutputWriteError as exc:
+            # The items are complete and summary.json says so; the review can be written again later.
+            report.review_error = str(exc)
+            log(f"warning: {exc}; `rr-controlnet summarize {options.out_dir}` writes the review again")
     return report
 
 

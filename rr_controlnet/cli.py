@@ -284,6 +284,8 @@ def _generate(
     if report.stop_reason:
         click.echo(f"stopped: {report.stop_reason}; rerun the same command to finish the rest", err=True)
         sys.exit(EXIT_ITEMS_FAILED)
+    if report.review_error:
+        sys.exit(EXIT_ITEMS_FAILED)
     if live is not None and live.server is not None:
         click.echo("the web viewer stays up until Ctrl-C", err=True)
         with contextlib.suppress(KeyboardInterrupt):

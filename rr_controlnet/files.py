@@ -1,15 +1,38 @@
-"""Atomic file writes: a file appears under its final name only when it is complete."""
+"""Atomic file writes: a file appears under its final name only when it is complete.
+
+Write errors come out as OutputWriteError, which tells a full disk from other failures.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
+from rr_controlnet.errors import OutputWriteError
+
 PARTIAL_SUFFIX: Final = ".partial"
+# Below this much free space a failed write is reported as a full disk.
+FULL_DISK_BYTES: Final = 256 * 1024
+
+
+def is_disk_full(folder: Path) -> bool:
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return False
+    return stats.f_bavail * stats.f_frsize < FULL_DISK_BYTES
+
+
+def write_failure(exc: OSError, path: Path) -> OutputWriteError:
+    """An OutputWriteError for a failed write, telling a full disk from other errors."""
+    disk_full = exc.errno == errno.ENOSPC or is_disk_full(Path(path).parent)
+    reason = "no space left on device" if disk_full else (exc.strerror or str(exc))
+    return OutputWriteError(f"cannot write {path}: {reason}", disk_full=disk_full)
 
 
 class AtomicFile:
@@ -21,19 +44,26 @@ class AtomicFile:
 
     def __init__(self, final: Path):
         self.final = Path(final)
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        # mkstemp opens with O_EXCL: it never follows or reuses an existing file or symlink.
-        fd, name = tempfile.mkstemp(prefix=f".{self.final.name}.", suffix=PARTIAL_SUFFIX, dir=self.final.parent)
+        try:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            # mkstemp opens with O_EXCL: it never follows or reuses an existing file or symlink.
+            fd, name = tempfile.mkstemp(prefix=f".{self.final.name}.", suffix=PARTIAL_SUFFIX, dir=self.final.parent)
+        except OSError as exc:
+            raise write_failure(exc, self.final) from None
         os.close(fd)
         self.partial = Path(name)
 
     def commit(self) -> Path:
-        with open(self.partial, "rb") as written:
-            os.fsync(written.fileno())
-        # mkstemp creates files readable by the owner only; give them the usual permissions.
-        os.chmod(self.partial, _default_file_mode())
-        # os.replace swaps the directory entry: a symlink at the final name is replaced, not followed.
-        os.replace(self.partial, self.final)
+        try:
+            with open(self.partial, "rb") as written:
+                os.fsync(written.fileno())
+            # mkstemp creates files readable by the owner only; give them the usual permissions.
+            os.chmod(self.partial, _default_file_mode())
+            # os.replace swaps the directory entry: a symlink at the final name is replaced, not followed.
+            os.replace(self.partial, self.final)
+        except OSError as exc:
+            self.discard()
+            raise write_failure(exc, self.final) from None
         return self.final
 
     def discard(self) -> None:
@@ -62,7 +92,10 @@ def atomic_path(final: Path) -> Iterator[Path]:
 def write_atomic(final: Path, content: bytes | str) -> Path:
     data = content.encode() if isinstance(content, str) else content
     with atomic_path(final) as partial:
-        partial.write_bytes(data)
+        try:
+            partial.write_bytes(data)
+        except OSError as exc:
+            raise write_failure(exc, Path(final)) from None
     return Path(final)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -9,7 +10,9 @@ from typing import Final
 import numpy as np
 
 from rr_controlnet.errors import ItemFailed
-from rr_controlnet.manifest import MAX_IMAGE_PIXELS
+
+# Larger images are refused before decoding (a few kB of PNG can decode to gigabytes).
+MAX_IMAGE_PIXELS: Final = 50_000_000
 
 # The original example blacks out pixels whose alpha is below this before edge detection.
 ALPHA_THRESHOLD: Final = 200
@@ -39,6 +42,40 @@ class ControlImages:
 
 
 VIEWER_MEDIA_TYPES: Final = {"PNG": "image/png", "JPEG": "image/jpeg"}
+
+
+def image_file_problem(path: Path) -> str | None:
+    """Why a file is not a readable image within the pixel limit, or None; reads headers, never pixels."""
+    if not path.exists():
+        return f"image file not found: {path}"
+    if not path.is_file():
+        return f"image is not a file: {path}"
+    try:
+        stats = path.stat()
+    except OSError as exc:
+        return f"cannot read image {path}: {exc.strerror}"
+    return _image_file_problem(path, stats.st_mtime_ns, stats.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _image_file_problem(path: Path, mtime_ns: int, size: int) -> str | None:
+    """image_file_problem's verdict on one version of a file: many items may share an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height <= MAX_IMAGE_PIXELS:
+                image.verify()  # reads the file's structure and checksums (catches truncation) without decoding
+    except UnidentifiedImageError:
+        return f"not an image file: {path}"
+    except Image.DecompressionBombError:
+        return f"image is larger than {MAX_IMAGE_PIXELS:,} pixels: {path}"
+    except (OSError, SyntaxError) as exc:
+        return f"cannot read image {path}: {getattr(exc, 'strerror', None) or exc}"
+    if width * height > MAX_IMAGE_PIXELS:
+        return f"image is {width}x{height}, larger than {MAX_IMAGE_PIXELS:,} pixels: {path}"
+    return None
 
 
 def load_image(path: Path) -> SourceImage:

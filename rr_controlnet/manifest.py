@@ -1,122 +1,227 @@
-"""Read and validate a batch manifest (version 1) into frozen dataclasses.
+"""Read a manifest (version 1): YAML in, checked items with their effective parameters out.
 
-Everything here is pure Python plus PyYAML and Pillow's header reader: validating a manifest never
-imports torch or diffusers, and never executes anything from it (YAML is loaded with safe loading).
-Every problem is collected and reported at once, each with its file, line, item and field.
+    manifest = load_manifest("manifests/example.yaml", Overrides(model="tiny-sd15", steps=4))
+
+The fields and their rules are the models of `rr_controlnet.fields`; this module applies them to a
+YAML document part by part, so that every problem is reported at once, each with its file, line,
+item and field, and merges defaults, item values and command-line overrides into each item's
+effective parameters. Validating never imports torch or diffusers, and never runs anything from the
+file (YAML is loaded safely).
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from pydantic import BaseModel, ValidationError
+
 from rr_controlnet.errors import ManifestError, Problem
+from rr_controlnet.fields import (
+    CANNY_KEYS,
+    ID_PATTERN,
+    ITEM_ONLY_KEYS,
+    MANIFEST_VERSION,
+    MODEL_KEYS,
+    ORDERED_PAIRS,
+    PARAM_KEYS,
+    SCHEDULERS,
+    TOP_LEVEL_KEYS,
+    Canny,
+    ItemFields,
+    ManifestFields,
+    ModelWeights,
+    Params,
+    builtin_defaults,
+    expectation,
+)
+from rr_controlnet.images import image_file_problem
 from rr_controlnet.outputs import reserved_id_reason
 from rr_controlnet.presets import PRESETS, family_defaults, model_spec_from_preset
 from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec, Overrides
 from rr_controlnet.yaml_source import line_of, read_yaml, shown
 
-MANIFEST_VERSION: Final = 1
-ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.-]+$")
+__all__ = ["PARAM_KEYS", "load_manifest", "parse_manifest", "read_yaml"]
+
 # Ids name files (`.<id>.rrd.<random>.partial` while written): well inside file systems' 255 bytes.
 MAX_ID_LENGTH: Final = 128
-MAX_SIDE: Final = 4096
-MAX_SEED: Final = 2**63 - 1
-MAX_IMAGE_PIXELS: Final = 50_000_000
-RESIZE_MODES: Final = ("crop", "fit", "stretch")
-SCHEDULERS: Final = ("ddim", "euler", "euler_a", "dpmpp_2m", "unipc", "pndm", "ddpm")
-TOP_LEVEL_KEYS: Final = ("version", "model", "scheduler", "defaults", "items")
-MODEL_KEYS: Final = ("base", "controlnet", "vae", "config", "family")
-ITEM_ONLY_KEYS: Final = ("id", "image")
-PARAM_KEYS: Final = (
-    "prompt",
-    "negative_prompt",
-    "seed",
-    "steps",
-    "guidance_scale",
-    "controlnet_conditioning_scale",
-    "control_guidance_start",
-    "control_guidance_end",
-    "canny",
-    "width",
-    "height",
-    "size",
-    "resize",
-)
-CANNY_KEYS: Final = ("low", "high")
-
-
-# --- field checks -----------------------------------------------------------------------------
-# Each check takes a raw YAML value and returns (value, None) or (None, message).
-
-Check = Callable[[Any], tuple[Any, str | None]]
-
-
-def _integer(low: int, high: int | None = None) -> Check:
-    described = f"an integer {low}..{high}" if high is not None else f"an integer >= {low}"
-
-    def check(value: Any) -> tuple[Any, str | None]:
-        if isinstance(value, bool) or not isinstance(value, int):
-            return None, f"must be {described}, got {shown(value)}"
-        if value < low or (high is not None and value > high):
-            return None, f"must be {described}, got {shown(value)}"
-        return value, None
-
-    return check
-
-
-def _number(low: float, high: float) -> Check:
-    def check(value: Any) -> tuple[Any, str | None]:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None, f"must be a number {low:g}..{high:g}, got {shown(value)}"
-        if not low <= value <= high:
-            return None, f"must be a number {low:g}..{high:g}, got {shown(value)}"
-        return float(value), None
-
-    return check
-
-
-def _text(value: Any) -> tuple[Any, str | None]:
-    if not isinstance(value, str):
-        return None, f"must be text, got {shown(value)}"
-    return value, None
-
-
-def _choice(options: tuple[str, ...]) -> Check:
-    def check(value: Any) -> tuple[Any, str | None]:
-        if value not in options:
-            return None, f"must be one of {', '.join(options)}, got {shown(value)}"
-        return value, None
-
-    return check
-
-
-def _side(value: Any) -> tuple[Any, str | None]:
-    if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= MAX_SIDE:
-        return None, f"must be an integer 8..{MAX_SIDE}, got {shown(value)}"
-    if value % 8:
-        return None, f"must be a multiple of 8 (the models' VAE scale), got {value}"
-    return value, None
-
-
-SCALAR_CHECKS: Final[dict[str, Check]] = {
-    "prompt": _text,
-    "negative_prompt": _text,
-    "seed": _integer(0, MAX_SEED),
-    "steps": _integer(1, 1000),
-    "guidance_scale": _number(0.0, 50.0),
-    "controlnet_conditioning_scale": _number(0.0, 5.0),
-    "control_guidance_start": _number(0.0, 1.0),
-    "control_guidance_end": _number(0.0, 1.0),
-    "width": _side,
-    "height": _side,
-    "resize": _choice(RESIZE_MODES),
+_ID = re.compile(ID_PATTERN)
+# What a field expects when its type alone says too little.
+_EXPECTS: Final = {
+    "image": "a file path",
+    **{key: "a hub id or a path" for key in ("base", "controlnet", "vae", "config")},
 }
+
+
+def load_manifest(path: str | Path, overrides: Overrides | None = None, check_images: bool = True) -> Manifest:
+    """Read, check and merge a manifest. Raises ManifestError listing every problem found."""
+    path = Path(path)
+    return parse_manifest(read_yaml(path), path, overrides, check_images)
+
+
+def parse_manifest(raw: Any, path: Path, overrides: Overrides | None = None, check_images: bool = True) -> Manifest:
+    """Check and merge an already parsed manifest; relative paths are taken from `path`'s folder."""
+    overrides = overrides or Overrides()
+    problems = _Problems(path)
+    if not isinstance(raw, Mapping):
+        found = "an empty file" if raw is None else _kind_of(raw)
+        problems.add(1, "", f"a manifest must be a mapping with 'version' and 'items', got {found}")
+        raise ManifestError(problems.sorted())
+    _check_unknown_keys(raw, TOP_LEVEL_KEYS, "", problems)
+    if raw.get("version", MANIFEST_VERSION) != MANIFEST_VERSION:
+        problems.add(line_of(raw, "version"), "", f"version must be {MANIFEST_VERSION}, got {shown(raw['version'])}")
+
+    if overrides.model is not None:
+        model = _check_model(overrides.model, None, path.parent, problems)
+    else:
+        model = _check_model(raw.get("model"), line_of(raw, "model"), path.parent, problems)
+
+    scheduler = raw.get("scheduler")
+    if scheduler is not None and scheduler not in SCHEDULERS:
+        message = f"scheduler must be {expectation(ManifestFields, 'scheduler')}, got {shown(scheduler)}"
+        problems.add(line_of(raw, "scheduler"), "", message)
+
+    defaults = _Values()
+    defaults_raw = raw.get("defaults") or {}
+    if not isinstance(defaults_raw, Mapping):
+        problems.add(line_of(raw, "defaults"), "defaults", f"defaults must be a mapping, got {shown(defaults_raw)}")
+    else:
+        defaults = _checked_values(Params, defaults_raw, "defaults", problems)
+
+    items: list[Item] = []
+    first_of_id: dict[str, tuple[int, int | None]] = {}
+    items_raw = _items_list(raw, problems)
+    for index, item_raw in enumerate(items_raw, start=1):
+        item = _check_item(item_raw, index, line_of(items_raw, index - 1), path, model, defaults, overrides, problems)
+        if item is None:
+            continue
+        if item.id in first_of_id:
+            first_index, first_line = first_of_id[item.id]
+            at = f"line {first_line}" if first_line else f"#{first_index}"
+            message = f"id {item.id!r} is already used by item #{first_index} ({at}); give each item a unique id"
+            problems.add(item.line, f"item {item.id!r} (#{index})", message)
+            continue
+        first_of_id[item.id] = (index, item.line)
+        items.append(item)
+    if check_images:
+        for item in items:
+            problem = image_file_problem(item.image)
+            if problem:
+                problems.add(line_of(items_raw[item.index - 1], "image"), f"item {item.id!r} (#{item.index})", problem)
+
+    if problems.problems:
+        raise ManifestError(problems.sorted())
+    assert model is not None  # a None model always comes with a problem
+    return Manifest(path=path, model=model, scheduler=scheduler, items=tuple(items))
+
+
+# --- problems and field values ------------------------------------------------------------------
+
+
+class _Problems:
+    """The problems of one manifest file."""
+
+    def __init__(self, path: Path):
+        self.file = str(path)
+        self.problems: list[Problem] = []
+
+    def add(self, line: int | None, where: str, message: str) -> None:
+        problem = Problem(self.file, line, where, message)
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def sorted(self) -> list[Problem]:
+        # In file order; problems without a line (rare) keep their place at the front.
+        return sorted(self.problems, key=lambda problem: problem.line or 0)
+
+
+class _Values:
+    """Parameters a mapping sets, flat (canny.low as canny_low, size as width and height), with their lines."""
+
+    def __init__(self, values: dict[str, Any] | None = None, lines: dict[str, int | None] | None = None):
+        self.values = values or {}
+        self.lines = lines or {}
+
+
+def _checked_values(model: type[BaseModel], raw: Mapping, where: str, problems: _Problems) -> _Values:
+    """Validate a defaults or item mapping; report each problem and keep the values that are right."""
+    validated = _validated(model, {key: value for key, value in raw.items() if key != "id"}, raw, where, "", problems)
+    if validated is None:
+        return _Values()
+    values, lines = {}, {}
+    for name in validated.model_fields_set - set(ITEM_ONLY_KEYS):
+        if name == "canny":
+            for key in validated.canny.model_fields_set:
+                values[f"canny_{key}"] = getattr(validated.canny, key)
+                lines[f"canny_{key}"] = line_of(raw["canny"], key)
+        elif name == "size":
+            values["width"], values["height"] = validated.size
+            lines["width"] = lines["height"] = line_of(raw, "size")
+        else:
+            values[name] = getattr(validated, name)
+            lines[name] = line_of(raw, name)
+    return _Values(values, lines)
+
+
+def _validated(
+    model: type[BaseModel], data: dict, raw: Mapping, where: str, prefix: str, problems: _Problems
+) -> BaseModel | None:
+    """`model` over the fields of `data` that are right; each wrong one reported and left out."""
+    for _ in range(len(data) + 1):
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            for error in exc.errors():
+                line, message = _described(model, raw, error, prefix)
+                problems.add(line, where, message)
+                data = _without(data, error["loc"] or ("size",))
+    return None
+
+
+def _without(data: dict, loc: tuple) -> dict:
+    """`data` without the value at `loc`: a key, or a key of a nested mapping (canny.low)."""
+    head, *rest = loc
+    if rest and isinstance(data.get(head), Mapping):
+        return {**data, head: _without(dict(data[head]), tuple(rest))}
+    return {key: value for key, value in data.items() if key != head}
+
+
+def _described(model: type[BaseModel], raw: Mapping, error: dict, prefix: str) -> tuple[int | None, str]:
+    """(line, message) for one pydantic error, worded like every other problem of a manifest."""
+    loc, kind = error["loc"], error["type"]
+    if not loc:  # a rule across fields of the mapping: size with width or height
+        return line_of(raw, "size"), error["msg"]
+    owner, name, container, dotted = model, str(loc[0]), raw, f"{prefix}{loc[0]}"
+    if len(loc) > 1 and loc[0] == "canny":
+        owner, name, container, dotted = Canny, str(loc[1]), raw.get("canny"), f"{prefix}canny.{loc[1]}"
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        allowed = tuple(f"canny.{key}" for key in CANNY_KEYS) if owner is Canny else _keys_of(model, prefix)
+        return line_of(container, name), _unknown_key_message(dotted, allowed)
+    if kind == "missing":
+        return line_of(container), f"{dotted} is required"
+    if kind == "rr_message":
+        return line_of(container, name), f"{dotted} {error['ctx']['message']}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        keys = ", ".join(Canny.model_fields)
+        return line_of(container, name), f"{dotted} must be a mapping {{{keys}}}, got {shown(value)}"
+    if kind == "multiple_of":
+        multiple = error["ctx"]["multiple_of"]
+        return line_of(
+            container, name
+        ), f"{dotted} must be a multiple of {multiple} (the models' VAE scale), got {value}"
+    expects = _EXPECTS.get(name) or expectation(owner, name)
+    return line_of(container, name), f"{dotted} must be {expects}, got {shown(value)}"
+
+
+def _keys_of(model: type[BaseModel], prefix: str) -> tuple[str, ...]:
+    if model is ItemFields:
+        return ITEM_ONLY_KEYS + PARAM_KEYS
+    return tuple(f"{prefix}{key}" for key in model.model_fields)
 
 
 def _unknown_key_message(key: Any, allowed: tuple[str, ...]) -> str:
@@ -125,87 +230,44 @@ def _unknown_key_message(key: Any, allowed: tuple[str, ...]) -> str:
     return f"{message} (did you mean {close[0]!r}?)" if close else f"{message}; known keys: {', '.join(allowed)}"
 
 
-class _Collector:
-    """Collects problems for one manifest file."""
-
-    def __init__(self, path: Path):
-        self.file = str(path)
-        self.problems: list[Problem] = []
-
-    def add(self, line: int | None, where: str, message: str) -> None:
-        self.problems.append(Problem(self.file, line, where, message))
-
-
-def _check_params(raw: Mapping, where: str, problems: _Collector) -> dict[str, Any]:
-    """Check the parameter fields of a defaults or item mapping; return the valid ones, flattened."""
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        line = line_of(raw, key)
-        if key in ITEM_ONLY_KEYS:
-            continue
-        if key == "canny":
-            values.update(_check_canny(value, raw, where, problems))
-        elif key == "size":
-            values.update(_check_size(value, line, where, problems))
-        elif key in SCALAR_CHECKS:
-            checked, error = SCALAR_CHECKS[key](value)
-            if error:
-                problems.add(line, where, f"{key} {error}")
-            else:
-                values[key] = checked
-    if "size" in raw and ("width" in raw or "height" in raw):
-        problems.add(line_of(raw, "size"), where, "give either size or width/height, not both")
-    return values
-
-
-def _check_canny(value: Any, parent: Mapping, where: str, problems: _Collector) -> dict[str, int]:
-    if not isinstance(value, Mapping):
-        problems.add(line_of(parent, "canny"), where, f"canny must be a mapping {{low, high}}, got {shown(value)}")
-        return {}
-    values = {}
-    for key, threshold in value.items():
-        line = line_of(value, key)
-        if key not in CANNY_KEYS:
-            problems.add(line, where, _unknown_key_message(f"canny.{key}", tuple(f"canny.{k}" for k in CANNY_KEYS)))
-            continue
-        checked, error = _integer(0, 255)(threshold)
-        if error:
-            problems.add(line, where, f"canny.{key} {error}")
-        else:
-            values[f"canny_{key}"] = checked
-    return values
-
-
-def _check_size(value: Any, line: int | None, where: str, problems: _Collector) -> dict[str, int]:
-    if isinstance(value, list) and len(value) == 2:
-        width, height = value
-    elif isinstance(value, int) and not isinstance(value, bool):
-        width = height = value
-    else:
-        problems.add(line, where, f"size must be an integer or [width, height], got {shown(value)}")
-        return {}
-    values = {}
-    for name, side in (("width", width), ("height", height)):
-        checked, error = _side(side)
-        if error:
-            problems.add(line, where, f"size {name} {error}")
-        else:
-            values[name] = checked
-    return values
-
-
-def _check_unknown_keys(raw: Mapping, allowed: tuple[str, ...], where: str, problems: _Collector) -> None:
+def _check_unknown_keys(raw: Mapping, allowed: tuple[str, ...], where: str, problems: _Problems) -> None:
     for key in raw:
         if key not in allowed:
             problems.add(line_of(raw, key), where, _unknown_key_message(key, allowed))
 
 
-# --- the manifest as a whole ------------------------------------------------------------------
+def _kind_of(value: Any) -> str:
+    """How a YAML value reads to a person: 'a mapping', 'text', 'a number', ..."""
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"text {shown(value)}"
+    if value is None:
+        return "nothing"
+    return shown(value)
 
 
-def _check_model(raw: Any, line: int | None, base_dir: Path, problems: _Collector) -> ModelSpec | None:
+def _items_list(raw: Mapping, problems: _Problems) -> list:
+    items_raw = raw.get("items")
+    if items_raw is None:
+        problems.add(line_of(raw), "", "items is missing: list at least one item with an image")
+        return []
+    if not isinstance(items_raw, list):
+        problems.add(line_of(raw, "items"), "", f"items must be a list, got {_kind_of(items_raw)}")
+        return []
+    if not items_raw:
+        problems.add(line_of(raw, "items"), "", "items is empty: list at least one item with an image")
+    return items_raw
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+
+def _check_model(raw: Any, line: int | None, base_dir: Path, problems: _Problems) -> ModelSpec | None:
     if raw is None:
-        raw = "sdxl"
+        raw = ManifestFields.model_fields["model"].default
     if isinstance(raw, str):
         if raw not in PRESETS:
             close = difflib.get_close_matches(raw, list(PRESETS), n=1)
@@ -216,36 +278,22 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: _Collecto
     if not isinstance(raw, Mapping):
         problems.add(line, "model", f"model must be a preset name or a mapping, got {shown(raw)}")
         return None
-    _check_unknown_keys(raw, MODEL_KEYS, "model", problems)
-    sources: dict[str, str | None] = {}
-    for key in ("base", "controlnet", "vae", "config"):
-        value = raw.get(key)
-        if value is None:
-            sources[key] = None
-        elif not isinstance(value, str) or not value:
-            problems.add(line_of(raw, key), "model", f"model.{key} must be a hub id or a path, got {shown(value)}")
-            sources[key] = None
-        else:
-            sources[key] = _resolve_model_source(value, base_dir)
-    for key in ("base", "controlnet"):
-        if key not in raw:
-            problems.add(line_of(raw), "model", f"model.{key} is required")
-    family = raw.get("family") or _detect_family(sources.get("config") or sources.get("base"))
-    if family not in ("sd15", "sdxl"):
-        message = (
-            f"model.family must be sd15 or sdxl, got {shown(family)}"
-            if "family" in raw
-            else "model.family (sd15 or sdxl) is required: it cannot be read from model.base"
-        )
-        problems.add(line_of(raw, "family"), "model", message)
+    weights = _validated(ModelWeights, dict(raw), raw, "model", "model.", problems)
+    if weights is None:
         return None
-    if sources["base"] is None or sources["controlnet"] is None:
+    sources = {key: _resolve_model_source(getattr(weights, key), base_dir) for key in MODEL_KEYS if key != "family"}
+    family = weights.family or _detect_family(sources["config"] or sources["base"])
+    if family is None:
+        message = "model.family (sd15 or sdxl) is required: it cannot be read from model.base"
+        problems.add(line_of(raw), "model", message)
         return None
     return ModelSpec("custom", family, sources["base"], sources["controlnet"], sources["vae"], sources["config"])
 
 
-def _resolve_model_source(value: str, base_dir: Path) -> str:
+def _resolve_model_source(value: str | None, base_dir: Path) -> str | None:
     """Local paths (relative to the manifest) become absolute; anything else is a hub id."""
+    if value is None:
+        return None
     candidate = (base_dir / value).expanduser()
     if value.startswith((".", "/", "~")) or candidate.exists():
         return str(candidate.resolve())
@@ -264,102 +312,71 @@ def _detect_family(source: str | None) -> str | None:
     return "sdxl" if "XL" in class_name else "sd15"
 
 
-def _check_image(path: Path) -> str | None:
-    """Return a message if the file is not a readable image within the pixel limit (header only)."""
-    if not path.exists():
-        return f"image file not found: {path}"
-    if not path.is_file():
-        return f"image is not a file: {path}"
-    try:
-        stats = path.stat()
-    except OSError as exc:
-        return f"cannot read image {path}: {exc.strerror}"
-    return _checked_image(path, stats.st_mtime_ns, stats.st_size)
+# --- items ---------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
-def _checked_image(path: Path, mtime_ns: int, size: int) -> str | None:
-    """_check_image's verdict on one version of a file: many items may share an image."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            if width * height <= MAX_IMAGE_PIXELS:
-                image.verify()  # reads the file's structure and checksums (catches truncation) without decoding
-    except UnidentifiedImageError:
-        return f"not an image file: {path}"
-    except Image.DecompressionBombError:
-        return f"image is larger than {MAX_IMAGE_PIXELS:,} pixels: {path}"
-    except (OSError, SyntaxError) as exc:
-        return f"cannot read image {path}: {getattr(exc, 'strerror', None) or exc}"
-    if width * height > MAX_IMAGE_PIXELS:
-        return f"image is {width}x{height}, larger than {MAX_IMAGE_PIXELS:,} pixels: {path}"
-    return None
-
-
-BUILTIN_DEFAULTS: Final[dict[str, Any]] = {
-    "prompt": "",
-    "negative_prompt": "",
-    "seed": 0,
-    "steps": 50,
-    "controlnet_conditioning_scale": 0.5,
-    "control_guidance_start": 0.0,
-    "control_guidance_end": 1.0,
-    "canny_low": 100,
-    "canny_high": 200,
-    "width": None,
-    "height": None,
-    "resize": "crop",
-}
+def _check_item(
+    raw: Any,
+    index: int,
+    entry_line: int | None,
+    manifest_path: Path,
+    model: ModelSpec | None,
+    defaults: _Values,
+    overrides: Overrides,
+    problems: _Problems,
+) -> Item | None:
+    if not isinstance(raw, Mapping):
+        problems.add(entry_line, f"item #{index}", f"an item must be a mapping with an image, got {shown(raw)}")
+        return None
+    image_raw = raw.get("image")
+    item_id = raw["id"] if "id" in raw else _derived_id(image_raw) if isinstance(image_raw, str) else None
+    where = f"item {shown(item_id)} (#{index})" if isinstance(item_id, str) and item_id else f"item #{index}"
+    count_before = len(problems.problems)
+    id_problem = _id_problem(item_id)
+    if id_problem:
+        origin = "id" if "id" in raw else f"id derived from image {shown(image_raw)}"
+        problems.add(line_of(raw, "id") if "id" in raw else line_of(raw, "image"), where, f"{origin} {id_problem}")
+    values = _checked_values(ItemFields, raw, where, problems)
+    # Rules across fields are checked on the merged values even when other fields are wrong, so that
+    # every problem shows at once.
+    merged, lines = _merge(model.family if model else "sd15", defaults, values, overrides)
+    _check_order(merged, {**defaults.lines, **lines}, line_of(raw), where, problems)
+    if len(problems.problems) > count_before or model is None:
+        return None
+    params = GenerationParams(**{name: merged[name] for name in GenerationParams.__dataclass_fields__})
+    image = (manifest_path.parent / image_raw).expanduser()
+    return Item(id=item_id, image=image, params=params, index=index, line=line_of(raw))
 
 
-def _merge(family: str, defaults: dict, item: dict, overrides: Overrides) -> dict[str, Any]:
-    merged = {**BUILTIN_DEFAULTS, **family_defaults(family), **defaults}
+def _merge(family: str, defaults: _Values, item: _Values, overrides: Overrides) -> tuple[dict, dict]:
+    """Effective parameters: built-in and family defaults, then `defaults`, the item, the command line."""
+    merged = {**builtin_defaults(), **family_defaults(family), **defaults.values}
     # A size given on the item replaces the defaults' size as a whole, never one side of it.
-    if "width" in item or "height" in item:
+    if "width" in item.values or "height" in item.values:
         merged["width"] = merged["height"] = None
-    merged.update(item)
+    merged.update(item.values)
     if overrides.steps is not None:
         merged["steps"] = overrides.steps
     if overrides.seed is not None:
         merged["seed"] = overrides.seed
-    return merged
+    return merged, item.lines
 
 
-def _check_combined(merged: dict[str, Any], line: int | None, where: str, problems: _Collector) -> bool:
-    ok = True
-    if merged["canny_low"] >= merged["canny_high"]:
-        problems.add(
-            line, where, f"canny.low must be below canny.high, got {merged['canny_low']} >= {merged['canny_high']}"
-        )
-        ok = False
-    if merged["control_guidance_start"] >= merged["control_guidance_end"]:
-        problems.add(
-            line,
-            where,
-            "control_guidance_start must be below control_guidance_end, got "
-            f"{merged['control_guidance_start']:g} >= {merged['control_guidance_end']:g}",
-        )
-        ok = False
-    return ok
+def _check_order(
+    merged: dict[str, Any], lines: dict[str, int | None], item_line: int | None, where: str, problems: _Problems
+) -> None:
+    """fields.ORDERED_PAIRS: the first of each pair below the second, reported where either was set."""
+    for low_name, high_name in ORDERED_PAIRS:
+        low, high = merged[low_name.replace(".", "_")], merged[high_name.replace(".", "_")]
+        if low >= high:
+            line = lines.get(low_name.replace(".", "_")) or lines.get(high_name.replace(".", "_")) or item_line
+            problems.add(line, where, f"{low_name} must be below {high_name}, got {low:g} >= {high:g}")
 
 
-def _kind_of(value: Any) -> str:
-    """How a YAML value reads to a person: 'a mapping', 'text', 'a number', ..."""
-    if isinstance(value, Mapping):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return f"text {shown(value)}"
-    if value is None:
-        return "nothing"
-    return repr(value)
-
-
-def _id_problem(item_id: str) -> str | None:
-    """What keeps a well-formed id from naming files everywhere, or None."""
+def _id_problem(item_id: Any) -> str | None:
+    """What keeps an id from naming the item's files everywhere, or None."""
+    if not isinstance(item_id, str) or not _ID.match(item_id) or item_id in (".", ".."):
+        return f"must use only letters, digits, '_', '.' and '-' (and not be '.' or '..'), got {shown(item_id)}"
     if len(item_id) > MAX_ID_LENGTH:
         return f"is {len(item_id)} characters long, at most {MAX_ID_LENGTH} (it names the item's files)"
     if item_id.startswith("."):
@@ -370,139 +387,3 @@ def _id_problem(item_id: str) -> str | None:
 
 def _derived_id(image: str) -> str:
     return Path(image).stem
-
-
-def load_manifest(path: str | Path, overrides: Overrides | None = None, check_images: bool = True) -> Manifest:
-    """Read, check and merge a manifest. Raises ManifestError listing every problem found."""
-    path = Path(path)
-    return parse_manifest(read_yaml(path), path, overrides, check_images)
-
-
-def parse_manifest(raw: Any, path: Path, overrides: Overrides | None = None, check_images: bool = True) -> Manifest:
-    """Check and merge an already parsed manifest; relative paths are taken from `path`'s folder."""
-    overrides = overrides or Overrides()
-    problems = _Collector(path)
-    if not isinstance(raw, Mapping):
-        found = "an empty file" if raw is None else _kind_of(raw)
-        problems.add(1, "", f"a manifest must be a mapping with 'version' and 'items', got {found}")
-        raise ManifestError(problems.problems)
-    _check_unknown_keys(raw, TOP_LEVEL_KEYS, "", problems)
-    if raw.get("version", MANIFEST_VERSION) != MANIFEST_VERSION:
-        problems.add(line_of(raw, "version"), "", f"version must be {MANIFEST_VERSION}, got {shown(raw['version'])}")
-
-    model_raw = overrides.model if overrides.model is not None else raw.get("model")
-    model_line = None if overrides.model is not None else line_of(raw, "model")
-    model = _check_model(model_raw, model_line, path.parent, problems)
-
-    scheduler = raw.get("scheduler")
-    if scheduler is not None and scheduler not in SCHEDULERS:
-        problems.add(
-            line_of(raw, "scheduler"), "", f"scheduler must be one of {', '.join(SCHEDULERS)}, got {shown(scheduler)}"
-        )
-
-    defaults_raw = raw.get("defaults") or {}
-    defaults: dict[str, Any] = {}
-    if not isinstance(defaults_raw, Mapping):
-        problems.add(line_of(raw, "defaults"), "defaults", f"defaults must be a mapping, got {shown(defaults_raw)}")
-    else:
-        _check_unknown_keys(defaults_raw, PARAM_KEYS, "defaults", problems)
-        defaults = _check_params(defaults_raw, "defaults", problems)
-
-    items_raw = raw.get("items")
-    if items_raw is None:
-        problems.add(line_of(raw), "", "items is missing: list at least one item with an image")
-        items_raw = []
-    elif not isinstance(items_raw, list):
-        problems.add(line_of(raw, "items"), "", f"items must be a list, got {_kind_of(items_raw)}")
-        items_raw = []
-    elif not items_raw:
-        problems.add(line_of(raw, "items"), "", "items is empty: list at least one item with an image")
-
-    items: list[Item] = []
-    first_line_of_id: dict[str, tuple[int, int | None]] = {}
-    for index, item_raw in enumerate(items_raw, start=1):
-        entry_line = line_of(items_raw, index - 1)
-        item = _check_item(item_raw, index, path, model, defaults, overrides, problems, check_images, entry_line)
-        if item is None:
-            continue
-        if item.id in first_line_of_id:
-            first_index, first_line = first_line_of_id[item.id]
-            where = f"item {item.id!r} (#{index})"
-            at = f"line {first_line}" if first_line else f"#{first_index}"
-            problems.add(
-                item.line,
-                where,
-                f"id {item.id!r} is already used by item #{first_index} ({at}); give each item a unique id",
-            )
-            continue
-        first_line_of_id[item.id] = (index, item.line)
-        items.append(item)
-
-    if problems.problems:
-        # In file order; problems without a line (rare) keep their place at the front.
-        raise ManifestError(sorted(problems.problems, key=lambda problem: problem.line or 0))
-    assert model is not None  # a None model always comes with a problem
-    return Manifest(path=path, model=model, scheduler=scheduler, items=tuple(items))
-
-
-def _check_item(
-    raw: Any,
-    index: int,
-    manifest_path: Path,
-    model: ModelSpec | None,
-    defaults: dict[str, Any],
-    overrides: Overrides,
-    problems: _Collector,
-    check_images: bool,
-    entry_line: int | None = None,
-) -> Item | None:
-    if not isinstance(raw, Mapping):
-        problems.add(entry_line, f"item #{index}", f"an item must be a mapping with an image, got {shown(raw)}")
-        return None
-    line = line_of(raw)
-    image_raw = raw.get("image")
-    item_id = raw.get("id")
-    if item_id is None and isinstance(image_raw, str):
-        item_id = _derived_id(image_raw)
-    where = f"item {shown(item_id)} (#{index})" if isinstance(item_id, str) and item_id else f"item #{index}"
-    ok = True
-
-    _check_unknown_keys(raw, ITEM_ONLY_KEYS + PARAM_KEYS, where, problems)
-    if not isinstance(item_id, str) or not ID_PATTERN.match(item_id) or item_id in (".", ".."):
-        origin = "id" if "id" in raw else f"id derived from image {shown(image_raw)}"
-        problems.add(
-            line_of(raw, "id") if "id" in raw else line_of(raw, "image"),
-            where,
-            f"{origin} must use only letters, digits, '_', '.' and '-' (and not be '.' or '..'), got {shown(item_id)}",
-        )
-        ok = False
-    elif _id_problem(item_id):
-        origin = "id" if "id" in raw else f"id derived from image {shown(image_raw)}"
-        problems.add(
-            line_of(raw, "id") if "id" in raw else line_of(raw, "image"), where, f"{origin} {_id_problem(item_id)}"
-        )
-        ok = False
-
-    image_path = None
-    if image_raw is None:
-        problems.add(line, where, "image is required")
-        ok = False
-    elif not isinstance(image_raw, str) or not image_raw:
-        problems.add(line_of(raw, "image"), where, f"image must be a file path, got {shown(image_raw)}")
-        ok = False
-    else:
-        image_path = (manifest_path.parent / image_raw).expanduser()
-        error = _check_image(image_path) if check_images else None
-        if error:
-            problems.add(line_of(raw, "image"), where, error)
-            ok = False
-
-    count_before = len(problems.problems)
-    item_values = _check_params(raw, where, problems)
-    ok = ok and len(problems.problems) == count_before
-    # Cross-field rules are checked even when other fields are wrong, so every problem shows at once.
-    merged = _merge(model.family if model else "sd15", defaults, item_values, overrides)
-    if not _check_combined(merged, line, where, problems) or not ok or model is None:
-        return None
-    params = GenerationParams(**{name: merged[name] for name in GenerationParams.__dataclass_fields__})
-    return Item(id=item_id, image=image_path, params=params, index=index, line=line)

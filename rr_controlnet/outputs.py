@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import errno
 import hashlib
 import json
 import os
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.errors import OutputFolderError, OutputWriteError, Problem
-from rr_controlnet.files import write_atomic
+from rr_controlnet.files import write_atomic, write_failure
 
 SUMMARY_NAME: Final = "summary.json"
 SUMMARY_MARKDOWN_NAME: Final = "summary.md"
@@ -51,8 +50,6 @@ RESERVED_ID_STEMS: Final = ("overview", "summary", "batch", "journal", "compare"
 # every outcome in between.
 SUMMARY_INTERVAL_SECONDS: Final = 2.0
 SUMMARY_COST_SHARE: Final = 20
-# Below this much free space a failed write is reported as a full disk.
-FULL_DISK_BYTES: Final = 256 * 1024
 
 
 def default_out_dir(manifest_path: Path) -> Path:
@@ -258,21 +255,6 @@ def remove_created(created: list[Path]) -> None:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
-
-
-def is_disk_full(folder: Path) -> bool:
-    try:
-        stats = os.statvfs(folder)
-    except (OSError, AttributeError):
-        return False
-    return stats.f_bavail * stats.f_frsize < FULL_DISK_BYTES
-
-
-def write_failure(exc: OSError, path: Path) -> OutputWriteError:
-    """An OutputWriteError for a failed write, telling a full disk from other errors."""
-    disk_full = exc.errno == errno.ENOSPC or is_disk_full(path.parent)
-    reason = "no space left on device" if disk_full else _reason(exc)
-    return OutputWriteError(f"cannot write {path}: {reason}", disk_full=disk_full)
 
 
 # --- one writer per shard ------------------------------------------------------------------------
@@ -537,11 +519,7 @@ class SummaryWriter:
 
 
 def write_summary(summary: BatchSummary, out_dir: Path, name: str = SUMMARY_NAME) -> Path:
-    path = Path(out_dir) / name
-    try:
-        return write_atomic(path, summary.to_json())
-    except OSError as exc:
-        raise write_failure(exc, path) from None
+    return write_atomic(Path(out_dir) / name, summary.to_json())
 
 
 def read_outcomes(

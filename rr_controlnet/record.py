@@ -20,9 +20,8 @@ from typing import Any, Final
 import numpy as np
 
 from rr_controlnet.errors import OutputWriteError
-from rr_controlnet.files import AtomicFile
+from rr_controlnet.files import AtomicFile, write_failure
 from rr_controlnet.images import encode_png
-from rr_controlnet.outputs import write_failure
 
 APPLICATION_ID: Final = "rr_controlnet"
 STEP_TIMELINE: Final = "step"

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from rr_controlnet.errors import ItemFailed
-from rr_controlnet.files import write_atomic
+from rr_controlnet.files import write_atomic, write_failure
 from rr_controlnet.images import load_image
 from rr_controlnet.outputs import OVERVIEW_NAME, OVERVIEW_PAGE_PATTERN, STATUSES
 
@@ -329,8 +329,11 @@ def summary_markdown(summary_json: Mapping[str, Any]) -> str:
 
 def append_summary(markdown: str, path: Path) -> None:
     """Append `markdown` to `path` (e.g. $GITHUB_STEP_SUMMARY), creating the file if it is missing."""
-    with Path(path).open("a", encoding="utf-8") as summary:
-        summary.write(markdown if markdown.endswith("\n") else markdown + "\n")
+    try:
+        with Path(path).open("a", encoding="utf-8") as summary:
+            summary.write(markdown if markdown.endswith("\n") else markdown + "\n")
+    except OSError as exc:
+        raise write_failure(exc, Path(path)) from None
 
 
 def _table_row(entry: Mapping[str, Any]) -> str:

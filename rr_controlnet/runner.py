@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from rr_controlnet.errors import OutputWriteError, RrControlnetError
-from rr_controlnet.files import AtomicFile
+from rr_controlnet.files import AtomicFile, write_failure
 from rr_controlnet.generate import GenerationJob, PromptCut, StepData, batch_key, generate, prompt_cuts
 from rr_controlnet.images import ControlImages, SourceImage, encode_png, prepare_input
-from rr_controlnet.outputs import ItemOutcome, file_checksum, item_file_names, write_failure
+from rr_controlnet.outputs import ItemOutcome, file_checksum, item_file_names
 from rr_controlnet.plan import PlannedItem
 from rr_controlnet.record import (
     BATCH_BLUEPRINT_MAX_ITEMS,

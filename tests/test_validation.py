@@ -41,7 +41,7 @@ BAD_MANIFESTS = [
     ),
     pytest.param(
         HEADER + "items:\n  - image: astronaut.png\n    canny: {low: 200, high: 100}\n",
-        "m.yaml:4: item 'astronaut' (#1): canny.low must be below canny.high, got 200 >= 100",
+        "m.yaml:5: item 'astronaut' (#1): canny.low must be below canny.high, got 200 >= 100",
         id="canny-order",
     ),
     pytest.param(
@@ -81,7 +81,7 @@ BAD_MANIFESTS = [
     ),
     pytest.param(
         HEADER + "items:\n  - image: astronaut.png\n    control_guidance_start: 0.8\n    control_guidance_end: 0.2\n",
-        "m.yaml:4: item 'astronaut' (#1): control_guidance_start must be below control_guidance_end, got 0.8 >= 0.2",
+        "m.yaml:5: item 'astronaut' (#1): control_guidance_start must be below control_guidance_end, got 0.8 >= 0.2",
         id="guidance-window",
     ),
     pytest.param(
@@ -317,9 +317,9 @@ def test_cross_field_rules_are_reported_beside_other_problems(folder: Path) -> N
     code, lines = validate(folder, text)
     assert code == 2
     assert lines[:-1] == [
-        "m.yaml:4: item 'astronaut' (#1): canny.low must be below canny.high, got 200 >= 100",
         "m.yaml:5: item 'astronaut' (#1): steps must be an integer 1..1000, got 0",
         "m.yaml:6: item 'astronaut' (#1): unknown key 'canny.hihg' (did you mean 'canny.high'?)",
+        "m.yaml:6: item 'astronaut' (#1): canny.low must be below canny.high, got 200 >= 100",
     ]
 
 
