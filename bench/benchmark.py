@@ -46,7 +46,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from rr_controlnet.cli import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT
+from rr_controlnet.original import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 IMAGES_DIR: Final = ROOT / "manifests" / "images"
@@ -576,7 +576,7 @@ def _load_average() -> list[float]:
 def run_benchmark(config: BenchConfig, out_dir: Path, log: Callable[[str], None]) -> BenchReport:
     import torch
 
-    from rr_controlnet.models import load_model, quiet_library_logging, resolve_runtime
+    from rr_controlnet.loading import load_model, quiet_library_logging, resolve_runtime
     from rr_controlnet.presets import model_spec_from_preset
 
     quiet_library_logging()

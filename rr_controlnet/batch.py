@@ -20,26 +20,29 @@ from typing import Any
 
 from rr_controlnet.errors import ManifestError, OutputWriteError
 from rr_controlnet.files import remove_stale_partials, write_atomic
+from rr_controlnet.folder_lock import held_shard_locks
+from rr_controlnet.journal import (
+    Journal,
+    SummaryWriter,
+    merge_shard_summaries,
+    read_outcomes,
+    shard_state_files,
+    write_summary,
+)
 from rr_controlnet.outputs import (
     BLUEPRINT_NAME,
     SUMMARY_MARKDOWN_NAME,
     BatchSummary,
     ItemOutcome,
-    Journal,
-    SummaryWriter,
     batch_file_names,
-    held_shard_locks,
     item_file_names,
     journal_name,
-    merge_shard_summaries,
     output_collisions,
     output_folder,
-    read_outcomes,
-    shard_state_files,
     summary_name,
-    write_summary,
 )
 from rr_controlnet.plan import plan_items, split_up_to_date
+from rr_controlnet.progress import NoProgress, Progress
 from rr_controlnet.report import library_versions
 from rr_controlnet.spec import Manifest, StopRequest
 
@@ -54,7 +57,7 @@ class BatchOptions:
     latent_every: int = 1
     batch_size: int = 1
     allow_unsafe_weights: bool = False
-    show_progress: bool = True
+    threads: int | None = None  # torch CPU threads (CPU results depend on it); None leaves torch's choice
     save_recordings: bool = True  # False: stream to a viewer only, write no .rrd
     live_url: str | None = None  # a Rerun gRPC endpoint that receives every item live
     mirror: Any = None  # record.Mirror: one more stream that receives every item (the importer's)
@@ -71,37 +74,47 @@ class BatchReport:
     stopped_by: str | None = None  # the signal that stopped the batch
     stop_reason: str | None = None  # why the batch stopped itself (a full disk)
     review_error: str | None = None  # why overview.png or summary.md could not be written
+    live: Any = None  # viewer.LiveViewer when the items were streamed live (api.run_manifest)
 
 
 def run_batch(
     manifest: Manifest,
     options: BatchOptions,
     stop: StopRequest | None = None,
+    progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
 ) -> BatchReport:
     """Generate every item (of the shard) that is not already up to date in options.out_dir.
 
+    `stop` can be set from elsewhere (a signal handler) to stop at the next denoising step; `progress`
+    hears of every item and step; `log` receives notes and per-item failures (default: stderr).
     Raises ManifestError when an output would overwrite an input image, OutputFolderError when the
-    folder cannot be used (exit 2: nothing generated), ModelLoadError/DeviceError before any item.
+    folder cannot be used (nothing generated), ModelLoadError or DeviceError before any item.
     """
     stop = stop or StopRequest()
+    progress = progress or NoProgress()
     log = log or (lambda message: print(message, file=sys.stderr))
     out_dir = Path(options.out_dir)
     collisions = output_collisions(manifest.items, out_dir, str(manifest.path))
     if collisions:
         raise ManifestError(collisions)
     with output_folder(out_dir, options.shard, log):
-        return _run_locked(manifest, options, stop, log)
+        return _run_locked(manifest, options, stop, progress, log)
 
 
 def _run_locked(
-    manifest: Manifest, options: BatchOptions, stop: StopRequest, log: Callable[[str], None]
+    manifest: Manifest, options: BatchOptions, stop: StopRequest, progress: Progress, log: Callable[[str], None]
 ) -> BatchReport:
-    from rr_controlnet.models import load_model, load_preview_decoder, resolve_runtime
-    from rr_controlnet.record import batch_properties, run_recording_id, save_batch_blueprint
+    from rr_controlnet.layout import batch_properties, run_recording_id
+    from rr_controlnet.loading import load_model, load_preview_decoder, resolve_runtime
+    from rr_controlnet.record import save_batch_blueprint
 
     out_dir, shard = Path(options.out_dir), options.shard
     runtime = resolve_runtime(options.device, options.dtype)
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
     recording_settings = {"preview": options.preview, "latent_every": options.latent_every}
     planned = plan_items(manifest, runtime.dtype_name, shard, recording_settings)
     own_state = [summary_name(shard), journal_name(shard)]
@@ -162,7 +175,6 @@ def _run_locked(
     )
     runner = GroupRunner(
         model,
-        manifest.scheduler,
         out_dir,
         state.summary.recording_id,
         all_ids,
@@ -173,13 +185,9 @@ def _run_locked(
         on_outcome=state.record,
         properties=batch_properties(manifest.path, out_dir, time.time_ns()),
     )
-    from rr_controlnet.progress import progress_bars
-
+    progress.start(len(to_run))
     try:
-        with (
-            progress_bars(len(to_run), options.show_progress) as progress,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish") as finisher,
-        ):
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish") as finisher:
             runner.finisher = finisher  # encoding and writing a finished item overlaps the next item
             for group in runner.prepared_groups(to_run, options.batch_size):
                 if isinstance(group, ItemOutcome):
@@ -192,6 +200,7 @@ def _run_locked(
                     state.record(outcome)
     finally:
         runner.close()
+        progress.close()
     return _finish(state, report, options, log)
 
 

@@ -1,4 +1,4 @@
-"""The command line: a thin click layer over manifest -> batch -> report.
+"""The command line: parses arguments, calls rr_controlnet.api, and turns errors into messages and exit codes.
 
 Exit codes: 0 every item done; 1 some items failed; 2 manifest or usage error (nothing generated);
 130 interrupted (SIGINT); 143 terminated (SIGTERM).
@@ -10,30 +10,27 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
 import click
 
 from rr_controlnet import __version__
+from rr_controlnet.api import BatchOptions, LiveViewing, Overrides, StopRequest, default_out_dir, load_manifest
 from rr_controlnet.errors import ManifestError, OutputWriteError, RrControlnetError
-from rr_controlnet.manifest import Manifest, Overrides, load_manifest, parse_manifest
-from rr_controlnet.models import DEVICES, DTYPES, PREVIEW_MODES
-from rr_controlnet.outputs import default_out_dir, output_collisions
+from rr_controlnet.loading import DEVICES, DTYPES, PREVIEW_MODES
+from rr_controlnet.original import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT, original_manifest
+from rr_controlnet.outputs import output_collisions
 from rr_controlnet.presets import PRESETS
+from rr_controlnet.signals import EXIT_CODES_BY_SIGNAL, stop_on_signals
+from rr_controlnet.spec import Manifest
 from rr_controlnet.viewer import DEFAULT_GRPC_URL
 
 EXIT_OK: Final = 0
 EXIT_ITEMS_FAILED: Final = 1
 EXIT_USAGE: Final = 2
-EXIT_CODES_BY_SIGNAL: Final = {"SIGINT": 130, "SIGTERM": 143}
 DEBUG_ENV: Final = "RR_CONTROLNET_DEBUG"
-BUNDLED_LOGO: Final = Path(__file__).resolve().parent / "assets" / "logo.png"
-# The original example's prompts and conditioning scale.
-ORIGINAL_PROMPT: Final = "aerial view, a futuristic research complex in a bright foggy jungle, hard lighting"
-ORIGINAL_NEGATIVE_PROMPT: Final = "low quality, bad quality, sketches"
-ORIGINAL_CONDITIONING_SCALE: Final = 0.5
 
 EXAMPLES: Final = """
 \b
@@ -106,6 +103,8 @@ def generation_options(command: Callable) -> Callable:
                      help="CUDA: torch.compile the UNet and ControlNet (slow first item, faster after)."),
         click.option("--allow-unsafe-weights", is_flag=True,
                      help="Allow pickle-based checkpoints (.ckpt, .bin, .pt, .pth)."),
+        click.option("--threads", type=click.IntRange(1), default=None,
+                     help="CPU threads for torch [default: torch's choice]; CPU results depend on it."),
         click.option("--progress/--no-progress", default=None,
                      help="Progress bars on stderr [default: when stderr is a terminal]."),
         click.option("--spawn", is_flag=True, help="Start a Rerun viewer and stream into it live."),
@@ -153,8 +152,7 @@ def validate(manifest_path: Path, model: str | None, out_dir: Path | None) -> No
     "then `rr-controlnet summarize OUT`.",
 )
 @generation_options
-def batch(manifest_path: Path, out_dir: Path | None, model: str | None, steps: int | None, seed: int | None,
-          shard_text: str | None, **options: Any) -> None:  # fmt: skip
+def batch(manifest_path: Path, out_dir: Path | None, shard_text: str | None, **flags: Any) -> None:
     """Generate every item of MANIFEST: one .rrd and .png per item, summary.json, summary.md, overview.png.
 
     Under torchrun or `accelerate launch`, each process takes its share of the items on its own device,
@@ -162,12 +160,12 @@ def batch(manifest_path: Path, out_dir: Path | None, model: str | None, steps: i
     """
     from rr_controlnet.distributed import parse_shard
 
-    manifest = _load_or_fail(manifest_path, Overrides(model=model, steps=steps, seed=seed))
+    manifest = _load_or_fail(manifest_path, _overrides(flags))
     try:
         shard = parse_shard(shard_text) if shard_text else None
     except ValueError as exc:
         raise UsageFailure(f"error: --shard: {exc}") from None
-    _generate(manifest, out_dir or default_out_dir(manifest_path), viewer_by_default=False, shard=shard, **options)
+    _generate(manifest, _batch_options(out_dir or default_out_dir(manifest_path), shard, flags), flags, False)
 
 
 @cli.command(epilog=EXAMPLES)
@@ -187,110 +185,98 @@ def batch(manifest_path: Path, out_dir: Path | None, model: str | None, steps: i
     help="Output folder.",
 )
 @generation_options
-def run(img_path: Path | None, prompt: str, negative_prompt: str, out_dir: Path, model: str | None,
-        steps: int | None, seed: int | None, **options: Any) -> None:  # fmt: skip
+def run(img_path: Path | None, prompt: str, negative_prompt: str, out_dir: Path, **flags: Any) -> None:
     """The original Rerun example's job: one image, one prompt, SDXL; a viewer opens unless --headless."""
-    image = (img_path or BUNDLED_LOGO).resolve()
-    document = {
-        "version": 1,
-        "model": model or "sdxl",
-        "items": [
-            {
-                "image": str(image),
-                "prompt": prompt,
-                "negative_prompt": negative_prompt,
-                "controlnet_conditioning_scale": ORIGINAL_CONDITIONING_SCALE,
-            }
-        ],
-    }
+    overrides = _overrides(flags)
     try:
-        manifest = parse_manifest(document, Path("--img-path"), Overrides(steps=steps, seed=seed))
+        manifest = original_manifest(img_path, prompt, negative_prompt, overrides.model, overrides)
     except ManifestError as exc:
         raise _manifest_failure(exc, "the command line") from None
-    _generate(manifest, out_dir, viewer_by_default=True, **options)
+    _generate(manifest, _batch_options(out_dir, None, flags), flags, True)
 
 
-def _generate(
-    manifest: Manifest,
-    out_dir: Path,
-    viewer_by_default: bool,
-    spawn: bool,
-    connect_url: str | None,
-    serve_web: bool,
-    headless: bool,
-    no_save: bool,
-    summary_to: Path | None,
-    progress: bool | None,
-    shard: Any = None,
-    **options: Any,
-) -> None:
-    from rr_controlnet.batch import BatchOptions, StopRequest, run_batch, summarize_outputs
-    from rr_controlnet.distributed import ProcessGroup, device_for, launched_process
-    from rr_controlnet.models import quiet_library_logging
-    from rr_controlnet.viewer import start_live_viewer
+def _overrides(flags: dict[str, Any]) -> Overrides:
+    return Overrides(model=flags["model"], steps=flags["steps"], seed=flags["seed"])
 
-    process = launched_process()
-    if process is not None:
-        if shard is not None:
-            raise UsageFailure("error: --shard cannot be combined with a launcher's ranks (RANK/WORLD_SIZE)")
-        shard = process.shard
-        options["device"] = device_for(process, options["device"])
 
-    if sum([spawn, connect_url is not None, serve_web, headless]) > 1:
+def _batch_options(out_dir: Path, shard: Any, flags: dict[str, Any]) -> BatchOptions:
+    """The batch's options from generation_options' flags, by name."""
+    return BatchOptions(
+        out_dir=out_dir,
+        device=flags["device"],
+        dtype=flags["dtype"],
+        force=flags["force"],
+        preview=flags["preview"],
+        latent_every=flags["latent_every"],
+        batch_size=flags["batch_size"],
+        allow_unsafe_weights=flags["allow_unsafe_weights"],
+        threads=flags["threads"],
+        save_recordings=not flags["no_save"],
+        summary_to=flags["summary_to"],
+        shard=shard,
+        offload=flags["offload"],
+        compile_models=flags["compile_models"],
+    )
+
+
+def _live_viewing(flags: dict[str, Any], viewer_by_default: bool) -> LiveViewing | None:
+    chosen = [flags["spawn"], flags["connect_url"] is not None, flags["serve_web"], flags["headless"]]
+    if sum(chosen) > 1:
         raise UsageFailure("error: choose one of --spawn, --connect, --serve-web and --headless")
-    spawn = spawn or (viewer_by_default and not (connect_url or serve_web or headless))
-    if no_save and not (spawn or connect_url or serve_web):
+    if flags["connect_url"] is not None:
+        live = LiveViewing("connect", flags["connect_url"])
+    elif flags["serve_web"]:
+        live = LiveViewing("serve-web")
+    elif flags["spawn"] or (viewer_by_default and not flags["headless"]):
+        live = LiveViewing("spawn")
+    else:
+        live = None
+    if flags["no_save"] and live is None:
         raise UsageFailure("error: --no-save writes nothing without --spawn, --connect or --serve-web")
-    quiet_library_logging()
+    return live
+
+
+def _generate(manifest: Manifest, options: BatchOptions, flags: dict[str, Any], viewer_by_default: bool) -> None:
+    """Run the batch through the API; report what happened and exit with its code."""
+    from rr_controlnet.api import run_manifest
+    from rr_controlnet.progress import ProgressBars
+
+    live = _live_viewing(flags, viewer_by_default)
+    bars = sys.stderr.isatty() if flags["progress"] is None else flags["progress"]
     stop = StopRequest()
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop, lambda message: click.echo(message, err=True)):
         try:
-            live = start_live_viewer(spawn, connect_url, serve_web, manifest, out_dir)
-            if live is not None:
-                click.echo(live.description, err=True)
-            batch_options = BatchOptions(
-                out_dir=out_dir,
-                show_progress=sys.stderr.isatty() if progress is None else progress,
-                save_recordings=not no_save,
-                live_url=live.url if live else None,
-                summary_to=summary_to,
-                shard=shard,
-                **options,
-            )
-            if process is None:
-                report = run_batch(manifest, batch_options, stop)
-            else:
-                with ProcessGroup(process) as group:
-                    report = run_batch(manifest, batch_options, stop)
-                    group.barrier()
-                    if process.is_coordinator:
-                        report.summary = summarize_outputs(out_dir, summary_to)
+            report = run_manifest(manifest, options, live, stop, ProgressBars() if bars else None, _log)
         except ManifestError as exc:
             raise _manifest_failure(exc, str(manifest.path)) from None
         except OutputWriteError as exc:
             raise ItemsFailure(f"error: {exc}; finished items are complete: rerun to finish the rest") from None
         except RrControlnetError as exc:
             raise UsageFailure(f"error: {exc}") from None
+    out_dir = options.out_dir
     counts = report.summary.counts()
     skipped = f", {len(report.skipped)} skipped (up to date)" if report.skipped else ""
-    click.echo(
+    _log(
         f"{counts['done']} done, {counts['failed']} failed, {counts['pending']} pending{skipped}; "
-        f"output in {out_dir} (open with: rr-controlnet view {out_dir})",
-        err=True,
+        f"output in {out_dir} (open with: rr-controlnet view {out_dir})"
     )
     if report.stopped_by:
-        click.echo(f"stopped by {report.stopped_by}; rerun the same command to finish the rest", err=True)
+        _log(f"stopped by {report.stopped_by}; rerun the same command to finish the rest")
         sys.exit(EXIT_CODES_BY_SIGNAL.get(report.stopped_by, 130))
     if report.stop_reason:
-        click.echo(f"stopped: {report.stop_reason}; rerun the same command to finish the rest", err=True)
+        _log(f"stopped: {report.stop_reason}; rerun the same command to finish the rest")
         sys.exit(EXIT_ITEMS_FAILED)
     if report.review_error:
         sys.exit(EXIT_ITEMS_FAILED)
-    if live is not None and live.server is not None:
-        click.echo("the web viewer stays up until Ctrl-C", err=True)
+    if report.live is not None and report.live.server is not None:
+        _log("the web viewer stays up until Ctrl-C")
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
     sys.exit(EXIT_ITEMS_FAILED if counts["failed"] else EXIT_OK)
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)
 
 
 @cli.command()
@@ -335,28 +321,6 @@ def schema() -> None:
     from rr_controlnet.schema import schema_text
 
     click.echo(schema_text(), nl=False)
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: Any) -> Iterator[None]:
-    """SIGINT/SIGTERM ask the batch to stop at the next step; a second one exits at once."""
-
-    def request_stop(signum: int, frame: object) -> None:
-        name = signal.Signals(signum).name
-        if stop.requested:
-            # Finished items are already complete on disk; the item in flight only has
-            # temporary files, which the next run removes.
-            click.echo(f"\n{name} again: exiting now", err=True)
-            os._exit(EXIT_CODES_BY_SIGNAL.get(name, 130))
-        stop.signal_name = name
-        click.echo(f"\n{name}: stopping after the current step...", err=True)
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def main() -> None:

@@ -31,6 +31,10 @@ class ManifestError(RrControlnetError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+class UsageError(RrControlnetError):
+    """Options that cannot go together, or that this situation does not allow."""
+
+
 class ModelLoadError(RrControlnetError):
     """A model could not be loaded (missing weights, unsafe format, wrong folder)."""
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from rr_controlnet.images import ControlImages
-from rr_controlnet.models import LoadedModel
+from rr_controlnet.loading import LoadedModel
 from rr_controlnet.previews import latent_to_rgb
 from rr_controlnet.spec import GenerationParams
 
@@ -145,10 +145,7 @@ def generate(
 ) -> GenerationResult:
     """Run one pipeline call for jobs that share a batch_key; one generator per job."""
     import torch
-    from PIL import Image
 
-    first = jobs[0].params
-    height, width = jobs[0].control.canny.shape
     pipe = model.pipe
     state = {"step": -1, "timestep": -1, "interrupted": False}
 
@@ -167,23 +164,9 @@ def generate(
             pipeline._interrupt = True  # diffusers skips the remaining steps
         return tensors
 
-    generators = [torch.Generator(device="cpu").manual_seed(job.params.seed) for job in jobs]
     with X0Capture(pipe.scheduler) as capture, torch.inference_mode():
         output = pipe(
-            prompt=[job.params.prompt for job in jobs],
-            negative_prompt=[job.params.negative_prompt for job in jobs],
-            image=[Image.fromarray(job.control.canny_rgb) for job in jobs],
-            height=height,
-            width=width,
-            num_inference_steps=first.steps,
-            guidance_scale=first.guidance_scale,
-            controlnet_conditioning_scale=first.controlnet_conditioning_scale,
-            control_guidance_start=first.control_guidance_start,
-            control_guidance_end=first.control_guidance_end,
-            generator=generators,
-            output_type="np",
-            callback_on_step_end=step_end,
-            callback_on_step_end_tensor_inputs=["latents"],
+            **pipeline_arguments(jobs), callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=["latents"]
         )
     images: list[np.ndarray | None] = []
     failures: list[str | None] = []
@@ -192,9 +175,38 @@ def generate(
             images.append(None)
             failures.append("the output has NaN or infinite values (try --dtype fp32 or bf16)")
         else:
-            images.append((np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8))
+            images.append(to_uint8(array))
             failures.append(None)
     return GenerationResult(images, failures, state["interrupted"], state["step"], state["timestep"])
+
+
+def pipeline_arguments(jobs: Sequence[GenerationJob]) -> dict[str, Any]:
+    """The pipeline call's arguments for jobs that share a batch_key: one generator per job, so that each
+    job's output is what it would be alone."""
+    import torch
+    from PIL import Image
+
+    first = jobs[0].params
+    height, width = jobs[0].control.canny.shape
+    return {
+        "prompt": [job.params.prompt for job in jobs],
+        "negative_prompt": [job.params.negative_prompt for job in jobs],
+        "image": [Image.fromarray(job.control.canny_rgb) for job in jobs],
+        "height": height,
+        "width": width,
+        "num_inference_steps": first.steps,
+        "guidance_scale": first.guidance_scale,
+        "controlnet_conditioning_scale": first.controlnet_conditioning_scale,
+        "control_guidance_start": first.control_guidance_start,
+        "control_guidance_end": first.control_guidance_end,
+        "generator": [torch.Generator(device="cpu").manual_seed(job.params.seed) for job in jobs],
+        "output_type": "np",
+    }
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """A pipeline's float image in 0..1 as uint8 pixels."""
+    return (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
 def _previews(model: LoadedModel, mode: str, decoder: Any, latents: Any, x0: Any) -> list[np.ndarray] | None:

@@ -95,15 +95,10 @@ def stream_manifest(manifest: Any, arguments: argparse.Namespace) -> None:
     import rerun as rr
 
     from rr_controlnet.batch import BatchOptions, run_batch
-    from rr_controlnet.models import quiet_library_logging
+    from rr_controlnet.layout import APPLICATION_ID, BATCH_BLUEPRINT_MAX_ITEMS, batch_blueprint, run_recording_id
+    from rr_controlnet.loading import quiet_library_logging
     from rr_controlnet.outputs import default_out_dir
-    from rr_controlnet.record import (
-        APPLICATION_ID,
-        BATCH_BLUEPRINT_MAX_ITEMS,
-        Mirror,
-        batch_blueprint,
-        run_recording_id,
-    )
+    from rr_controlnet.record import Mirror
 
     out_dir = default_out_dir(manifest.path)
     prefix = arguments.entity_path_prefix or ""
@@ -116,7 +111,7 @@ def stream_manifest(manifest: Any, arguments: argparse.Namespace) -> None:
     stream.stdout(default_blueprint=batch_blueprint(ids, prefix=prefix))
     mirror = Mirror(stream, prefix)
     quiet_library_logging()
-    report = run_batch(manifest, BatchOptions(out_dir=out_dir, mirror=mirror, show_progress=False))
+    report = run_batch(manifest, BatchOptions(out_dir=out_dir, mirror=mirror))
     for item_id in report.skipped:
         mirror.replay(out_dir / f"{item_id}.rrd")
     stream.flush()

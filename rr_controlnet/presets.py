@@ -15,7 +15,10 @@ class Preset:
     controlnet: str
     vae: str | None
     native_size: int  # the side length the model was trained at
-    random_weights: bool  # built in code: makes noise, not pictures
+    # published: downloaded weights; tiny: random weights built in code and saved once to a cache
+    # folder, loaded like any diffusers folder; random: the real architecture with random weights,
+    # built in memory (benchmarks). Both built kinds make noise, not pictures.
+    weights: str
     description: str
 
 
@@ -26,7 +29,7 @@ PRESETS: Final[dict[str, Preset]] = {
         "diffusers/controlnet-canny-sdxl-1.0",
         "madebyollin/sdxl-vae-fp16-fix",
         1024,
-        False,
+        "published",
         "SDXL base 1.0 with the SDXL Canny ControlNet and the fp16-safe VAE (the original example)",
     ),
     "sd15": Preset(
@@ -35,16 +38,16 @@ PRESETS: Final[dict[str, Preset]] = {
         "lllyasviel/control_v11p_sd15_canny",
         None,
         512,
-        False,
+        "published",
         "Stable Diffusion 1.5 with ControlNet 1.1 Canny",
     ),
-    "tiny-sd15": Preset("sd15", "tiny-sd15", "tiny-sd15", None, 64, True, "tiny random SD1.5-style model for tests"),
-    "tiny-sdxl": Preset("sdxl", "tiny-sdxl", "tiny-sdxl", None, 64, True, "tiny random SDXL-style model for tests"),
+    "tiny-sd15": Preset("sd15", "tiny-sd15", "tiny-sd15", None, 64, "tiny", "tiny random SD1.5-style model for tests"),
+    "tiny-sdxl": Preset("sdxl", "tiny-sdxl", "tiny-sdxl", None, 64, "tiny", "tiny random SDXL-style model for tests"),
     "random-sd15": Preset(
-        "sd15", "random-sd15", "random-sd15", None, 512, True, "SD1.5 architecture, random weights (benchmarks)"
+        "sd15", "random-sd15", "random-sd15", None, 512, "random", "SD1.5 architecture, random weights (benchmarks)"
     ),
     "random-sdxl": Preset(
-        "sdxl", "random-sdxl", "random-sdxl", None, 1024, True, "SDXL architecture, random weights (benchmarks)"
+        "sdxl", "random-sdxl", "random-sdxl", None, 1024, "random", "SDXL architecture, random weights (benchmarks)"
     ),
 }
 
@@ -74,6 +77,11 @@ def native_size(spec: ModelSpec) -> int:
     return preset.native_size if preset else FAMILY_NATIVE_SIZE[spec.family]
 
 
-def has_random_weights(spec: ModelSpec) -> bool:
+def built_weights(spec: ModelSpec) -> str | None:
+    """ "tiny" or "random" for the presets built in code (random weights), None for weights to load."""
     preset = PRESETS.get(spec.name)
-    return bool(preset and preset.random_weights)
+    return preset.weights if preset is not None and preset.weights != "published" else None
+
+
+def has_random_weights(spec: ModelSpec) -> bool:
+    return built_weights(spec) is not None

@@ -1,29 +1,61 @@
-"""Progress bars on stderr: items overall, and steps of the item(s) in flight."""
+"""Progress of a batch, for whoever shows it: bars on a terminal, nothing in a script.
+
+A batch reports through `Progress`: `start(total)` with the number of items to generate, then
+`start_item(label, steps)`, `step()` per denoising step, `finish_items(count)`, and `close()`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Iterator
-from typing import TextIO
+from typing import Protocol, TextIO
 
 
-class Progress:
-    def __init__(self, total: int, enabled: bool, stream: TextIO | None = None):
-        from tqdm import tqdm
+class Progress(Protocol):
+    def start(self, total: int) -> None: ...
+    def start_item(self, label: str, steps: int) -> None: ...
+    def step(self) -> None: ...
+    def finish_items(self, count: int) -> None: ...
+    def close(self) -> None: ...
 
-        self._tqdm = tqdm
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.items = tqdm(total=total, desc="items", unit="item", disable=not enabled, file=self.stream, position=0)
-        self.steps = None
+
+class NoProgress:
+    """Reports nothing."""
+
+    def start(self, total: int) -> None:
+        pass
 
     def start_item(self, label: str, steps: int) -> None:
+        pass
+
+    def step(self) -> None:
+        pass
+
+    def finish_items(self, count: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class ProgressBars:
+    """tqdm bars: items overall, and steps of the item(s) in flight."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.items = None
+        self.steps = None
+
+    def start(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self.items = tqdm(total=total, desc="items", unit="item", file=self.stream, position=0)
+
+    def start_item(self, label: str, steps: int) -> None:
+        from tqdm import tqdm
+
         if self.steps is not None:
             self.steps.close()
-        self.steps = self._tqdm(
-            total=steps, desc=label, unit="step", leave=False, disable=not self.enabled, file=self.stream, position=1
-        )
+        self.steps = tqdm(total=steps, desc=label, unit="step", leave=False, file=self.stream, position=1)
 
     def step(self) -> None:
         if self.steps is not None:
@@ -33,18 +65,13 @@ class Progress:
         if self.steps is not None:
             self.steps.close()
             self.steps = None
-        self.items.update(count)
+        if self.items is not None:
+            self.items.update(count)
 
     def close(self) -> None:
         if self.steps is not None:
             self.steps.close()
-        self.items.close()
-
-
-@contextlib.contextmanager
-def progress_bars(total: int, enabled: bool) -> Iterator[Progress]:
-    bars = Progress(total, enabled)
-    try:
-        yield bars
-    finally:
-        bars.close()
+            self.steps = None
+        if self.items is not None:
+            self.items.close()
+            self.items = None

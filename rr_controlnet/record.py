@@ -1,17 +1,14 @@
-"""Rerun recordings: entity paths, the batch blueprint, and one complete .rrd file per item.
+"""Rerun recordings: one complete, verified .rrd file per item, and live streams to a viewer.
 
-Entity paths are the contract between the logging code here and the blueprint; both live in this
-module. All item files of a run share the application id, one recording id, its name and start time,
-so opening several of them merges them into one named recording. The viewer keeps one blueprint per
-application id, and the file it loads last sets the active one: so every item file and live stream
-carries the very same blueprint for the whole batch (one tab per item, the first one active), and a
-batch opened whole starts on its first item whatever the loading order.
+What is logged where is `rr_controlnet.layout`'s: its entity paths, its blueprint. Every stream here
+is explicit (never Rerun's global one), encodes into memory, and is flushed and closed within bounded
+time: the files are written by Python, which reports a full disk that Rerun's own file sink would only
+log, and take their final names once Rerun's reader has read them back.
 """
 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,144 +19,23 @@ import numpy as np
 from rr_controlnet.errors import OutputWriteError
 from rr_controlnet.files import AtomicFile, write_failure
 from rr_controlnet.images import encode_png
+from rr_controlnet.layout import (
+    APPLICATION_ID,
+    BATCH_BLUEPRINT_MAX_ITEMS,
+    LATENT_DIM_NAMES,
+    PREVIEW_JPEG_QUALITY,
+    STEP_TIMELINE,
+    TIMESTEP_TIMELINE,
+    RecordingProperties,
+    batch_blueprint,
+    item_paths,
+)
 
-APPLICATION_ID: Final = "rr_controlnet"
-STEP_TIMELINE: Final = "step"
-TIMESTEP_TIMELINE: Final = "timestep"
-LATENT_DIM_NAMES: Final = ("channel", "height", "width")
-PREVIEW_JPEG_QUALITY: Final = 85
-# Every item tab adds about 50 kB of blueprint to each file that carries it. Up to this many items,
-# each item file carries the whole batch's blueprint; past it, none: the full blueprint in every file
-# would grow the batch with the square of its size, and rerun-sdk keeps every blueprint it sends in
-# memory for good (a few MB each). batch.rbl, which `rr-controlnet view` opens with the files, carries
-# the layout of large batches.
-FULL_BLUEPRINT_MAX_ITEMS: Final = 16
-# batch.rbl holds a tab for at most this many items (about 50 kB each); `rr-controlnet view OUT ID...`
-# builds a blueprint for any other selection.
-BATCH_BLUEPRINT_MAX_ITEMS: Final = 100
 # Encoding in memory takes milliseconds; a live viewer on a slow link may take longer.
 FLUSH_SECONDS: Final = 60.0
 # Closing a stream after a good flush only writes the file's footer; after a failed one it may never end.
 DISCONNECT_SECONDS: Final = 10.0
 DISCONNECT_AFTER_FAILURE_SECONDS: Final = 1.0
-MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
-
-
-@dataclass(frozen=True)
-class ItemPaths:
-    """Entity paths of one item, all under items/<id>/."""
-
-    root: str
-    input_image: str
-    input_canny: str
-    prompt: str
-    params: str
-    latent: str
-    preview: str
-    output: str
-
-
-def item_paths(item_id: str, prefix: str = "") -> ItemPaths:
-    """The entity paths of an item; `prefix` places them under another path (the viewer's choice)."""
-    root = f"{prefix.strip('/')}/items/{item_id}" if prefix.strip("/") else f"items/{item_id}"
-    return ItemPaths(
-        root=root,
-        input_image=f"{root}/input/image",
-        input_canny=f"{root}/input/canny",
-        prompt=f"{root}/prompt",
-        params=f"{root}/params",
-        latent=f"{root}/latent",
-        preview=f"{root}/preview",
-        output=f"{root}/output",
-    )
-
-
-def run_recording_id(out_dir: Path) -> str:
-    """One recording id per output folder: reruns, resumed runs and shards all merge in the viewer."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rr-controlnet:{Path(out_dir).resolve()}"))
-
-
-def recording_name(manifest_path: Path, out_dir: Path) -> str:
-    """What the viewer lists the batch as: the manifest file and the output folder, e.g. `cats.yaml → cats-output`.
-
-    `run` has no manifest file (its items come from the command line): the output folder alone names it.
-    """
-    out_name = Path(out_dir).resolve().name
-    manifest_path = Path(manifest_path)
-    return f"{manifest_path.name} → {out_name}" if manifest_path.suffix in MANIFEST_SUFFIXES else out_name
-
-
-@dataclass(frozen=True)
-class RecordingProperties:
-    """The recording's name and start time, sent alike by every stream of a batch so that merged files agree."""
-
-    name: str
-    start_time_ns: int
-
-    def send(self, stream: Any) -> None:
-        stream.send_recording_name(self.name)
-        stream.send_recording_start_time_nanos(self.start_time_ns)
-
-
-def batch_properties(manifest_path: Path, out_dir: Path, start_time_ns: int) -> RecordingProperties:
-    return RecordingProperties(recording_name(manifest_path, out_dir), start_time_ns)
-
-
-def item_view_names(item_id: str) -> dict[str, str]:
-    return {
-        "input": f"{item_id}: input",
-        "canny": f"{item_id}: canny",
-        "latent": f"{item_id}: latent",
-        "preview": f"{item_id}: preview",
-        "output": f"{item_id}: output",
-        "prompt": f"{item_id}: prompt",
-        "params": f"{item_id}: params",
-    }
-
-
-def item_layout(item_id: str, prefix: str = "") -> Any:
-    """Input, canny, latent, preview and output side by side; prompt and parameters below."""
-    import rerun as rr
-    import rerun.blueprint as rrb
-
-    paths = item_paths(item_id, prefix)
-    names = item_view_names(item_id)
-    latent_slice = rrb.TensorSliceSelection(
-        width=2, height=1, indices=[rr.encodings.TensorDimensionIndexSelection(dimension=0, index=0)], slider=[0]
-    )
-    return rrb.Vertical(
-        rrb.Horizontal(
-            rrb.Spatial2DView(name=names["input"], origin=paths.input_image),
-            rrb.Spatial2DView(name=names["canny"], origin=paths.input_canny),
-            rrb.TensorView(name=names["latent"], origin=paths.latent, slice_selection=latent_slice),
-            rrb.Spatial2DView(name=names["preview"], origin=paths.preview),
-            rrb.Spatial2DView(name=names["output"], origin=paths.output),
-        ),
-        rrb.Horizontal(
-            rrb.TextDocumentView(name=names["prompt"], origin=paths.prompt),
-            rrb.TextDocumentView(name=names["params"], origin=paths.params),
-        ),
-        row_shares=[3, 1],
-        name=item_id,
-    )
-
-
-def batch_blueprint(item_ids: Sequence[str], prefix: str = "") -> Any:
-    """One tab per item, the first one active, the time panel on `step`; the same for every stream of a batch."""
-    import rerun.blueprint as rrb
-
-    return rrb.Blueprint(
-        # Every file must carry the same active tab: the viewer activates the default blueprint of the file it loads
-        # last, and files load in no fixed order.
-        rrb.Tabs(*(item_layout(item_id, prefix) for item_id in item_ids), active_tab=0),
-        rrb.TimePanel(timeline=STEP_TIMELINE),
-        collapse_panels=False,
-    )
-
-
-def file_blueprint_items(item_ids: Sequence[str]) -> list[str]:
-    """The items whose tabs go into every item file's blueprint: all of a small batch, none of a large one."""
-    return list(item_ids) if len(item_ids) <= FULL_BLUEPRINT_MAX_ITEMS else []
 
 
 def save_batch_blueprint(item_ids: Sequence[str], path: Path) -> Path:

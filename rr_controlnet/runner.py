@@ -23,17 +23,10 @@ from rr_controlnet.errors import OutputWriteError, RrControlnetError
 from rr_controlnet.files import AtomicFile, write_failure
 from rr_controlnet.generate import GenerationJob, PromptCut, StepData, batch_key, generate, prompt_cuts
 from rr_controlnet.images import ControlImages, SourceImage, encode_png, prepare_input
+from rr_controlnet.layout import BATCH_BLUEPRINT_MAX_ITEMS, RecordingProperties, batch_blueprint, file_blueprint_items
 from rr_controlnet.outputs import ItemOutcome, file_checksum, item_file_names
 from rr_controlnet.plan import PlannedItem
-from rr_controlnet.record import (
-    BATCH_BLUEPRINT_MAX_ITEMS,
-    ItemRecording,
-    Mirror,
-    RecordingProperties,
-    StreamPool,
-    batch_blueprint,
-    file_blueprint_items,
-)
+from rr_controlnet.record import ItemRecording, Mirror, StreamPool
 from rr_controlnet.report import library_versions, params_markdown, png_text_chunks, prompt_markdown
 from rr_controlnet.spec import StopRequest
 
@@ -85,7 +78,6 @@ class GroupRunner:
     def __init__(
         self,
         model: Any,  # loading.LoadedModel
-        scheduler: str | None,
         out_dir: Path,
         recording_id: str,
         blueprint_ids: Sequence[str],
@@ -98,7 +90,6 @@ class GroupRunner:
         properties: RecordingProperties | None = None,
     ):
         self.model = model
-        self.scheduler = scheduler
         self.out_dir = Path(out_dir)
         self.recording_id = recording_id
         self.blueprint_ids = list(blueprint_ids)
@@ -109,6 +100,7 @@ class GroupRunner:
         self.finisher = finisher  # None: finish each item before run_group returns
         self.on_outcome = on_outcome
         self.properties = properties  # the batch's recording name and start time, sent by every item
+        self.step_seconds = 0.0  # time spent recording steps (latents and previews), for benchmarks
         self.pool = StreamPool(recording_id, options.save_recordings, options.live_url)
         file_items = file_blueprint_items(self.blueprint_ids)
         self.file_blueprint = batch_blueprint(file_items) if file_items else None
@@ -179,8 +171,10 @@ class GroupRunner:
                 progress.start_item(", ".join(p.id for p in group), group[0].planned.item.params.steps)
 
             def on_step(index: int, data: StepData) -> None:
+                started = time.perf_counter()
                 thin = data.step % self.options.latent_every == 0
                 recordings[index].log_step(data.step, data.timestep, data.latent if thin else None, data.preview)
+                self.step_seconds += time.perf_counter() - started
                 if index == 0 and progress is not None:
                     progress.step()
 
@@ -330,3 +324,25 @@ def _free_accelerator_memory(exc: BaseException) -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def generate_and_record(
+    model: Any,
+    planned: Sequence[PlannedItem],
+    out_dir: Path,
+    recording_id: str,
+    options: RecordingOptions = RecordingOptions(),
+    batch_size: int = 1,
+    log: Callable[[str], None] = lambda message: None,
+) -> list[ItemOutcome]:
+    """Generate and record planned items with a loaded model, in groups of at most `batch_size`; every
+    item's files are complete when this returns. The batch's per-item work, without its bookkeeping of
+    the output folder (no lock, resume or summary): for benchmarks and notebooks."""
+    runner = GroupRunner(model, out_dir, recording_id, [p.item.id for p in planned], options, log=log)
+    outcomes = []
+    try:
+        for group in runner.prepared_groups(planned, batch_size):
+            outcomes += [group] if isinstance(group, ItemOutcome) else runner.run_group(group)
+    finally:
+        runner.close()
+    return outcomes

@@ -39,7 +39,7 @@ def start_live_viewer(
     """Spawn, connect to, or serve a viewer for a batch; None when the output goes to files only."""
     import rerun as rr
 
-    from rr_controlnet.record import APPLICATION_ID
+    from rr_controlnet.layout import APPLICATION_ID
 
     if connect_url:
         require_reachable(connect_url)
@@ -66,7 +66,7 @@ def serve_batch(manifest: Manifest, out_dir: Path) -> LiveViewer:
     """
     import rerun as rr
 
-    from rr_controlnet.record import (
+    from rr_controlnet.layout import (
         APPLICATION_ID,
         BATCH_BLUEPRINT_MAX_ITEMS,
         batch_blueprint,

@@ -142,7 +142,7 @@ def test_python_dash_m_runs_the_same_cli() -> None:
 
 
 def test_large_batches_keep_the_full_blueprint_out_of_each_item_file() -> None:
-    from rr_controlnet.record import FULL_BLUEPRINT_MAX_ITEMS, file_blueprint_items
+    from rr_controlnet.layout import FULL_BLUEPRINT_MAX_ITEMS, file_blueprint_items
 
     small = [f"item{index}" for index in range(FULL_BLUEPRINT_MAX_ITEMS)]
     assert file_blueprint_items(small) == small

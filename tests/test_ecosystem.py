@@ -15,7 +15,8 @@ from conftest import free_port, sample_image, tiny_manifest
 from PIL import Image
 from rrd_contents import blueprint_active_tab, decoded_image, read_recording, recording_properties
 
-from rr_controlnet.cli import BUNDLED_LOGO, ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT, cli
+from rr_controlnet.cli import cli
+from rr_controlnet.original import BUNDLED_LOGO, ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT
 
 IMPORTER = Path(sys.executable).with_name("rerun-importer-rr-controlnet")
 
@@ -226,8 +227,8 @@ def test_serve_web_serves_the_viewer_page_and_a_grpc_endpoint(monkeypatch: pytes
     import urllib.request
 
     from rr_controlnet import viewer
+    from rr_controlnet.layout import run_recording_id
     from rr_controlnet.manifest import load_manifest
-    from rr_controlnet.record import run_recording_id
 
     # Free ports: the servers live as long as this process, and other runs may hold the defaults.
     monkeypatch.setattr(viewer, "VIEWER_PORT", free_port())

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import tiny_manifest, write_manifest
 
-from rr_controlnet import models
+from rr_controlnet import loading
 from rr_controlnet.cli import cli
 
 
@@ -58,7 +58,7 @@ def test_a_corrupt_image_fails_its_item_and_the_others_complete(tmp_path: Path) 
 def sabotaged_pipeline(monkeypatch: pytest.MonkeyPatch) -> dict:
     """Make the pipeline misbehave for items whose prompt names a fault: NAN, OOM or CRASH."""
     calls = {"empty_cache": 0}
-    real_load_model = models.load_model
+    real_load_model = loading.load_model
 
     def load_model(*args, **kwargs):
         model = real_load_model(*args, **kwargs)
@@ -79,7 +79,7 @@ def sabotaged_pipeline(monkeypatch: pytest.MonkeyPatch) -> dict:
         model.pipe.__class__ = Sabotaged
         return model
 
-    monkeypatch.setattr(models, "load_model", load_model)
+    monkeypatch.setattr(loading, "load_model", load_model)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     monkeypatch.setattr("gc.collect", lambda: calls.__setitem__("empty_cache", calls["empty_cache"] + 1) or 0)
     return calls

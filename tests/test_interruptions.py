@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import tiny_manifest
 
-from rr_controlnet.outputs import read_outcomes
+from rr_controlnet.journal import read_outcomes
 
 RERUN = Path(sys.executable).with_name("rerun")
 

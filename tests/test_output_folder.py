@@ -16,7 +16,8 @@ from conftest import IMAGES, tiny_manifest, write_manifest
 
 from rr_controlnet.cli import cli
 from rr_controlnet.distributed import Shard
-from rr_controlnet.outputs import FolderLock, lock_name, read_outcomes
+from rr_controlnet.folder_lock import FolderLock, lock_name
+from rr_controlnet.journal import read_outcomes
 
 
 def run(manifest: Path, out: Path, *args: str):

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import tiny_manifest
 
 from rr_controlnet.cli import cli
-from rr_controlnet.record import item_paths
+from rr_controlnet.layout import item_paths
 
 
 def run(manifest: Path, out: Path, *args: str):

@@ -164,7 +164,8 @@ def test_summary_markdown_of_a_large_batch_stays_small_and_lists_failures_first(
 def test_batch_blueprint_file_is_bounded(tmp_path: Path) -> None:
     from rrd_contents import blueprint_views
 
-    from rr_controlnet.record import BATCH_BLUEPRINT_MAX_ITEMS, save_batch_blueprint
+    from rr_controlnet.layout import BATCH_BLUEPRINT_MAX_ITEMS
+    from rr_controlnet.record import save_batch_blueprint
 
     ids = [f"item{n}" for n in range(BATCH_BLUEPRINT_MAX_ITEMS + 5)]
     views = blueprint_views(save_batch_blueprint(ids, tmp_path / "batch.rbl"))
@@ -178,7 +179,7 @@ def test_batch_blueprint_file_is_bounded(tmp_path: Path) -> None:
 def test_summary_json_is_rewritten_at_most_once_an_interval() -> None:
     import time
 
-    from rr_controlnet.outputs import SummaryWriter
+    from rr_controlnet.journal import SummaryWriter
 
     writes: list[float] = []
     writer = SummaryWriter(lambda: writes.append(time.monotonic()), interval=0.3)

@@ -32,7 +32,7 @@ import pytest
 from conftest import free_port, tiny_manifest
 from rrd_contents import recording_properties, shown_tab
 
-from rr_controlnet.record import item_view_names, run_recording_id
+from rr_controlnet.layout import item_view_names, run_recording_id
 
 # Read when the module is collected, before conftest's session fixture sets CI for every test.
 IN_CI = bool(os.environ.get("CI"))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.errors import DeviceError, ModelLoadError
-from rr_controlnet.presets import has_random_weights, native_size
+from rr_controlnet.presets import built_weights, native_size
 from rr_controlnet.spec import ModelSpec
 
 DTYPES: Final = ("auto", "fp16", "bf16", "fp32")
@@ -51,10 +51,6 @@ class LoadedModel:
     @property
     def family(self) -> str:
         return self.spec.family
-
-    @property
-    def vae_scale_factor(self) -> int:
-        return int(self.pipe.vae_scale_factor)
 
 
 def quiet_library_logging() -> None:
@@ -126,12 +122,13 @@ def load_model(
     if (offload or compile_models) and not accelerated:
         flag = "--offload" if offload else "--compile"
         raise DeviceError(f"{flag} needs a CUDA device; this run is on {runtime.device}")
-    if spec.name in ("random-sd15", "random-sdxl"):
+    built = built_weights(spec)
+    if built == "random":
         # Real-size architectures with random weights: built in memory (saving them is gigabytes).
         from rr_controlnet.random_models import build_random_pipeline
 
         pipe = build_random_pipeline(spec.name, dtype=runtime.torch_dtype)
-    elif has_random_weights(spec):
+    elif built == "tiny":
         folder = random_model_folder(spec.name)
         local = ModelSpec(spec.name, spec.family, str(folder), str(folder / "controlnet"))
         pipe = _load_pipeline(local, runtime, allow_unsafe_weights)
@@ -174,10 +171,11 @@ def load_preview_decoder(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights
 
     from rr_controlnet.presets import FAMILY_PREVIEW_DECODER
 
-    if has_random_weights(spec):
+    built = built_weights(spec)
+    if built is not None:
         from rr_controlnet.random_models import build_random_preview_decoder, save_random_preview_decoder
 
-        if spec.name.startswith("random"):
+        if built == "random":
             decoder = build_random_preview_decoder(spec.name, dtype=runtime.torch_dtype)
             return decoder.to(runtime.device)
         folder = models_cache_dir() / "models" / f"{spec.name}-taesd"

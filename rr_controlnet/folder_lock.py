@@ -1,0 +1,215 @@
+"""One writer per shard of an output folder: a lock file naming its holder, released however the holder ends.
+
+An advisory lock (flock) on `.rr-controlnet.lock` (per shard: `.rr-controlnet.shard-I-of-N.lock`)
+whose content names the holder's pid, host, start and command for the message a rival gets. The
+system releases the lock when its holder dies, however it dies, so a lock left by a killed run is
+taken over; where a file system has no flock, the holder's pid decides. Shards of one batch are
+separate writers; runs whose items overlap (two unsharded runs, two runs of one shard, a whole batch
+beside any shard, shards of different splits) are rivals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import re
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from rr_controlnet.errors import OutputFolderError
+
+LOCK_NAME: Final = ".rr-controlnet.lock"
+LOCK_GLOB: Final = ".rr-controlnet*.lock"
+
+
+def lock_name(shard: Any = None) -> str:
+    return f".rr-controlnet.shard-{shard.index}-of-{shard.count}.lock" if shard is not None else LOCK_NAME
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    pid: int | None
+    host: str
+    started: str
+    command: str
+    shard: str | None
+
+    def describe(self) -> str:
+        who = f"pid {self.pid} on {self.host}" if self.pid else "another run"
+        since = f" since {self.started}" if self.started else ""
+        return f"{who}{since} ({self.command})" if self.command else f"{who}{since}"
+
+
+class FolderLock:
+    """Held while a run writes into an output folder; a second run of the same items is refused."""
+
+    def __init__(self, out_dir: Path, shard: Any = None, log: Callable[[str], None] | None = None):
+        self.out_dir = Path(out_dir)
+        self.shard = shard
+        self.path = self.out_dir / lock_name(shard)
+        self.log = log or (lambda message: None)
+        self._fd: int | None = None
+
+    def __enter__(self) -> FolderLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        for _ in range(10):  # the file can be replaced between open and lock; then try again
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not _try_lock(fd, exclusive=True):
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise OutputFolderError(_busy_message(self.out_dir, holder, self.path))
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)
+        else:
+            raise OutputFolderError(f"output folder {self.out_dir}: cannot take the lock {self.path}")
+        previous = _read_holder(fd)
+        if previous is not None and previous.pid not in (None, os.getpid()):
+            self.log(f"note: taking over the lock of {previous.describe()}, which is no longer running")
+        self._fd = fd
+        _write_holder(fd, self.shard)
+        rival = self._live_rival()
+        if rival is not None:
+            self.release()
+            raise OutputFolderError(_busy_message(self.out_dir, rival[1], rival[0]))
+
+    def _live_rival(self) -> tuple[Path, LockHolder | None] | None:
+        for other in sorted(self.out_dir.glob(LOCK_GLOB)):
+            if other.name == self.path.name or not _overlaps(self.shard, _shard_of_lock(other.name)):
+                continue
+            try:
+                fd = os.open(other, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                if not _try_lock(fd, exclusive=False):
+                    return other, _read_holder(fd)
+            finally:
+                os.close(fd)
+        return None
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()  # while still locked: nobody can take over a file about to vanish
+        os.close(self._fd)
+        self._fd = None
+
+
+def _try_lock(fd: int, exclusive: bool) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks (Windows): the holder's pid decides
+        holder = _read_holder(fd)
+        return holder is None or holder.pid in (None, os.getpid()) or not _alive(holder)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError:  # a file system without flock: the holder's pid decides
+        holder = _read_holder(fd)
+        return holder is None or holder.pid in (None, os.getpid()) or not _alive(holder)
+    if not exclusive:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
+
+
+def _alive(holder: LockHolder) -> bool:
+    if holder.host != socket.gethostname() or holder.pid is None:
+        return True  # another machine's process cannot be checked from here
+    try:
+        os.kill(holder.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
+
+
+def _read_holder(fd: int) -> LockHolder | None:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        document = json.loads(os.read(fd, 65536) or b"null")
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict):
+        return None
+    pid = document.get("pid")
+    return LockHolder(
+        pid if isinstance(pid, int) else None,
+        str(document.get("host", "")),
+        str(document.get("started", "")),
+        str(document.get("command", "")),
+        document.get("shard"),
+    )
+
+
+def _write_holder(fd: int, shard: Any) -> None:
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": " ".join(["rr-controlnet", *sys.argv[1:]])[:500],
+        "shard": str(shard) if shard is not None else None,
+    }
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(holder).encode())
+    os.fsync(fd)
+
+
+def _busy_message(out_dir: Path, holder: LockHolder | None, path: Path) -> str:
+    who = holder.describe() if holder else "another run"
+    return (
+        f"output folder {out_dir} is in use by {who}; wait for it to finish or stop it "
+        f"(if that run is gone, delete {path})"
+    )
+
+
+def _shard_of_lock(name: str) -> tuple[int, int] | None:
+    match = re.fullmatch(r"\.rr-controlnet\.shard-(\d+)-of-(\d+)\.lock", name)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _overlaps(shard: Any, other: tuple[int, int] | None) -> bool:
+    """Whether two runs could write the same items: only shards I != J of the same N cannot."""
+    if shard is None or other is None:
+        return True
+    return shard.count != other[1] or shard.index == other[0]
+
+
+def held_shard_locks(out_dir: Path) -> list[str]:
+    """Shards ("I/N") whose runs are still writing into the folder."""
+    held = []
+    for path in Path(out_dir).glob(LOCK_GLOB):
+        shard = _shard_of_lock(path.name)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            if not _try_lock(fd, exclusive=False):
+                held.append(f"{shard[0]}/{shard[1]}" if shard else "the whole batch")
+        finally:
+            os.close(fd)
+    return held

@@ -1,0 +1,252 @@
+"""What an output folder records of each item: an append-only journal, summary.json, and reading them back.
+
+Every finished item goes to the journal at once (one synced JSON line); summary.json is rewritten
+from time to time and at the end. Reading takes summaries and journals oldest first, so later
+outcomes win; a file that is not ours is reported and set aside, never trusted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Final
+
+from rr_controlnet.errors import OutputFolderError, OutputWriteError
+from rr_controlnet.files import write_atomic, write_failure
+from rr_controlnet.outputs import (
+    JOURNAL_NAME,
+    SHARD_JOURNAL_GLOB,
+    SHARD_SUMMARY_GLOB,
+    SUMMARY_NAME,
+    BatchSummary,
+    ItemOutcome,
+)
+
+# While a batch runs, summary.json is rewritten at most this often, and less often when rewriting it
+# takes long (a large batch): writing it may take 1/SUMMARY_COST_SHARE of the time. The journal holds
+# every outcome in between.
+SUMMARY_INTERVAL_SECONDS: Final = 2.0
+SUMMARY_COST_SHARE: Final = 20
+
+
+class Journal:
+    """Append-only outcomes, one JSON line each, synced: what a killed run finished survives it."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def append(self, outcome: ItemOutcome) -> None:
+        line = json.dumps(asdict(outcome), separators=(",", ":")) + "\n"
+        try:
+            with open(self.path, "a", encoding="utf-8") as journal:
+                journal.write(line)
+                journal.flush()
+                os.fsync(journal.fileno())
+        except OSError as exc:
+            raise write_failure(exc, self.path) from None
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class SummaryWriter:
+    """Keeps summary.json current without rewriting it after every item.
+
+    `changed()` marks the summary dirty; it is written at once when the last write is older than the
+    interval (and than SUMMARY_COST_SHARE times what the last write took), otherwise by a timer thread
+    once that time is up. The cost per item stays the same however large the batch grows, and the
+    journal holds every outcome in between, so nothing is lost to a kill.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[], None],
+        lock: threading.RLock | None = None,
+        interval: float = SUMMARY_INTERVAL_SECONDS,
+    ):
+        self._write = write
+        self.interval = interval
+        self._lock = lock or threading.RLock()  # the one that guards what `write` reads
+        self._last_written = float("-inf")
+        self._last_cost = 0.0
+        self._timer: threading.Timer | None = None
+        self.error: OutputWriteError | None = None
+
+    def changed(self) -> None:
+        with self._lock:
+            period = max(self.interval, SUMMARY_COST_SHARE * self._last_cost)
+            wait = period - (time.monotonic() - self._last_written)
+            if wait <= 0:
+                self.write_now()
+            elif self._timer is None:
+                self._timer = threading.Timer(wait, self._on_timer)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+            try:
+                self.write_now()
+            except OutputWriteError as exc:
+                self.error = exc  # raised in the batch's own thread at its next write
+
+    def write_now(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self.error is not None:
+                error, self.error = self.error, None
+                raise error
+            started = time.monotonic()
+            self._write()
+            self._last_written = time.monotonic()
+            self._last_cost = self._last_written - started
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+
+def write_summary(summary: BatchSummary, out_dir: Path, name: str = SUMMARY_NAME) -> Path:
+    return write_atomic(Path(out_dir) / name, summary.to_json())
+
+
+def read_outcomes(
+    out_dir: Path, own_names: Iterable[str] = (), log: Callable[[str], None] | None = None
+) -> dict[str, ItemOutcome]:
+    """The newest outcome of every item that earlier runs recorded in this folder.
+
+    Summaries and journals are read oldest first, so later ones win. A file that is not ours is
+    reported and not trusted; files in `own_names` (the caller's, under its lock) are also moved
+    aside as `<name>.broken-<time>` so that the next run does not trip on them again.
+    """
+    log = log or (lambda message: None)
+    outcomes: dict[str, ItemOutcome] = {}
+    own = set(own_names)
+    for path in _state_files(out_dir):
+        entries, problem = _read_state_file(path)
+        if problem is not None:
+            moved = _set_aside(path) if path.name in own else None
+            where = f"; moved to {moved.name}" if moved else ""
+            log(f"warning: {path} {problem}: not trusted, its items will be generated again{where}")
+            continue
+        for outcome in entries:
+            outcomes[outcome.id] = outcome
+    return outcomes
+
+
+def read_summary_documents(out_dir: Path) -> list[dict]:
+    """summary.json and every shard summary in the folder that reads as one, oldest first."""
+    documents = []
+    for path in _state_files(out_dir, journals=False):
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(document, dict) and isinstance(document.get("items"), list):
+            documents.append(document)
+    return documents
+
+
+def _state_files(out_dir: Path, journals: bool = True) -> list[Path]:
+    out_dir = Path(out_dir)
+    paths = [out_dir / SUMMARY_NAME, *out_dir.glob(SHARD_SUMMARY_GLOB)]
+    if journals:
+        paths += [out_dir / JOURNAL_NAME, *out_dir.glob(SHARD_JOURNAL_GLOB)]
+    existing = []
+    for path in paths:
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                existing.append((path.stat().st_mtime_ns, path.suffix == ".jsonl", path))
+    return [path for *_, path in sorted(existing)]
+
+
+def _read_state_file(path: Path) -> tuple[list[ItemOutcome], str | None]:
+    """(outcomes, None), or ([], why the file cannot be trusted)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
+    if path.suffix == ".jsonl":
+        return _journal_entries(text)
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        return [], f"is not JSON ({exc})"
+    if not isinstance(document, dict) or not isinstance(document.get("items"), list):
+        return [], f"is not an rr-controlnet summary (it holds {_json_kind(document)})"
+    outcomes = [ItemOutcome.from_entry(entry) for entry in document["items"]]
+    if None in outcomes:
+        return [], "has items that are not rr-controlnet outcomes"
+    return outcomes, None
+
+
+def _journal_entries(text: str) -> tuple[list[ItemOutcome], str | None]:
+    # The last piece has no newline: empty, or a line cut short by a kill, which is ignored.
+    complete = text.split("\n")[:-1]
+    outcomes = []
+    for number, line in enumerate(complete, start=1):
+        try:
+            outcome = ItemOutcome.from_entry(json.loads(line))
+        except ValueError:
+            outcome = None
+        if outcome is None:
+            return [], f"has a line that is not an rr-controlnet outcome (line {number})"
+        outcomes.append(outcome)
+    return outcomes, None
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping without items"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    return "null" if value is None else f"{type(value).__name__} {value!r}"[:40]
+
+
+def _set_aside(path: Path) -> Path | None:
+    stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.broken-{stamp}")
+    try:
+        os.replace(path, target)
+    except OSError:
+        return None
+    return target
+
+
+def merge_shard_summaries(out_dir: Path, log: Callable[[str], None] | None = None) -> dict:
+    """One summary document for the whole batch: every item in manifest order, newest outcome wins."""
+    documents = read_summary_documents(out_dir)
+    if not documents:
+        raise OutputFolderError(f"{out_dir}: no summary.json or shard summaries to merge")
+    outcomes = read_outcomes(out_dir, log=log)
+    newest = documents[-1]
+    order = next((doc["item_ids"] for doc in reversed(documents) if doc.get("item_ids")), None) or list(outcomes)
+    merged = {key: value for key, value in newest.items() if key not in ("items", "shard", "counts")}
+    # An item no shard has reported on yet is pending, like an item a batch has not reached.
+    stub = {"status": "pending", "seed": None, "params": {}, "params_hash": ""}
+    merged["items"] = [
+        asdict(outcomes[item_id]) if item_id in outcomes else {"id": item_id, **stub} for item_id in order
+    ]
+    merged["item_ids"] = order
+    return merged
+
+
+def shard_state_files(out_dir: Path) -> list[Path]:
+    """Shard summaries and journals (merged into summary.json by `summarize`)."""
+    out_dir = Path(out_dir)
+    return [*out_dir.glob(SHARD_SUMMARY_GLOB), *out_dir.glob(SHARD_JOURNAL_GLOB), out_dir / JOURNAL_NAME]
