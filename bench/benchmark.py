@@ -3,11 +3,11 @@
 The same items (model, size, steps, seeds, real photos from manifests/images/) run in one process,
 three ways, interleaved per repeat (bare, rr-controlnet, original, bare, ...) so drift hits all alike:
 
-- ``bare``: ``model.pipe(...)`` with the arguments rr_controlnet.generate.generate passes, no callback.
-- ``rr-controlnet``: what the batch does per item: an ItemRecording (inputs, prompt, parameters),
-  generate() with an on_step that logs every step (latent tensor + x0 JPEG preview), the output PNG,
-  finish(). Writing the separate ``<id>.png`` file is not recording, so it is left out. The batch runs
-  the last three on a finisher thread, overlapping the next item; here they count in full (an upper bound).
+- ``bare``: ``model.pipe(...)`` with rr_controlnet.generate.pipeline_arguments, no callback.
+- ``rr-controlnet``: what the batch does per item, through its own runner (GroupRunner.run_group):
+  inputs, prompts and parameters recorded, every step's latent tensor and x0 JPEG preview, the output
+  PNG encoded and written, the .rrd verified and written. The batch finishes an item on a worker thread
+  that overlaps the next item; here finishing counts in full (an upper bound).
 - ``original``: Rerun's controlnet example: a full VAE decode of x_t every step, logged as a raw float32
   HxWx3 image, plus the latent as a float32 tensor, into a saved RecordingStream.
 
@@ -30,7 +30,6 @@ with 1 on a busy 2-core machine): pass ``--threads 1`` there.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import statistics
@@ -55,6 +54,8 @@ DEFAULT_JSON: Final = Path(__file__).resolve().parent / "results" / "latest.json
 WAYS: Final = ("bare", "rr-controlnet", "original")
 MODELS: Final = ("random-sd15", "tiny-sd15", "tiny-sdxl", "random-sdxl", "sd15", "sdxl")
 ORIGINAL_APPLICATION_ID: Final = "rerun_example_controlnet"
+# What the batch records per step by default: every latent and an x0 preview.
+RECORDING: Final = {"preview": "x0", "latent_every": 1}
 RSS_SAMPLE_SECONDS: Final = 0.005
 
 
@@ -74,12 +75,19 @@ class BenchConfig:
 
 @dataclass
 class BenchItem:
-    """An item prepared once: its effective parameters, decoded image and edge map."""
+    """An item prepared once (decoded, resized, edge-mapped) by the batch's own runner."""
 
-    item: Any  # rr_controlnet.manifest.Item
-    source: Any  # rr_controlnet.images.SourceImage
-    control: Any  # rr_controlnet.images.ControlImages
-    params_hash: str
+    prepared: Any  # rr_controlnet.runner.PreparedItem
+
+    @property
+    def id(self) -> str:
+        return self.prepared.id
+
+    @property
+    def job(self) -> Any:
+        from rr_controlnet.generate import GenerationJob
+
+        return GenerationJob(self.id, self.prepared.planned.item.params, self.prepared.control)
 
 
 @dataclass
@@ -212,73 +220,41 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     return BenchConfig(**vars(args))
 
 
-def prepare_items(config: BenchConfig, spec: Any, dtype_name: str) -> list[BenchItem]:
-    """Items over the bundled photos (cycled), seed = position, decoded and edge-mapped once."""
-    from rr_controlnet.images import control_images, load_image
-    from rr_controlnet.plan import ParamsFingerprint
-    from rr_controlnet.presets import family_defaults
-    from rr_controlnet.spec import GenerationParams, Item
+def bench_manifest(config: BenchConfig) -> Any:
+    """The benchmark's items as a manifest: the bundled photos (cycled), seed = position."""
+    from rr_controlnet.manifest import parse_manifest
 
-    prepared = []
+    items = []
     for index in range(config.items):
         name = IMAGE_NAMES[index % len(IMAGE_NAMES)]
-        path = IMAGES_DIR / name
         stem = Path(name).stem
         item_id = stem if index < len(IMAGE_NAMES) else f"{stem}-{index // len(IMAGE_NAMES)}"
-        params = GenerationParams(
-            prompt=ORIGINAL_PROMPT,
-            negative_prompt=ORIGINAL_NEGATIVE_PROMPT,
-            seed=index,
-            steps=config.steps,
-            guidance_scale=family_defaults(spec.family)["guidance_scale"],
-            controlnet_conditioning_scale=0.5,
-            control_guidance_start=0.0,
-            control_guidance_end=1.0,
-            canny_low=100,
-            canny_high=200,
-            width=config.size,
-            height=config.size,
-            resize="crop",
-        )
-        item = Item(id=item_id, image=path, params=params, index=index + 1, line=None)
-        source = load_image(path)
-        control = control_images(source, (config.size, config.size), params.resize, params.canny_low, params.canny_high)
-        fingerprint = ParamsFingerprint(
-            params=params,
-            model=spec,
-            scheduler=None,
-            image_sha256=hashlib.sha256(source.encoded).hexdigest(),
-            extra={"dtype": dtype_name},
-        )
-        prepared.append(BenchItem(item, source, control, fingerprint.digest()))
-    return prepared
-
-
-def pipeline_arguments(bench_item: BenchItem) -> dict[str, Any]:
-    """The keyword arguments rr_controlnet.generate.generate passes for a one-item call."""
-    import torch
-    from PIL import Image
-
-    params = bench_item.item.params
-    height, width = bench_item.control.canny.shape
-    return {
-        "prompt": [params.prompt],
-        "negative_prompt": [params.negative_prompt],
-        "image": [Image.fromarray(bench_item.control.canny_rgb)],
-        "height": height,
-        "width": width,
-        "num_inference_steps": params.steps,
-        "guidance_scale": params.guidance_scale,
-        "controlnet_conditioning_scale": params.controlnet_conditioning_scale,
-        "control_guidance_start": params.control_guidance_start,
-        "control_guidance_end": params.control_guidance_end,
-        "generator": [torch.Generator(device="cpu").manual_seed(params.seed)],
-        "output_type": "np",
+        items.append({"id": item_id, "image": name, "seed": index})
+    document = {
+        "version": 1,
+        "model": config.model,
+        "defaults": {
+            "prompt": ORIGINAL_PROMPT,
+            "negative_prompt": ORIGINAL_NEGATIVE_PROMPT,
+            "steps": config.steps,
+            "size": config.size,
+            "controlnet_conditioning_scale": 0.5,
+        },
+        "items": items,
     }
+    return parse_manifest(document, IMAGES_DIR / "benchmark.yaml")
 
 
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    return (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+def prepare_items(runner: Any, manifest: Any, dtype_name: str) -> list[BenchItem]:
+    """Every item decoded and edge-mapped once, outside the timed region."""
+    from rr_controlnet.plan import plan_items
+    from rr_controlnet.runner import PreparedItem
+
+    prepared = [runner.prepare(planned) for planned in plan_items(manifest, dtype_name, recording=RECORDING)]
+    failed = [entry for entry in prepared if not isinstance(entry, PreparedItem)]
+    if failed:
+        raise RuntimeError(f"items could not be prepared: {failed}")
+    return [BenchItem(entry) for entry in prepared]
 
 
 def _synchronize(model: Any) -> None:
@@ -299,66 +275,32 @@ class BareWay:
     def run_item(self, bench_item: BenchItem, out_dir: Path) -> tuple[np.ndarray, float, int | None]:
         import torch
 
+        from rr_controlnet.generate import pipeline_arguments, to_uint8
+
         with torch.inference_mode():
-            output = self.model.pipe(**pipeline_arguments(bench_item))
-        return _to_uint8(output.images[0]), 0.0, None
+            output = self.model.pipe(**pipeline_arguments([bench_item.job]))
+        return to_uint8(output.images[0]), 0.0, None
 
 
 class RrControlnetWay:
-    """(b) One item as rr_controlnet.batch._ItemRunner.run_group records it (batch size 1, every latent)."""
+    """(b) One item as the batch generates and records it: its runner's run_group, batch size 1."""
 
     name = "rr-controlnet"
 
-    def __init__(self, model: Any, items: Sequence[BenchItem], out_dir: Path):
-        from rr_controlnet.record import run_recording_id
-        from rr_controlnet.report import library_versions
-
-        self.model = model
-        self.blueprint_ids = [bench_item.item.id for bench_item in items]
-        self.recording_id = run_recording_id(out_dir / self.name)
-        self.versions = library_versions()
-        self.context = {
-            "scheduler": type(model.pipe.scheduler).__name__,
-            "device": model.runtime.device,
-            "dtype": model.runtime.dtype_name,
-            "preview": "x0",
-            "latent_every": 1,
-        }
+    def __init__(self, runner: Any):
+        self.runner = runner
+        self.model = runner.model
 
     def run_item(self, bench_item: BenchItem, out_dir: Path) -> tuple[np.ndarray, float, int | None]:
-        from rr_controlnet.generate import GenerationJob, StepData, generate
-        from rr_controlnet.images import encode_png
-        from rr_controlnet.record import ItemRecording
-        from rr_controlnet.report import params_markdown, png_text_chunks, prompt_markdown
+        from PIL import Image
 
-        item = bench_item.item
-        size = (item.params.width, item.params.height)
-        path = out_dir / self.name / f"{item.id}.rrd"
-        recording = ItemRecording(item.id, path, self.recording_id, self.blueprint_ids)
-        recording.log_inputs(bench_item.source, bench_item.control.canny)
-        context = {**self.context, "size": f"{size[0]}x{size[1]}"}
-        recording.log_text(
-            prompt_markdown(item.params),
-            params_markdown(item, self.model.spec, context, bench_item.params_hash, self.versions),
-        )
-        callback_seconds = 0.0
-
-        def on_step(index: int, data: StepData) -> None:
-            nonlocal callback_seconds
-            started = time.perf_counter()
-            recording.log_step(data.step, data.timestep, data.latent, data.preview)
-            callback_seconds += time.perf_counter() - started
-
-        job = GenerationJob(item.id, item.params, bench_item.control)
-        result = generate(self.model, [job], on_step, lambda: False, "x0")
-        image = result.images[0]
-        if image is None:
-            recording.discard()
-            raise RuntimeError(f"item {item.id!r}: {result.failures[0]}")
-        chunks = png_text_chunks(item, self.model.spec, self.context["scheduler"], size, bench_item.params_hash)
-        recording.log_output(encode_png(image, chunks), result.last_step, result.last_timestep)
-        recording.finish()
-        return image, callback_seconds, path.stat().st_size
+        step_seconds = self.runner.step_seconds
+        (outcome,) = self.runner.run_group([bench_item.prepared])
+        if outcome.status != "done":
+            raise RuntimeError(f"item {bench_item.id!r}: {outcome.error}")
+        callback_seconds = self.runner.step_seconds - step_seconds
+        image = np.asarray(Image.open(self.runner.out_dir / f"{bench_item.id}.png"))
+        return image, callback_seconds, (self.runner.out_dir / f"{bench_item.id}.rrd").stat().st_size
 
 
 class OriginalWay:
@@ -375,7 +317,9 @@ class OriginalWay:
         import torch
 
         pipe = self.model.pipe
-        path = out_dir / self.name / f"{bench_item.item.id}.rrd"
+        from rr_controlnet.generate import pipeline_arguments, to_uint8
+
+        path = out_dir / self.name / f"{bench_item.id}.rrd"
         path.parent.mkdir(parents=True, exist_ok=True)
         stream = rr.RecordingStream(ORIGINAL_APPLICATION_ID, recording_id=str(uuid.uuid4()))
         blueprint = rrb.Horizontal(
@@ -391,10 +335,12 @@ class OriginalWay:
             rrb.Spatial2DView(origin="output"),
         )
         stream.save(path, default_blueprint=blueprint)
-        stream.log("input/raw", rr.Image(bench_item.source.pixels), static=True)
-        stream.log("input/canny", rr.Image(bench_item.control.canny_rgb), static=True)
-        stream.log("positive_prompt", rr.TextDocument(bench_item.item.params.prompt), static=True)
-        stream.log("negative_prompt", rr.TextDocument(bench_item.item.params.negative_prompt), static=True)
+        prepared = bench_item.prepared
+        params = prepared.planned.item.params
+        stream.log("input/raw", rr.Image(prepared.source.pixels), static=True)
+        stream.log("input/canny", rr.Image(prepared.control.canny_rgb), static=True)
+        stream.log("positive_prompt", rr.TextDocument(params.prompt), static=True)
+        stream.log("negative_prompt", rr.TextDocument(params.negative_prompt), static=True)
         callback_seconds = 0.0
 
         def on_step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
@@ -414,11 +360,11 @@ class OriginalWay:
 
         with torch.inference_mode():
             output = pipe(
-                **pipeline_arguments(bench_item),
+                **pipeline_arguments([bench_item.job]),
                 callback_on_step_end=on_step_end,
                 callback_on_step_end_tensor_inputs=["latents"],
             )
-        image = _to_uint8(output.images[0])
+        image = to_uint8(output.images[0])
         stream.log("output", rr.Image(image))
         stream.flush()
         stream.disconnect()
@@ -576,23 +522,27 @@ def _load_average() -> list[float]:
 def run_benchmark(config: BenchConfig, out_dir: Path, log: Callable[[str], None]) -> BenchReport:
     import torch
 
+    from rr_controlnet.layout import run_recording_id
     from rr_controlnet.loading import load_model, quiet_library_logging, resolve_runtime
-    from rr_controlnet.presets import model_spec_from_preset
+    from rr_controlnet.runner import GroupRunner, RecordingOptions
 
     quiet_library_logging()
     if config.threads:
         torch.set_num_threads(config.threads)
     load_start = _load_average()
     runtime = resolve_runtime(config.device, config.dtype)
-    spec = model_spec_from_preset(config.model)
-    items = prepare_items(config, spec, runtime.dtype_name)
+    manifest = bench_manifest(config)
     log(f"loading {config.model} on {runtime.device} ({runtime.dtype_name}) ...")
     started = time.perf_counter()
-    model = load_model(spec, runtime)
+    model = load_model(manifest.model, runtime)
     load_seconds = time.perf_counter() - started
     log(f"loaded in {load_seconds:.1f} s")
 
-    ways = [BareWay(model), RrControlnetWay(model, items, out_dir), OriginalWay(model)]
+    recordings = out_dir / RrControlnetWay.name
+    ids = [item.id for item in manifest.items]
+    runner = GroupRunner(model, recordings, run_recording_id(recordings), ids, RecordingOptions(**RECORDING))
+    items = prepare_items(runner, manifest, runtime.dtype_name)
+    ways = [BareWay(model), RrControlnetWay(runner), OriginalWay(model)]
     for way in ways:
         warmup = run_way(way, items[:1], out_dir)
         log(f"warm-up {way.name}: {warmup.seconds[0]:.3f} s (not counted)")
@@ -607,7 +557,7 @@ def run_benchmark(config: BenchConfig, out_dir: Path, log: Callable[[str], None]
         config=config,
         machine=describe_machine(model),
         model_load_seconds=load_seconds,
-        input_bytes_per_item=statistics.fmean(len(bench_item.source.encoded) for bench_item in items),
+        input_bytes_per_item=statistics.fmean(len(bench_item.prepared.source.encoded) for bench_item in items),
         results=summarize(runs, len(items)),
         max_rss_bytes_process=_ru_maxrss_bytes(),
         load_average_start=load_start,

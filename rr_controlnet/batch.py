@@ -9,10 +9,11 @@ same folder picks up where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -98,8 +99,24 @@ def run_batch(
     collisions = output_collisions(manifest.items, out_dir, str(manifest.path))
     if collisions:
         raise ManifestError(collisions)
-    with output_folder(out_dir, options.shard, log):
+    with output_folder(out_dir, options.shard, log), _torch_threads(options.threads):
         return _run_locked(manifest, options, stop, progress, log)
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU thread count for the block (restored after); None leaves it as it is."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _run_locked(
@@ -111,10 +128,6 @@ def _run_locked(
 
     out_dir, shard = Path(options.out_dir), options.shard
     runtime = resolve_runtime(options.device, options.dtype)
-    if options.threads:
-        import torch
-
-        torch.set_num_threads(options.threads)
     recording_settings = {"preview": options.preview, "latent_every": options.latent_every}
     planned = plan_items(manifest, runtime.dtype_name, shard, recording_settings)
     own_state = [summary_name(shard), journal_name(shard)]

@@ -238,8 +238,7 @@ def _live_viewing(flags: dict[str, Any], viewer_by_default: bool) -> LiveViewing
 
 def _generate(manifest: Manifest, options: BatchOptions, flags: dict[str, Any], viewer_by_default: bool) -> None:
     """Run the batch through the API; report what happened and exit with its code."""
-    from rr_controlnet.api import run_manifest
-    from rr_controlnet.progress import ProgressBars
+    from rr_controlnet.api import ProgressBars, run_manifest
 
     live = _live_viewing(flags, viewer_by_default)
     bars = sys.stderr.isatty() if flags["progress"] is None else flags["progress"]
@@ -302,7 +301,7 @@ def view(out_dir: Path, item_patterns: tuple[str, ...]) -> None:
               help="Append summary.md to this file, e.g. $GITHUB_STEP_SUMMARY.")  # fmt: skip
 def summarize(out_dir: Path, summary_to: Path | None) -> None:
     """Merge the shard summaries in OUT (from `batch --shard I/N` runs) into one summary and blueprint."""
-    from rr_controlnet.batch import summarize_outputs
+    from rr_controlnet.api import summarize_outputs
 
     try:
         summary = summarize_outputs(out_dir, summary_to)

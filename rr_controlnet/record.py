@@ -168,10 +168,11 @@ class StreamPool:
     in-memory sink, which hands out one complete .rrd per item, and streams live to a viewer too.
     """
 
-    def __init__(self, recording_id: str, save: bool = True, live_url: str | None = None):
+    def __init__(self, recording_id: str, save: bool = True, live_url: str | None = None, live_blueprint: Any = None):
         self.recording_id = recording_id
         self.save = save
         self.live_url = live_url
+        self.live_blueprint = live_blueprint  # what a live viewer lays the batch out with
         self._idle: list[PooledStream] = []
         self._lock = threading.Lock()
 
@@ -183,12 +184,16 @@ class StreamPool:
 
         # The recording's properties are the batch's (RecordingProperties), the same in every file.
         stream = rr.RecordingStream(APPLICATION_ID, recording_id=self.recording_id, send_properties=False)
-        binary = stream.binary_stream() if self.save else None
-        sinks = [binary] if binary is not None else []
-        if self.live_url is not None:
-            sinks.append(rr.GrpcSink(self.live_url))
-        stream.set_sinks(*sinks)
-        return PooledStream(stream, binary)
+        pooled = PooledStream(stream, stream.binary_stream() if self.save else None)
+        sinks = [pooled.binary] if pooled.binary is not None else []
+        if self.live_url is None:
+            stream.set_sinks(*sinks)
+            return pooled
+        # A live viewer gets the blueprint with the connection, before any data: a viewer that shows a
+        # recording before its blueprint lays it out by heuristics, and keeps that layout.
+        stream.set_sinks(*sinks, rr.GrpcSink(self.live_url), default_blueprint=self.live_blueprint)
+        _drain(pooled, disconnect=False)  # not into the first item's file: it gets its own, if any
+        return pooled
 
     def release(self, pooled: PooledStream) -> None:
         with self._lock:
@@ -235,7 +240,7 @@ class ItemRecording:
         self._file = AtomicFile(Path(path)) if path is not None else None
         self._pooled: PooledStream | None = pool.acquire()
         self.stream = self._pooled.stream
-        if blueprint is not None:  # before any data, so that a live viewer lays it out at once
+        if blueprint is not None and self._file is not None:  # each file carries its own copy
             self.stream.send_blueprint(blueprint, make_active=False, make_default=True)
         if properties is not None:
             properties.send(self.stream)

@@ -101,11 +101,12 @@ class GroupRunner:
         self.on_outcome = on_outcome
         self.properties = properties  # the batch's recording name and start time, sent by every item
         self.step_seconds = 0.0  # time spent recording steps (latents and previews), for benchmarks
-        self.pool = StreamPool(recording_id, options.save_recordings, options.live_url)
         file_items = file_blueprint_items(self.blueprint_ids)
         self.file_blueprint = batch_blueprint(file_items) if file_items else None
-        if options.live_url is not None and self.file_blueprint is None:
-            self._announce_layout()
+        live_blueprint = self.file_blueprint
+        if options.live_url is not None and live_blueprint is None:
+            live_blueprint = batch_blueprint(self.blueprint_ids[:BATCH_BLUEPRINT_MAX_ITEMS])
+        self.pool = StreamPool(recording_id, options.save_recordings, options.live_url, live_blueprint)
         self.versions = library_versions()
         self.context = {
             "scheduler": type(model.pipe.scheduler).__name__,
@@ -216,11 +217,6 @@ class GroupRunner:
         if progress is not None:
             progress.finish_items(len(group))
         return outcomes
-
-    def _announce_layout(self) -> None:
-        """A large batch's item files carry no blueprint: the live viewer gets the batch's once, first."""
-        announcer = ItemRecording("", None, self.pool, batch_blueprint(self.blueprint_ids[:BATCH_BLUEPRINT_MAX_ITEMS]))
-        announcer.discard()  # sent live; dropped from the stream's file bytes
 
     def close(self) -> None:
         """Close the recording streams (after the last item is finished)."""

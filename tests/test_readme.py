@@ -30,3 +30,12 @@ def test_ci_installs_the_cpu_torch_wheel_before_the_project() -> None:
     script = (ROOT / ".ci" / "run").read_text()
     assert script.index("torch==2.13.0") < script.index("-e '.[test]'")
     assert "ruff check" in script and "ruff format --check" in script
+
+
+def test_readme_field_table_is_the_models() -> None:
+    from rr_controlnet.fields import field_table
+
+    readme = (ROOT / "README.md").read_text()
+    assert field_table() in readme, (
+        "regenerate README's table: python -c 'from rr_controlnet.fields import field_table; print(field_table())'"
+    )

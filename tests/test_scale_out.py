@@ -29,7 +29,8 @@ def batch(*args: str) -> None:
 def single_process(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("single")
     manifest = tiny_manifest(folder, items=THREE_ITEMS)
-    batch(str(manifest), "--out", str(folder / "out"))
+    # One thread, as each torchrun worker has (OMP_NUM_THREADS=1): CPU results depend on the thread count.
+    batch(str(manifest), "--out", str(folder / "out"), "--threads", "1")
     return manifest, folder / "out"
 
 
@@ -63,10 +64,10 @@ def test_torchrun_processes_split_the_items_and_rank_0_summarizes(single_process
 def test_shard_runs_and_summarize_give_the_same_batch(single_process: tuple[Path, Path]) -> None:
     manifest, expected = single_process
     out = manifest.parent / "shards-out"
-    batch(str(manifest), "--out", str(out), "--shard", "1/2")
+    batch(str(manifest), "--out", str(out), "--shard", "1/2", "--threads", "1")
     shard_files = sorted(path.name for path in out.iterdir())
     assert "third.png" not in shard_files and "horse.png" in shard_files  # items 1 and 3 belong to shard 0
-    batch(str(manifest), "--out", str(out), "--shard", "0/2")
+    batch(str(manifest), "--out", str(out), "--shard", "0/2", "--threads", "1")
     result = CliRunner().invoke(cli, ["summarize", str(out)])
     assert result.exit_code == 0, result.output
     assert "3 done, 0 failed, 0 pending" in result.output
