@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rr_controlnet.batch import BatchOptions, BatchReport, run_batch, summarize_outputs
+from rr_controlnet.compare import Comparison, Thresholds, compare_folders
 from rr_controlnet.errors import UsageError
 from rr_controlnet.journal import read_outcomes
 from rr_controlnet.manifest import load_manifest, parse_manifest
@@ -32,6 +33,7 @@ __all__ = [
     "BatchOptions",
     "BatchReport",
     "BatchSummary",
+    "Comparison",
     "GenerationParams",
     "GroupRunner",
     "Item",
@@ -45,6 +47,8 @@ __all__ = [
     "ProgressBars",
     "RecordingOptions",
     "StopRequest",
+    "Thresholds",
+    "compare_folders",
     "default_out_dir",
     "generate_and_record",
     "load_manifest",

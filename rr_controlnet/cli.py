@@ -18,6 +18,7 @@ import click
 
 from rr_controlnet import __version__
 from rr_controlnet.api import BatchOptions, LiveViewing, Overrides, StopRequest, default_out_dir, load_manifest
+from rr_controlnet.compare import MAX_COSINE_DISTANCE, MAX_MEAN_DIFFERENCE
 from rr_controlnet.errors import ManifestError, OutputWriteError, RrControlnetError
 from rr_controlnet.loading import DEVICES, DTYPES, PREVIEW_MODES
 from rr_controlnet.original import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT, original_manifest
@@ -40,6 +41,7 @@ Examples:
   rr-controlnet validate manifests/example.yaml
   rr-controlnet run --img-path photo.jpg --prompt "a castle at dusk"
   rr-controlnet view manifests/example-output/
+  rr-controlnet compare accepted-output/ manifests/example-output/
 """
 
 
@@ -312,6 +314,71 @@ def summarize(out_dir: Path, summary_to: Path | None) -> None:
     counts = summary.counts()
     click.echo(f"{counts['done']} done, {counts['failed']} failed, {counts['pending']} pending; summary in {out_dir}")
     sys.exit(EXIT_ITEMS_FAILED if counts["failed"] else EXIT_OK)
+
+
+@cli.command()
+@click.argument("baseline", metavar="BASELINE", type=click.Path(path_type=Path, file_okay=False))
+@click.argument("new", metavar="NEW", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where compare.json, compare.md and compare.rrd go [default: NEW/compare].",
+)
+@click.option(
+    "--max-cosine-distance",
+    type=click.FloatRange(0, 2),
+    default=MAX_COSINE_DISTANCE,
+    show_default=True,
+    help="Outputs further apart than this (1 - cosine similarity of the images) have changed.",
+)
+@click.option(
+    "--max-mean-difference",
+    type=click.FloatRange(0, 255),
+    default=MAX_MEAN_DIFFERENCE,
+    show_default=True,
+    help="Outputs whose mean absolute difference (0..255 levels) exceeds this have changed.",
+)
+@click.option(
+    "--summary-to",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Append compare.md to this file, e.g. $GITHUB_STEP_SUMMARY.",
+)
+@click.option(
+    "--update-baseline",
+    is_flag=True,
+    help="After comparing, make BASELINE a copy of NEW: the new run is accepted (exit 0).",
+)
+def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance: float, max_mean_difference: float,
+            summary_to: Path | None, update_baseline: bool) -> None:  # fmt: skip
+    """Compare the output folder NEW against BASELINE, item by item.
+
+    Outputs (difference, PSNR, SSIM, cosine distance), parameters, control adherence and, from the two
+    recordings, the latents at every step. Exit 0 when every item is within the thresholds, 1 when any
+    changed, is missing or failed, 2 when a folder cannot be compared.
+    """
+    from rr_controlnet.api import Thresholds, compare_folders
+    from rr_controlnet.compare_report import comparison_markdown, write_comparison
+    from rr_controlnet.compare_report import update_baseline as accept
+    from rr_controlnet.review import append_summary
+
+    try:
+        comparison = compare_folders(baseline, new, Thresholds(max_cosine_distance, max_mean_difference))
+        written = write_comparison(comparison, out_dir or new / "compare")
+        if summary_to is not None:
+            append_summary(comparison_markdown(comparison), summary_to)
+        if update_baseline:
+            accept(new, baseline)
+    except OutputWriteError as exc:
+        raise ItemsFailure(f"error: {exc}") from None
+    except RrControlnetError as exc:
+        raise UsageFailure(f"error: {exc}") from None
+    counts = ", ".join(f"{count} {status}" for status, count in comparison.counts().items())
+    _log(f"{counts}; report in {written[1]} and {written[2]}")
+    if update_baseline:
+        _log(f"baseline updated: {baseline} is now a copy of {new}")
+        sys.exit(EXIT_OK)
+    sys.exit(EXIT_OK if comparison.passed else EXIT_ITEMS_FAILED)
 
 
 @cli.command()

@@ -46,6 +46,9 @@ class ItemPaths:
     latent: str
     preview: str
     output: str
+    adherence: str  # scalars below it: adherence/f1, adherence/f1_tolerant, ...
+    adherence_overlay: str
+    adherence_scores: str
 
 
 def item_paths(item_id: str, prefix: str = "") -> ItemPaths:
@@ -60,6 +63,9 @@ def item_paths(item_id: str, prefix: str = "") -> ItemPaths:
         latent=f"{root}/latent",
         preview=f"{root}/preview",
         output=f"{root}/output",
+        adherence=f"{root}/adherence",
+        adherence_overlay=f"{root}/adherence/overlay",
+        adherence_scores=f"{root}/adherence/scores",
     )
 
 
@@ -101,13 +107,16 @@ def item_view_names(item_id: str) -> dict[str, str]:
         "latent": f"{item_id}: latent",
         "preview": f"{item_id}: preview",
         "output": f"{item_id}: output",
+        "adherence": f"{item_id}: edges followed",
         "prompt": f"{item_id}: prompt",
         "params": f"{item_id}: params",
+        "adherence_scores": f"{item_id}: control adherence",
     }
 
 
 def item_layout(item_id: str, prefix: str = "") -> Any:
-    """Input, canny, latent, preview and output side by side; prompt and parameters below."""
+    """Input, canny, latent, preview, output and the edges it follows side by side; prompt, parameters
+    and control adherence below."""
     import rerun as rr
     import rerun.blueprint as rrb
 
@@ -123,10 +132,12 @@ def item_layout(item_id: str, prefix: str = "") -> Any:
             rrb.TensorView(name=names["latent"], origin=paths.latent, slice_selection=latent_slice),
             rrb.Spatial2DView(name=names["preview"], origin=paths.preview),
             rrb.Spatial2DView(name=names["output"], origin=paths.output),
+            rrb.Spatial2DView(name=names["adherence"], origin=paths.adherence_overlay),
         ),
         rrb.Horizontal(
             rrb.TextDocumentView(name=names["prompt"], origin=paths.prompt),
             rrb.TextDocumentView(name=names["params"], origin=paths.params),
+            rrb.TextDocumentView(name=names["adherence_scores"], origin=paths.adherence_scores),
         ),
         row_shares=[3, 1],
         name=item_id,

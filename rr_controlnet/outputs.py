@@ -77,6 +77,7 @@ class ItemOutcome:
     # name -> {"bytes", "sha256", "mtime_ns"} of each file, taken once the file was verified complete
     checksums: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    adherence: dict[str, Any] | None = None  # adherence.Adherence.as_dict() of a done item
 
     @classmethod
     def from_entry(cls, entry: Any) -> ItemOutcome | None:

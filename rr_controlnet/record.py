@@ -52,6 +52,13 @@ def save_batch_blueprint(item_ids: Sequence[str], path: Path) -> Path:
     return _write_verified(Path(path), data, problem)
 
 
+def save_stream(stream: Any, binary: Any, path: Path) -> Path:
+    """Close a stream that encoded into `binary` (its binary_stream) and write what it holds to `path`,
+    complete and verified, or raise OutputWriteError."""
+    data, problem = _drain(PooledStream(stream, binary))
+    return _write_verified(Path(path), data, problem)
+
+
 def rrd_problem(path: Path) -> str | None:
     """Why an .rrd or .rbl file is not complete, or None when Rerun's reader reads all of it."""
     import warnings
@@ -283,6 +290,15 @@ class ItemRecording:
     def log_output(self, png_bytes: bytes, last_step: int, last_timestep: int) -> None:
         self._set_step(last_step, last_timestep)
         self._log(self.paths.output, self.rr.EncodedImage(contents=png_bytes, media_type="image/png"))
+
+    def log_adherence(self, scores: dict[str, float], overlay: np.ndarray, scores_markdown: str) -> None:
+        """Control adherence at the last step: one scalar per score, the edge overlay, the scores as text."""
+        rr = self.rr
+        for name, value in scores.items():
+            self._log(f"{self.paths.adherence}/{name}", rr.Scalars(value))
+        self._log(self.paths.adherence_overlay, rr.EncodedImage(contents=encode_png(overlay), media_type="image/png"))
+        text = rr.TextDocument(scores_markdown, media_type=rr.MediaType.MARKDOWN)
+        self._log(self.paths.adherence_scores, text, static=True)
 
     def close(self) -> None:
         """Complete the recording and write it to its temporary file, verified.

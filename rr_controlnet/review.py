@@ -66,6 +66,7 @@ class SheetRow:
     canny: np.ndarray | None = field(default=None, compare=False, repr=False)  # HxW or HxWx3, uint8
     output_path: Path | None = None
     error: str | None = None
+    adherence: Mapping[str, Any] | None = None  # the item's control adherence scores, when computed
 
 
 # --- contact sheet ----------------------------------------------------------------------------
@@ -143,7 +144,7 @@ def write_overview_pages(
 
 
 def _page_fingerprint(entries: Sequence[Mapping[str, Any]], inputs: Mapping[str, Path] | None) -> str:
-    keys = ("id", "status", "seed", "params_hash", "error", "image", "files", "checksums")
+    keys = ("id", "status", "seed", "params_hash", "error", "image", "files", "checksums", "adherence")
     described = [{key: entry.get(key) for key in keys} for entry in entries]
     extra = {item_id: str(path) for item_id, path in (inputs or {}).items()}
     text = json.dumps([SHEET_LAYOUT_VERSION, described, extra], sort_keys=True, default=str)
@@ -216,18 +217,21 @@ def _placeholder(message: str, colour: tuple[int, int, int] = MUTED) -> Image.Im
 
 
 def _draw_label(draw: ImageDraw.ImageDraw, origin: tuple[int, int], row: SheetRow) -> None:
-    """Two lines: id, status (in its colour) and seed; then the shortened prompt."""
+    """Two lines: id, status (in its colour), seed and control adherence; then the shortened prompt."""
     left, top = origin
     font = _font()
-    for text, colour in (
-        (row.item_id, TEXT),
-        (f"  {row.status}", _status_colour(row.status)),
-        (f"  seed {row.seed}", MUTED),
-    ):
+    parts = [(row.item_id, TEXT), (f"  {row.status}", _status_colour(row.status)), (f"  seed {row.seed}", MUTED)]
+    if row.adherence:
+        parts.append((f"  edges F1 {_f1s(row.adherence)}", MUTED))
+    for text, colour in parts:
         draw.text((left, top), text, fill=colour, font=font)
         left += round(font.getlength(text))
     prompt = _shorten(row.prompt, PROMPT_LIMIT) if row.prompt.strip() else "(empty prompt)"
     draw.text((origin[0], top + LINE_HEIGHT), prompt, fill=MUTED, font=font)
+
+
+def _f1s(adherence: Mapping[str, Any]) -> str:
+    return f"{adherence['strict']['f1']:.0%} / {adherence['tolerant']['f1']:.0%}"
 
 
 def _status_colour(status: str) -> tuple[int, int, int]:
@@ -281,6 +285,7 @@ def sheet_rows_from_summary(
                 canny=canny_for(item_id) if canny_for else None,
                 output_path=_listed_png(Path(out_dir), entry.get("files") or []),
                 error=entry.get("error"),
+                adherence=entry.get("adherence"),
             )
         )
     return rows
@@ -315,6 +320,23 @@ def summary_markdown(summary_json: Mapping[str, Any]) -> str:
     lines += [_table_row(entry) for entry in shown]
     if len(items) > len(shown):
         lines += ["", f"... and {len(items) - len(shown):,} more done items: summary.json lists every item."]
+    scored = [entry for entry in items if entry.get("adherence")]
+    if scored:
+        lines += [
+            "",
+            "### Control adherence",
+            "",
+            "Canny edges of each output against its control map: F1 pixel-exact / within "
+            f"{scored[0]['adherence']['tolerance_px']:.1f} px (0.75% of the diagonal), precision, recall, SSIM.",
+            "",
+            "| item | F1 | F1 (tolerant) | precision | recall | SSIM |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for entry in scored[:TABLE_ROW_LIMIT]:
+            strict, tolerant = entry["adherence"]["strict"], entry["adherence"]["tolerant"]
+            cells = [f"{strict['f1']:.1%}", f"{tolerant['f1']:.1%}", f"{strict['precision']:.1%}"]
+            cells += [f"{strict['recall']:.1%}", f"{entry['adherence']['ssim']:.3f}"]
+            lines.append(f"| {_cell(entry['id'])} | " + " | ".join(cells) + " |")
     warned = [entry for entry in items if entry.get("warnings")]
     if warned:
         lines += ["", "### Warnings", ""]

@@ -19,15 +19,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rr_controlnet.adherence import control_adherence
 from rr_controlnet.errors import OutputWriteError, RrControlnetError
 from rr_controlnet.files import AtomicFile, write_failure
 from rr_controlnet.generate import GenerationJob, PromptCut, StepData, batch_key, generate, prompt_cuts
-from rr_controlnet.images import ControlImages, SourceImage, encode_png, prepare_input
+from rr_controlnet.images import ControlImages, SourceImage, canny_edges, encode_png, prepare_input
 from rr_controlnet.layout import BATCH_BLUEPRINT_MAX_ITEMS, RecordingProperties, batch_blueprint, file_blueprint_items
 from rr_controlnet.outputs import ItemOutcome, file_checksum, item_file_names
 from rr_controlnet.plan import PlannedItem
 from rr_controlnet.record import ItemRecording, Mirror, StreamPool
-from rr_controlnet.report import library_versions, params_markdown, png_text_chunks, prompt_markdown
+from rr_controlnet.report import (
+    adherence_markdown,
+    adherence_scores,
+    library_versions,
+    params_markdown,
+    png_text_chunks,
+    prompt_markdown,
+)
 from rr_controlnet.spec import StopRequest
 
 
@@ -273,6 +281,8 @@ class GroupRunner:
         )
         png = encode_png(image, chunks)
         recording.log_output(png, result.last_step, result.last_timestep)
+        adherence, overlay = _adherence(prepared, image)
+        recording.log_adherence(adherence_scores(adherence), overlay, adherence_markdown(adherence))
         png_file = AtomicFile(self.out_dir / f"{item.id}.png")
         try:
             try:
@@ -290,7 +300,16 @@ class GroupRunner:
         outcome.status, outcome.seconds, outcome.files = "done", round(seconds, 3), names
         outcome.checksums = {name: file_checksum(self.out_dir / name) for name in names}
         outcome.warnings = _warnings(prepared)
+        outcome.adherence = adherence
         return outcome
+
+
+def _adherence(prepared: PreparedItem, image: Any) -> tuple[dict[str, Any], Any]:
+    """The output's Canny edges (the item's thresholds) against its control edge map, and their overlay."""
+    params = prepared.planned.item.params
+    output_edges = canny_edges(image, params.canny_low, params.canny_high)
+    adherence, overlay = control_adherence(prepared.control.canny, output_edges)
+    return adherence.as_dict(), overlay
 
 
 def _key(prepared: PreparedItem) -> tuple:

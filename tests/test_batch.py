@@ -17,6 +17,7 @@ from rrd_contents import blueprint_views, decoded_image, read_recording, tensor,
 from rr_controlnet.cli import cli
 
 STEPS = 3
+ADHERENCE_SCORES = ("f1", "precision", "recall", "f1_tolerant", "precision_tolerant", "recall_tolerant", "ssim")
 
 
 def run_batch(manifest: Path, out: Path, *args: str) -> object:
@@ -70,6 +71,9 @@ def test_recording_holds_every_entity_with_steps_on_both_timelines(two_item_batc
         f"{root}/latent",
         f"{root}/preview",
         f"{root}/output",
+        f"{root}/adherence/overlay",
+        f"{root}/adherence/scores",
+        *(f"{root}/adherence/{score}" for score in ADHERENCE_SCORES),
     }
     for static in ("input/image", "input/canny", "prompt", "params"):
         recording.static(f"{root}/{static}")
@@ -126,8 +130,10 @@ def test_batch_blueprint_names_each_items_views(two_item_batch: tuple[str, Path]
             f"{item_id}: latent": ("Tensor", f"items/{item_id}/latent"),
             f"{item_id}: preview": ("2D", f"items/{item_id}/preview"),
             f"{item_id}: output": ("2D", f"items/{item_id}/output"),
+            f"{item_id}: edges followed": ("2D", f"items/{item_id}/adherence/overlay"),
             f"{item_id}: prompt": ("TextDocument", f"items/{item_id}/prompt"),
             f"{item_id}: params": ("TextDocument", f"items/{item_id}/params"),
+            f"{item_id}: control adherence": ("TextDocument", f"items/{item_id}/adherence/scores"),
         }
     assert blueprint_views(out / "batch.rbl") == expected
     # Every item file carries the same views, so opening files together never loses a layout.
@@ -148,3 +154,19 @@ def test_large_batches_keep_the_full_blueprint_out_of_each_item_file() -> None:
     assert file_blueprint_items(small) == small
     large = [*small, "one-more"]
     assert file_blueprint_items(large) == []  # batch.rbl carries the layout of large batches
+
+
+def test_control_adherence_is_recorded_and_summarized(two_item_batch: tuple[str, Path]) -> None:
+    _, out = two_item_batch
+    (horse,) = [item for item in json.loads((out / "summary.json").read_text())["items"] if item["id"] == "horse"]
+    adherence = horse["adherence"]
+    assert 0 <= adherence["strict"]["f1"] <= adherence["tolerant"]["f1"] <= 1
+    assert adherence["tolerance_px"] == pytest.approx(0.0075 * np.hypot(64, 64), abs=1e-6)
+    recording = read_recording(out / "horse.rrd")
+    (f1,) = recording.timed("/items/horse/adherence/f1")
+    assert f1.step == STEPS - 1 and f1.columns["Scalars:scalars"] == [pytest.approx(adherence["strict"]["f1"])]
+    overlay = recording.timed("/items/horse/adherence/overlay")[0]
+    assert decoded_image(overlay).shape == (64, 64, 3)
+    scores = recording.static("/items/horse/adherence/scores").columns["TextDocument:text"][0]
+    assert f"| F1 | {adherence['strict']['f1']:.1%} |" in scores
+    assert "### Control adherence" in (out / "summary.md").read_text()

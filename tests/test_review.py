@@ -169,7 +169,7 @@ def test_batch_blueprint_file_is_bounded(tmp_path: Path) -> None:
 
     ids = [f"item{n}" for n in range(BATCH_BLUEPRINT_MAX_ITEMS + 5)]
     views = blueprint_views(save_batch_blueprint(ids, tmp_path / "batch.rbl"))
-    assert len(views) == 7 * BATCH_BLUEPRINT_MAX_ITEMS
+    assert len(views) == 9 * BATCH_BLUEPRINT_MAX_ITEMS
     assert (
         f"item{BATCH_BLUEPRINT_MAX_ITEMS - 1}: output" in views
         and f"item{BATCH_BLUEPRINT_MAX_ITEMS}: output" not in views

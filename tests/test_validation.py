@@ -359,7 +359,7 @@ def test_validate_and_help_import_neither_torch_nor_diffusers(folder: Path) -> N
         "        cli.main(args, standalone_mode=False)\n"
         "    except SystemExit:\n"
         "        pass\n"
-        "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'cv2', 'rerun') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'diffusers', 'transformers', 'cv2', 'rerun', 'skimage', 'scipy') if m in sys.modules)\n"
         "print('heavy:', heavy)\n"
     )
     result = subprocess.run([sys.executable, "-c", code, str(folder / "m.yaml")], capture_output=True, text=True)

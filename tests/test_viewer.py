@@ -60,8 +60,10 @@ def test_the_batch_blueprint_shows_every_view_without_errors(viewer, tmp_path: P
             ("latent", "latent"),
             ("preview", "preview"),
             ("output", "output"),
+            ("edges followed", "adherence/overlay"),
             ("prompt", "prompt"),
             ("params", "params"),
+            ("control adherence", "adherence/scores"),
         ):
             expected[f"{item_id}: {name}"] = f"/items/{item_id}/{origin}"
 
@@ -131,7 +133,7 @@ def test_view_opens_the_whole_batch_on_its_first_item(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             state = client.get_state()
-            if len({view.name for view in state.views}) == 14 or time.monotonic() > deadline:
+            if len({view.name for view in state.views}) == 18 or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         assert len(state.recordings) == 1 and state.recordings[0].current_timeline == "step"

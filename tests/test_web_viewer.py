@@ -178,6 +178,8 @@ def expected_views() -> dict[str, str]:
         "output": "output",
         "prompt": "prompt",
         "params": "params",
+        "adherence": "adherence/overlay",
+        "adherence_scores": "adherence/scores",
     }
     return {
         name: f"/items/{item_id}/{origins[key]}" for item_id in ITEMS for key, name in item_view_names(item_id).items()

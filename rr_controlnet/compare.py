@@ -1,0 +1,362 @@
+"""Did a run change against the last accepted one, and from which denoising step?
+
+    comparison = compare_folders(Path("baseline"), Path("new"))
+    print(comparison.counts())  # {'same': 3, 'changed': 1, 'new': 0, 'missing': 0, 'failed': 0}
+
+Items are matched by id across two output folders (shards merged). Each gets a status:
+
+- `same`: both outputs exist, are the same size and within the thresholds;
+- `changed`: the outputs differ past a threshold, or in size;
+- `new`: only the new run has the item (or the baseline did not finish it);
+- `missing`: only the baseline has it;
+- `failed`: the new run did not finish it, or its output cannot be read.
+
+Per item: image metrics of the outputs, what of the effective parameters differs, the change in control
+adherence, and, read back from both recordings, how far the latents are apart at every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from rr_controlnet.errors import RrControlnetError
+from rr_controlnet.outputs import ItemOutcome
+
+STATUSES: Final = ("same", "changed", "new", "missing", "failed")
+WORST_FIRST: Final = ("failed", "missing", "changed", "new", "same")
+# Reruns on one machine at one thread count are bit-identical; float noise across machines moves
+# outputs by well under a level; a changed seed or prompt moves them by tens of levels.
+MAX_COSINE_DISTANCE: Final = 1e-3  # diffusers' own tests call outputs closer than this the same
+MAX_MEAN_DIFFERENCE: Final = 1.0  # of 255 levels; diffusers allows < 10 across hardware
+# A step's latents "diverge" past this cosine distance: identical runs give 0, float noise ~1e-7.
+DIVERGENCE_COSINE_DISTANCE: Final = 1e-5
+
+
+class CompareError(RrControlnetError):
+    """A folder that cannot be compared (not an output of this tool, unreadable)."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    max_cosine_distance: float = MAX_COSINE_DISTANCE
+    max_mean_difference: float = MAX_MEAN_DIFFERENCE
+    divergence_cosine_distance: float = DIVERGENCE_COSINE_DISTANCE
+
+
+@dataclass(frozen=True)
+class ImageDifference:
+    max_abs: int  # 0..255
+    mean_abs: float
+    psnr: float | None  # None: identical images (infinite)
+    ssim: float
+    cosine_distance: float  # 1 - cosine similarity of the flattened images, as diffusers' tests measure
+
+
+@dataclass(frozen=True)
+class StepDivergence:
+    step: int
+    rms: float
+    cosine_distance: float
+
+
+@dataclass
+class ItemComparison:
+    id: str
+    status: str
+    notes: list[str] = field(default_factory=list)
+    image: ImageDifference | None = None
+    size: tuple[list[int] | None, list[int] | None] = (None, None)  # (baseline, new) width x height
+    params_changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    adherence_change: dict[str, float] = field(default_factory=dict)  # new - baseline
+    divergence: list[StepDivergence] = field(default_factory=list)
+    first_divergent_step: int | None = None
+    baseline_png: Path | None = None
+    new_png: Path | None = None
+    baseline_rrd: Path | None = None
+    new_rrd: Path | None = None
+
+
+@dataclass
+class Comparison:
+    baseline: Path
+    new: Path
+    thresholds: Thresholds
+    items: list[ItemComparison]  # worst first
+    settings_changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # model, libraries
+
+    def counts(self) -> dict[str, int]:
+        return {status: sum(1 for item in self.items if item.status == status) for status in STATUSES}
+
+    @property
+    def passed(self) -> bool:
+        """Every item within the thresholds: nothing changed, missing or failed (new items are fine)."""
+        return all(item.status in ("same", "new") for item in self.items)
+
+
+@dataclass
+class OutputFolder:
+    """What compare needs of an output folder: its outcomes, by id in manifest order, and its settings."""
+
+    path: Path
+    outcomes: dict[str, ItemOutcome]
+    model: dict[str, Any]
+    versions: dict[str, str]
+
+
+def read_output_folder(path: Path, role: str) -> OutputFolder:
+    """An output folder of this tool (summary.json, shard summaries, journal), or CompareError."""
+    from rr_controlnet.journal import read_outcomes, read_summary_documents
+
+    path = Path(path)
+    if not path.is_dir():
+        raise CompareError(f"{role} {path}: not a folder")
+    documents = read_summary_documents(path)
+    if not documents:
+        raise CompareError(f"{role} {path}: not an rr-controlnet output folder (no summary.json or shard summaries)")
+    outcomes = read_outcomes(path)
+    newest = documents[-1]
+    order = next((doc["item_ids"] for doc in reversed(documents) if doc.get("item_ids")), None) or list(outcomes)
+    ordered = {item_id: outcomes[item_id] for item_id in order if item_id in outcomes}
+    ordered.update({item_id: outcome for item_id, outcome in outcomes.items() if item_id not in ordered})
+    return OutputFolder(path, ordered, newest.get("model") or {}, newest.get("versions") or {})
+
+
+def compare_folders(baseline: Path, new: Path, thresholds: Thresholds = Thresholds()) -> Comparison:
+    """Compare every item of two output folders; items come worst first."""
+    before, after = read_output_folder(baseline, "baseline"), read_output_folder(new, "new")
+    ids = list(after.outcomes) + [item_id for item_id in before.outcomes if item_id not in after.outcomes]
+    items = [
+        compare_item(
+            item_id, before.outcomes.get(item_id), after.outcomes.get(item_id), before.path, after.path, thresholds
+        )
+        for item_id in ids
+    ]
+    order = {item_id: index for index, item_id in enumerate(ids)}
+    items.sort(key=lambda item: (WORST_FIRST.index(item.status), -_badness(item), order[item.id]))
+    settings = _differences(
+        {"model": before.model, "versions": before.versions}, {"model": after.model, "versions": after.versions}
+    )
+    return Comparison(Path(baseline), Path(new), thresholds, items, settings)
+
+
+def _badness(item: ItemComparison) -> float:
+    return item.image.cosine_distance if item.image is not None else 0.0
+
+
+def compare_item(
+    item_id: str,
+    before: ItemOutcome | None,
+    after: ItemOutcome | None,
+    baseline_dir: Path,
+    new_dir: Path,
+    thresholds: Thresholds,
+) -> ItemComparison:
+    """One item's status, differences and divergence."""
+    if after is None:
+        return ItemComparison(
+            item_id, "missing", ["only the baseline has this item"], baseline_png=_file(before, baseline_dir, ".png")
+        )
+    if after.status != "done":
+        reason = f"not finished in the new run: {after.status}" + (f" ({after.error})" if after.error else "")
+        return ItemComparison(item_id, "failed", [reason])
+    comparison = ItemComparison(item_id, "same")
+    comparison.new_png, comparison.new_rrd = _file(after, new_dir, ".png"), _file(after, new_dir, ".rrd")
+    if before is None or before.status != "done":
+        comparison.status = "new"
+        comparison.notes.append("the baseline has no finished output for this item")
+        return comparison
+    comparison.baseline_png, comparison.baseline_rrd = (
+        _file(before, baseline_dir, ".png"),
+        _file(before, baseline_dir, ".rrd"),
+    )
+    comparison.params_changed = _differences(before.params, after.params)
+    comparison.adherence_change = _adherence_change(before.adherence, after.adherence)
+    _compare_images(comparison, thresholds)
+    if comparison.status != "failed":
+        _compare_latents(comparison, thresholds)
+    return comparison
+
+
+def _file(outcome: ItemOutcome | None, folder: Path, suffix: str) -> Path | None:
+    if outcome is None:
+        return None
+    name = next((name for name in outcome.files if name.endswith(suffix)), None)
+    return Path(folder) / name if name else None
+
+
+def _compare_images(comparison: ItemComparison, thresholds: Thresholds) -> None:
+    before, problem = _load_png(comparison.baseline_png, "baseline")
+    after, new_problem = _load_png(comparison.new_png, "new")
+    if new_problem:
+        comparison.status = "failed"
+        comparison.notes.append(new_problem)
+        return
+    if problem:
+        comparison.status = "changed"
+        comparison.notes.append(problem)
+        return
+    comparison.size = ([before.shape[1], before.shape[0]], [after.shape[1], after.shape[0]])
+    if before.shape != after.shape:
+        comparison.status = "changed"
+        (width, height), (new_width, new_height) = comparison.size
+        comparison.notes.append(f"sizes differ: {width}x{height} in the baseline, {new_width}x{new_height} now")
+        return
+    comparison.image = output_difference(before, after)
+    image = comparison.image
+    if image.cosine_distance > thresholds.max_cosine_distance or image.mean_abs > thresholds.max_mean_difference:
+        comparison.status = "changed"
+        comparison.notes.append(
+            f"output differs: mean {image.mean_abs:.2f} levels (max {thresholds.max_mean_difference:g}), cosine "
+            f"distance {image.cosine_distance:.2e} (max {thresholds.max_cosine_distance:g})"
+        )
+
+
+def _load_png(path: Path | None, role: str) -> tuple[np.ndarray | None, str | None]:
+    from rr_controlnet.errors import ItemFailed
+    from rr_controlnet.images import load_image
+
+    if path is None or not path.is_file():
+        return None, f"{role} output missing: {path.name if path else 'no image listed'}"
+    try:
+        pixels = load_image(path).pixels
+    except ItemFailed as exc:
+        return None, f"{role} output unreadable: {exc}"
+    return (pixels if pixels.ndim == 3 else np.repeat(pixels[:, :, None], 3, axis=2))[:, :, :3], None
+
+
+def output_difference(before: np.ndarray, after: np.ndarray) -> ImageDifference:
+    """Max and mean absolute difference (0..255), PSNR, SSIM and cosine distance of two same-size images."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    before, after = np.asarray(before), np.asarray(after)
+    difference = np.abs(before.astype(np.int16) - after.astype(np.int16))
+    identical = not difference.any()
+    window = min(7, *(side if side % 2 else side - 1 for side in before.shape[:2]))
+    ssim = (
+        1.0
+        if identical or window < 3
+        else structural_similarity(before, after, channel_axis=-1, data_range=255, win_size=window)
+    )
+    return ImageDifference(
+        max_abs=int(difference.max()),
+        mean_abs=round(float(difference.mean()), 6),
+        psnr=None if identical else round(float(peak_signal_noise_ratio(before, after, data_range=255)), 4),
+        ssim=round(float(ssim), 6),
+        cosine_distance=cosine_distance(before, after),
+    )
+
+
+def cosine_distance(first: np.ndarray, second: np.ndarray) -> float:
+    """1 - cosine similarity of two arrays, flattened (diffusers' numpy_cosine_similarity_distance)."""
+    a, b = np.asarray(first, dtype=np.float64).ravel(), np.asarray(second, dtype=np.float64).ravel()
+    if np.array_equal(a, b):
+        return 0.0
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    if norms == 0:
+        return 1.0
+    return float(max(0.0, 1.0 - float(a @ b) / norms))
+
+
+def _compare_latents(comparison: ItemComparison, thresholds: Thresholds) -> None:
+    if comparison.baseline_rrd is None or comparison.new_rrd is None:
+        comparison.notes.append("no recordings to compare the steps of")
+        return
+    try:
+        before = recorded_latents(comparison.baseline_rrd, comparison.id)
+        after = recorded_latents(comparison.new_rrd, comparison.id)
+    except (OSError, RuntimeError, ValueError, KeyError, Warning) as exc:  # Rerun warns of a missing footer
+        comparison.notes.append(
+            f"recordings unreadable, steps not compared: {str(exc).splitlines()[0] if str(exc) else exc}"
+        )
+        return
+    for step in sorted(set(before) & set(after)):
+        if before[step].shape != after[step].shape:
+            break
+        difference = before[step].astype(np.float64) - after[step].astype(np.float64)
+        divergence = StepDivergence(
+            step, float(np.sqrt(np.mean(difference**2))), cosine_distance(before[step], after[step])
+        )
+        comparison.divergence.append(divergence)
+        if (
+            comparison.first_divergent_step is None
+            and divergence.cosine_distance > thresholds.divergence_cosine_distance
+        ):
+            comparison.first_divergent_step = step
+
+
+def recorded_latents(path: Path, item_id: str) -> dict[int, np.ndarray]:
+    """The latents an item's recording holds, by step."""
+    from rr_controlnet.layout import item_paths
+
+    latents = {}
+    for step, value in _recorded_rows(path, item_paths(item_id).latent, "Tensor:data"):
+        (tensor,) = value
+        latents[step] = np.asarray(tensor["buffer"], dtype=np.float32).reshape(tensor["shape"])
+    return latents
+
+
+def recorded_previews(path: Path, item_id: str) -> list[tuple[int, bytes, str]]:
+    """(step, encoded bytes, media type) of every preview an item's recording holds."""
+    from rr_controlnet.layout import item_paths
+
+    previews = []
+    for step, row in _recorded_rows(
+        path, item_paths(item_id).preview, ("EncodedImage:blob", "EncodedImage:media_type")
+    ):
+        blob, media_type = row
+        previews.append((step, bytes(blob[0]), media_type[0] if media_type else "image/jpeg"))
+    return sorted(previews)
+
+
+def _recorded_rows(path: Path, entity: str, columns: str | tuple[str, ...]):
+    """(step, value) rows of one entity's column(s) on the step timeline, read with Rerun's reader."""
+    import warnings
+
+    from rerun.chunk import RrdReader
+
+    names = (columns,) if isinstance(columns, str) else columns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a recording without its footer is not trusted
+        chunks = RrdReader(str(path)).stream().filter(content=f"/{entity}").to_chunks()
+    for chunk in chunks:
+        batch = chunk.to_record_batch()
+        if "step" not in batch.schema.names or any(name not in batch.schema.names for name in names):
+            continue
+        steps = batch.column("step").to_pylist()
+        values = [batch.column(name).to_pylist() for name in names]
+        for index, step in enumerate(steps):
+            if step is None:
+                continue
+            row = [column[index] for column in values]
+            yield step, (row[0] if isinstance(columns, str) else row)
+
+
+def _differences(before: Any, after: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Flattened keys whose values differ between two nested mappings: {"model.base": (old, new)}."""
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return {} if before == after else {prefix.rstrip("."): (before, after)}
+    changed = {}
+    for key in list(before) + [key for key in after if key not in before]:
+        changed |= _differences(before.get(key), after.get(key), f"{prefix}{key}.")
+    return changed
+
+
+def _adherence_change(before: dict | None, after: dict | None) -> dict[str, float]:
+    if not before or not after:
+        return {}
+    change = {}
+    for kind in ("strict", "tolerant"):
+        for name in ("f1", "precision", "recall"):
+            try:
+                change[f"{name}{'' if kind == 'strict' else '_tolerant'}"] = round(
+                    after[kind][name] - before[kind][name], 6
+                )
+            except (KeyError, TypeError):
+                continue
+    if isinstance(before.get("ssim"), float) and isinstance(after.get("ssim"), float):
+        change["ssim"] = round(after["ssim"] - before["ssim"], 6)
+    return change
