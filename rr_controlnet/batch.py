@@ -64,6 +64,7 @@ class BatchOptions:
     mirror: Any = None  # record.Mirror: one more stream that receives every item (the importer's)
     summary_to: Path | None = None  # a file to append summary.md to, such as $GITHUB_STEP_SUMMARY
     shard: Any = None  # distributed.Shard: generate only this shard's items
+    adherence: bool = True  # score each output's edges against its control map
     offload: bool = False  # model CPU offload, for GPUs too small to hold every model
     compile_models: bool = False  # torch.compile the UNet and ControlNet (CUDA)
 
@@ -184,7 +185,12 @@ def _run_locked(
     # cannot be loaded leaves an earlier run's summary as it was.
     start_outputs()
     recording_options = RecordingOptions(
-        options.preview, options.latent_every, options.save_recordings, options.live_url, options.mirror
+        options.preview,
+        options.latent_every,
+        options.save_recordings,
+        options.live_url,
+        options.mirror,
+        options.adherence,
     )
     runner = GroupRunner(
         model,

@@ -48,6 +48,7 @@ class RecordingOptions:
     save_recordings: bool = True  # False: stream to a viewer only, write no .rrd
     live_url: str | None = None  # a Rerun gRPC endpoint that receives every item live
     mirror: Mirror | None = None  # one more stream that receives every item (the importer's)
+    adherence: bool = True  # score each output's edges against its control (scikit-image, SciPy)
 
 
 @dataclass
@@ -281,8 +282,10 @@ class GroupRunner:
         )
         png = encode_png(image, chunks)
         recording.log_output(png, result.last_step, result.last_timestep)
-        adherence, overlay = _adherence(prepared, image)
-        recording.log_adherence(adherence_scores(adherence), overlay, adherence_markdown(adherence))
+        adherence = None
+        if self.options.adherence:
+            adherence, overlay = _adherence(prepared, image)
+            recording.log_adherence(adherence_scores(adherence), overlay, adherence_markdown(adherence))
         png_file = AtomicFile(self.out_dir / f"{item.id}.png")
         try:
             try:

@@ -56,3 +56,12 @@ def test_gpu_only_options_are_refused_on_the_cpu(tmp_path: Path, flag: str) -> N
     result = CliRunner().invoke(cli, ["batch", str(manifest), "--device", "cpu", flag])
     assert result.exit_code == 2
     assert f"error: {flag} needs a CUDA device; this run is on cpu" in result.output
+
+
+def test_no_adherence_records_no_scores(tmp_path: Path) -> None:
+    import json
+
+    recording = read_recording(run(tmp_path, "--no-adherence"))
+    assert not [entity for entity in recording.rows if "/adherence" in entity]
+    (item,) = json.loads((tmp_path / "out" / "summary.json").read_text())["items"]
+    assert item["adherence"] is None
