@@ -138,6 +138,7 @@ def _run_locked(
     previous = {} if options.force else read_outcomes(out_dir, own_state, log)
     to_run, skipped = split_up_to_date(planned, previous, out_dir)
     all_ids = [item.id for item in manifest.items]
+    sweeps = {item.id: item.sweep for item in manifest.items if item.sweep is not None}
     state = _BatchState(
         BatchSummary(
             manifest=str(manifest.path.resolve()),
@@ -159,7 +160,7 @@ def _run_locked(
     def start_outputs() -> None:
         state.start()
         if shard is None:
-            save_batch_blueprint(all_ids, out_dir / BLUEPRINT_NAME)
+            save_batch_blueprint(all_ids, out_dir / BLUEPRINT_NAME, sweeps)
 
     if not to_run or stop.requested:
         start_outputs()
@@ -203,6 +204,7 @@ def _run_locked(
         preview_decoder,
         on_outcome=state.record,
         properties=batch_properties(manifest.path, out_dir, time.time_ns()),
+        sweeps=sweeps,
     )
     progress.start(len(to_run))
     try:
@@ -306,7 +308,8 @@ def summarize_outputs(
     out_dir = Path(out_dir)
     summary = BatchSummary.from_document(merge_shard_summaries(out_dir, log))
     write_summary(summary, out_dir)
-    save_batch_blueprint(summary.item_ids, out_dir / BLUEPRINT_NAME)
+    sweeps = {outcome.id: outcome.sweep for outcome in summary.items if outcome.sweep}
+    save_batch_blueprint(summary.item_ids, out_dir / BLUEPRINT_NAME, sweeps)
     write_review(summary, out_dir, summary_to)
     running = held_shard_locks(out_dir)
     if running:

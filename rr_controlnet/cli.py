@@ -26,6 +26,7 @@ from rr_controlnet.outputs import output_collisions
 from rr_controlnet.presets import PRESETS
 from rr_controlnet.signals import EXIT_CODES_BY_SIGNAL, stop_on_signals
 from rr_controlnet.spec import Manifest
+from rr_controlnet.sweeps import DEFAULT_MAX_ITEMS
 from rr_controlnet.viewer import DEFAULT_GRPC_URL
 
 EXIT_OK: Final = 0
@@ -64,9 +65,9 @@ def cli() -> None:
     """Canny ControlNet image generation in batches, recorded step by step for the Rerun viewer."""
 
 
-def _load_or_fail(manifest_path: Path, overrides: Overrides) -> Manifest:
+def _load_or_fail(manifest_path: Path, overrides: Overrides, max_items: int = DEFAULT_MAX_ITEMS) -> Manifest:
     try:
-        return load_manifest(manifest_path, overrides)
+        return load_manifest(manifest_path, overrides, max_items=max_items)
     except ManifestError as exc:
         raise _manifest_failure(exc, str(manifest_path)) from None
 
@@ -74,6 +75,12 @@ def _load_or_fail(manifest_path: Path, overrides: Overrides) -> Manifest:
 def _manifest_failure(exc: ManifestError, source: str) -> UsageFailure:
     count = len(exc.problems)
     return UsageFailure(f"{exc}\n{count} problem{'s' if count != 1 else ''} in {source}; nothing was generated")
+
+
+max_items_option = click.option(
+    "--max-items", type=click.IntRange(1), default=DEFAULT_MAX_ITEMS, show_default=True,
+    help="Refuse a manifest whose sweeps expand it to more items than this.",
+)  # fmt: skip
 
 
 def generation_options(command: Callable) -> Callable:
@@ -132,14 +139,17 @@ def generation_options(command: Callable) -> Callable:
     "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
     help="Output folder to check the items' outputs against [default: as for batch].",
 )  # fmt: skip
-def validate(manifest_path: Path, model: str | None, out_dir: Path | None) -> None:
-    """Check a manifest (fields, ranges, ids, image files, outputs) without loading any model."""
-    manifest = _load_or_fail(manifest_path, Overrides(model=model))
+@max_items_option
+def validate(manifest_path: Path, model: str | None, out_dir: Path | None, max_items: int) -> None:
+    """Check a manifest (fields, ranges, ids, sweeps, image files, outputs) without loading any model."""
+    manifest = _load_or_fail(manifest_path, Overrides(model=model), max_items)
     collisions = output_collisions(manifest.items, out_dir or default_out_dir(manifest_path), str(manifest_path))
     if collisions:
         raise _manifest_failure(ManifestError(collisions), str(manifest_path))
     count = len(manifest.items)
-    click.echo(f"{manifest_path}: ok, {count} item{'s' if count != 1 else ''}, model {manifest.model.name}")
+    variants = [item for item in manifest.items if item.sweep is not None]
+    swept = f" ({len(variants)} sweep variants of {len({v.sweep.source for v in variants})} items)" if variants else ""
+    click.echo(f"{manifest_path}: ok, {count} item{'s' if count != 1 else ''}{swept}, model {manifest.model.name}")
 
 
 @cli.command(epilog=EXAMPLES)
@@ -155,8 +165,9 @@ def validate(manifest_path: Path, model: str | None, out_dir: Path | None) -> No
     help="Generate only shard I of N (0-based; items round-robin), e.g. for job arrays; "
     "then `rr-controlnet summarize OUT`.",
 )
+@max_items_option
 @generation_options
-def batch(manifest_path: Path, out_dir: Path | None, shard_text: str | None, **flags: Any) -> None:
+def batch(manifest_path: Path, out_dir: Path | None, shard_text: str | None, max_items: int, **flags: Any) -> None:
     """Generate every item of MANIFEST: one .rrd and .png per item, summary.json, summary.md, overview.png.
 
     Under torchrun or `accelerate launch`, each process takes its share of the items on its own device,
@@ -164,7 +175,7 @@ def batch(manifest_path: Path, out_dir: Path | None, shard_text: str | None, **f
     """
     from rr_controlnet.distributed import parse_shard
 
-    manifest = _load_or_fail(manifest_path, _overrides(flags))
+    manifest = _load_or_fail(manifest_path, _overrides(flags), max_items)
     try:
         shard = parse_shard(shard_text) if shard_text else None
     except ValueError as exc:

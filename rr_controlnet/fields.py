@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
+
+from rr_controlnet.sweeps import SWEEPABLE
 
 MANIFEST_VERSION: Final = 1
 MAX_SIDE: Final = 4096
@@ -40,6 +42,40 @@ class Canny(BaseModel):
 
     low: int = Field(100, ge=0, le=255, description="Lower hysteresis threshold: weaker edges are dropped.")
     high: int = Field(200, ge=0, le=255, description="Upper threshold: stronger gradients always start an edge.")
+
+
+class SweepRange(BaseModel):
+    """A range of values: {from, to, step} (ends included when they fall on a step), {from, to, count}
+    (evenly spaced), or for the seed {count} (the base seed and the next ones)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    start: float = Field(None, alias="from", description="First value.")  # type: ignore[assignment]
+    to: float = Field(None, description="Last value, included when a step lands on it.")  # type: ignore[assignment]
+    step: float = Field(None, description="Distance between values; its sign is that of to - from.")  # type: ignore[assignment]
+    count: int = Field(None, ge=1, description="How many values, evenly spaced.")  # type: ignore[assignment]
+
+
+def _sweep_axis(values: Any, description: str) -> Any:
+    return (values | SweepRange, Field(None, description=description))
+
+
+Sweep = create_model(
+    "Sweep",
+    __config__=ConfigDict(extra="forbid", populate_by_name=True),
+    __doc__="Fields to vary: each to a list of values or a range; `zip` pairs lists element by element.",
+    **{
+        name.replace(".", "_"): (
+            list[Any] | SweepRange,
+            Field(None, alias=name, description=f"Values of {name} to try."),  # type: ignore[arg-type]
+        )
+        for name in SWEEPABLE
+    },
+    zip=(
+        dict[str, list[Any]] | list[dict[str, list[Any]]],
+        Field(None, description="Fields whose lists go in pairs: one axis, not a product."),  # type: ignore[arg-type]
+    ),
+)
 
 
 class Params(BaseModel):
@@ -111,6 +147,12 @@ class Params(BaseModel):
     resize: Literal["crop", "fit", "stretch"] = Field(
         "crop",
         description="crop: cover the size and cut the centre; fit: fit inside and pad black; stretch: scale each axis.",
+    )
+    sweep: Sweep = Field(  # type: ignore[valid-type]
+        None,  # type: ignore[assignment]
+        description="Variants of the item: fields to lists or ranges of values, combined as a product "
+        "(`zip` pairs lists); an item's sweep extends the defaults' and wins per field.",
+        json_schema_extra={"default_text": "none"},
     )
 
     @field_validator("size", mode="plain")
@@ -209,6 +251,7 @@ def builtin_defaults() -> dict[str, Any]:
     values = {name: field.get_default(call_default_factory=True) for name, field in Params.model_fields.items()}
     canny = values.pop("canny")
     values.pop("size")
+    values.pop("sweep")
     return {**values, "canny_low": canny.low, "canny_high": canny.high}
 
 
@@ -265,4 +308,6 @@ def _takes(model: type[BaseModel], name: str) -> str:
         return "text: letters, digits, `_`, `.`, `-`"
     if name == "image":
         return "a file path"
+    if name == "sweep":
+        return "{field: [values] or {from, to, step/count}, zip: ...}"
     return expectation(model, name)

@@ -108,7 +108,8 @@ def stream_manifest(manifest: Any, arguments: argparse.Namespace) -> None:
         send_properties=False,
     )
     ids = [item.id for item in manifest.items][:BATCH_BLUEPRINT_MAX_ITEMS]
-    stream.stdout(default_blueprint=batch_blueprint(ids, prefix=prefix))
+    sweeps = {item.id: item.sweep for item in manifest.items if item.sweep is not None}
+    stream.stdout(default_blueprint=batch_blueprint(ids, prefix=prefix, sweeps=sweeps))
     mirror = Mirror(stream, prefix)
     quiet_library_logging()
     report = run_batch(manifest, BatchOptions(out_dir=out_dir, mirror=mirror))

@@ -12,10 +12,12 @@ the loading order.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+
+from rr_controlnet.sweeps import ALIASES, label
 
 APPLICATION_ID: Final = "rr_controlnet"
 STEP_TIMELINE: Final = "step"
@@ -31,6 +33,8 @@ FULL_BLUEPRINT_MAX_ITEMS: Final = 16
 # batch.rbl holds a tab for at most this many items (about 50 kB each); `rr-controlnet view OUT ID...`
 # builds a blueprint for any other selection.
 BATCH_BLUEPRINT_MAX_ITEMS: Final = 100
+# A sweep's grid tab holds at most this many rows (values of its first field); more go to further tabs.
+SWEEP_GRID_ROWS: Final = 8
 MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
 
 
@@ -144,17 +148,109 @@ def item_layout(item_id: str, prefix: str = "") -> Any:
     )
 
 
-def batch_blueprint(item_ids: Sequence[str], prefix: str = "") -> Any:
-    """One tab per item, the first one active, the time panel on `step`; the same for every stream of a batch."""
+def batch_blueprint(item_ids: Sequence[str], prefix: str = "", sweeps: Mapping[str, Any] | None = None) -> Any:
+    """One tab per item (a swept item's variants share grid tabs), the first one active, the time panel on
+    `step`; the same for every stream of a batch. `sweeps` maps variant ids to their spec.SweepInfo (or its
+    dict in summary.json)."""
     import rerun.blueprint as rrb
 
     return rrb.Blueprint(
         # Every file must carry the same active tab: the viewer activates the default blueprint of the file it loads
         # last, and files load in no fixed order.
-        rrb.Tabs(*(item_layout(item_id, prefix) for item_id in item_ids), active_tab=0),
+        rrb.Tabs(*batch_tabs(item_ids, prefix, sweeps or {}), active_tab=0),
         rrb.TimePanel(timeline=STEP_TIMELINE),
         collapse_panels=False,
     )
+
+
+def batch_tabs(item_ids: Sequence[str], prefix: str, sweeps: Mapping[str, Any]) -> list[Any]:
+    """An item's tab, or for a swept item, its grid tabs where its first variant stands."""
+    variants_of: dict[str, list[tuple[str, SweepPlace]]] = {}
+    for item_id in item_ids:
+        if item_id in sweeps:
+            place = SweepPlace.of(sweeps[item_id])
+            variants_of.setdefault(place.source, []).append((item_id, place))
+    tabs, laid_out = [], set()
+    for item_id in item_ids:
+        if item_id not in sweeps:
+            tabs.append(item_layout(item_id, prefix))
+            continue
+        source = SweepPlace.of(sweeps[item_id]).source
+        if source not in laid_out:
+            laid_out.add(source)
+            tabs += sweep_layouts(source, variants_of[source], prefix)
+    return tabs
+
+
+@dataclass(frozen=True)
+class SweepPlace:
+    """Where a variant sits in its sweep: source, values, axes (fields per axis), coordinates, shape."""
+
+    source: str
+    values: Mapping[str, Any]
+    axes: tuple[tuple[str, ...], ...]
+    coordinates: tuple[int, ...]
+    shape: tuple[int, ...]
+
+    @classmethod
+    def of(cls, sweep: Any) -> SweepPlace:
+        get = sweep.get if isinstance(sweep, Mapping) else lambda name: getattr(sweep, name)
+        axes = tuple(tuple(fields) for fields in get("axes"))
+        return cls(get("source"), dict(get("values")), axes, tuple(get("coordinates")), tuple(get("shape")))
+
+    def axis_label(self, axis: int) -> str:
+        return " · ".join(label(field, self.values[field]) for field in self.axes[axis])
+
+
+def sweep_tab_name(source: str, place: SweepPlace) -> str:
+    """`horse: ccs x seed`, with further axes' values: `horse: ccs x seed (steps 20)`."""
+    names = " x ".join("+".join(ALIASES[field] for field in fields) for fields in place.axes[:2])
+    further = ", ".join(place.axis_label(axis) for axis in range(2, len(place.axes)))
+    return f"{source}: {names}" + (f" ({further})" if further else "")
+
+
+def sweep_cell_name(place: SweepPlace) -> str:
+    """A variant's cell in its sweep's grid, named by its values along the first two axes (the tab and the
+    grid name the item): `seed 10, ccs 0.5`."""
+    return ", ".join(place.axis_label(axis) for axis in range(min(2, len(place.axes))))
+
+
+def sweep_layouts(source: str, variants: Sequence[tuple[str, SweepPlace]], prefix: str = "") -> list[Any]:
+    """A swept item's tabs: its input and Canny beside grids of the variants' previews and outputs, rows
+    along the first swept field and columns along the second; one tab per value of further fields, and
+    per SWEEP_GRID_ROWS rows."""
+    import rerun.blueprint as rrb
+
+    pages: dict[tuple, list[tuple[str, SweepPlace]]] = {}
+    for item_id, place in variants:
+        row = place.coordinates[0] // SWEEP_GRID_ROWS
+        pages.setdefault((*place.coordinates[2:], row), []).append((item_id, place))
+    tabs = []
+    for cells in pages.values():
+        first_id, first = cells[0]
+        paths = item_paths(first_id, prefix)
+        columns = first.shape[1] if len(first.shape) > 1 else 1
+        previews = [
+            rrb.Spatial2DView(name=f"{sweep_cell_name(place)} (preview)", origin=item_paths(item_id, prefix).preview)
+            for item_id, place in cells
+        ]
+        outputs = [
+            rrb.Spatial2DView(name=sweep_cell_name(place), origin=item_paths(item_id, prefix).output)
+            for item_id, place in cells
+        ]
+        tabs.append(
+            rrb.Horizontal(
+                rrb.Vertical(
+                    rrb.Spatial2DView(name=f"{source}: input", origin=paths.input_image),
+                    rrb.Spatial2DView(name=f"{source}: canny", origin=paths.input_canny),
+                ),
+                rrb.Grid(*previews, grid_columns=columns, name=f"{source}: previews"),
+                rrb.Grid(*outputs, grid_columns=columns, name=f"{source}: outputs"),
+                column_shares=[1, 2, 2],
+                name=sweep_tab_name(source, first) + (f" [{len(tabs) + 1}]" if len(pages) > 1 else ""),
+            )
+        )
+    return tabs
 
 
 def file_blueprint_items(item_ids: Sequence[str]) -> list[str]:

@@ -15,6 +15,7 @@ import difflib
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -42,7 +43,19 @@ from rr_controlnet.fields import (
 from rr_controlnet.images import image_file_problem
 from rr_controlnet.outputs import reserved_id_reason
 from rr_controlnet.presets import PRESETS, family_defaults, model_spec_from_preset
-from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec, Overrides
+from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec, Overrides, SweepInfo
+from rr_controlnet.sweeps import (
+    DEFAULT_MAX_ITEMS,
+    INTEGER_FIELDS,
+    SWEEPABLE,
+    Axis,
+    RangeProblem,
+    combine,
+    range_values,
+    variant_count,
+    variant_id,
+    variants,
+)
 from rr_controlnet.yaml_source import line_of, read_yaml, shown
 
 __all__ = ["PARAM_KEYS", "load_manifest", "parse_manifest", "read_yaml"]
@@ -57,14 +70,28 @@ _EXPECTS: Final = {
 }
 
 
-def load_manifest(path: str | Path, overrides: Overrides | None = None, check_images: bool = True) -> Manifest:
-    """Read, check and merge a manifest. Raises ManifestError listing every problem found."""
+def load_manifest(
+    path: str | Path,
+    overrides: Overrides | None = None,
+    check_images: bool = True,
+    max_items: int = DEFAULT_MAX_ITEMS,
+) -> Manifest:
+    """Read, check, merge and expand (sweeps) a manifest. Raises ManifestError listing every problem found."""
     path = Path(path)
-    return parse_manifest(read_yaml(path), path, overrides, check_images)
+    return parse_manifest(read_yaml(path), path, overrides, check_images, max_items)
 
 
-def parse_manifest(raw: Any, path: Path, overrides: Overrides | None = None, check_images: bool = True) -> Manifest:
-    """Check and merge an already parsed manifest; relative paths are taken from `path`'s folder."""
+def parse_manifest(
+    raw: Any,
+    path: Path,
+    overrides: Overrides | None = None,
+    check_images: bool = True,
+    max_items: int = DEFAULT_MAX_ITEMS,
+) -> Manifest:
+    """Check, merge and expand an already parsed manifest; relative paths are taken from `path`'s folder.
+
+    A manifest that expands (sweeps) to more than `max_items` items is refused before anything is built.
+    """
     overrides = overrides or Overrides()
     problems = _Problems(path)
     if not isinstance(raw, Mapping):
@@ -92,26 +119,48 @@ def parse_manifest(raw: Any, path: Path, overrides: Overrides | None = None, che
     else:
         defaults = _checked_values(Params, defaults_raw, "defaults", problems)
 
+    checked: list[tuple[Item, dict, dict, list[Axis]]] = []
+    items_raw = _items_list(raw, problems)
+    default_sweep = defaults_raw if isinstance(defaults_raw, Mapping) else {}
+    for index, item_raw in enumerate(items_raw, start=1):
+        entry_line = line_of(items_raw, index - 1)
+        entry = _check_item(item_raw, index, entry_line, path, model, defaults, default_sweep, overrides, problems)
+        if entry is not None:
+            checked.append(entry)
+    total = sum(variant_count(axes) for *_, axes in checked)
+    if total > max_items:
+        largest = max(checked, key=lambda entry: variant_count(entry[3]))[0]
+        problems.add(
+            largest.line,
+            f"item {largest.id!r} (#{largest.index})",
+            f"the manifest expands to {total:,} items, more than the limit of {max_items:,} "
+            f"(this item's sweep alone gives {variant_count(max(checked, key=lambda e: variant_count(e[3]))[3]):,}); "
+            "sweep fewer values or raise --max-items",
+        )
+        raise ManifestError(problems.sorted())
+
     items: list[Item] = []
     first_of_id: dict[str, tuple[int, int | None]] = {}
-    items_raw = _items_list(raw, problems)
-    for index, item_raw in enumerate(items_raw, start=1):
-        item = _check_item(item_raw, index, line_of(items_raw, index - 1), path, model, defaults, overrides, problems)
-        if item is None:
-            continue
+    for source, merged, lines, axes in checked:
+        items += _expanded(source, merged, lines, axes, problems)
+    items = [replace(item, position=position) for position, item in enumerate(items, start=1)]
+    unique: list[Item] = []
+    for item in items:
         if item.id in first_of_id:
             first_index, first_line = first_of_id[item.id]
             at = f"line {first_line}" if first_line else f"#{first_index}"
             message = f"id {item.id!r} is already used by item #{first_index} ({at}); give each item a unique id"
-            problems.add(item.line, f"item {item.id!r} (#{index})", message)
+            problems.add(item.line, f"item {item.id!r} (#{item.index})", message)
             continue
-        first_of_id[item.id] = (index, item.line)
-        items.append(item)
+        first_of_id[item.id] = (item.index, item.line)
+        unique.append(item)
+    items = unique
     if check_images:
-        for item in items:
+        for item in {item.index: item for item in items}.values():  # once per manifest entry
             problem = image_file_problem(item.image)
             if problem:
-                problems.add(line_of(items_raw[item.index - 1], "image"), f"item {item.id!r} (#{item.index})", problem)
+                where = f"item {(item.sweep.source if item.sweep else item.id)!r} (#{item.index})"
+                problems.add(line_of(items_raw[item.index - 1], "image"), where, problem)
 
     if problems.problems:
         raise ManifestError(problems.sorted())
@@ -149,11 +198,12 @@ class _Values:
 
 def _checked_values(model: type[BaseModel], raw: Mapping, where: str, problems: _Problems) -> _Values:
     """Validate a defaults or item mapping; report each problem and keep the values that are right."""
-    validated = _validated(model, {key: value for key, value in raw.items() if key != "id"}, raw, where, "", problems)
+    data = {key: value for key, value in raw.items() if key not in ("id", "sweep")}  # those two are checked apart
+    validated = _validated(model, data, raw, where, "", problems)
     if validated is None:
         return _Values()
     values, lines = {}, {}
-    for name in validated.model_fields_set - set(ITEM_ONLY_KEYS):
+    for name in validated.model_fields_set - {*ITEM_ONLY_KEYS, "sweep"}:
         if name == "canny":
             for key in validated.canny.model_fields_set:
                 values[f"canny_{key}"] = getattr(validated.canny, key)
@@ -322,9 +372,11 @@ def _check_item(
     manifest_path: Path,
     model: ModelSpec | None,
     defaults: _Values,
+    default_sweep: Mapping,
     overrides: Overrides,
     problems: _Problems,
-) -> Item | None:
+) -> tuple[Item, dict, dict, list[Axis]] | None:
+    """The item with its effective parameters (flat, with the lines they were set on) and its sweep's axes."""
     if not isinstance(raw, Mapping):
         problems.add(entry_line, f"item #{index}", f"an item must be a mapping with an image, got {shown(raw)}")
         return None
@@ -337,15 +389,173 @@ def _check_item(
         origin = "id" if "id" in raw else f"id derived from image {shown(image_raw)}"
         problems.add(line_of(raw, "id") if "id" in raw else line_of(raw, "image"), where, f"{origin} {id_problem}")
     values = _checked_values(ItemFields, raw, where, problems)
+    merged, item_lines = _merge(model.family if model else "sd15", defaults, values, overrides)
+    lines = {**defaults.lines, **item_lines}
+    axes = combine(
+        _sweep_axes(default_sweep, "defaults", problems, merged["seed"]),
+        _sweep_axes(raw, where, problems, merged["seed"]),
+    )
     # Rules across fields are checked on the merged values even when other fields are wrong, so that
-    # every problem shows at once.
-    merged, lines = _merge(model.family if model else "sd15", defaults, values, overrides)
-    _check_order(merged, {**defaults.lines, **lines}, line_of(raw), where, problems)
+    # every problem shows at once; a rule whose fields are swept is checked on each variant instead.
+    swept = {name.replace(".", "_") for axis in axes for field in axis.fields for name in _flat_names(field)}
+    _check_order(merged, lines, line_of(raw), where, problems, skip=swept)
     if len(problems.problems) > count_before or model is None:
         return None
     params = GenerationParams(**{name: merged[name] for name in GenerationParams.__dataclass_fields__})
     image = (manifest_path.parent / image_raw).expanduser()
-    return Item(id=item_id, image=image, params=params, index=index, line=line_of(raw))
+    return Item(id=item_id, image=image, params=params, index=index, line=line_of(raw)), merged, lines, axes
+
+
+# --- sweeps ----------------------------------------------------------------------------------------
+
+
+def _sweep_axes(container: Mapping, where: str, problems: _Problems, base_seed: int) -> list[Axis]:
+    """The axes of a defaults' or item's `sweep`, each value checked like the field it varies."""
+    raw = container.get("sweep") if isinstance(container, Mapping) else None
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        problems.add(
+            line_of(container, "sweep"), where, f"sweep must be a mapping of fields to values, got {shown(raw)}"
+        )
+        return []
+    axes: list[Axis] = []
+    for key, spec in raw.items():
+        line = line_of(raw, key)
+        if key == "zip":
+            for group in spec if isinstance(spec, list) else [spec]:
+                axis = _zip_axis(
+                    group, line_of(spec, 0) if isinstance(spec, list) else line, where, problems, base_seed
+                )
+                axes += [axis] if axis else []
+        elif key in ITEM_ONLY_KEYS:
+            why = (
+                "each variant's id is made from its source's and its values"
+                if key == "id"
+                else "give each image an item"
+            )
+            problems.add(line, where, f"sweep.{key} cannot be swept: {why}")
+        elif key not in SWEEPABLE:
+            problems.add(
+                line,
+                where,
+                _unknown_key_message(f"sweep.{key}", tuple(f"sweep.{name}" for name in (*SWEEPABLE, "zip"))),
+            )
+        else:
+            values = _sweep_values(key, spec, line, where, problems, base_seed)
+            axes += [Axis((key,), tuple((value,) for value in values), line)] if values else []
+    fields = [field for axis in axes for field in axis.fields]
+    for field in {field for field in fields if fields.count(field) > 1}:
+        problems.add(line_of(raw), where, f"sweep.{field} is swept twice (alone and in zip, or in two zip groups)")
+    return axes
+
+
+def _zip_axis(group: Any, line: int | None, where: str, problems: _Problems, base_seed: int) -> Axis | None:
+    if not isinstance(group, Mapping) or not group:
+        problems.add(line, where, f"sweep.zip must map fields to lists of equal length, got {shown(group)}")
+        return None
+    columns = {}
+    for key, spec in group.items():
+        if key not in SWEEPABLE:
+            problems.add(
+                line_of(group, key),
+                where,
+                _unknown_key_message(f"sweep.zip.{key}", tuple(f"sweep.zip.{name}" for name in SWEEPABLE)),
+            )
+            return None
+        values = _sweep_values(key, spec, line_of(group, key), where, problems, base_seed, in_zip=True)
+        if not values:
+            return None
+        columns[key] = values
+    lengths = {len(values) for values in columns.values()}
+    if len(lengths) > 1:
+        sizes = ", ".join(f"{key} {len(values)}" for key, values in columns.items())
+        problems.add(line_of(group), where, f"sweep.zip lists must have the same length, got {sizes}")
+        return None
+    return Axis(tuple(columns), tuple(zip(*columns.values(), strict=True)), line_of(group))
+
+
+def _sweep_values(
+    field: str, spec: Any, line: int | None, where: str, problems: _Problems, base_seed: int, in_zip: bool = False
+) -> list[Any]:
+    """A swept field's values, each one valid for the field; [] (with the problems reported) otherwise."""
+    name = f"sweep.zip.{field}" if in_zip else f"sweep.{field}"
+    if isinstance(spec, list):
+        if not spec:
+            problems.add(line, where, f"{name}: an empty list gives no variants")
+            return []
+        values, value_lines = list(spec), [line_of(spec, position) or line for position in range(len(spec))]
+    elif isinstance(spec, Mapping) and not in_zip and field not in ("canny",):
+        try:
+            values = range_values(spec, integer=field in INTEGER_FIELDS, base=base_seed if field == "seed" else None)
+        except RangeProblem as exc:
+            problems.add(line, where, f"{name}: {exc}")
+            return []
+        value_lines = [line] * len(values)
+    else:
+        kind = "a list" if in_zip else "a list of values or a range {from, to, step or count}"
+        problems.add(line, where, f"{name} must be {kind}, got {shown(spec)}")
+        return []
+    good = []
+    for value, value_line in zip(values, value_lines, strict=True):
+        check = _Problems(Path(problems.file))
+        _checked_values(Params, _as_field(field, value), "", check)
+        for problem in check.problems:  # "canny.low must be ..." reads "sweep.canny.low must be ..."
+            message = problem.message
+            message = f"{name}{message[len(field) :]}" if message.startswith(f"{field} ") else f"{name}: {message}"
+            problems.add(value_line, where, message)
+        if not check.problems:
+            good.append(value)
+    shown_values = [shown(value) for value in good]
+    repeated = sorted({text for text in shown_values if shown_values.count(text) > 1})
+    if repeated:
+        problems.add(line, where, f"{name} lists {', '.join(repeated)} more than once")
+        return []
+    return good if len(good) == len(values) else []
+
+
+def _as_field(field: str, value: Any) -> dict[str, Any]:
+    """A swept value as the mapping an item would write it in: canny.low 50 as {canny: {low: 50}}."""
+    if field.startswith("canny."):
+        return {"canny": {field.split(".", 1)[1]: value}}
+    return {field: value}
+
+
+def _flat_names(field: str) -> tuple[str, ...]:
+    """The effective parameters a swept field sets."""
+    if field == "canny":
+        return ("canny_low", "canny_high")
+    if field == "size":
+        return ("width", "height")
+    return (field.replace(".", "_"),)
+
+
+def _expanded(source: Item, merged: dict, lines: dict, axes: list[Axis], problems: _Problems) -> list[Item]:
+    """The item itself, or one item per combination of its sweep's values."""
+    if not axes:
+        return [source]
+    shape = tuple(len(axis) for axis in axes)
+    fields = tuple(axis.fields for axis in axes)
+    axis_lines = {name: axis.line for axis in axes for field in axis.fields for name in _flat_names(field)}
+    items = []
+    for variant in variants(axes):
+        values = dict(merged)
+        for field, value in variant.values.items():
+            values.update(_checked_values(Params, _as_field(field, value), "", _Problems(Path(problems.file))).values)
+        item_id = variant_id(source.id, variant.values)
+        where = f"item {item_id!r} (#{source.index})"
+        id_problem = _id_problem(item_id)
+        if id_problem:
+            problems.add(source.line, f"item {source.id!r} (#{source.index})", f"a variant's id {id_problem}")
+            continue
+        count = len(problems.problems)
+        _check_order(values, {**lines, **axis_lines}, source.line, where, problems)
+        if len(problems.problems) > count:
+            continue
+        params = GenerationParams(**{name: values[name] for name in GenerationParams.__dataclass_fields__})
+        sweep = SweepInfo(source.id, variant.values, fields, variant.coordinates, shape)
+        items.append(replace(source, id=item_id, params=params, sweep=sweep))
+    return items
 
 
 def _merge(family: str, defaults: _Values, item: _Values, overrides: Overrides) -> tuple[dict, dict]:
@@ -363,10 +573,17 @@ def _merge(family: str, defaults: _Values, item: _Values, overrides: Overrides) 
 
 
 def _check_order(
-    merged: dict[str, Any], lines: dict[str, int | None], item_line: int | None, where: str, problems: _Problems
+    merged: dict[str, Any],
+    lines: dict[str, int | None],
+    item_line: int | None,
+    where: str,
+    problems: _Problems,
+    skip: set[str] = frozenset(),
 ) -> None:
     """fields.ORDERED_PAIRS: the first of each pair below the second, reported where either was set."""
     for low_name, high_name in ORDERED_PAIRS:
+        if {low_name.replace(".", "_"), high_name.replace(".", "_")} & skip:
+            continue
         low, high = merged[low_name.replace(".", "_")], merged[high_name.replace(".", "_")]
         if low >= high:
             line = lines.get(low_name.replace(".", "_")) or lines.get(high_name.replace(".", "_")) or item_line

@@ -78,6 +78,7 @@ class ItemOutcome:
     checksums: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     adherence: dict[str, Any] | None = None  # adherence.Adherence.as_dict() of a done item
+    sweep: dict[str, Any] | None = None  # a sweep variant's source, values and place: spec.SweepInfo
 
     @classmethod
     def from_entry(cls, entry: Any) -> ItemOutcome | None:

@@ -53,7 +53,7 @@ def plan_items(
     image_hashes: dict[Path, str] = {}
     planned = []
     for item in manifest.items:
-        if shard is not None and not shard.owns(item.index):
+        if shard is not None and not shard.owns(item.position or item.index):
             continue
         if item.image not in image_hashes:
             image_hashes[item.image] = file_sha256(item.image)

@@ -9,7 +9,7 @@ log, and take their final names once Rerun's reader has read them back.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -38,11 +38,11 @@ DISCONNECT_SECONDS: Final = 10.0
 DISCONNECT_AFTER_FAILURE_SECONDS: Final = 1.0
 
 
-def save_batch_blueprint(item_ids: Sequence[str], path: Path) -> Path:
+def save_batch_blueprint(item_ids: Sequence[str], path: Path, sweeps: Mapping[str, Any] | None = None) -> Path:
     """batch.rbl: tabs for the first BATCH_BLUEPRINT_MAX_ITEMS items, complete or not written at all."""
     import rerun as rr
 
-    blueprint = batch_blueprint(list(item_ids)[:BATCH_BLUEPRINT_MAX_ITEMS])
+    blueprint = batch_blueprint(list(item_ids)[:BATCH_BLUEPRINT_MAX_ITEMS], sweeps=sweeps)
     # Encoded in memory and written by Python, which reports a full disk; Rerun's own file writer
     # (Blueprint.save) only logs write errors, and then blocks forever.
     stream = rr.RecordingStream(APPLICATION_ID, send_properties=False)

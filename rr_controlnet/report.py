@@ -43,6 +43,9 @@ def params_markdown(
 ) -> str:
     """Every effective parameter, the model and the libraries, as a markdown table."""
     rows = [("item", item.id), ("image", str(item.image)), ("params hash", params_hash)]
+    if item.sweep is not None:
+        rows.append(("sweep of", item.sweep.source))
+        rows += [(f"swept: {field}", _cell(value)) for field, value in item.sweep.values.items()]
     rows += [
         (name, _cell(value)) for name, value in asdict(item.params).items() if name not in ("prompt", "negative_prompt")
     ]
@@ -101,6 +104,8 @@ def png_text_chunks(
     }
     if seen:
         full["text_encoder_read"] = seen
+    if item.sweep is not None:
+        full["sweep"] = {"source": item.sweep.source, "values": item.sweep.values}
     return {"parameters": parameters, "rr-controlnet": json.dumps(full, sort_keys=True)}
 
 

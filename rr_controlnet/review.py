@@ -14,30 +14,38 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from rr_controlnet.errors import ItemFailed
 from rr_controlnet.files import write_atomic, write_failure
-from rr_controlnet.images import load_image
 from rr_controlnet.outputs import OVERVIEW_NAME, OVERVIEW_PAGE_PATTERN, STATUSES
+from rr_controlnet.tiles import (
+    BACKGROUND,
+    ERROR_LIMIT,
+    LINE_HEIGHT,
+    MUTED,
+    PAD,
+    STATUS_COLOURS,
+    TEXT,
+    THUMB_HEIGHT,
+    display_rgb,
+    f1s,
+    file_tile,
+    font,
+    placeholder,
+    shorten,
+    status_colour,
+    thumbnail,
+)
 
-THUMB_HEIGHT: Final = 192
-MAX_THUMB_WIDTH: Final = 2 * THUMB_HEIGHT  # panoramas shrink rather than widen the sheet
-PAD: Final = 8
-FONT_SIZE: Final = 14
-LINE_HEIGHT: Final = 20
 HEADER_HEIGHT: Final = LINE_HEIGHT + 2 * PAD
 LABEL_HEIGHT: Final = 2 * LINE_HEIGHT + PAD
 PROMPT_LIMIT: Final = 60
-ERROR_LIMIT: Final = 200
 # A page of the contact sheet: about 12,000 pixels tall, well within what image viewers open.
 ROWS_PER_PAGE: Final = 50
 # summary.md lists at most this many items (failed and pending first): GitHub refuses job summaries
@@ -46,12 +54,6 @@ TABLE_ROW_LIMIT: Final = 500
 PAGE_FINGERPRINT_KEY: Final = "rr-controlnet-page"
 SHEET_LAYOUT_VERSION: Final = 1
 COLUMNS: Final = ("input", "canny", "output")
-BACKGROUND: Final = (255, 255, 255)
-TRANSPARENT_BACKDROP: Final = (128, 128, 128)
-PLACEHOLDER_FILL: Final = (224, 224, 224)
-TEXT: Final = (36, 41, 47)
-MUTED: Final = (101, 109, 118)
-STATUS_COLOURS: Final = {"done": (26, 127, 55), "failed": (207, 34, 46), "pending": (101, 109, 118)}
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ def contact_sheet(rows: Sequence[SheetRow]) -> Image.Image:
     draw = ImageDraw.Draw(sheet)
     lefts = [PAD + sum(w + PAD for w in widths[:column]) for column in range(len(COLUMNS))]
     for left, name in zip(lefts, COLUMNS, strict=True):
-        draw.text((left, PAD), name, fill=MUTED, font=_font())
+        draw.text((left, PAD), name, fill=MUTED, font=font())
     for index, (row, row_tiles) in enumerate(zip(rows, tiles, strict=True)):
         top = HEADER_HEIGHT + index * row_height
         _draw_label(draw, (PAD, top), row)
@@ -96,6 +98,10 @@ def write_overview(
     out_dir: Path, rows: Sequence[SheetRow], name: str = OVERVIEW_NAME, fingerprint: str | None = None
 ) -> Path:
     """Write the contact sheet of `rows` to `<out_dir>/<name>` atomically; return its path."""
+    return _save_page(contact_sheet(rows), out_dir, name, fingerprint)
+
+
+def _save_page(page: Image.Image, out_dir: Path, name: str, fingerprint: str | None) -> Path:
     from PIL import PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
@@ -103,13 +109,13 @@ def write_overview(
         info.add_text(PAGE_FINGERPRINT_KEY, fingerprint)
     buffer = io.BytesIO()
     # A moderate compression level: a page of a large batch encodes in under a second, at 10% more bytes.
-    contact_sheet(rows).save(buffer, format="PNG", compress_level=3, pnginfo=info)
+    page.save(buffer, format="PNG", compress_level=3, pnginfo=info)
     return write_atomic(Path(out_dir) / name, buffer.getvalue())
 
 
-def overview_page_names(item_count: int) -> list[str]:
+def overview_page_names(page_count: int) -> list[str]:
     """overview.png for a batch that fits one page, else overview-001.png, overview-002.png, ..."""
-    pages = max(1, -(-item_count // ROWS_PER_PAGE))
+    pages = max(1, page_count)
     return [OVERVIEW_NAME] if pages == 1 else [f"overview-{number:03d}.png" for number in range(1, pages + 1)]
 
 
@@ -120,22 +126,32 @@ def write_overview_pages(
     inputs: Mapping[str, Path] | None = None,
     canny_for: Callable[[str], np.ndarray | None] | None = None,
 ) -> list[Path]:
-    """The contact sheet of a summary, ROWS_PER_PAGE items a page, one page in memory at a time.
+    """The contact sheet of a summary, one page in memory at a time: items ROWS_PER_PAGE a page, then a
+    labelled grid page for each sweep (sweep_sheet).
 
     A page whose items are as they were when it was drawn (a fingerprint in its PNG) is kept as it is,
     so a rerun of a large batch redraws only the pages of the items it changed.
     """
+    from rr_controlnet.sweep_sheet import sweep_pages, sweep_sheet
+
     out_dir = Path(out_dir)
     entries = list(summary_json.get("items", []))
-    names = overview_page_names(len(entries))
+    plain = [entry for entry in entries if not entry.get("sweep")]
+    pages: list[tuple[str, list]] = [
+        ("rows", plain[start : start + ROWS_PER_PAGE]) for start in range(0, len(plain), ROWS_PER_PAGE)
+    ]
+    pages += [("sweep", page) for page in sweep_pages([entry for entry in entries if entry.get("sweep")])]
+    names = overview_page_names(len(pages))
     paths = []
-    for number, name in enumerate(names):
-        page = entries[number * ROWS_PER_PAGE : (number + 1) * ROWS_PER_PAGE]
-        fingerprint = _page_fingerprint(page, inputs)
+    for name, (kind, page) in zip(names, pages or [("rows", [])], strict=False):
+        fingerprint = _page_fingerprint(page, inputs, kind)
         path = out_dir / name
         if _recorded_fingerprint(path) != fingerprint:
-            rows = sheet_rows_from_summary(out_dir, {"items": page}, inputs=inputs, canny_for=canny_for)
-            write_overview(out_dir, rows, name, fingerprint)
+            if kind == "sweep":
+                _save_page(sweep_sheet(page, out_dir, canny_for), out_dir, name, fingerprint)
+            else:
+                rows = sheet_rows_from_summary(out_dir, {"items": page}, inputs=inputs, canny_for=canny_for)
+                write_overview(out_dir, rows, name, fingerprint)
         paths.append(path)
     for stale in out_dir.iterdir():
         if (stale.name == OVERVIEW_NAME or OVERVIEW_PAGE_PATTERN.match(stale.name)) and stale.name not in names:
@@ -143,11 +159,13 @@ def write_overview_pages(
     return paths
 
 
-def _page_fingerprint(entries: Sequence[Mapping[str, Any]], inputs: Mapping[str, Path] | None) -> str:
-    keys = ("id", "status", "seed", "params_hash", "error", "image", "files", "checksums", "adherence")
+def _page_fingerprint(
+    entries: Sequence[Mapping[str, Any]], inputs: Mapping[str, Path] | None, kind: str = "rows"
+) -> str:
+    keys = ("id", "status", "seed", "params_hash", "error", "image", "files", "checksums", "adherence", "sweep")
     described = [{key: entry.get(key) for key in keys} for entry in entries]
     extra = {item_id: str(path) for item_id, path in (inputs or {}).items()}
-    text = json.dumps([SHEET_LAYOUT_VERSION, described, extra], sort_keys=True, default=str)
+    text = json.dumps([SHEET_LAYOUT_VERSION, kind, described, extra], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -160,97 +178,30 @@ def _recorded_fingerprint(path: Path) -> str | None:
 
 
 def _row_tiles(row: SheetRow) -> tuple[Image.Image, Image.Image, Image.Image]:
-    canny = _thumbnail(_display_rgb(row.canny)) if row.canny is not None else _placeholder("no edge map")
-    return _file_tile(row.input_path, "no input"), canny, _output_tile(row)
+    canny = thumbnail(display_rgb(row.canny)) if row.canny is not None else placeholder("no edge map")
+    return file_tile(row.input_path, "no input"), canny, _output_tile(row)
 
 
 def _output_tile(row: SheetRow) -> Image.Image:
     if row.status == "failed":
-        return _placeholder(f"failed: {row.error or 'no reason given'}", STATUS_COLOURS["failed"])
+        return placeholder(f"failed: {row.error or 'no reason given'}", STATUS_COLOURS["failed"])
     if row.status == "pending":
-        return _placeholder("pending")
-    return _file_tile(row.output_path, "no output")
-
-
-def _file_tile(path: Path | None, absent: str) -> Image.Image:
-    """The image at `path` as a thumbnail, or a tile saying why there is none."""
-    if path is None:
-        return _placeholder(absent)
-    if not path.is_file():
-        return _placeholder(f"missing: {path.name}")
-    try:
-        return _thumbnail(_display_rgb(load_image(path).pixels))
-    except ItemFailed:
-        return _placeholder(f"unreadable: {path.name}")
-
-
-def _display_rgb(pixels: np.ndarray) -> Image.Image:
-    """An RGB view of gray, RGB or RGBA pixels; transparency shows a grey backdrop."""
-    pixels = np.asarray(pixels)
-    if pixels.dtype == np.bool_:
-        pixels = pixels.astype(np.uint8) * 255
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    if image.mode == "RGBA":
-        backdrop = Image.new("RGBA", image.size, TRANSPARENT_BACKDROP)
-        return Image.alpha_composite(backdrop, image).convert("RGB")
-    return image.convert("RGB")
-
-
-def _thumbnail(image: Image.Image) -> Image.Image:
-    """`image` scaled to THUMB_HEIGHT tall, aspect kept, at most MAX_THUMB_WIDTH wide."""
-    scale = min(THUMB_HEIGHT / image.height, MAX_THUMB_WIDTH / image.width)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS)
-
-
-def _placeholder(message: str, colour: tuple[int, int, int] = MUTED) -> Image.Image:
-    """A square grey tile with `message` wrapped inside it."""
-    tile = Image.new("RGB", (THUMB_HEIGHT, THUMB_HEIGHT), PLACEHOLDER_FILL)
-    draw = ImageDraw.Draw(tile)
-    font = _font()
-    chars_per_line = max(1, int((THUMB_HEIGHT - 2 * PAD) / font.getlength("n")))
-    max_lines = (THUMB_HEIGHT - 2 * PAD) // LINE_HEIGHT
-    lines = textwrap.wrap(_shorten(message, ERROR_LIMIT), chars_per_line, max_lines=max_lines, placeholder=" …")
-    for number, line in enumerate(lines):
-        draw.text((PAD, PAD + number * LINE_HEIGHT), line, fill=colour, font=font)
-    return tile
+        return placeholder("pending")
+    return file_tile(row.output_path, "no output")
 
 
 def _draw_label(draw: ImageDraw.ImageDraw, origin: tuple[int, int], row: SheetRow) -> None:
     """Two lines: id, status (in its colour), seed and control adherence; then the shortened prompt."""
     left, top = origin
-    font = _font()
-    parts = [(row.item_id, TEXT), (f"  {row.status}", _status_colour(row.status)), (f"  seed {row.seed}", MUTED)]
+    typeface = font()
+    parts = [(row.item_id, TEXT), (f"  {row.status}", status_colour(row.status)), (f"  seed {row.seed}", MUTED)]
     if row.adherence:
-        parts.append((f"  edges F1 {_f1s(row.adherence)}", MUTED))
+        parts.append((f"  edges F1 {f1s(row.adherence)}", MUTED))
     for text, colour in parts:
-        draw.text((left, top), text, fill=colour, font=font)
-        left += round(font.getlength(text))
-    prompt = _shorten(row.prompt, PROMPT_LIMIT) if row.prompt.strip() else "(empty prompt)"
-    draw.text((origin[0], top + LINE_HEIGHT), prompt, fill=MUTED, font=font)
-
-
-def _f1s(adherence: Mapping[str, Any]) -> str:
-    return f"{adherence['strict']['f1']:.0%} / {adherence['tolerant']['f1']:.0%}"
-
-
-def _status_colour(status: str) -> tuple[int, int, int]:
-    return STATUS_COLOURS.get(status, TEXT)
-
-
-@cache
-def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's bundled font at a readable size; its small bitmap font where FreeType is missing."""
-    try:
-        return ImageFont.load_default(size=FONT_SIZE)
-    except ImportError:
-        return ImageFont.load_default()
-
-
-def _shorten(text: str, limit: int) -> str:
-    """`text` on one line, cut to `limit` characters with an ellipsis."""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "…"
+        draw.text((left, top), text, fill=colour, font=typeface)
+        left += round(typeface.getlength(text))
+    prompt = shorten(row.prompt, PROMPT_LIMIT) if row.prompt.strip() else "(empty prompt)"
+    draw.text((origin[0], top + LINE_HEIGHT), prompt, fill=MUTED, font=typeface)
 
 
 # --- rows from summary.json -------------------------------------------------------------------
@@ -337,16 +288,43 @@ def summary_markdown(summary_json: Mapping[str, Any]) -> str:
             cells = [f"{strict['f1']:.1%}", f"{tolerant['f1']:.1%}", f"{strict['precision']:.1%}"]
             cells += [f"{strict['recall']:.1%}", f"{entry['adherence']['ssim']:.3f}"]
             lines.append(f"| {_cell(entry['id'])} | " + " | ".join(cells) + " |")
+    lines += _sweep_tables(items)
     warned = [entry for entry in items if entry.get("warnings")]
     if warned:
         lines += ["", "### Warnings", ""]
         for entry in warned[:TABLE_ROW_LIMIT]:
             lines += [
-                f"- {_cell(entry['id'])}: {_cell(_shorten(warning, ERROR_LIMIT))}" for warning in entry["warnings"]
+                f"- {_cell(entry['id'])}: {_cell(shorten(warning, ERROR_LIMIT))}" for warning in entry["warnings"]
             ]
         if len(warned) > TABLE_ROW_LIMIT:
             lines.append(f"- ... and {len(warned) - TABLE_ROW_LIMIT:,} more items with warnings (see summary.json)")
     return "\n".join(lines) + "\n"
+
+
+def _sweep_tables(items: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each sweep's variants under its source item, with the full swept values."""
+    by_source: dict[str, list[Mapping[str, Any]]] = {}
+    for entry in items:
+        if entry.get("sweep"):
+            by_source.setdefault(entry["sweep"]["source"], []).append(entry)
+    if not by_source:
+        return []
+    lines = ["", "### Sweeps"]
+    for source, variants in by_source.items():
+        fields = list(variants[0]["sweep"]["values"])
+        lines += [
+            "",
+            f"**{_cell(source)}**: {len(variants)} variant{'s' if len(variants) != 1 else ''} of {' x '.join(fields)}",
+            "",
+            "| variant | " + " | ".join(fields) + " | status | F1 | F1 (tolerant) |",
+            "| --- | " + " | ".join("---" for _ in fields) + " | --- | ---: | ---: |",
+        ]
+        for entry in variants[:TABLE_ROW_LIMIT]:
+            adherence = entry.get("adherence") or {}
+            scores = [f"{adherence[kind]['f1']:.1%}" if adherence else "" for kind in ("strict", "tolerant")]
+            values = [_cell(entry["sweep"]["values"].get(field, "")) for field in fields]
+            lines.append("| " + " | ".join([_cell(entry["id"]), *values, entry["status"], *scores]) + " |")
+    return lines
 
 
 def append_summary(markdown: str, path: Path) -> None:
@@ -361,7 +339,7 @@ def append_summary(markdown: str, path: Path) -> None:
 def _table_row(entry: Mapping[str, Any]) -> str:
     status = entry["status"]
     if status == "failed":
-        status = f"**failed**: {_shorten(entry.get('error') or 'no reason given', ERROR_LIMIT)}"
+        status = f"**failed**: {shorten(entry.get('error') or 'no reason given', ERROR_LIMIT)}"
     seconds = entry.get("seconds")
     cells = [
         entry["id"],

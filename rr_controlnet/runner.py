@@ -13,7 +13,7 @@ asks the batch to stop, since every later item would fail the same way.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,9 +70,11 @@ class PreparedItem:
 
 def pending_outcome(planned: PlannedItem) -> ItemOutcome:
     item = planned.item
-    return ItemOutcome(
+    outcome = ItemOutcome(
         item.id, "pending", item.params.seed, asdict(item.params), planned.params_hash, str(item.image.resolve())
     )
+    outcome.sweep = asdict(item.sweep) if item.sweep is not None else None
+    return outcome
 
 
 def failed_outcome(planned: PlannedItem, reason: str, seconds: float, warnings: Sequence[str] = ()) -> ItemOutcome:
@@ -97,6 +99,7 @@ class GroupRunner:
         finisher: Executor | None = None,
         on_outcome: Callable[[ItemOutcome], None] = lambda outcome: None,
         properties: RecordingProperties | None = None,
+        sweeps: Mapping[str, Any] | None = None,
     ):
         self.model = model
         self.out_dir = Path(out_dir)
@@ -111,10 +114,11 @@ class GroupRunner:
         self.properties = properties  # the batch's recording name and start time, sent by every item
         self.step_seconds = 0.0  # time spent recording steps (latents and previews), for benchmarks
         file_items = file_blueprint_items(self.blueprint_ids)
-        self.file_blueprint = batch_blueprint(file_items) if file_items else None
+        sweeps = sweeps or {}  # variant id -> spec.SweepInfo, for the sweeps' grid tabs
+        self.file_blueprint = batch_blueprint(file_items, sweeps=sweeps) if file_items else None
         live_blueprint = self.file_blueprint
         if options.live_url is not None and live_blueprint is None:
-            live_blueprint = batch_blueprint(self.blueprint_ids[:BATCH_BLUEPRINT_MAX_ITEMS])
+            live_blueprint = batch_blueprint(self.blueprint_ids[:BATCH_BLUEPRINT_MAX_ITEMS], sweeps=sweeps)
         self.pool = StreamPool(recording_id, options.save_recordings, options.live_url, live_blueprint)
         self.versions = library_versions()
         self.context = {
@@ -356,7 +360,9 @@ def generate_and_record(
     """Generate and record planned items with a loaded model, in groups of at most `batch_size`; every
     item's files are complete when this returns. The batch's per-item work, without its bookkeeping of
     the output folder (no lock, resume or summary): for benchmarks and notebooks."""
-    runner = GroupRunner(model, out_dir, recording_id, [p.item.id for p in planned], options, log=log)
+    ids = [p.item.id for p in planned]
+    sweeps = {p.item.id: p.item.sweep for p in planned if p.item.sweep is not None}
+    runner = GroupRunner(model, out_dir, recording_id, ids, options, log=log, sweeps=sweeps)
     outcomes = []
     try:
         for group in runner.prepared_groups(planned, batch_size):

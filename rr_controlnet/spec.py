@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,25 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class SweepInfo:
+    """Where a sweep variant comes from: its source item, its values and its place in the sweep's grid."""
+
+    source: str  # the id of the item the sweep varies
+    values: dict[str, Any]  # swept field -> value, in axis order
+    axes: tuple[tuple[str, ...], ...]  # the fields of each axis (a zip group's together)
+    coordinates: tuple[int, ...]  # the position along each axis
+    shape: tuple[int, ...]  # how many values each axis has
+
+
+@dataclass(frozen=True)
 class Item:
     id: str
     image: Path
     params: GenerationParams
-    index: int  # 1-based position in the manifest
+    index: int  # 1-based position of its entry in the manifest
     line: int | None
+    position: int = 0  # 1-based position among all items, sweep variants included (shards split by it)
+    sweep: SweepInfo | None = None  # set for the variants of a swept item
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,8 @@ def serve_batch(manifest: Manifest, out_dir: Path) -> LiveViewer:
     )
 
     server = rr.RecordingStream(APPLICATION_ID, recording_id=run_recording_id(out_dir), send_properties=False)
-    blueprint = batch_blueprint([item.id for item in manifest.items[:BATCH_BLUEPRINT_MAX_ITEMS]])
+    sweeps = {item.id: item.sweep for item in manifest.items if item.sweep is not None}
+    blueprint = batch_blueprint([item.id for item in manifest.items[:BATCH_BLUEPRINT_MAX_ITEMS]], sweeps=sweeps)
     url = server.serve_grpc(grpc_port=VIEWER_PORT, default_blueprint=blueprint)
     batch_properties(manifest.path, out_dir, time.time_ns()).send(server)
     rr.serve_web_viewer(web_port=WEB_VIEWER_PORT, connect_to=url, open_browser=False)
@@ -123,18 +124,26 @@ def viewer_command(out_dir: Path, item_patterns: Sequence[str] = ()) -> list[str
         recordings = [path for path in recordings if any(fnmatch.fnmatchcase(path.stem, p) for p in item_patterns)]
         if not recordings:
             raise RrControlnetError(f"{out_dir}: no item matches {' '.join(item_patterns)}")
-        blueprint = subset_blueprint([path.stem for path in recordings])
+        blueprint = subset_blueprint([path.stem for path in recordings], _sweeps_in(out_dir))
     else:
         blueprint = out_dir / BLUEPRINT_NAME
     files = [str(path) for path in recordings] + ([str(blueprint)] if blueprint.exists() else [])
     return [rerun_executable(), *files]
 
 
-def subset_blueprint(item_ids: Sequence[str]) -> Path:
-    """A blueprint with a tab for each of these items, saved where the viewer can read it."""
+def _sweeps_in(out_dir: Path) -> dict[str, Any]:
+    """What the folder records of its sweep variants, by id."""
+    from rr_controlnet.journal import read_outcomes
+
+    return {item_id: outcome.sweep for item_id, outcome in read_outcomes(out_dir).items() if outcome.sweep}
+
+
+def subset_blueprint(item_ids: Sequence[str], sweeps: dict[str, Any] | None = None) -> Path:
+    """A blueprint with a tab for each of these items (grid tabs for sweep variants), saved where the
+    viewer can read it."""
     from rr_controlnet.record import save_batch_blueprint
 
     key = hashlib.sha256("\n".join(item_ids).encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / "rr-controlnet-view"
     folder.mkdir(exist_ok=True)
-    return save_batch_blueprint(item_ids, folder / f"{key}.rbl")
+    return save_batch_blueprint(item_ids, folder / f"{key}.rbl", sweeps)

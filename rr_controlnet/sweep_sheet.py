@@ -1,0 +1,117 @@
+"""A sweep's page of the contact sheet: its input and edge map beside a labelled grid of the variants.
+
+Rows follow the first swept field and columns the second, each labelled with its values (shortened:
+summary.md has them in full); under each output, its control adherence or status. Further swept
+fields give further pages, as do grids of more than SWEEP_GRID_ROWS rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from rr_controlnet.layout import SWEEP_GRID_ROWS, SweepPlace, sweep_tab_name
+from rr_controlnet.tiles import (
+    BACKGROUND,
+    LINE_HEIGHT,
+    MUTED,
+    PAD,
+    STATUS_COLOURS,
+    TEXT,
+    display_rgb,
+    f1s,
+    file_tile,
+    font,
+    placeholder,
+    shorten,
+    status_colour,
+    thumbnail,
+)
+
+CELL: Final = 160  # output thumbnails of a sweep grid
+LABEL_CHARS: Final = 24
+
+
+def sweep_pages(entries: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """The summary entries of sweep variants grouped into pages: by source item, by the values of further
+    swept fields, and SWEEP_GRID_ROWS rows at a time; in the order the sources first appear."""
+    pages: dict[tuple, list[Mapping[str, Any]]] = {}
+    for entry in entries:
+        place = SweepPlace.of(entry["sweep"])
+        key = (place.source, *place.coordinates[2:], place.coordinates[0] // SWEEP_GRID_ROWS)
+        pages.setdefault(key, []).append(entry)
+    return list(pages.values())
+
+
+def sweep_sheet(
+    entries: Sequence[Mapping[str, Any]], out_dir: Path, canny_for: Callable[[str], np.ndarray | None] | None
+) -> Image.Image:
+    """One page: header, input and edge map on the left, the grid of outputs on the right."""
+    places = [SweepPlace.of(entry["sweep"]) for entry in entries]
+    first = places[0]
+    rows = sorted({place.coordinates[0] for place in places})
+    columns = sorted({place.coordinates[1] if len(place.coordinates) > 1 else 0 for place in places})
+    cells = {(place.coordinates[0], place.coordinates[1] if len(place.coordinates) > 1 else 0): (entry, place)
+             for entry, place in zip(entries, places, strict=True)}  # fmt: skip
+    typeface = font()
+    row_label_width = max(round(typeface.getlength(shorten(_row_label(cells, row), LABEL_CHARS))) for row in rows) + PAD
+    cell_height = CELL + LINE_HEIGHT + PAD
+    header = 2 * LINE_HEIGHT + 2 * PAD
+    side_column = CELL + 2 * PAD
+    width = side_column + row_label_width + len(columns) * (CELL + PAD) + PAD
+    height = header + LINE_HEIGHT + max(len(rows) * cell_height, 2 * (CELL + LINE_HEIGHT)) + PAD
+    sheet = Image.new("RGB", (width, height), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    draw.text((PAD, PAD), sweep_tab_name(first.source, first), fill=TEXT, font=typeface)
+    counts = ", ".join(f"{sum(entry['status'] == status for entry in entries)} {status}" for status in STATUS_COLOURS)
+    draw.text((PAD, PAD + LINE_HEIGHT), f"{len(entries)} variants: {counts}", fill=MUTED, font=typeface)
+
+    top = header
+    input_path = Path(entries[0]["image"]) if entries[0].get("image") else None
+    draw.text((PAD, top), "input", fill=MUTED, font=typeface)
+    sheet.paste(file_tile(input_path, "no input", CELL), (PAD, top + LINE_HEIGHT))
+    canny = canny_for(entries[0]["id"]) if canny_for else None
+    canny_tile = thumbnail(display_rgb(canny), CELL) if canny is not None else placeholder("no edge map", side=CELL)
+    draw.text((PAD, top + LINE_HEIGHT + CELL + PAD), "canny", fill=MUTED, font=typeface)
+    sheet.paste(canny_tile, (PAD, top + 2 * LINE_HEIGHT + CELL + PAD))
+
+    grid_left = side_column + row_label_width
+    for index, column in enumerate(columns):
+        label = _column_label(cells, column)
+        draw.text((grid_left + index * (CELL + PAD), top), shorten(label, LABEL_CHARS), fill=MUTED, font=typeface)
+    for row_index, row in enumerate(rows):
+        y = top + LINE_HEIGHT + row_index * cell_height
+        draw.text((side_column, y + CELL // 2), shorten(_row_label(cells, row), LABEL_CHARS), fill=MUTED, font=typeface)
+        for index, column in enumerate(columns):
+            if (row, column) not in cells:
+                continue
+            entry, _ = cells[(row, column)]
+            x = grid_left + index * (CELL + PAD)
+            tile = _cell_tile(entry, out_dir)
+            sheet.paste(tile, (x + (CELL - tile.width) // 2, y + (CELL - tile.height) // 2))
+            caption = f"F1 {f1s(entry['adherence'])}" if entry.get("adherence") else entry["status"]
+            draw.text((x, y + CELL + 2), caption, fill=status_colour(entry["status"]), font=typeface)
+    return sheet
+
+
+def _row_label(cells: Mapping[tuple[int, int], tuple[Any, SweepPlace]], row: int) -> str:
+    place = next(place for (cell_row, _), (_, place) in cells.items() if cell_row == row)
+    return place.axis_label(0)
+
+
+def _column_label(cells: Mapping[tuple[int, int], tuple[Any, SweepPlace]], column: int) -> str:
+    place = next(place for (_, cell_column), (_, place) in cells.items() if cell_column == column)
+    return place.axis_label(1) if len(place.axes) > 1 else ""
+
+
+def _cell_tile(entry: Mapping[str, Any], out_dir: Path) -> Image.Image:
+    if entry["status"] == "failed":
+        return placeholder(f"failed: {entry.get('error') or 'no reason given'}", STATUS_COLOURS["failed"], CELL)
+    if entry["status"] == "pending":
+        return placeholder("pending", side=CELL)
+    png = next((name for name in entry.get("files") or [] if name.endswith(".png")), None)
+    return file_tile(Path(out_dir) / png if png else None, "no output", CELL)
