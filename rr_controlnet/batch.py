@@ -42,7 +42,7 @@ from rr_controlnet.outputs import (
     output_folder,
     summary_name,
 )
-from rr_controlnet.plan import plan_items, split_up_to_date
+from rr_controlnet.plan import PlannedItem, plan_items, split_up_to_date
 from rr_controlnet.progress import NoProgress, Progress
 from rr_controlnet.report import library_versions
 from rr_controlnet.spec import Manifest, StopRequest
@@ -228,7 +228,15 @@ def _run_locked(
 class _BatchState:
     """Every planned item's latest outcome, kept in the journal at once and in summary.json soon after."""
 
-    def __init__(self, summary: BatchSummary, planned: list, kept: dict[str, ItemOutcome], out_dir, shard, stop):
+    def __init__(
+        self,
+        summary: BatchSummary,
+        planned: list[PlannedItem],
+        kept: dict[str, ItemOutcome],
+        out_dir: Path,
+        shard: Any,
+        stop: StopRequest,
+    ):
         from rr_controlnet.runner import pending_outcome
 
         self.summary = summary

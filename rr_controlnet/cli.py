@@ -77,6 +77,15 @@ def _manifest_failure(exc: ManifestError, source: str) -> UsageFailure:
     return UsageFailure(f"{exc}\n{count} problem{'s' if count != 1 else ''} in {source}; nothing was generated")
 
 
+def summary_to_option(document: str) -> Callable:
+    """--summary-to FILE: a job summary (such as $GITHUB_STEP_SUMMARY) to append `document` to."""
+    return click.option(
+        "--summary-to",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help=f"Append {document} to this file, e.g. $GITHUB_STEP_SUMMARY.",
+    )
+
+
 max_items_option = click.option(
     "--max-items", type=click.IntRange(1), default=DEFAULT_MAX_ITEMS, show_default=True,
     help="Refuse a manifest whose sweeps expand it to more items than this.",
@@ -124,8 +133,7 @@ def generation_options(command: Callable) -> Callable:
         click.option("--serve-web", is_flag=True, help="Serve the web viewer and stream into it live."),
         click.option("--headless", is_flag=True, help="No viewer: files only."),
         click.option("--no-save", is_flag=True, help="Write no .rrd files (only with a live viewer)."),
-        click.option("--summary-to", type=click.Path(path_type=Path, dir_okay=False),
-                     help="Append summary.md to this file, e.g. $GITHUB_STEP_SUMMARY."),
+        summary_to_option("summary.md"),
     ]  # fmt: skip
     for option in reversed(options):
         command = option(command)
@@ -313,8 +321,7 @@ def view(out_dir: Path, item_patterns: tuple[str, ...]) -> None:
 
 @cli.command()
 @click.argument("out_dir", metavar="OUT", type=click.Path(path_type=Path, file_okay=False, exists=True))
-@click.option("--summary-to", type=click.Path(path_type=Path, dir_okay=False),
-              help="Append summary.md to this file, e.g. $GITHUB_STEP_SUMMARY.")  # fmt: skip
+@summary_to_option("summary.md")
 def summarize(out_dir: Path, summary_to: Path | None) -> None:
     """Merge the shard summaries in OUT (from `batch --shard I/N` runs) into one summary and blueprint."""
     from rr_controlnet.api import summarize_outputs
@@ -353,11 +360,7 @@ def summarize(out_dir: Path, summary_to: Path | None) -> None:
     show_default=True,
     help="Outputs whose mean absolute difference (0..255 levels) exceeds this have changed.",
 )
-@click.option(
-    "--summary-to",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Append compare.md to this file, e.g. $GITHUB_STEP_SUMMARY.",
-)
+@summary_to_option("compare.md")
 @click.option(
     "--update-baseline",
     is_flag=True,

@@ -127,15 +127,14 @@ def parse_manifest(
         entry = _check_item(item_raw, index, entry_line, path, model, defaults, default_sweep, overrides, problems)
         if entry is not None:
             checked.append(entry)
-    total = sum(variant_count(axes) for *_, axes in checked)
-    if total > max_items:
-        largest = max(checked, key=lambda entry: variant_count(entry[3]))[0]
+    counts = [variant_count(axes) for *_, axes in checked]
+    if sum(counts) > max_items:
+        largest, count = max(zip((entry[0] for entry in checked), counts, strict=True), key=lambda pair: pair[1])
         problems.add(
             largest.line,
             f"item {largest.id!r} (#{largest.index})",
-            f"the manifest expands to {total:,} items, more than the limit of {max_items:,} "
-            f"(this item's sweep alone gives {variant_count(max(checked, key=lambda e: variant_count(e[3]))[3]):,}); "
-            "sweep fewer values or raise --max-items",
+            f"the manifest expands to {sum(counts):,} items, more than the limit of {max_items:,} "
+            f"(this item's sweep alone gives {count:,}); sweep fewer values or raise --max-items",
         )
         raise ManifestError(problems.sorted())
 
