@@ -36,6 +36,10 @@ FLUSH_SECONDS: Final = 60.0
 # Closing a stream after a good flush only writes the file's footer; after a failed one it may never end.
 DISCONNECT_SECONDS: Final = 10.0
 DISCONNECT_AFTER_FAILURE_SECONDS: Final = 1.0
+# A stream keeps some state for every entity path it has logged until it is closed, and rerun-sdk keeps
+# every stream for good: closing a pooled stream after this many items holds memory near its least
+# (about 5 KiB an item, against 16 KiB with one stream for all and 19 KiB with one per 100 items).
+STREAM_ITEMS: Final = 1000
 
 
 def save_batch_blueprint(item_ids: Sequence[str], path: Path, sweeps: Mapping[str, Any] | None = None) -> Path:
@@ -203,6 +207,10 @@ class StreamPool:
         return pooled
 
     def release(self, pooled: PooledStream) -> None:
+        pooled.items += 1
+        if pooled.items >= STREAM_ITEMS:  # its per-entity state goes with it; a new stream starts clean
+            _drain(pooled, disconnect=True)
+            return
         with self._lock:
             self._idle.append(pooled)
 
@@ -217,6 +225,7 @@ class StreamPool:
 class PooledStream:
     stream: Any
     binary: Any | None  # the in-memory sink of the item files; None when nothing is saved
+    items: int = 0  # how many items it has recorded
 
 
 class ItemRecording:

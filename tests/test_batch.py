@@ -170,3 +170,16 @@ def test_control_adherence_is_recorded_and_summarized(two_item_batch: tuple[str,
     scores = recording.static("/items/horse/adherence/scores").columns["TextDocument:text"][0]
     assert f"| F1 | {adherence['strict']['f1']:.1%} |" in scores
     assert "### Control adherence" in (out / "summary.md").read_text()
+
+
+def test_recording_streams_are_reused_then_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rr_controlnet import record
+
+    monkeypatch.setattr(record, "STREAM_ITEMS", 2)
+    pool = record.StreamPool("a-recording")
+    first = pool.acquire()
+    pool.release(first)
+    assert pool.acquire() is first  # one item recorded: back in the pool
+    pool.release(first)
+    assert pool.acquire() is not first  # two: closed, its per-entity state freed
+    pool.close()
