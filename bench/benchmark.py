@@ -71,6 +71,7 @@ class BenchConfig:
     threads: int  # torch CPU threads; 0 leaves torch's default
     out: str | None
     json_path: str
+    adherence: bool = True  # score each output's edges, as a batch does (needs scikit-image and SciPy)
 
 
 @dataclass
@@ -134,6 +135,9 @@ class Machine:
     device: str
     device_name: str
     dtype: str
+    gpu_driver: str = ""  # NVIDIA driver version, when on CUDA
+    cuda: str = ""  # the CUDA version torch was built with
+    gpu_memory_bytes: int | None = None
 
 
 @dataclass
@@ -209,6 +213,12 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     )
     parser.add_argument("--out", default=None, help="folder for the recordings (default: a temporary folder)")
     parser.add_argument("--json", dest="json_path", default=str(DEFAULT_JSON), help="where to write the results")
+    parser.add_argument(
+        "--no-adherence",
+        dest="adherence",
+        action="store_false",
+        help="skip the edge scores per item (for machines without scikit-image and SciPy)",
+    )
     args = parser.parse_args(argv)
     if args.size <= 0 or args.size % 8:
         parser.error(f"--size must be a positive multiple of 8, got {args.size}")
@@ -285,9 +295,8 @@ class BareWay:
 class RrControlnetWay:
     """(b) One item as the batch generates and records it: its runner's run_group, batch size 1."""
 
-    name = "rr-controlnet"
-
-    def __init__(self, runner: Any):
+    def __init__(self, runner: Any, name: str = WAYS[1]):
+        self.name = name
         self.runner = runner
         self.model = runner.model
 
@@ -371,19 +380,51 @@ class OriginalWay:
         return image, callback_seconds, path.stat().st_size
 
 
-def run_way(way: Any, items: Sequence[BenchItem], out_dir: Path) -> WayRun:
-    """One pass of `way` over `items`, each item timed on its own, RSS sampled throughout."""
-    import torch
+def gpu_resident_bytes(model: Any) -> int:
+    """Bytes of a loaded model's weights that sit on the GPU between calls (none with --offload)."""
+    tensors = [
+        tensor
+        for component in model.pipe.components.values()
+        if hasattr(component, "parameters")
+        for tensor in (*component.parameters(), *component.buffers())
+    ]
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors if tensor.is_cuda)
 
-    cuda = way.model.runtime.device.startswith("cuda")
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
+
+class GpuPeak:
+    """Peak GPU memory of one model's work inside the block: the model's weights that stay on the GPU plus
+    the most it allocated, whatever other models sit on the card beside it. `bytes` stays None off CUDA."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.bytes: int | None = None
+        self._others = 0
+
+    def __enter__(self) -> GpuPeak:
+        import torch
+
+        if self.model.runtime.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._others = torch.cuda.memory_allocated() - gpu_resident_bytes(self.model)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        if self.model.runtime.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            self.bytes = torch.cuda.max_memory_allocated() - self._others
+
+
+def run_way(way: Any, items: Sequence[BenchItem], out_dir: Path) -> WayRun:
+    """One pass of `way` over `items`, each item timed on its own, RSS and GPU memory (GpuPeak) watched."""
     seconds: list[float] = []
     rrd_bytes: list[int] = []
     images: list[np.ndarray] = []
     callback_total = 0.0
     cpu_started = time.process_time()
-    with PeakRss() as rss:
+    with PeakRss() as rss, GpuPeak(way.model) as gpu:
         for bench_item in items:
             _synchronize(way.model)
             started = time.perf_counter()
@@ -395,16 +436,34 @@ def run_way(way: Any, items: Sequence[BenchItem], out_dir: Path) -> WayRun:
             if size is not None:
                 rrd_bytes.append(size)
     cpu_seconds = time.process_time() - cpu_started
-    peak_gpu = torch.cuda.max_memory_allocated() if cuda else None
-    return WayRun(way.name, seconds, cpu_seconds, callback_total, rrd_bytes, rss.peak, rss.start, peak_gpu, images)
+    return WayRun(way.name, seconds, cpu_seconds, callback_total, rrd_bytes, rss.peak, rss.start, gpu.bytes, images)
 
 
-def summarize(runs: dict[str, list[WayRun]], item_count: int) -> list[WayResult]:
+def interleave(
+    ways: Sequence[Any], items: Sequence[BenchItem], out_dir: Path, repeats: int, log: Callable[[str], None]
+) -> tuple[dict[str, WayRun], dict[str, list[WayRun]]]:
+    """One warm-up pass of each way over the first item (not counted), then `repeats` passes of every way
+    over all items, interleaved (a, b, c, a, b, c, ...) so drift hits all alike. Returns both."""
+    warmups = {}
+    for way in ways:
+        warmups[way.name] = run_way(way, items[:1], out_dir)
+        log(f"warm-up {way.name}: {warmups[way.name].seconds[0]:.3f} s (not counted)")
+    runs: dict[str, list[WayRun]] = {way.name: [] for way in ways}
+    for repeat in range(repeats):
+        for way in ways:
+            run = run_way(way, items, out_dir)
+            runs[way.name].append(run)
+            log(f"repeat {repeat + 1}/{repeats} {way.name}: {sum(run.seconds) / len(items):.3f} s/item")
+    return warmups, runs
+
+
+def summarize(runs: dict[str, list[WayRun]], item_count: int, reference: str = "bare") -> list[WayResult]:
+    """Medians per way; ratios and output differences against the `reference` way."""
     per_item = {way: [sum(run.seconds) / item_count for run in way_runs] for way, way_runs in runs.items()}
-    bare_median = statistics.median(per_item["bare"])
+    bare_median = statistics.median(per_item[reference])
     cpu_per_item = {way: [run.cpu_seconds / item_count for run in way_runs] for way, way_runs in runs.items()}
-    bare_cpu_median = statistics.median(cpu_per_item["bare"])
-    bare_images = runs["bare"][-1].images
+    bare_cpu_median = statistics.median(cpu_per_item[reference])
+    bare_images = runs[reference][-1].images
     results = []
     for way, way_runs in runs.items():
         median = statistics.median(per_item[way])
@@ -427,7 +486,7 @@ def summarize(runs: dict[str, list[WayRun]], item_count: int) -> list[WayResult]
                 peak_rss_bytes=max(run.peak_rss_bytes for run in way_runs),
                 start_rss_bytes=way_runs[0].start_rss_bytes,
                 peak_gpu_bytes=max(gpu_peaks) if gpu_peaks else None,
-                max_output_difference_vs_bare=None if way == "bare" else difference,
+                max_output_difference_vs_bare=None if way == reference else difference,
             )
         )
     return results
@@ -439,8 +498,15 @@ def describe_machine(model: Any) -> Machine:
     import torch
 
     device = model.runtime.device
+    gpu: dict[str, Any] = {}
     if device.startswith("cuda"):
-        device_name = torch.cuda.get_device_name(torch.device(device))
+        properties = torch.cuda.get_device_properties(torch.device(device))
+        device_name = properties.name
+        gpu = {
+            "gpu_driver": _nvidia_driver(),
+            "cuda": torch.version.cuda or "",
+            "gpu_memory_bytes": properties.total_memory,
+        }
     else:
         device_name = _cpu_model()
     return Machine(
@@ -455,7 +521,18 @@ def describe_machine(model: Any) -> Machine:
         device=device,
         device_name=device_name,
         dtype=model.runtime.dtype_name,
+        **gpu,
     )
+
+
+def _nvidia_driver() -> str:
+    import subprocess
+
+    try:
+        query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
+        return subprocess.run(query, capture_output=True, text=True, timeout=30, check=True).stdout.split()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
 
 
 def _cpu_model() -> str:
@@ -481,7 +558,8 @@ def format_table(report: BenchReport) -> str:
         f"model {config.model}, {config.size}x{config.size}, {config.steps} steps, {config.items} items, "
         f"{config.repeats} repeats (median), device {machine.device} ({machine.device_name}), {machine.dtype}",
         f"machine: {machine.cpu}, {machine.cpu_count} cores, torch {machine.torch} ({machine.torch_threads} threads), "
-        f"diffusers {machine.diffusers}, rerun-sdk {machine.rerun_sdk}, {machine.platform}",
+        f"diffusers {machine.diffusers}, rerun-sdk {machine.rerun_sdk}, {machine.platform}"
+        + (f", NVIDIA driver {machine.gpu_driver}, CUDA {machine.cuda}" if machine.gpu_driver else ""),
         f"model load {report.model_load_seconds:.1f} s (not timed); input image bytes/item "
         f"{report.input_bytes_per_item:,.0f}; load average {_loads(report.load_average_start)} at start, "
         f"{_loads(report.load_average_end)} at end",
@@ -519,40 +597,39 @@ def _load_average() -> list[float]:
     return list(os.getloadavg()) if hasattr(os, "getloadavg") else []
 
 
-def run_benchmark(config: BenchConfig, out_dir: Path, log: Callable[[str], None]) -> BenchReport:
-    import torch
-
-    from rr_controlnet.layout import run_recording_id
+def load_bench_model(config: BenchConfig, log: Callable[[str], None]) -> tuple[Any, float]:
+    """The model the benchmark measures, loaded as a batch loads it; and the seconds loading took."""
     from rr_controlnet.loading import load_model, quiet_library_logging, resolve_runtime
-    from rr_controlnet.runner import GroupRunner, RecordingOptions
 
     quiet_library_logging()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    load_start = _load_average()
     runtime = resolve_runtime(config.device, config.dtype)
-    manifest = bench_manifest(config)
     log(f"loading {config.model} on {runtime.device} ({runtime.dtype_name}) ...")
     started = time.perf_counter()
-    model = load_model(manifest.model, runtime)
+    model = load_model(bench_manifest(config).model, runtime)
     load_seconds = time.perf_counter() - started
     log(f"loaded in {load_seconds:.1f} s")
+    return model, load_seconds
 
-    recordings = out_dir / RrControlnetWay.name
+
+def measure_ways(
+    config: BenchConfig, model: Any, load_seconds: float, out_dir: Path, log: Callable[[str], None]
+) -> BenchReport:
+    """The three ways over the config's items with a loaded model, interleaved, medians over the repeats."""
+    from rr_controlnet.layout import run_recording_id
+    from rr_controlnet.runner import GroupRunner, RecordingOptions
+
+    load_start = _load_average()
+    manifest = bench_manifest(config)
+    recordings = out_dir / WAYS[1]
     ids = [item.id for item in manifest.items]
-    runner = GroupRunner(model, recordings, run_recording_id(recordings), ids, RecordingOptions(**RECORDING))
-    items = prepare_items(runner, manifest, runtime.dtype_name)
-    ways = [BareWay(model), RrControlnetWay(runner), OriginalWay(model)]
-    for way in ways:
-        warmup = run_way(way, items[:1], out_dir)
-        log(f"warm-up {way.name}: {warmup.seconds[0]:.3f} s (not counted)")
-    runs: dict[str, list[WayRun]] = {way.name: [] for way in ways}
-    for repeat in range(config.repeats):
-        for way in ways:
-            run = run_way(way, items, out_dir)
-            runs[way.name].append(run)
-            log(f"repeat {repeat + 1}/{config.repeats} {way.name}: {sum(run.seconds) / len(items):.3f} s/item")
-
+    options = RecordingOptions(**RECORDING, adherence=config.adherence)
+    runner = GroupRunner(model, recordings, run_recording_id(recordings), ids, options)
+    try:
+        items = prepare_items(runner, manifest, model.runtime.dtype_name)
+        ways = [BareWay(model), RrControlnetWay(runner), OriginalWay(model)]
+        _, runs = interleave(ways, items, out_dir, config.repeats, log)
+    finally:
+        runner.close()
     return BenchReport(
         config=config,
         machine=describe_machine(model),
@@ -563,6 +640,15 @@ def run_benchmark(config: BenchConfig, out_dir: Path, log: Callable[[str], None]
         load_average_start=load_start,
         load_average_end=_load_average(),
     )
+
+
+def run_benchmark(config: BenchConfig, out_dir: Path, log: Callable[[str], None]) -> BenchReport:
+    import torch
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    model, load_seconds = load_bench_model(config, log)
+    return measure_ways(config, model, load_seconds, out_dir, log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ torch and diffusers are imported inside the functions that need them.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -18,6 +19,9 @@ DTYPES: Final = ("auto", "fp16", "bf16", "fp32")
 DEVICES: Final = ("auto", "cuda", "cpu", "mps")
 PREVIEW_MODES: Final = ("x0", "taesd", "vae", "none")
 UNSAFE_WEIGHT_SUFFIXES: Final = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
+# Half-precision copies some repos publish beside the full weights (diffusers' and transformers' `variant`
+# naming: diffusion_pytorch_model.fp16.safetensors, model.fp16-00001-of-00002.safetensors).
+FP16_WEIGHTS: Final = re.compile(r"\.fp16(-\d+-of-\d+)?\.safetensors$")
 SCHEDULER_CLASSES: Final = {
     "ddim": ("DDIMScheduler", {}),
     "euler": ("EulerDiscreteScheduler", {}),
@@ -227,9 +231,13 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
     return _from_source(pipeline, spec.base, "base", dtype, allow_unsafe_weights, config=spec.config, **components)
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+
+
 def _require_cached_when_offline(spec: ModelSpec) -> None:
     """Offline, name every hub model that is missing at once, rather than one per attempt."""
-    if os.environ.get("HF_HUB_OFFLINE", "").upper() not in ("1", "ON", "YES", "TRUE"):
+    if not _offline():
         return
     from huggingface_hub import try_to_load_from_cache
 
@@ -268,10 +276,48 @@ def _from_source(
                 options["local_files_only"] = True
             return cls.from_single_file(str(path), torch_dtype=dtype, **options, **kwargs)
         return cls.from_pretrained(
-            source, dtype=dtype, use_safetensors=not allow_unsafe_weights, trust_remote_code=False, **kwargs
+            source,
+            dtype=dtype,
+            variant=weights_variant(source, dtype),
+            use_safetensors=not allow_unsafe_weights,
+            trust_remote_code=False,
+            **kwargs,
         )
     except (OSError, ValueError) as exc:
         raise ModelLoadError(_load_failure_message(source, field, exc)) from None
+
+
+def weights_variant(source: str, dtype: Any) -> str | None:
+    """The weights to read: "fp16" when a half-precision run can read `source`'s fp16 files (half the
+    download and reading of the full ones), None for the full files (other dtypes; no fp16 files)."""
+    import torch
+
+    if dtype != torch.float16:
+        return None
+    return "fp16" if any(FP16_WEIGHTS.search(name) for name in _weight_file_names(source)) else None
+
+
+def _weight_file_names(source: str) -> list[str]:
+    """The files of a diffusers folder, or of a hub repo: as the hub lists them, or offline (or when the
+    hub cannot be reached) as far as the local cache holds them."""
+    folder = Path(source)
+    if not folder.is_dir():
+        if folder.exists():
+            return []  # a single weights file: no variants
+        if not _offline():
+            from huggingface_hub import list_repo_files
+
+            try:
+                return list_repo_files(source)
+            except Exception:  # noqa: BLE001, S110 - no answer from the hub (network, auth): go by the cache
+                pass
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(source, local_files_only=True))
+        except Exception:  # noqa: BLE001 - not cached, or not a hub id: the loader will say so
+            return []
+    return [path.relative_to(folder).as_posix() for path in folder.rglob("*.safetensors")]
 
 
 def _load_failure_message(source: str, field: str, exc: Exception) -> str:
