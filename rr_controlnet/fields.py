@@ -12,8 +12,6 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from rr_controlnet.sweeps import SWEEPABLE
-
 MANIFEST_VERSION: Final = 1
 MAX_SIDE: Final = 4096
 SIDE_MULTIPLE: Final = 8
@@ -22,6 +20,22 @@ ID_PATTERN: Final = r"^[A-Za-z0-9_.-]+$"
 RESIZE_MODES: Final = ("crop", "fit", "stretch")
 SCHEDULERS: Final = ("ddim", "euler", "euler_a", "dpmpp_2m", "unipc", "pndm", "ddpm")
 FAMILIES: Final = ("sd15", "sdxl")
+# The fields a sweep may vary (canny as a whole, or one threshold).
+SWEEPABLE: Final = (
+    "prompt",
+    "negative_prompt",
+    "seed",
+    "steps",
+    "guidance_scale",
+    "controlnet_conditioning_scale",
+    "control_guidance_start",
+    "control_guidance_end",
+    "canny",
+    "canny.low",
+    "canny.high",
+    "size",
+    "resize",
+)
 # Pairs of effective parameters where the first must stay below the second, with what each means.
 ORDERED_PAIRS: Final = (("canny.low", "canny.high"), ("control_guidance_start", "control_guidance_end"))
 

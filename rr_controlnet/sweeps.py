@@ -6,8 +6,8 @@
       zip: {prompt: [a castle, a cave], negative_prompt: [fog, light]}  # paired, one axis
 
 Axes combine as a Cartesian product, in the order written (a zip group counts as one axis); an item's
-`sweep` extends the defaults' and wins per field. This module is pure: it turns checked sweep
-specifications into axes, counts and expands them, and names the variants.
+`sweep` extends the defaults' and wins per field. Here: a sweep's values read and checked (each value
+like the field it varies), the axes combined, counted and expanded into items, and the variants named.
 """
 
 from __future__ import annotations
@@ -17,24 +17,15 @@ import itertools
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Final
 
-SWEEPABLE: Final = (
-    "prompt",
-    "negative_prompt",
-    "seed",
-    "steps",
-    "guidance_scale",
-    "controlnet_conditioning_scale",
-    "control_guidance_start",
-    "control_guidance_end",
-    "canny",
-    "canny.low",
-    "canny.high",
-    "size",
-    "resize",
-)
+from rr_controlnet.field_checks import Problems, check_order, checked_values, id_problem, unknown_key_message
+from rr_controlnet.fields import ITEM_ONLY_KEYS, SWEEPABLE, Params
+from rr_controlnet.spec import GenerationParams, Item, SweepInfo
+from rr_controlnet.yaml_source import line_of, shown
+
 INTEGER_FIELDS: Final = ("seed", "steps", "canny.low", "canny.high")
 # Short names in variant ids: horse_ccs0.5_seed1.
 ALIASES: Final = {
@@ -171,3 +162,155 @@ def label(field: str, value: Any) -> str:
     if isinstance(value, Mapping):
         return f"{name} " + "/".join(f"{value[key]:g}" for key in sorted(value))
     return f"{name} {value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else f"{name} {value}"
+
+
+# --- sweeps in a manifest ------------------------------------------------------------------------
+
+
+def sweep_axes(container: Mapping, where: str, problems: Problems, base_seed: int) -> list[Axis]:
+    """The axes of a defaults' or item's `sweep`, each value checked like the field it varies."""
+    raw = container.get("sweep") if isinstance(container, Mapping) else None
+    if raw is None:
+        return []
+    if not isinstance(raw, Mapping):
+        problems.add(
+            line_of(container, "sweep"), where, f"sweep must be a mapping of fields to values, got {shown(raw)}"
+        )
+        return []
+    axes: list[Axis] = []
+    for key, spec in raw.items():
+        line = line_of(raw, key)
+        if key == "zip":
+            for group in spec if isinstance(spec, list) else [spec]:
+                axis = _zip_axis(
+                    group, line_of(spec, 0) if isinstance(spec, list) else line, where, problems, base_seed
+                )
+                axes += [axis] if axis else []
+        elif key in ITEM_ONLY_KEYS:
+            why = (
+                "each variant's id is made from its source's and its values"
+                if key == "id"
+                else "give each image an item"
+            )
+            problems.add(line, where, f"sweep.{key} cannot be swept: {why}")
+        elif key not in SWEEPABLE:
+            problems.add(
+                line,
+                where,
+                unknown_key_message(f"sweep.{key}", tuple(f"sweep.{name}" for name in (*SWEEPABLE, "zip"))),
+            )
+        else:
+            values = _sweep_values(key, spec, line, where, problems, base_seed)
+            axes += [Axis((key,), tuple((value,) for value in values), line)] if values else []
+    fields = [field for axis in axes for field in axis.fields]
+    for field in {field for field in fields if fields.count(field) > 1}:
+        problems.add(line_of(raw), where, f"sweep.{field} is swept twice (alone and in zip, or in two zip groups)")
+    return axes
+
+
+def _zip_axis(group: Any, line: int | None, where: str, problems: Problems, base_seed: int) -> Axis | None:
+    if not isinstance(group, Mapping) or not group:
+        problems.add(line, where, f"sweep.zip must map fields to lists of equal length, got {shown(group)}")
+        return None
+    columns = {}
+    for key, spec in group.items():
+        if key not in SWEEPABLE:
+            problems.add(
+                line_of(group, key),
+                where,
+                unknown_key_message(f"sweep.zip.{key}", tuple(f"sweep.zip.{name}" for name in SWEEPABLE)),
+            )
+            return None
+        values = _sweep_values(key, spec, line_of(group, key), where, problems, base_seed, in_zip=True)
+        if not values:
+            return None
+        columns[key] = values
+    lengths = {len(values) for values in columns.values()}
+    if len(lengths) > 1:
+        sizes = ", ".join(f"{key} {len(values)}" for key, values in columns.items())
+        problems.add(line_of(group), where, f"sweep.zip lists must have the same length, got {sizes}")
+        return None
+    return Axis(tuple(columns), tuple(zip(*columns.values(), strict=True)), line_of(group))
+
+
+def _sweep_values(
+    field: str, spec: Any, line: int | None, where: str, problems: Problems, base_seed: int, in_zip: bool = False
+) -> list[Any]:
+    """A swept field's values, each one valid for the field; [] (with the problems reported) otherwise."""
+    name = f"sweep.zip.{field}" if in_zip else f"sweep.{field}"
+    if isinstance(spec, list):
+        if not spec:
+            problems.add(line, where, f"{name}: an empty list gives no variants")
+            return []
+        values, value_lines = list(spec), [line_of(spec, position) or line for position in range(len(spec))]
+    elif isinstance(spec, Mapping) and not in_zip and field not in ("canny",):
+        try:
+            values = range_values(spec, integer=field in INTEGER_FIELDS, base=base_seed if field == "seed" else None)
+        except RangeProblem as exc:
+            problems.add(line, where, f"{name}: {exc}")
+            return []
+        value_lines = [line] * len(values)
+    else:
+        kind = "a list" if in_zip else "a list of values or a range {from, to, step or count}"
+        problems.add(line, where, f"{name} must be {kind}, got {shown(spec)}")
+        return []
+    good = []
+    for value, value_line in zip(values, value_lines, strict=True):
+        check = Problems(Path(problems.file))
+        checked_values(Params, as_field(field, value), "", check)
+        for problem in check.problems:  # "canny.low must be ..." reads "sweep.canny.low must be ..."
+            message = problem.message
+            message = f"{name}{message[len(field) :]}" if message.startswith(f"{field} ") else f"{name}: {message}"
+            problems.add(value_line, where, message)
+        if not check.problems:
+            good.append(value)
+    shown_values = [shown(value) for value in good]
+    repeated = sorted({text for text in shown_values if shown_values.count(text) > 1})
+    if repeated:
+        problems.add(line, where, f"{name} lists {', '.join(repeated)} more than once")
+        return []
+    return good if len(good) == len(values) else []
+
+
+def as_field(field: str, value: Any) -> dict[str, Any]:
+    """A swept value as the mapping an item would write it in: canny.low 50 as {canny: {low: 50}}."""
+    if field.startswith("canny."):
+        return {"canny": {field.split(".", 1)[1]: value}}
+    return {field: value}
+
+
+def flat_names(field: str) -> tuple[str, ...]:
+    """The effective parameters a swept field sets."""
+    if field == "canny":
+        return ("canny_low", "canny_high")
+    if field == "size":
+        return ("width", "height")
+    return (field.replace(".", "_"),)
+
+
+def expanded(source: Item, merged: dict, lines: dict, axes: list[Axis], problems: Problems) -> list[Item]:
+    """The item itself, or one item per combination of its sweep's values."""
+    if not axes:
+        return [source]
+    shape = tuple(len(axis) for axis in axes)
+    fields = tuple(axis.fields for axis in axes)
+    axis_lines = {name: axis.line for axis in axes for field in axis.fields for name in flat_names(field)}
+    items = []
+    for variant in variants(axes):
+        values = dict(merged)
+        for field, value in variant.values.items():
+            values.update(checked_values(Params, as_field(field, value), "", Problems(Path(problems.file))).values)
+        item_id = variant_id(source.id, variant.values)
+        where = f"item {item_id!r} (#{source.index})"
+        wrong_id = id_problem(item_id)
+        if wrong_id:
+            problems.add(source.line, f"item {source.id!r} (#{source.index})", f"a variant's id {wrong_id}")
+            continue
+        count = len(problems.problems)
+        check_order(values, {**lines, **axis_lines}, source.line, where, problems)
+        if len(problems.problems) > count:
+            continue
+        params = GenerationParams(**{name: values[name] for name in GenerationParams.__dataclass_fields__})
+        sweep = SweepInfo(source.id, variant.values, fields, variant.coordinates, shape)
+        items.append(replace(source, id=item_id, params=params, sweep=sweep))
+    return items
