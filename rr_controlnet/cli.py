@@ -88,7 +88,7 @@ def summary_to_option(document: str) -> Callable:
 
 max_items_option = click.option(
     "--max-items", type=click.IntRange(1), default=DEFAULT_MAX_ITEMS, show_default=True,
-    help="Refuse a manifest whose sweeps expand it to more items than this.",
+    help="Refuse a manifest whose sweeps expand it to more variants than this.",
 )  # fmt: skip
 
 

@@ -108,14 +108,15 @@ def parse_manifest(
         entry = _check_item(item_raw, index, entry_line, path, model, defaults, default_sweep, overrides, problems)
         if entry is not None:
             checked.append(entry)
-    counts = [variant_count(axes) for *_, axes in checked]
-    if sum(counts) > max_items:
-        largest, count = max(zip((entry[0] for entry in checked), counts, strict=True), key=lambda pair: pair[1])
+    # The bound is on what sweeps add: a long manifest written out item by item is the user's to make.
+    swept = [(entry[0], variant_count(entry[3])) for entry in checked if entry[3]]
+    if sum(count for _, count in swept) > max_items:
+        largest, count = max(swept, key=lambda pair: pair[1])
         problems.add(
             largest.line,
             f"item {largest.id!r} (#{largest.index})",
-            f"the manifest expands to {sum(counts):,} items, more than the limit of {max_items:,} "
-            f"(this item's sweep alone gives {count:,}); sweep fewer values or raise --max-items",
+            f"sweeps expand the manifest to {sum(count for _, count in swept):,} variants, more than the limit "
+            f"of {max_items:,} (this item's sweep alone gives {count:,}); sweep fewer values or raise --max-items",
         )
         raise ManifestError(problems.sorted())
 

@@ -106,7 +106,7 @@ def test_the_expansion_is_bounded_before_anything_is_built(tmp_path: Path) -> No
         load_manifest(path)
     (problem,) = raised.value.problems
     assert str(problem).endswith(
-        "item 'horse' (#1): the manifest expands to 1,000,000 items, more than the limit of 10,000 "
+        "item 'horse' (#1): sweeps expand the manifest to 1,000,000 variants, more than the limit of 10,000 "
         "(this item's sweep alone gives 1,000,000); sweep fewer values or raise --max-items"
     )
 
@@ -178,6 +178,8 @@ def test_validate_says_what_the_manifest_expands_to(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "ok, 3 items (3 sweep variants of 1 items)" in result.output
     result = CliRunner().invoke(cli, ["validate", str(path), "--max-items", "2"])
     assert result.exit_code == 2 and "more than the limit of 2" in result.output
+    plain = tiny_manifest(tmp_path, items=[{"id": f"h{n}", "image": "horse.png"} for n in range(5)])
+    assert CliRunner().invoke(cli, ["validate", str(plain), "--max-items", "2"]).exit_code == 0  # no sweep, no bound
 
 
 # --- a sweep, run ---------------------------------------------------------------------------------
