@@ -253,6 +253,29 @@ def test_editing_one_swept_value_regenerates_only_its_variants(swept_batch: tupl
     assert "5 done, 0 failed, 0 pending, 3 skipped (up to date)" in result.output  # ccs 0.5 twice, astronaut
 
 
+def test_batch_size_groups_the_variants_that_share_a_pipeline_call(
+    swept_batch: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rr_controlnet import runner
+
+    manifest, solo = swept_batch
+    calls: list[list[str]] = []
+    generate = runner.generate
+
+    def spy(model, jobs, *args, **kwargs):
+        calls.append([job.item_id for job in jobs])
+        return generate(model, jobs, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "generate", spy)
+    run(str(manifest), "--out", str(tmp_path / "out"), "--threads", "1", "--batch-size", "4")
+    # The seeds of one conditioning scale share a call; another scale or another image does not.
+    assert calls == [VARIANTS[:2], VARIANTS[2:], ["astronaut"]]
+    for item_id in [*VARIANTS, "astronaut"]:
+        batched = np.asarray(Image.open(tmp_path / "out" / f"{item_id}.png")).astype(int)
+        alone = np.asarray(Image.open(solo / f"{item_id}.png")).astype(int)
+        assert np.abs(batched - alone).max() <= 2, item_id  # the tolerance of batched vs solo runs
+
+
 def test_a_sweep_across_two_shards_equals_one_process(swept_batch: tuple[Path, Path], tmp_path: Path) -> None:
     manifest, expected = swept_batch
     out = tmp_path / "out"
