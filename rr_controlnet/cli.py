@@ -154,10 +154,14 @@ def validate(manifest_path: Path, model: str | None, out_dir: Path | None, max_i
     collisions = output_collisions(manifest.items, out_dir or default_out_dir(manifest_path), str(manifest_path))
     if collisions:
         raise _manifest_failure(ManifestError(collisions), str(manifest_path))
-    count = len(manifest.items)
     variants = [item for item in manifest.items if item.sweep is not None]
-    swept = f" ({len(variants)} sweep variants of {len({v.sweep.source for v in variants})} items)" if variants else ""
-    click.echo(f"{manifest_path}: ok, {count} item{'s' if count != 1 else ''}{swept}, model {manifest.model.name}")
+    sources = len({variant.sweep.source for variant in variants})
+    swept = f" ({_counted(len(variants), 'sweep variant')} of {_counted(sources, 'item')})" if variants else ""
+    click.echo(f"{manifest_path}: ok, {_counted(len(manifest.items), 'item')}{swept}, model {manifest.model.name}")
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @cli.command(epilog=EXAMPLES)

@@ -34,8 +34,9 @@ def test_schema_is_valid_draft_2020_12_and_covers_every_parameter() -> None:
     assert list(SCHEMA["properties"]["defaults"]["properties"]) == list(PARAM_KEYS)
 
 
-def test_example_manifest_is_valid() -> None:
-    VALIDATOR.validate(yaml.safe_load((MANIFESTS / "example.yaml").read_text()))
+@pytest.mark.parametrize("name", ["example.yaml", "sweep.yaml"])
+def test_example_manifests_are_valid(name: str) -> None:
+    VALIDATOR.validate(yaml.safe_load((MANIFESTS / name).read_text()))
 
 
 def test_custom_model_mapping_is_valid() -> None:

@@ -175,7 +175,7 @@ def test_bad_sweeps_are_reported_with_their_line(tmp_path: Path, sweep: dict, ex
 def test_validate_says_what_the_manifest_expands_to(tmp_path: Path) -> None:
     path = manifest_with(tmp_path, item_sweep={"seed": {"count": 3}})
     result = CliRunner().invoke(cli, ["validate", str(path)])
-    assert result.exit_code == 0 and "ok, 3 items (3 sweep variants of 1 items)" in result.output
+    assert result.exit_code == 0 and "ok, 3 items (3 sweep variants of 1 item)" in result.output
     result = CliRunner().invoke(cli, ["validate", str(path), "--max-items", "2"])
     assert result.exit_code == 2 and "more than the limit of 2" in result.output
     plain = tiny_manifest(tmp_path, items=[{"id": f"h{n}", "image": "horse.png"} for n in range(5)])

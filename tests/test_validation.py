@@ -367,10 +367,17 @@ def test_validate_and_help_import_neither_torch_nor_diffusers(folder: Path) -> N
     assert "heavy: []" in result.stdout
 
 
-def test_the_shipped_example_manifest_is_valid() -> None:
-    example = Path(__file__).resolve().parent.parent / "manifests" / "example.yaml"
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("example.yaml", "ok, 4 items, model sdxl"),
+        ("sweep.yaml", "ok, 6 items (6 sweep variants of 1 item), model sd15"),
+    ],
+)
+def test_the_shipped_example_manifests_are_valid(name: str, expected: str) -> None:
+    example = Path(__file__).resolve().parent.parent / "manifests" / name
     result = CliRunner().invoke(cli, ["validate", str(example)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0 and expected in result.output, result.output
 
 
 def test_item_values_override_defaults_and_cli_overrides_both(folder: Path) -> None:
