@@ -163,20 +163,20 @@ def batch_file_names(shard: Any = None) -> list[str]:
 
 
 def output_collisions(items: Iterable[Any], out_dir: Path, manifest_file: str) -> list[Problem]:
-    """Outputs that would land on an input image, so the batch would destroy its own input."""
+    """Outputs that would land on an input image (its own item's or another's), so the batch would
+    destroy its own input."""
     out_dir = Path(out_dir).resolve()
+    items = list(items)
+    writers = {name.casefold(): item.id for item in items for name in item_file_names(item.id)}
     problems = []
     for item in items:
         image = Path(item.image).resolve()
         if image.parent != out_dir:
             continue
-        taken = item_file_names(item.id)
-        written_by = item.id if image.name.casefold() in {name.casefold() for name in taken} else None
-        if written_by is None and _is_batch_file(image.name):
-            written_by = "the batch"
-        if written_by is None:
+        writer = writers.get(image.name.casefold())
+        if writer is None and not _is_batch_file(image.name):
             continue
-        who = f"item {written_by!r} writes" if written_by != "the batch" else "the batch writes"
+        who = f"item {writer!r} writes" if writer is not None else "the batch writes"
         problems.append(
             Problem(
                 manifest_file,

@@ -70,6 +70,23 @@ def test_an_input_named_like_a_batch_file_is_not_overwritten(tmp_path: Path) -> 
     assert (tmp_path / "overview.png").read_bytes() == (IMAGES / "horse.png").read_bytes()
 
 
+def test_an_input_named_like_another_items_output_is_not_overwritten(tmp_path: Path) -> None:
+    shutil.copy(IMAGES / "horse.png", tmp_path / "b.png")
+    manifest = write_manifest(
+        tmp_path,
+        {
+            "version": 1,
+            "model": "tiny-sd15",
+            "defaults": {"steps": 1, "size": 64},
+            "items": [{"id": "a", "image": "b.png"}, {"id": "b", "image": "b.png"}, {"id": "c", "image": "b.png"}],
+        },
+    )
+    result = run(manifest, tmp_path)
+    assert result.exit_code == 2
+    assert "item 'a' (#1): image " in result.output and "where item 'b' writes b.png" in result.output
+    assert (tmp_path / "b.png").read_bytes() == (IMAGES / "horse.png").read_bytes()
+
+
 # --- an unusable folder is found before any model loads ------------------------------------------
 
 
