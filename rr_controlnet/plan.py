@@ -2,7 +2,8 @@
 
 An item's fingerprint (its params hash) covers everything that decides its output: effective
 parameters, model, scheduler, the input image's bytes, dtype and what gets recorded. A rerun skips an
-item only when its last outcome is `done` with the same hash and its files are intact.
+item only when its last outcome is `done` with the same hash, its files are intact, and it holds what
+this run would write (a recording, control adherence).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rr_controlnet.outputs import ItemOutcome, files_intact
+from rr_controlnet.outputs import ItemOutcome, files_intact, item_file_names
 from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec
 
 
@@ -76,21 +77,36 @@ def file_sha256(path: Path) -> str:
         return "unreadable"
 
 
-def is_up_to_date(planned: PlannedItem, previous: Mapping[str, ItemOutcome], out_dir: Path) -> bool:
+def is_up_to_date(
+    planned: PlannedItem,
+    previous: Mapping[str, ItemOutcome],
+    out_dir: Path,
+    with_recordings: bool = True,
+    with_adherence: bool = True,
+) -> bool:
+    """Done with the same fingerprint, files intact, and holding what this run would write: a recording
+    (unless --no-save) and control adherence (unless --no-adherence), so a run without them is redone."""
     earlier = previous.get(planned.item.id)
     return (
         earlier is not None
         and earlier.status == "done"
         and earlier.params_hash == planned.params_hash
+        and set(item_file_names(planned.item.id, with_recordings)) <= set(earlier.files)
+        and (earlier.adherence is not None or not with_adherence)
         and files_intact(earlier, out_dir)
     )
 
 
 def split_up_to_date(
-    planned: Sequence[PlannedItem], previous: Mapping[str, ItemOutcome], out_dir: Path
+    planned: Sequence[PlannedItem],
+    previous: Mapping[str, ItemOutcome],
+    out_dir: Path,
+    with_recordings: bool = True,
+    with_adherence: bool = True,
 ) -> tuple[list[PlannedItem], list[PlannedItem]]:
     """(items to generate, items already up to date), each in manifest order."""
     to_run, skipped = [], []
     for entry in planned:
-        (skipped if is_up_to_date(entry, previous, out_dir) else to_run).append(entry)
+        up_to_date = is_up_to_date(entry, previous, out_dir, with_recordings, with_adherence)
+        (skipped if up_to_date else to_run).append(entry)
     return to_run, skipped

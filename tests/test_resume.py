@@ -101,3 +101,25 @@ def test_changed_recording_settings_regenerate(tmp_path: Path) -> None:
     assert "skipped" not in result.output
     result = run(manifest, tmp_path / "out", "--preview", "x0", "--latent-every", "2")
     assert "skipped" not in result.output
+
+
+def test_items_made_without_adherence_or_recordings_are_made_again_with_them(tmp_path: Path) -> None:
+    from rr_controlnet.api import BatchOptions, load_manifest, run_batch
+
+    manifest = tiny_manifest(tmp_path)
+    out = tmp_path / "out"
+    run(manifest, out, "--no-adherence")
+    assert all(item["adherence"] is None for item in summary(out)["items"])
+    result = run(manifest, out)
+    assert "2 done, 0 failed, 0 pending" in result.output and "skipped" not in result.output
+    assert all(item["adherence"]["strict"]["f1"] > 0 for item in summary(out)["items"])
+    assert "2 skipped" in run(manifest, out, "--no-adherence").output  # scores kept are no reason to redo
+
+    streamed = tmp_path / "streamed"
+    run_batch(load_manifest(manifest), BatchOptions(out_dir=streamed, save_recordings=False))
+    assert not list(streamed.glob("*.rrd"))
+    result = run(manifest, streamed)
+    assert "skipped" not in result.output and sorted(path.name for path in streamed.glob("*.rrd")) == [
+        "astronaut.rrd",
+        "horse.rrd",
+    ]
