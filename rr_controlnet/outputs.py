@@ -95,11 +95,20 @@ class ItemOutcome:
         shapes_ok = (
             isinstance(outcome.params, dict)
             and isinstance(outcome.files, list)
+            and all(_is_plain_name(name) for name in outcome.files)
             and isinstance(outcome.checksums, dict)
+            and all(isinstance(checksum, dict) for checksum in outcome.checksums.values())
             and isinstance(outcome.warnings, list)
             and isinstance(outcome.params_hash, str)
+            and isinstance(outcome.adherence, dict | None)
+            and isinstance(outcome.sweep, dict | None)
         )
         return outcome if shapes_ok else None
+
+
+def _is_plain_name(name: Any) -> bool:
+    """A file name inside the output folder, as this tool writes them: no folder, nothing hidden."""
+    return isinstance(name, str) and name == Path(name).name and not name.startswith(".")
 
 
 @dataclass

@@ -225,7 +225,15 @@ def test_a_damaged_output_is_regenerated_without_force(tmp_path: Path) -> None:
 def test_a_summary_that_is_not_ours_is_set_aside_not_trusted(tmp_path: Path) -> None:
     manifest = tiny_manifest(tmp_path)
     out = tmp_path / "out"
-    for malformed in ('["a", "list"]', '"a string"', "{not json"):
+    entry = '{"id": "horse", "status": "done", "params_hash": "", '
+    for malformed in (
+        '["a", "list"]',
+        '"a string"',
+        "{not json",
+        '{"items": [' + entry + '"files": ["horse.png"], "checksums": {"horse.png": "x"}}]}',
+        '{"items": [' + entry + '"files": [3]}]}',
+        '{"items": [' + entry + '"files": ["../horse.png"]}]}',
+    ):
         out.mkdir(exist_ok=True)
         (out / "summary.json").write_text(malformed)
         result = run(manifest, out)
