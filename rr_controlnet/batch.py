@@ -248,7 +248,6 @@ class _BatchState:
         self.stop = stop
         self.lock = threading.RLock()
         self.writer = SummaryWriter(self.write_summary, self.lock)
-        self.write_error: OutputWriteError | None = None
 
     def start(self) -> None:
         """summary.json with this run's plan; it holds everything the journal held, so that starts empty."""
@@ -263,7 +262,6 @@ class _BatchState:
                 self.journal.append(outcome)
                 self.writer.changed()
             except OutputWriteError as exc:
-                self.write_error = self.write_error or exc
                 self.stop.reason = self.stop.reason or str(exc)
 
     def write_summary(self) -> None:

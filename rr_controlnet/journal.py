@@ -81,32 +81,39 @@ class SummaryWriter:
         self.error: OutputWriteError | None = None
 
     def changed(self) -> None:
+        """Raises the error of a write the timer tried, so the batch learns of it at its next item."""
         with self._lock:
+            if self.error is not None:
+                error, self.error = self.error, None
+                raise error
             period = max(self.interval, SUMMARY_COST_SHARE * self._last_cost)
             wait = period - (time.monotonic() - self._last_written)
             if wait <= 0:
                 self.write_now()
             elif self._timer is None:
-                self._timer = threading.Timer(wait, self._on_timer)
-                self._timer.daemon = True
-                self._timer.start()
+                timer = threading.Timer(wait, self._on_timer)
+                timer.args = (timer,)
+                timer.daemon = True
+                self._timer = timer
+                timer.start()
 
-    def _on_timer(self) -> None:
+    def _on_timer(self, timer: threading.Timer) -> None:
         with self._lock:
+            # A timer that fired while write_now() or close() held the lock has been replaced: it must
+            # not write after them (after close, the folder may be another run's).
+            if self._timer is not timer:
+                return
             self._timer = None
             try:
                 self.write_now()
             except OutputWriteError as exc:
-                self.error = exc  # raised in the batch's own thread at its next write
+                self.error = exc
 
     def write_now(self) -> None:
+        """Write at once; an error the timer met before is superseded by this try."""
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            if self.error is not None:
-                error, self.error = self.error, None
-                raise error
+            self._cancel_timer()
+            self.error = None
             started = time.monotonic()
             self._write()
             self._last_written = time.monotonic()
@@ -114,9 +121,12 @@ class SummaryWriter:
 
     def close(self) -> None:
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._cancel_timer()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def write_summary(summary: BatchSummary, out_dir: Path, name: str = SUMMARY_NAME) -> Path:

@@ -189,3 +189,55 @@ def test_summary_json_is_rewritten_at_most_once_an_interval() -> None:
     time.sleep(0.6)
     assert len(writes) == 2  # the timer wrote what changed since
     writer.close()
+
+
+def test_a_timer_that_fires_during_close_writes_nothing_after_it() -> None:
+    import threading
+    import time
+
+    from rr_controlnet.journal import SummaryWriter
+
+    writes: list[float] = []
+    lock = threading.RLock()
+    writer = SummaryWriter(lambda: writes.append(time.monotonic()), lock, interval=0.05)
+    writer.changed()
+    writer.changed()  # a timer, due in 0.05 s
+    with lock:
+        time.sleep(0.2)  # the timer fires and waits for the lock
+        writer.close()
+        writer.write_now()  # the final summary
+    time.sleep(0.2)
+    assert len(writes) == 2  # the first and the final one: the timer that waited wrote nothing
+
+
+def test_a_failed_background_write_is_reported_then_superseded() -> None:
+    import threading
+
+    from rr_controlnet.errors import OutputWriteError
+    from rr_controlnet.journal import SummaryWriter
+
+    disk = {"full": False, "writes": 0}
+    failed = threading.Event()
+
+    def write() -> None:
+        if disk["full"]:
+            failed.set()
+            raise OutputWriteError("summary.json: no space left on device", disk_full=True)
+        disk["writes"] += 1
+
+    writer = SummaryWriter(write, interval=0.05)
+    writer.changed()
+    disk["full"] = True
+    writer.changed()
+    assert failed.wait(10)  # the timer's write failed
+    disk["full"] = False
+    writer.close()
+    writer.write_now()  # space again: the final write is tried, and succeeds
+    assert disk["writes"] == 2
+
+    disk["full"] = True
+    failed.clear()
+    writer.changed()
+    assert failed.wait(10)
+    with pytest.raises(OutputWriteError, match="no space left"):
+        writer.changed()  # the batch learns of it at its next item
