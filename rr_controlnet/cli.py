@@ -368,7 +368,8 @@ def summarize(out_dir: Path, summary_to: Path | None) -> None:
 @click.option(
     "--update-baseline",
     is_flag=True,
-    help="After comparing, make BASELINE a copy of NEW: the new run is accepted (exit 0).",
+    help="After comparing, make BASELINE a copy of NEW: the new run is accepted (exit 0). A BASELINE that does "
+    "not exist yet is created (every item new).",
 )
 def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance: float, max_mean_difference: float,
             summary_to: Path | None, update_baseline: bool) -> None:  # fmt: skip
@@ -384,7 +385,8 @@ def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance
     from rr_controlnet.review import append_summary
 
     try:
-        comparison = compare_folders(baseline, new, Thresholds(max_cosine_distance, max_mean_difference))
+        thresholds = Thresholds(max_cosine_distance, max_mean_difference)
+        comparison = compare_folders(baseline, new, thresholds, first_baseline=update_baseline)
         written = write_comparison(comparison, out_dir or new / "compare")
         if summary_to is not None:
             append_summary(comparison_markdown(comparison), summary_to)

@@ -125,9 +125,19 @@ def read_output_folder(path: Path, role: str) -> OutputFolder:
     return OutputFolder(path, ordered, newest.get("model") or {}, newest.get("versions") or {})
 
 
-def compare_folders(baseline: Path, new: Path, thresholds: Thresholds = Thresholds()) -> Comparison:
-    """Compare every item of two output folders; items come worst first."""
-    before, after = read_output_folder(baseline, "baseline"), read_output_folder(new, "new")
+def compare_folders(
+    baseline: Path, new: Path, thresholds: Thresholds = Thresholds(), first_baseline: bool = False
+) -> Comparison:
+    """Compare every item of two output folders; items come worst first.
+
+    With `first_baseline`, a baseline that does not exist yet compares as an empty folder with the new
+    run's settings: every item is new (the first run of a job that keeps one).
+    """
+    after = read_output_folder(new, "new")
+    if first_baseline and not Path(baseline).exists():
+        before = OutputFolder(Path(baseline), {}, after.model, after.versions)
+    else:
+        before = read_output_folder(baseline, "baseline")
     ids = list(after.outcomes) + [item_id for item_id in before.outcomes if item_id not in after.outcomes]
     items = [
         compare_item(

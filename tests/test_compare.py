@@ -137,6 +137,18 @@ def test_update_baseline_accepts_the_new_run(baseline: tuple[Path, Path], tmp_pa
     assert compare(tmp_path / "accepted", tmp_path / "new").exit_code == 0
 
 
+def test_update_baseline_creates_the_first_baseline(baseline: tuple[Path, Path], tmp_path: Path) -> None:
+    _, accepted = baseline
+    shutil.copytree(accepted, tmp_path / "new")
+    assert compare(tmp_path / "first", tmp_path / "new").exit_code == 2  # without the flag: no such baseline
+    result = compare(tmp_path / "first", tmp_path / "new", "--update-baseline")
+    assert result.exit_code == 0, result.output
+    assert set(statuses(tmp_path / "new").values()) == {"new"}
+    assert items(tmp_path / "new")["horse"]["params_changed"] == {}
+    assert json.loads((tmp_path / "first" / "summary.json").read_text())["items"]
+    assert compare(tmp_path / "first", tmp_path / "new").exit_code == 0
+
+
 def test_folders_that_are_not_outputs_are_refused(tmp_path: Path, baseline: tuple[Path, Path]) -> None:
     (tmp_path / "empty").mkdir()
     result = compare(tmp_path / "empty", baseline[1])
