@@ -293,7 +293,8 @@ def _finish(state: _BatchState, report: BatchReport, options: BatchOptions, log:
 def write_review(summary: BatchSummary, out_dir: Path, summary_to: Path | None) -> None:
     """overview.png (paged for large batches) and summary.md beside the recordings; summary.md also
     appended to `summary_to`."""
-    from rr_controlnet.review import append_summary, summary_markdown, write_overview_pages
+    from rr_controlnet.markdown import append_summary
+    from rr_controlnet.review import summary_markdown, write_overview_pages
 
     document = summary.to_document()
     write_overview_pages(out_dir, document, canny_for=_canny_for(summary))

@@ -382,7 +382,7 @@ def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance
     from rr_controlnet.api import Thresholds, compare_folders
     from rr_controlnet.compare_report import comparison_markdown, write_comparison
     from rr_controlnet.compare_report import update_baseline as accept
-    from rr_controlnet.review import append_summary
+    from rr_controlnet.markdown import append_summary
 
     try:
         thresholds = Thresholds(max_cosine_distance, max_mean_difference)

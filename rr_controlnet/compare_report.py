@@ -19,10 +19,10 @@ import numpy as np
 from rr_controlnet.compare import CompareError, Comparison, ItemComparison
 from rr_controlnet.files import write_atomic
 from rr_controlnet.layout import APPLICATION_ID, BATCH_BLUEPRINT_MAX_ITEMS, STEP_TIMELINE
+from rr_controlnet.markdown import TABLE_ROW_LIMIT, bounded, cell
 
 COMPARE_APPLICATION_ID: Final = f"{APPLICATION_ID}_compare"
 COMPARE_FOLDER: Final = "compare"
-TABLE_ROW_LIMIT: Final = 500
 # Differences of this many levels or more show at full heat.
 HEATMAP_FULL_SCALE: Final = 64
 
@@ -47,7 +47,7 @@ def comparison_markdown(comparison: Comparison) -> str:
     counts = ", ".join(f"{count} {status}" for status, count in comparison.counts().items())
     limits = comparison.thresholds
     lines = [
-        f"## rr-controlnet compare: {_cell(comparison.baseline)} → {_cell(comparison.new)}",
+        f"## rr-controlnet compare: {cell(comparison.baseline)} → {cell(comparison.new)}",
         "",
         f"{counts} ({'passed' if comparison.passed else 'CHANGED'}: same means cosine distance ≤ "
         f"{limits.max_cosine_distance:g} and mean difference ≤ {limits.max_mean_difference:g} of 255 levels)",
@@ -57,7 +57,7 @@ def comparison_markdown(comparison: Comparison) -> str:
             "",
             "Settings that differ: "
             + "; ".join(
-                f"{_cell(key)}: {_cell(old)} → {_cell(new)}" for key, (old, new) in comparison.settings_changed.items()
+                f"{cell(key)}: {cell(old)} → {cell(new)}" for key, (old, new) in comparison.settings_changed.items()
             ),
         ]
     lines += [
@@ -69,7 +69,7 @@ def comparison_markdown(comparison: Comparison) -> str:
     lines += [_row(item) for item in comparison.items[:TABLE_ROW_LIMIT]]
     if len(comparison.items) > TABLE_ROW_LIMIT:
         lines += ["", f"... and {len(comparison.items) - TABLE_ROW_LIMIT:,} more items: compare.json lists every item."]
-    return "\n".join(lines) + "\n"
+    return bounded(lines, "compare.json")
 
 
 def _row(item: ItemComparison) -> str:
@@ -89,12 +89,7 @@ def _row(item: ItemComparison) -> str:
     notes = item.notes + [f"{key}: {old!r} → {new!r}" for key, (old, new) in item.params_changed.items()]
     cells = [item.id, f"**{item.status}**" if item.status != "same" else item.status, *metrics, diverges]
     cells += ["" if f1 is None else f"{f1:+.1%}", "; ".join(notes)]
-    return "| " + " | ".join(_cell(cell) for cell in cells) + " |"
-
-
-def _cell(value: Any) -> str:
-    text = " ".join(str(value).split())
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    return "| " + " | ".join(cell(value) for value in cells) + " |"
 
 
 # --- compare.rrd -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ output folder alone:
     summary_json = json.loads((out_dir / "summary.json").read_text())
     inputs = {item.id: item.image for item in load_manifest(manifest_path, check_images=False).items}
     write_overview(out_dir, sheet_rows_from_summary(out_dir, summary_json, inputs=inputs))
-    append_summary(summary_markdown(summary_json), Path(os.environ["GITHUB_STEP_SUMMARY"]))
+    append_summary(summary_markdown(summary_json), Path(os.environ["GITHUB_STEP_SUMMARY"]))  # from markdown.py
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import Any, Final
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rr_controlnet.files import write_atomic, write_failure
+from rr_controlnet.files import write_atomic
+from rr_controlnet.markdown import TABLE_ROW_LIMIT, bounded, cell
 from rr_controlnet.outputs import OVERVIEW_NAME, OVERVIEW_PAGE_PATTERN, STATUSES
 from rr_controlnet.tiles import (
     BACKGROUND,
@@ -48,9 +50,6 @@ LABEL_HEIGHT: Final = 2 * LINE_HEIGHT + PAD
 PROMPT_LIMIT: Final = 60
 # A page of the contact sheet: about 12,000 pixels tall, well within what image viewers open.
 ROWS_PER_PAGE: Final = 50
-# summary.md lists at most this many items (failed and pending first): GitHub refuses job summaries
-# over 1 MiB, and summary.json lists them all.
-TABLE_ROW_LIMIT: Final = 500
 PAGE_FINGERPRINT_KEY: Final = "rr-controlnet-page"
 SHEET_LAYOUT_VERSION: Final = 1
 COLUMNS: Final = ("input", "canny", "output")
@@ -252,57 +251,71 @@ def _listed_png(out_dir: Path, files: Sequence[str]) -> Path | None:
 def summary_markdown(summary_json: Mapping[str, Any]) -> str:
     """A GitHub job summary of a parsed summary.json: heading, counts line and one table row per item.
 
-    Past TABLE_ROW_LIMIT items, failed and pending items come first and the rest are counted.
+    Past TABLE_ROW_LIMIT items, failed and pending items come first and the rest are counted; the other
+    tables stop at that many rows too, and the whole stays within markdown.MAX_BYTES.
     """
     items = summary_json.get("items", [])
     counts = ", ".join(f"{sum(1 for e in items if e['status'] == s)} {s}" for s in STATUSES)
     model = (summary_json.get("model") or {}).get("name", "?")
     lines = [
-        f"## rr-controlnet: {_cell(summary_json.get('manifest', 'batch'))}",
+        f"## rr-controlnet: {cell(summary_json.get('manifest', 'batch'))}",
         "",
-        f"{counts} (model {_cell(model)})",
+        f"{counts} (model {cell(model)})",
         "",
         "| item | status | seed | seconds | files |",
         "| --- | --- | ---: | ---: | --- |",
     ]
-    shown = list(items)
-    if len(shown) > TABLE_ROW_LIMIT:
-        shown = sorted(shown, key=lambda entry: entry["status"] == "done")[:TABLE_ROW_LIMIT]
+    by_status = sorted(items, key=lambda entry: entry["status"] == "done")  # stable: failed and pending first
+    shown = list(items) if len(items) <= TABLE_ROW_LIMIT else by_status[:TABLE_ROW_LIMIT]
     lines += [_table_row(entry) for entry in shown]
     if len(items) > len(shown):
-        lines += ["", f"... and {len(items) - len(shown):,} more done items: summary.json lists every item."]
-    scored = [entry for entry in items if entry.get("adherence")]
-    if scored:
-        lines += [
-            "",
-            "### Control adherence",
-            "",
-            "Canny edges of each output against its control map: F1 pixel-exact / within "
-            f"{scored[0]['adherence']['tolerance_px']:.1f} px (0.75% of the diagonal), precision, recall, SSIM.",
-            "",
-            "| item | F1 | F1 (tolerant) | precision | recall | SSIM |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for entry in scored[:TABLE_ROW_LIMIT]:
-            strict, tolerant = entry["adherence"]["strict"], entry["adherence"]["tolerant"]
-            cells = [f"{strict['f1']:.1%}", f"{tolerant['f1']:.1%}", f"{strict['precision']:.1%}"]
-            cells += [f"{strict['recall']:.1%}", f"{entry['adherence']['ssim']:.3f}"]
-            lines.append(f"| {_cell(entry['id'])} | " + " | ".join(cells) + " |")
+        lines += ["", _left_out(by_status[TABLE_ROW_LIMIT:])]
+    lines += _adherence_table(items)
     lines += _sweep_tables(items)
     warned = [entry for entry in items if entry.get("warnings")]
     if warned:
         lines += ["", "### Warnings", ""]
         for entry in warned[:TABLE_ROW_LIMIT]:
-            lines += [
-                f"- {_cell(entry['id'])}: {_cell(shorten(warning, ERROR_LIMIT))}" for warning in entry["warnings"]
-            ]
+            lines += [f"- {cell(entry['id'])}: {cell(shorten(warning, ERROR_LIMIT))}" for warning in entry["warnings"]]
         if len(warned) > TABLE_ROW_LIMIT:
             lines.append(f"- ... and {len(warned) - TABLE_ROW_LIMIT:,} more items with warnings (see summary.json)")
-    return "\n".join(lines) + "\n"
+    return bounded(lines, "summary.json")
+
+
+def _left_out(entries: Sequence[Mapping[str, Any]]) -> str:
+    statuses = Counter(entry["status"] for entry in entries)
+    if set(statuses) == {"done"}:
+        return f"... and {len(entries):,} more done items: summary.json lists every item."
+    by_status = ", ".join(f"{statuses[status]:,} {status}" for status in STATUSES if statuses[status])
+    return f"... and {len(entries):,} more items ({by_status}): summary.json lists every item."
+
+
+def _adherence_table(items: Sequence[Mapping[str, Any]]) -> list[str]:
+    scored = [entry for entry in items if entry.get("adherence")]
+    if not scored:
+        return []
+    lines = [
+        "",
+        "### Control adherence",
+        "",
+        "Canny edges of each output against its control map: F1 pixel-exact / within "
+        f"{scored[0]['adherence']['tolerance_px']:.1f} px (0.75% of the diagonal), precision, recall, SSIM.",
+        "",
+        "| item | F1 | F1 (tolerant) | precision | recall | SSIM |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for entry in scored[:TABLE_ROW_LIMIT]:
+        strict, tolerant = entry["adherence"]["strict"], entry["adherence"]["tolerant"]
+        cells = [f"{strict['f1']:.1%}", f"{tolerant['f1']:.1%}", f"{strict['precision']:.1%}"]
+        cells += [f"{strict['recall']:.1%}", f"{entry['adherence']['ssim']:.3f}"]
+        lines.append(f"| {cell(entry['id'])} | " + " | ".join(cells) + " |")
+    if len(scored) > TABLE_ROW_LIMIT:
+        lines += ["", f"... and {len(scored) - TABLE_ROW_LIMIT:,} more scored items: summary.json has every score."]
+    return lines
 
 
 def _sweep_tables(items: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Each sweep's variants under its source item, with the full swept values."""
+    """Each sweep's variants under its source item, with the full swept values; TABLE_ROW_LIMIT rows in all."""
     by_source: dict[str, list[Mapping[str, Any]]] = {}
     for entry in items:
         if entry.get("sweep"):
@@ -310,30 +323,33 @@ def _sweep_tables(items: Sequence[Mapping[str, Any]]) -> list[str]:
     if not by_source:
         return []
     lines = ["", "### Sweeps"]
-    for source, variants in by_source.items():
+    rows_left = TABLE_ROW_LIMIT
+    for number, (source, variants) in enumerate(by_source.items()):
+        if rows_left == 0:
+            rest = list(by_source.values())[number:]
+            lines += [
+                "",
+                f"... and {len(rest):,} more sweeps ({sum(map(len, rest)):,} variants): summary.json lists every "
+                "variant with its values.",
+            ]
+            break
         fields = list(variants[0]["sweep"]["values"])
         lines += [
             "",
-            f"**{_cell(source)}**: {len(variants)} variant{'s' if len(variants) != 1 else ''} of {' x '.join(fields)}",
+            f"**{cell(source)}**: {len(variants)} variant{'s' if len(variants) != 1 else ''} of {' x '.join(fields)}",
             "",
             "| variant | " + " | ".join(fields) + " | status | F1 | F1 (tolerant) |",
             "| --- | " + " | ".join("---" for _ in fields) + " | --- | ---: | ---: |",
         ]
-        for entry in variants[:TABLE_ROW_LIMIT]:
+        for entry in variants[:rows_left]:
             adherence = entry.get("adherence") or {}
             scores = [f"{adherence[kind]['f1']:.1%}" if adherence else "" for kind in ("strict", "tolerant")]
-            values = [_cell(entry["sweep"]["values"].get(field, "")) for field in fields]
-            lines.append("| " + " | ".join([_cell(entry["id"]), *values, entry["status"], *scores]) + " |")
+            values = [cell(entry["sweep"]["values"].get(field, "")) for field in fields]
+            lines.append("| " + " | ".join([cell(entry["id"]), *values, entry["status"], *scores]) + " |")
+        if len(variants) > rows_left:
+            lines += ["", f"... and {len(variants) - rows_left:,} more variants of {cell(source)}."]
+        rows_left = max(0, rows_left - len(variants))
     return lines
-
-
-def append_summary(markdown: str, path: Path) -> None:
-    """Append `markdown` to `path` (e.g. $GITHUB_STEP_SUMMARY), creating the file if it is missing."""
-    try:
-        with Path(path).open("a", encoding="utf-8") as summary:
-            summary.write(markdown if markdown.endswith("\n") else markdown + "\n")
-    except OSError as exc:
-        raise write_failure(exc, Path(path)) from None
 
 
 def _table_row(entry: Mapping[str, Any]) -> str:
@@ -348,10 +364,4 @@ def _table_row(entry: Mapping[str, Any]) -> str:
         "" if seconds is None else f"{seconds:.1f}",
         ", ".join(entry.get("files") or []),
     ]
-    return "| " + " | ".join(_cell(value) for value in cells) + " |"
-
-
-def _cell(value: Any) -> str:
-    """Text safe inside a markdown table cell: one line, pipes escaped, no raw HTML."""
-    text = " ".join(str(value).split())
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    return "| " + " | ".join(cell(value) for value in cells) + " |"

@@ -10,10 +10,10 @@ import pytest
 from conftest import IMAGES
 from PIL import Image
 
+from rr_controlnet.markdown import append_summary
 from rr_controlnet.outputs import BatchSummary, ItemOutcome
 from rr_controlnet.review import (
     SheetRow,
-    append_summary,
     contact_sheet,
     sheet_rows_from_summary,
     summary_markdown,
@@ -159,6 +159,49 @@ def test_summary_markdown_of_a_large_batch_stays_small_and_lists_failures_first(
     assert rows[0].startswith(f"| item{TABLE_ROW_LIMIT + 99:05d} | **failed**: OutOfMemoryError")
     assert markdown.rstrip().endswith("... and 100 more done items: summary.json lists every item.")
     assert len(markdown.encode()) < 1024 * 1024  # GitHub's limit for a job summary
+
+
+def test_summary_markdown_names_the_statuses_it_left_out(tmp_path: Path) -> None:
+    from rr_controlnet.review import TABLE_ROW_LIMIT
+
+    document = many_entries(TABLE_ROW_LIMIT + 200, tmp_path)
+    for entry in document["items"][: TABLE_ROW_LIMIT + 100]:
+        entry.update(status="failed", error="OutOfMemoryError")
+    markdown = summary_markdown(document)
+    assert "... and 200 more items (100 done, 100 failed): summary.json lists every item." in markdown
+
+
+def test_many_sweeps_of_long_prompts_stay_within_a_job_summary(tmp_path: Path) -> None:
+    from rr_controlnet.markdown import MAX_BYTES
+    from rr_controlnet.review import TABLE_ROW_LIMIT
+
+    document = many_entries(100 * 100, tmp_path)
+    for number, entry in enumerate(document["items"]):
+        prompt = f"variant {number % 100} of a prompt long enough to matter, " * 4
+        entry["sweep"] = {"source": f"source{number // 100}", "values": {"prompt": prompt}}
+        entry["adherence"] = {
+            "strict": {"precision": 0.5, "recall": 0.5, "f1": 0.5},
+            "tolerant": {"precision": 0.6, "recall": 0.6, "f1": 0.6},
+            "tolerance_px": 1.0,
+            "ssim": 0.1,
+        }
+    markdown = summary_markdown(document)
+    assert len(markdown.encode()) <= MAX_BYTES
+    sweep_rows = [line for line in markdown.splitlines() if line.startswith("| item0") and "| done | 50.0% |" in line]
+    assert len(sweep_rows) == TABLE_ROW_LIMIT  # five sources of 100, in all
+    assert "... and 95 more sweeps (9,500 variants): summary.json lists every variant with its values." in markdown
+    assert "... and 9,500 more scored items: summary.json has every score." in markdown
+
+
+def test_markdown_is_cut_at_a_line_with_a_note_past_its_byte_limit() -> None:
+    from rr_controlnet.markdown import MAX_BYTES, bounded
+
+    lines = ["| " + "x" * 998 + " |"] * 1000
+    text = bounded(lines, "summary.json")
+    assert len(text.encode()) <= MAX_BYTES
+    assert text.endswith("\n... cut at 512 kB: summary.json lists everything.\n")
+    assert all(line == lines[0] for line in text.splitlines()[:-2])
+    assert bounded(lines[:3], "summary.json") == "\n".join(lines[:3]) + "\n"
 
 
 def test_batch_blueprint_file_is_bounded(tmp_path: Path) -> None:
