@@ -68,7 +68,8 @@ class FieldValues:
 
 def checked_values(model: type[BaseModel], raw: Mapping, where: str, problems: Problems) -> FieldValues:
     """Validate a defaults or item mapping; report each problem and keep the values that are right."""
-    data = {key: value for key, value in raw.items() if key not in ("id", "sweep")}  # those two are checked apart
+    apart = {"sweep", "id"} & set(model.model_fields)  # an item's id and any sweep are checked on their own
+    data = {key: value for key, value in raw.items() if key not in apart}
     validated = validated_model(model, data, raw, where, "", problems)
     if validated is None:
         return FieldValues()
@@ -119,6 +120,8 @@ def described(model: type[BaseModel], raw: Mapping, error: dict, prefix: str) ->
     if len(loc) > 1 and loc[0] == "canny":
         owner, name, container, dotted = Canny, str(loc[1]), raw.get("canny"), f"{prefix}canny.{loc[1]}"
     value = error.get("input")
+    if kind == "extra_forbidden" and model is not ItemFields and name in ITEM_ONLY_KEYS and not prefix:
+        return line_of(container, name), f"{name} is each item's own: set it on the items, not in defaults"
     if kind == "extra_forbidden":
         allowed = tuple(f"canny.{key}" for key in CANNY_KEYS) if owner is Canny else keys_of(model, prefix)
         return line_of(container, name), unknown_key_message(dotted, allowed)

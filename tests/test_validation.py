@@ -60,6 +60,11 @@ BAD_MANIFESTS = [
         id="unknown-default",
     ),
     pytest.param(
+        HEADER + "defaults:\n  id: shared\nitems:\n  - image: astronaut.png\n",
+        "m.yaml:4: defaults: id is each item's own: set it on the items, not in defaults",
+        id="id-in-defaults",
+    ),
+    pytest.param(
         HEADER + "items:\n  - image: astronaut.png\n    steps: 0\n",
         "m.yaml:5: item 'astronaut' (#1): steps must be an integer 1..1000, got 0",
         id="steps-zero",
