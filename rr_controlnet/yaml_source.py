@@ -67,6 +67,25 @@ def line_of(container: Any, key: Any = None) -> int | None:
     return None
 
 
+def _syntax_error(exc: yaml.MarkedYAMLError, problem: str) -> tuple[int | None, str]:
+    """(line, message) of a YAML syntax error, with both places PyYAML knows: where it gave up and what
+    it was reading. The line is where that began when it never ended (an unclosed quote or bracket)."""
+    found, began = exc.problem_mark, exc.context_mark
+    if "<block end>" in problem or "<block mapping start>" in problem:
+        problem += " (check the indentation)"
+    if exc.context and began is not None and (found is None or began.line != found.line):
+        unclosed = exc.context.startswith("while scanning") or "end of stream" in problem or "flow" in exc.context
+        where = f"line {found.line + 1}, column {found.column + 1}" if found is not None else "the end"
+        if unclosed:
+            what = exc.context.removeprefix("while scanning ").removeprefix("while parsing ")
+            message = f"{what} that starts here (column {began.column + 1}) is not closed: {problem} ({where})"
+            return began.line + 1, f"YAML syntax error: {message}"
+        message = f"{problem}, {exc.context} that starts on line {began.line + 1}"
+        return found.line + 1 if found is not None else None, f"YAML syntax error: {message}"
+    mark = found or began
+    return (mark.line + 1 if mark else None), f"YAML syntax error: {problem}"
+
+
 class _MarkedLoader(yaml.SafeLoader):
     def __init__(self, stream: Any):
         super().__init__(stream)
@@ -157,13 +176,15 @@ def read_yaml(path: Path) -> Any:
     try:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
         problem = exc.problem or "invalid YAML"
         if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
-            problem = f"tag {exc.problem.split('tag ')[-1]} is not allowed (only plain YAML data)"
+            mark = exc.problem_mark or exc.context_mark
+            line, problem = (
+                mark.line + 1 if mark else None,
+                f"tag {problem.split('tag ')[-1]} is not allowed (only plain YAML data)",
+            )
         else:
-            problem = f"YAML syntax error: {problem}"
+            line, problem = _syntax_error(exc, problem)
         raise ManifestError([Problem(name, line, "", problem)]) from None
     except yaml.YAMLError as exc:
         raise ManifestError([Problem(name, None, "", f"YAML error: {exc}")]) from None

@@ -160,8 +160,21 @@ BAD_MANIFESTS = [
     ),
     pytest.param(
         HEADER + "items:\n  - image: astronaut.png\n    prompt: [unclosed\n",
-        "m.yaml:6: YAML syntax error: expected ',' or ']', but got '<stream end>'",
+        "m.yaml:5: YAML syntax error: a flow sequence that starts here (column 13) is not closed: "
+        "expected ',' or ']', but got '<stream end>' (line 6, column 1)",
         id="yaml-syntax",
+    ),
+    pytest.param(
+        HEADER + 'items:\n  - image: "astronaut.png\n    seed: 1\n',
+        "m.yaml:4: YAML syntax error: a quoted scalar that starts here (column 12) is not closed: "
+        "found unexpected end of stream (line 6, column 1)",
+        id="yaml-unclosed-quote",
+    ),
+    pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n  seed: 1\n",
+        "m.yaml:5: YAML syntax error: expected <block end>, but found '?' (check the indentation), "
+        "while parsing a block collection that starts on line 4",
+        id="yaml-indentation",
     ),
     pytest.param(
         HEADER + "items:\n  - image: !!python/object/apply:os.system ['touch pwned']\n",
