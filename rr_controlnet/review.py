@@ -26,6 +26,7 @@ from PIL import Image, ImageDraw
 from rr_controlnet.files import write_atomic
 from rr_controlnet.markdown import TABLE_ROW_LIMIT, bounded, cell
 from rr_controlnet.outputs import OVERVIEW_NAME, OVERVIEW_PAGE_PATTERN, STATUSES
+from rr_controlnet.sweeps import value_text
 from rr_controlnet.tiles import (
     BACKGROUND,
     ERROR_LIMIT,
@@ -344,7 +345,7 @@ def _sweep_tables(items: Sequence[Mapping[str, Any]]) -> list[str]:
         for entry in variants[:rows_left]:
             adherence = entry.get("adherence") or {}
             scores = [f"{adherence[kind]['f1']:.1%}" if adherence else "" for kind in ("strict", "tolerant")]
-            values = [cell(entry["sweep"]["values"].get(field, "")) for field in fields]
+            values = [cell(value_text(entry["sweep"]["values"].get(field, ""))) for field in fields]
             lines.append("| " + " | ".join([cell(entry["id"]), *values, entry["status"], *scores]) + " |")
         if len(variants) > rows_left:
             lines += ["", f"... and {len(variants) - rows_left:,} more variants of {cell(source)}."]

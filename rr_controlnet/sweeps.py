@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.field_checks import Problems, check_order, checked_values, id_problem, unknown_key_message
-from rr_controlnet.fields import ITEM_ONLY_KEYS, SWEEPABLE, Params
+from rr_controlnet.fields import CANNY_KEYS, ITEM_ONLY_KEYS, SWEEPABLE, Params
 from rr_controlnet.spec import GenerationParams, Item, SweepInfo
 from rr_controlnet.yaml_source import line_of, shown
 
@@ -106,7 +106,8 @@ def range_values(spec: Mapping[str, Any], integer: bool, base: int | None = None
     values = [round(value, 10) for value in values]
     if integer:
         if any(value != int(value) for value in values):
-            raise RangeProblem(f"gives values that are not integers: {', '.join(f'{v:g}' for v in values[:4])}")
+            fractions = [value for value in values if value != int(value)]
+            raise RangeProblem(f"gives values that are not integers: {', '.join(f'{v:g}' for v in fractions[:4])}")
         return [int(value) for value in values]
     return [float(value) for value in values]
 
@@ -145,7 +146,7 @@ def _id_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "x".join(_id_value(side) for side in value)
     if isinstance(value, Mapping):
-        return "-".join(_id_value(value[key]) for key in sorted(value))
+        return "-".join(_id_value(value[key]) for key in _keys_in_order(value))
     text = str(value)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[:TEXT_IN_ID].strip("-") or "empty"
     return f"{slug}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
@@ -157,11 +158,25 @@ def label(field: str, value: Any) -> str:
     if isinstance(value, str):
         shown = value if len(value) <= 24 else value[:21] + "..."
         return f'{name} "{shown}"'
+    return f"{name} {value_text(value)}"
+
+
+def value_text(value: Any) -> str:
+    """A swept value as a person writes it: 0.5, true, 512x768, canny 50/150 (low/high), text in full."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return f"{value:g}"
     if isinstance(value, (list, tuple)):
-        return f"{name} {'x'.join(f'{side:g}' for side in value)}"
+        return "x".join(value_text(side) for side in value)
     if isinstance(value, Mapping):
-        return f"{name} " + "/".join(f"{value[key]:g}" for key in sorted(value))
-    return f"{name} {value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else f"{name} {value}"
+        return "/".join(value_text(value[key]) for key in _keys_in_order(value))
+    return str(value)
+
+
+def _keys_in_order(value: Mapping) -> list[Any]:
+    """A mapping's keys in the fields' own order (canny: low, then high), whatever order it was written in."""
+    return sorted(value, key=lambda key: (CANNY_KEYS.index(key) if key in CANNY_KEYS else len(CANNY_KEYS), str(key)))
 
 
 # --- sweeps in a manifest ------------------------------------------------------------------------

@@ -21,8 +21,18 @@ MAX_EXPANSION_FACTOR: Final = 50
 MIN_EXPANSION_LIMIT: Final = 100_000
 
 
+class _YamlRepr(reprlib.Repr):
+    """Python's repr, but scalars spelled as YAML writes them: true, false, null."""
+
+    def repr_bool(self, value: bool, level: int) -> str:
+        return "true" if value else "false"
+
+    def repr_NoneType(self, value: None, level: int) -> str:  # noqa: N802 - reprlib's naming: repr_<type name>
+        return "null"
+
+
 def _message_repr() -> reprlib.Repr:
-    short = reprlib.Repr()  # keyword arguments arrived in Python 3.12
+    short = _YamlRepr()  # keyword arguments arrived in Python 3.12
     short.maxlevel, short.maxdict, short.maxlist, short.maxtuple = 2, 4, 4, 4
     short.maxstring = short.maxother = 80
     return short

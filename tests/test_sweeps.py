@@ -100,6 +100,23 @@ def test_ids_do_not_depend_on_the_order_of_fields_or_values(tmp_path: Path) -> N
     assert first == second == {"horse_seed1_cfg3", "horse_seed2_cfg3", "horse_seed1_cfg5", "horse_seed2_cfg5"}
 
 
+def test_canny_variants_read_low_then_high_as_the_manifest_writes_them(tmp_path: Path) -> None:
+    from rr_controlnet.sweeps import label, value_text
+
+    canny = [{"low": 50, "high": 150}, {"high": 200, "low": 100}]
+    assert [item_id for item_id, _ in expanded(tmp_path, item_sweep={"canny": canny})] == [
+        "horse_canny50-150",
+        "horse_canny100-200",
+    ]
+    assert label("canny", canny[1]) == "canny 100/200" and value_text(canny[1]) == "100/200"
+    assert [value_text(value) for value in (0.5, True, [512, 768], "a castle")] == [
+        "0.5",
+        "true",
+        "512x768",
+        "a castle",
+    ]
+
+
 def test_the_expansion_is_bounded_before_anything_is_built(tmp_path: Path) -> None:
     path = manifest_with(tmp_path, item_sweep={"seed": {"count": 1000}, "steps": {"from": 1, "to": 1000, "step": 1}})
     with pytest.raises(ManifestError) as raised:
@@ -142,7 +159,7 @@ BAD_SWEEPS = [
     ({"canny.low": [10, 300]}, "m.yaml:8: item 'horse' (#1): sweep.canny.low must be an integer 0..255, got 300"),
     (
         {"steps": {"from": 1, "to": 2, "count": 3}},
-        "m.yaml:6: item 'horse' (#1): sweep.steps: gives values that are not integers: 1, 1.5, 2",
+        "m.yaml:6: item 'horse' (#1): sweep.steps: gives values that are not integers: 1.5",
     ),
     ({"seed": [1, 1]}, "m.yaml:6: item 'horse' (#1): sweep.seed lists 1 more than once"),
     (

@@ -65,6 +65,11 @@ BAD_MANIFESTS = [
         id="id-in-defaults",
     ),
     pytest.param(
+        HEADER + "items:\n  - image: astronaut.png\n    controlnet_conditioning_scale: true\n",
+        "m.yaml:5: item 'astronaut' (#1): controlnet_conditioning_scale must be a number 0..5, got true",
+        id="yaml-spelling-in-messages",
+    ),
+    pytest.param(
         HEADER + "items:\n  - image: astronaut.png\n    steps: 0\n",
         "m.yaml:5: item 'astronaut' (#1): steps must be an integer 1..1000, got 0",
         id="steps-zero",
