@@ -109,11 +109,17 @@ class OutputFolder:
 
 def read_output_folder(path: Path, role: str) -> OutputFolder:
     """An output folder of this tool (summary.json, shard summaries, journal), or CompareError."""
+    from rr_controlnet.folder_lock import running_writers
     from rr_controlnet.journal import read_outcomes, read_summary_documents
 
     path = Path(path)
     if not path.is_dir():
         raise CompareError(f"{role} {path}: not a folder")
+    writers = running_writers(path)
+    if writers:
+        shard, holder = writers[0]
+        who = holder.describe() if holder is not None else "another run"
+        raise CompareError(f"{role} {path}: a batch is still writing it ({shard}: {who}); compare once it is done")
     documents = read_summary_documents(path)
     if not documents:
         raise CompareError(f"{role} {path}: not an rr-controlnet output folder (no summary.json or shard summaries)")
@@ -220,8 +226,8 @@ def _compare_images(comparison: ItemComparison, thresholds: Thresholds) -> None:
     if image.cosine_distance > thresholds.max_cosine_distance or image.mean_abs > thresholds.max_mean_difference:
         comparison.status = "changed"
         comparison.notes.append(
-            f"output differs: mean {image.mean_abs:.2f} levels (max {thresholds.max_mean_difference:g}), cosine "
-            f"distance {image.cosine_distance:.2e} (max {thresholds.max_cosine_distance:g})"
+            f"output differs: mean {image.mean_abs:.2f} levels (limit {thresholds.max_mean_difference:g}), cosine "
+            f"distance {image.cosine_distance:.2e} (limit {thresholds.max_cosine_distance:g})"
         )
 
 

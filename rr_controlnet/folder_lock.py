@@ -200,8 +200,13 @@ def _overlaps(shard: Any, other: tuple[int, int] | None) -> bool:
 
 def held_shard_locks(out_dir: Path) -> list[str]:
     """Shards ("I/N") whose runs are still writing into the folder."""
+    return [shard for shard, _ in running_writers(out_dir)]
+
+
+def running_writers(out_dir: Path) -> list[tuple[str, LockHolder | None]]:
+    """The runs writing into the folder now: ("I/N" or "the whole batch", who holds the lock)."""
     held = []
-    for path in Path(out_dir).glob(LOCK_GLOB):
+    for path in sorted(Path(out_dir).glob(LOCK_GLOB)):
         shard = _shard_of_lock(path.name)
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -209,7 +214,7 @@ def held_shard_locks(out_dir: Path) -> list[str]:
             continue
         try:
             if not _try_lock(fd, exclusive=False):
-                held.append(f"{shard[0]}/{shard[1]}" if shard else "the whole batch")
+                held.append((f"{shard[0]}/{shard[1]}" if shard else "the whole batch", _read_holder(fd)))
         finally:
             os.close(fd)
     return held

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -159,6 +160,21 @@ def test_folders_that_are_not_outputs_are_refused(tmp_path: Path, baseline: tupl
     )
     result = compare(baseline[1], tmp_path / "nowhere")
     assert result.exit_code == 2 and result.output.strip() == f"error: new {tmp_path / 'nowhere'}: not a folder"
+
+
+def test_a_folder_a_batch_is_still_writing_is_not_compared(baseline: tuple[Path, Path], tmp_path: Path) -> None:
+    from rr_controlnet.folder_lock import FolderLock
+
+    _, accepted = baseline
+    shutil.copytree(accepted, tmp_path / "new")
+    with FolderLock(tmp_path / "new"):
+        result = compare(accepted, tmp_path / "new")
+    assert result.exit_code == 2
+    assert result.output.startswith(
+        f"error: new {tmp_path / 'new'}: a batch is still writing it (the whole batch: pid {os.getpid()} on "
+    )
+    assert result.output.rstrip().endswith("compare once it is done")
+    assert not (tmp_path / "new" / "compare").exists()
 
 
 def test_an_older_baseline_a_truncated_recording_and_another_size(baseline: tuple[Path, Path], tmp_path: Path) -> None:
