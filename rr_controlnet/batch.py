@@ -136,7 +136,7 @@ def _run_locked(
         out_dir, [name for p in planned for name in item_file_names(p.item.id)] + batch_file_names(shard)
     )
     previous = {} if options.force else read_outcomes(out_dir, own_state, log)
-    to_run, skipped = split_up_to_date(planned, previous, out_dir, options.save_recordings, options.adherence)
+    to_run, skipped = split_up_to_date(planned, previous, out_dir, options.save_recordings, options.adherence, log)
     all_ids = [item.id for item in manifest.items]
     sweeps = {item.id: item.sweep for item in manifest.items if item.sweep is not None}
     state = _BatchState(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,24 +77,38 @@ def file_sha256(path: Path) -> str:
         return "unreadable"
 
 
-def is_up_to_date(
+def stale_reason(
     planned: PlannedItem,
     previous: Mapping[str, ItemOutcome],
     out_dir: Path,
     with_recordings: bool = True,
     with_adherence: bool = True,
-) -> bool:
-    """Done with the same fingerprint, files intact, and holding what this run would write: a recording
-    (unless --no-save) and control adherence (unless --no-adherence), so a run without them is redone."""
+) -> str | None:
+    """Why an item must be made (again), or None when it is up to date: done with the same fingerprint,
+    files intact, and holding what this run would write: a recording (unless --no-save) and control
+    adherence (unless --no-adherence)."""
     earlier = previous.get(planned.item.id)
-    return (
-        earlier is not None
-        and earlier.status == "done"
-        and earlier.params_hash == planned.params_hash
-        and set(item_file_names(planned.item.id, with_recordings)) <= set(earlier.files)
-        and (earlier.adherence is not None or not with_adherence)
-        and files_intact(earlier, out_dir)
-    )
+    if earlier is None or earlier.status != "done":
+        return "not done yet"
+    if earlier.params_hash != planned.params_hash:
+        return "changed"
+    if not set(item_file_names(planned.item.id, with_recordings)) <= set(earlier.files):
+        return "made without a recording (--no-save) before"
+    if earlier.adherence is None and with_adherence:
+        return "made without control adherence (--no-adherence) before"
+    if not files_intact(earlier, out_dir):
+        return "its files changed or are gone since it was done"
+    return None
+
+
+# Reasons worth telling: an item that was done is made again although nothing in the manifest changed.
+REDONE_REASONS = frozenset(
+    {
+        "made without a recording (--no-save) before",
+        "made without control adherence (--no-adherence) before",
+        "its files changed or are gone since it was done",
+    }
+)
 
 
 def split_up_to_date(
@@ -103,10 +117,14 @@ def split_up_to_date(
     out_dir: Path,
     with_recordings: bool = True,
     with_adherence: bool = True,
+    log: Callable[[str], None] = lambda message: None,
 ) -> tuple[list[PlannedItem], list[PlannedItem]]:
-    """(items to generate, items already up to date), each in manifest order."""
+    """(items to generate, items already up to date), each in manifest order; items that were done and
+    are made again for their files' sake are named in the log."""
     to_run, skipped = [], []
     for entry in planned:
-        up_to_date = is_up_to_date(entry, previous, out_dir, with_recordings, with_adherence)
-        (skipped if up_to_date else to_run).append(entry)
+        reason = stale_reason(entry, previous, out_dir, with_recordings, with_adherence)
+        if reason in REDONE_REASONS:
+            log(f"item {entry.item.id!r}: {reason}; making it again")
+        (skipped if reason is None else to_run).append(entry)
     return to_run, skipped

@@ -217,6 +217,8 @@ def test_a_damaged_output_is_regenerated_without_force(tmp_path: Path) -> None:
     (out / "astronaut.png").write_bytes(bytes(png))
     result = run(manifest, out)
     assert result.exit_code == 0 and "skipped" not in result.output
+    for item_id in ("astronaut", "horse"):
+        assert f"item {item_id!r}: its files changed or are gone since it was done; making it again" in result.output
     assert (out / "horse.rrd").read_bytes() != recording[: len(recording) // 2]
     entries = {entry["id"]: entry for entry in json.loads((out / "summary.json").read_text())["items"]}
     assert entries["horse"]["checksums"]["horse.rrd"]["bytes"] == (out / "horse.rrd").stat().st_size

@@ -112,6 +112,7 @@ def test_items_made_without_adherence_or_recordings_are_made_again_with_them(tmp
     assert all(item["adherence"] is None for item in summary(out)["items"])
     result = run(manifest, out)
     assert "2 done, 0 failed, 0 pending" in result.output and "skipped" not in result.output
+    assert "item 'horse': made without control adherence (--no-adherence) before; making it again" in result.output
     assert all(item["adherence"]["strict"]["f1"] > 0 for item in summary(out)["items"])
     assert "2 skipped" in run(manifest, out, "--no-adherence").output  # scores kept are no reason to redo
 
@@ -119,6 +120,7 @@ def test_items_made_without_adherence_or_recordings_are_made_again_with_them(tmp
     run_batch(load_manifest(manifest), BatchOptions(out_dir=streamed, save_recordings=False))
     assert not list(streamed.glob("*.rrd"))
     result = run(manifest, streamed)
+    assert "item 'horse': made without a recording (--no-save) before; making it again" in result.output
     assert "skipped" not in result.output and sorted(path.name for path in streamed.glob("*.rrd")) == [
         "astronaut.rrd",
         "horse.rrd",
