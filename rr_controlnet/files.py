@@ -35,6 +35,16 @@ def write_failure(exc: OSError, path: Path) -> OutputWriteError:
     return OutputWriteError(f"cannot write {path}: {reason}", disk_full=disk_full)
 
 
+def _umask() -> int:
+    # Reading the umask means setting it; done once, at import, before any thread creates files.
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+FILE_MODE: Final = 0o666 & ~_umask()
+
+
 class AtomicFile:
     """A temporary sibling of `final`, renamed onto it by commit() or removed by discard().
 
@@ -58,7 +68,7 @@ class AtomicFile:
             with open(self.partial, "rb") as written:
                 os.fsync(written.fileno())
             # mkstemp creates files readable by the owner only; give them the usual permissions.
-            os.chmod(self.partial, _default_file_mode())
+            os.chmod(self.partial, FILE_MODE)
             # os.replace swaps the directory entry: a symlink at the final name is replaced, not followed.
             os.replace(self.partial, self.final)
         except OSError as exc:
@@ -69,12 +79,6 @@ class AtomicFile:
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.partial.unlink()
-
-
-def _default_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 @contextlib.contextmanager
