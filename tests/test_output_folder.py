@@ -290,10 +290,8 @@ def test_view_passes_paths_that_never_read_as_options(tmp_path: Path) -> None:
 def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
     from rr_controlnet.files import atomic_path
 
+    with atomic_path(tmp_path / "a.png") as partial:
+        partial.write_bytes(b"png")
     umask = os.umask(0o022)
-    try:
-        with atomic_path(tmp_path / "a.png") as partial:
-            partial.write_bytes(b"png")
-    finally:
-        os.umask(umask)
+    os.umask(umask)
     assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's owner-only 0o600
