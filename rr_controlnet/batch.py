@@ -32,6 +32,7 @@ from rr_controlnet.journal import (
 )
 from rr_controlnet.outputs import (
     BLUEPRINT_NAME,
+    OVERVIEW_PAGE_PATTERN,
     SUMMARY_MARKDOWN_NAME,
     BatchSummary,
     ItemOutcome,
@@ -132,9 +133,8 @@ def _run_locked(
     recording_settings = {"preview": options.preview, "latent_every": options.latent_every}
     planned = plan_items(manifest, runtime.dtype_name, shard, recording_settings)
     own_state = [summary_name(shard), journal_name(shard)]
-    remove_stale_partials(
-        out_dir, [name for p in planned for name in item_file_names(p.item.id)] + batch_file_names(shard)
-    )
+    own_names = [name for p in planned for name in item_file_names(p.item.id)] + batch_file_names(shard)
+    remove_stale_partials(out_dir, own_names, OVERVIEW_PAGE_PATTERN if shard is None else None)
     previous = {} if options.force else read_outcomes(out_dir, own_state, log)
     to_run, skipped = split_up_to_date(planned, previous, out_dir, options.save_recordings, options.adherence, log)
     all_ids = [item.id for item in manifest.items]

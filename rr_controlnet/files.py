@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -103,8 +104,9 @@ def write_atomic(final: Path, content: bytes | str) -> Path:
     return Path(final)
 
 
-def remove_stale_partials(folder: Path, final_names: Iterable[str]) -> int:
-    """Delete temporary files that a killed run left for these final names; return how many.
+def remove_stale_partials(folder: Path, final_names: Iterable[str], pattern: re.Pattern | None = None) -> int:
+    """Delete temporary files that a killed run left for these final names (or names matching
+    `pattern`); return how many.
 
     Only the caller's own names: other processes may be writing into the same folder.
     """
@@ -112,7 +114,8 @@ def remove_stale_partials(folder: Path, final_names: Iterable[str]) -> int:
     removed = 0
     for leftover in Path(folder).glob(f".*{PARTIAL_SUFFIX}"):
         final_name = leftover.name[1 : -len(PARTIAL_SUFFIX)].rsplit(".", 1)[0]
-        if final_name in wanted and leftover.is_file() and not leftover.is_symlink():
+        own = final_name in wanted or (pattern is not None and pattern.match(final_name))
+        if own and leftover.is_file() and not leftover.is_symlink():
             leftover.unlink()
             removed += 1
     return removed

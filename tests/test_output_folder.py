@@ -295,3 +295,12 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
     umask = os.umask(0o022)
     os.umask(umask)
     assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's owner-only 0o600
+
+
+def test_a_rerun_removes_the_overview_pages_a_killed_run_left_half_written(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".overview-007.png.k3x9a1.partial").write_bytes(b"half a page")
+    (out / ".notes.txt.k3x9a1.partial").write_bytes(b"someone else's")
+    assert run(tiny_manifest(tmp_path), out).exit_code == 0
+    assert sorted(path.name for path in out.glob(".*.partial")) == [".notes.txt.k3x9a1.partial"]
