@@ -333,11 +333,6 @@ class ItemRecording:
         """Move the closed, verified recording to its final name."""
         return self._file.commit() if self._file else None
 
-    def finish(self) -> Path | None:
-        """close() and commit()."""
-        self.close()
-        return self.commit()
-
     def discard(self) -> None:
         """Drop an unfinished recording: nothing appears under the final name."""
         try:

@@ -15,7 +15,7 @@ from rr_controlnet.errors import ItemFailed
 from rr_controlnet.images import load_image
 
 THUMB_HEIGHT: Final = 192
-MAX_THUMB_WIDTH: Final = 2 * THUMB_HEIGHT  # panoramas shrink rather than widen the sheet
+MAX_THUMB_ASPECT: Final = 2  # panoramas shrink rather than widen the sheet
 PAD: Final = 8
 FONT_SIZE: Final = 14
 LINE_HEIGHT: Final = 20
@@ -53,8 +53,8 @@ def display_rgb(pixels: np.ndarray) -> Image.Image:
 
 
 def thumbnail(image: Image.Image, height: int = THUMB_HEIGHT) -> Image.Image:
-    """`image` scaled to `height`, aspect kept, at most twice as wide."""
-    scale = min(height / image.height, 2 * height / image.width)
+    """`image` scaled to `height`, aspect kept, at most MAX_THUMB_ASPECT times as wide."""
+    scale = min(height / image.height, MAX_THUMB_ASPECT * height / image.width)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     return image.resize(size, Image.Resampling.LANCZOS)
 

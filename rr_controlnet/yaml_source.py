@@ -8,7 +8,6 @@ the document's own size, and values quoted in messages are shortened.
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -205,7 +204,3 @@ def read_yaml(path: Path) -> Any:
     if loader.duplicates:
         raise ManifestError([Problem(name, line, "", message) for line, message in sorted(loader.duplicates)])
     return data
-
-
-def is_mapping(value: Any) -> bool:
-    return isinstance(value, Mapping)
