@@ -77,6 +77,13 @@ class AtomicFile:
             raise write_failure(exc, self.final) from None
         return self.final
 
+    def write_bytes(self, data: bytes) -> None:
+        """Fill the temporary file; a failure is reported for the final name (a full disk told apart)."""
+        try:
+            self.partial.write_bytes(data)
+        except OSError as exc:
+            raise write_failure(exc, self.final) from None
+
     def discard(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.partial.unlink()

@@ -17,7 +17,7 @@ from typing import Any, Final
 import numpy as np
 
 from rr_controlnet.errors import OutputWriteError
-from rr_controlnet.files import AtomicFile, write_failure
+from rr_controlnet.files import AtomicFile
 from rr_controlnet.images import encode_png
 from rr_controlnet.layout import (
     APPLICATION_ID,
@@ -112,22 +112,20 @@ def _drain(pooled: PooledStream, disconnect: bool = True) -> tuple[bytes, str | 
 def _write_verified(path: Path, data: bytes, problem: str | None) -> Path:
     """Write an encoded recording or blueprint atomically, once Rerun's reader has read all of it back."""
     target = AtomicFile(path)
-    try:
-        _fill(target, data)
-        check = rrd_problem(target.partial)
-        if check is not None:
-            raise OutputWriteError(f"cannot write {path.name}: {problem or check}")
-    except BaseException:
-        target.discard()
-        raise
+    _fill_verified(target, data, problem)
     return target.commit()
 
 
-def _fill(target: AtomicFile, data: bytes) -> None:
+def _fill_verified(target: AtomicFile, data: bytes, problem: str | None = None) -> None:
+    """Fill the temporary file and read it back with Rerun's reader; on any failure it is discarded."""
     try:
-        target.partial.write_bytes(data)
-    except OSError as exc:
-        raise write_failure(exc, target.final) from None
+        target.write_bytes(data)
+        check = rrd_problem(target.partial)
+        if check is not None:
+            raise OutputWriteError(f"cannot write {target.final.name}: {problem or check}")
+    except BaseException:
+        target.discard()
+        raise
 
 
 def _bounded(work: Callable[[], Any], seconds: float) -> bool:
@@ -319,15 +317,8 @@ class ItemRecording:
             if problem is not None:
                 raise OutputWriteError(f"streaming {self.paths.root} to the viewer failed: {problem}")
             return
-        try:
-            # A complete file is what counts: a slow live viewer alone does not fail the item.
-            _fill(self._file, data)
-            check = rrd_problem(self._file.partial)
-            if check is not None:
-                raise OutputWriteError(f"cannot write {self._file.final.name}: {check}")
-        except BaseException:
-            self._file.discard()
-            raise
+        # A complete file is what counts: a slow live viewer alone does not fail the item.
+        _fill_verified(self._file, data)
 
     def commit(self) -> Path | None:
         """Move the closed, verified recording to its final name."""

@@ -21,7 +21,7 @@ from typing import Any
 
 from rr_controlnet.adherence import control_adherence
 from rr_controlnet.errors import OutputWriteError, RrControlnetError
-from rr_controlnet.files import AtomicFile, write_failure
+from rr_controlnet.files import AtomicFile
 from rr_controlnet.generate import GenerationJob, PromptCut, StepData, batch_key, generate, prompt_cuts
 from rr_controlnet.images import ControlImages, SourceImage, canny_edges, encode_png, prepare_input
 from rr_controlnet.layout import BATCH_BLUEPRINT_MAX_ITEMS, RecordingProperties, batch_blueprint, file_blueprint_items
@@ -292,10 +292,7 @@ class GroupRunner:
             recording.log_adherence(adherence_scores(adherence), overlay, adherence_markdown(adherence))
         png_file = AtomicFile(self.out_dir / f"{item.id}.png")
         try:
-            try:
-                png_file.partial.write_bytes(png)
-            except OSError as exc:
-                raise write_failure(exc, png_file.final) from None
+            png_file.write_bytes(png)
             recording.close()  # raises, having discarded the file, when the recording is incomplete
             recording.commit()
             png_file.commit()
