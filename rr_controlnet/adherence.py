@@ -64,13 +64,12 @@ def control_adherence(control: np.ndarray, output: np.ndarray) -> tuple[Adherenc
     control, output = np.asarray(control) > 0, np.asarray(output) > 0
     if control.shape != output.shape:
         raise ValueError(f"edge maps differ in size: {control.shape} and {output.shape}")
-    tolerance = TOLERANCE_FRACTION * float(np.hypot(*control.shape))
+    tolerance = default_tolerance(control.shape)
     control_points, output_points = np.argwhere(control), np.argwhere(output)
     followed_control, followed_output = _matched(control_points, output_points, tolerance)
-    matches = int(followed_control.sum())
     adherence = Adherence(
-        strict=_scores(int((control & output).sum()), int(control.sum()), int(output.sum())),
-        tolerant=_scores(matches, len(control_points), len(output_points)),
+        strict=strict_scores(control, output),
+        tolerant=_scores(int(followed_control.sum()), len(control_points), len(output_points)),
         tolerance_px=tolerance,
         ssim=edge_ssim(control, output),
         control_edges=len(control_points),
@@ -83,6 +82,11 @@ def control_adherence(control: np.ndarray, output: np.ndarray) -> tuple[Adherenc
     return adherence, overlay
 
 
+def default_tolerance(shape: tuple[int, ...]) -> float:
+    """The BSDS rule: edge pixels match within this fraction of the image diagonal."""
+    return TOLERANCE_FRACTION * float(np.hypot(*shape[:2]))
+
+
 def strict_scores(control: np.ndarray, output: np.ndarray) -> EdgeScores:
     """Pixel-exact precision, recall and F1 of `output` edges against `control` edges."""
     control, output = np.asarray(control) > 0, np.asarray(output) > 0
@@ -92,7 +96,7 @@ def strict_scores(control: np.ndarray, output: np.ndarray) -> EdgeScores:
 def tolerant_scores(control: np.ndarray, output: np.ndarray, tolerance_px: float | None = None) -> EdgeScores:
     """Precision, recall and F1 with edge pixels matched one to one within the tolerance."""
     control, output = np.asarray(control) > 0, np.asarray(output) > 0
-    tolerance = TOLERANCE_FRACTION * float(np.hypot(*control.shape)) if tolerance_px is None else tolerance_px
+    tolerance = default_tolerance(control.shape) if tolerance_px is None else tolerance_px
     control_points, output_points = np.argwhere(control), np.argwhere(output)
     followed, _ = _matched(control_points, output_points, tolerance)
     return _scores(int(followed.sum()), len(control_points), len(output_points))
