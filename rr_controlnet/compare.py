@@ -198,10 +198,9 @@ def compare_item(
 
 
 def _file(outcome: ItemOutcome | None, folder: Path, suffix: str) -> Path | None:
-    if outcome is None:
-        return None
-    name = next((name for name in outcome.files if name.endswith(suffix)), None)
-    return Path(folder) / name if name else None
+    from rr_controlnet.tiles import listed_file
+
+    return listed_file(folder, outcome.files, suffix) if outcome is not None else None
 
 
 def _compare_images(comparison: ItemComparison, thresholds: Thresholds) -> None:

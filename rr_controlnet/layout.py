@@ -201,6 +201,12 @@ class SweepPlace:
     def axis_label(self, axis: int) -> str:
         return " · ".join(label(field, self.values[field]) for field in self.axes[axis])
 
+    @property
+    def page(self) -> tuple[int, ...]:
+        """Which page of its sweep the variant is on (a viewer tab, a contact sheet page): the values of
+        further swept fields, then SWEEP_GRID_ROWS rows at a time."""
+        return (*self.coordinates[2:], self.coordinates[0] // SWEEP_GRID_ROWS)
+
 
 def sweep_tab_name(source: str, place: SweepPlace) -> str:
     """`horse: ccs x seed`, with further axes' values: `horse: ccs x seed (steps 20)`."""
@@ -223,8 +229,7 @@ def sweep_layouts(source: str, variants: Sequence[tuple[str, SweepPlace]], prefi
 
     pages: dict[tuple, list[tuple[str, SweepPlace]]] = {}
     for item_id, place in variants:
-        row = place.coordinates[0] // SWEEP_GRID_ROWS
-        pages.setdefault((*place.coordinates[2:], row), []).append((item_id, place))
+        pages.setdefault(place.page, []).append((item_id, place))
     tabs = []
     for cells in pages.values():
         first_id, first = cells[0]

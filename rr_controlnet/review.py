@@ -33,13 +33,14 @@ from rr_controlnet.tiles import (
     LINE_HEIGHT,
     MUTED,
     PAD,
-    STATUS_COLOURS,
     TEXT,
     THUMB_HEIGHT,
     display_rgb,
     f1s,
     file_tile,
     font,
+    listed_file,
+    outcome_tile,
     placeholder,
     shorten,
     status_colour,
@@ -179,15 +180,7 @@ def _recorded_fingerprint(path: Path) -> str | None:
 
 def _row_tiles(row: SheetRow) -> tuple[Image.Image, Image.Image, Image.Image]:
     canny = thumbnail(display_rgb(row.canny)) if row.canny is not None else placeholder("no edge map")
-    return file_tile(row.input_path, "no input"), canny, _output_tile(row)
-
-
-def _output_tile(row: SheetRow) -> Image.Image:
-    if row.status == "failed":
-        return placeholder(f"failed: {row.error or 'no reason given'}", STATUS_COLOURS["failed"])
-    if row.status == "pending":
-        return placeholder("pending")
-    return file_tile(row.output_path, "no output")
+    return file_tile(row.input_path, "no input"), canny, outcome_tile(row.status, row.error, row.output_path)
 
 
 def _draw_label(draw: ImageDraw.ImageDraw, origin: tuple[int, int], row: SheetRow) -> None:
@@ -234,16 +227,12 @@ def sheet_rows_from_summary(
                 prompt=(entry.get("params") or {}).get("prompt", ""),
                 input_path=inputs.get(item_id),
                 canny=canny_for(item_id) if canny_for else None,
-                output_path=_listed_png(Path(out_dir), entry.get("files") or []),
+                output_path=listed_file(out_dir, entry.get("files") or [], ".png"),
                 error=entry.get("error"),
                 adherence=entry.get("adherence"),
             )
         )
     return rows
-
-
-def _listed_png(out_dir: Path, files: Sequence[str]) -> Path | None:
-    return next((out_dir / name for name in files if name.endswith(".png")), None)
 
 
 # --- job summary ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any, Final
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rr_controlnet.layout import SWEEP_GRID_ROWS, SweepPlace, sweep_tab_name
+from rr_controlnet.layout import SweepPlace, sweep_tab_name
 from rr_controlnet.tiles import (
     BACKGROUND,
     LINE_HEIGHT,
@@ -26,6 +26,8 @@ from rr_controlnet.tiles import (
     f1s,
     file_tile,
     font,
+    listed_file,
+    outcome_tile,
     placeholder,
     shorten,
     status_colour,
@@ -42,8 +44,7 @@ def sweep_pages(entries: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, 
     pages: dict[tuple, list[Mapping[str, Any]]] = {}
     for entry in entries:
         place = SweepPlace.of(entry["sweep"])
-        key = (place.source, *place.coordinates[2:], place.coordinates[0] // SWEEP_GRID_ROWS)
-        pages.setdefault(key, []).append(entry)
+        pages.setdefault((place.source, *place.page), []).append(entry)
     return list(pages.values())
 
 
@@ -109,9 +110,5 @@ def _column_label(cells: Mapping[tuple[int, int], tuple[Any, SweepPlace]], colum
 
 
 def _cell_tile(entry: Mapping[str, Any], out_dir: Path) -> Image.Image:
-    if entry["status"] == "failed":
-        return placeholder(f"failed: {entry.get('error') or 'no reason given'}", STATUS_COLOURS["failed"], CELL)
-    if entry["status"] == "pending":
-        return placeholder("pending", side=CELL)
-    png = next((name for name in entry.get("files") or [] if name.endswith(".png")), None)
-    return file_tile(Path(out_dir) / png if png else None, "no output", CELL)
+    output = listed_file(out_dir, entry.get("files") or [], ".png")
+    return outcome_tile(entry["status"], entry.get("error"), output, CELL)

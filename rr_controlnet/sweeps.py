@@ -158,15 +158,17 @@ def label(field: str, value: Any) -> str:
     if isinstance(value, str):
         shown = value if len(value) <= 24 else value[:21] + "..."
         return f'{name} "{shown}"'
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{name} {value:g}"
     return f"{name} {value_text(value)}"
 
 
 def value_text(value: Any) -> str:
-    """A swept value as a person writes it: 0.5, true, 512x768, canny 50/150 (low/high), text in full."""
+    """A swept value in full, as a person writes it: 0.5, true, 512x768, canny 50/150 (low/high), text."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
-        return f"{value:g}"
+        return str(value)
     if isinstance(value, (list, tuple)):
         return "x".join(value_text(side) for side in value)
     if isinstance(value, Mapping):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
@@ -57,6 +57,21 @@ def thumbnail(image: Image.Image, height: int = THUMB_HEIGHT) -> Image.Image:
     scale = min(height / image.height, MAX_THUMB_ASPECT * height / image.width)
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def outcome_tile(status: str, error: str | None, output: Path | None, side: int = THUMB_HEIGHT) -> Image.Image:
+    """An item's output as a tile: the image once done; otherwise its status, a failure with its reason."""
+    if status == "failed":
+        return placeholder(f"failed: {error or 'no reason given'}", STATUS_COLOURS["failed"], side)
+    if status == "pending":
+        return placeholder("pending", side=side)
+    return file_tile(output, "no output", side)
+
+
+def listed_file(folder: Path, files: Sequence[str], suffix: str) -> Path | None:
+    """The first of an outcome's files with this suffix, in `folder`."""
+    name = next((name for name in files if name.endswith(suffix)), None)
+    return Path(folder) / name if name else None
 
 
 def placeholder(message: str, colour: tuple[int, int, int] = MUTED, side: int = THUMB_HEIGHT) -> Image.Image:
