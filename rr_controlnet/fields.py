@@ -7,7 +7,7 @@ keys are refused) and strict (YAML's "20" is not a number, `true` is not an inte
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -17,9 +17,8 @@ MAX_SIDE: Final = 4096
 SIDE_MULTIPLE: Final = 8
 MAX_SEED: Final = 2**63 - 1
 ID_PATTERN: Final = r"^[A-Za-z0-9_.-]+$"
-RESIZE_MODES: Final = ("crop", "fit", "stretch")
-SCHEDULERS: Final = ("ddim", "euler", "euler_a", "dpmpp_2m", "unipc", "pndm", "ddpm")
-FAMILIES: Final = ("sd15", "sdxl")
+Scheduler = Literal["ddim", "euler", "euler_a", "dpmpp_2m", "unipc", "pndm", "ddpm"]
+SCHEDULERS: Final = get_args(Scheduler)
 # The fields a sweep may vary (canny as a whole, or one threshold).
 SWEEPABLE: Final = (
     "prompt",
@@ -236,7 +235,7 @@ class ManifestFields(BaseModel):
     model: str | ModelWeights = Field(
         "sdxl", description="A preset name (see `rr-controlnet batch --help`), or the weights to load."
     )
-    scheduler: Literal["ddim", "euler", "euler_a", "dpmpp_2m", "unipc", "pndm", "ddpm"] = Field(
+    scheduler: Scheduler = Field(
         None,  # type: ignore[assignment] - the model's own
         description="Replaces the model's own scheduler.",
     )

@@ -121,3 +121,10 @@ def test_schema_bounds_match_load_manifest(tmp_path: Path, field: str) -> None:
     loader = [loader_accepts(tmp_path, defaults_with(field, value)) for value in probes]
     validator = [VALIDATOR.is_valid(manifest(defaults_with(field, value))) for value in probes]
     assert loader == validator == [False, True, True, False, False][: len(probes)]
+
+
+def test_every_scheduler_the_manifest_accepts_can_be_loaded() -> None:
+    from rr_controlnet.fields import SCHEDULERS
+    from rr_controlnet.loading import SCHEDULER_CLASSES
+
+    assert list(SCHEDULERS) == list(SCHEDULER_CLASSES) == SCHEMA["properties"]["scheduler"]["enum"]
