@@ -110,7 +110,7 @@ class OutputFolder:
 def read_output_folder(path: Path, role: str) -> OutputFolder:
     """An output folder of this tool (summary.json, shard summaries, journal), or CompareError."""
     from rr_controlnet.folder_lock import running_writers
-    from rr_controlnet.journal import read_outcomes, read_summary_documents
+    from rr_controlnet.journal import item_order, read_outcomes, read_summary_documents
 
     path = Path(path)
     if not path.is_dir():
@@ -124,10 +124,9 @@ def read_output_folder(path: Path, role: str) -> OutputFolder:
     if not documents:
         raise CompareError(f"{role} {path}: not an rr-controlnet output folder (no summary.json or shard summaries)")
     outcomes = read_outcomes(path)
-    newest = documents[-1]
-    order = next((doc["item_ids"] for doc in reversed(documents) if doc.get("item_ids")), None) or list(outcomes)
-    ordered = {item_id: outcomes[item_id] for item_id in order if item_id in outcomes}
+    ordered = {item_id: outcomes[item_id] for item_id in item_order(documents, outcomes) if item_id in outcomes}
     ordered.update({item_id: outcome for item_id, outcome in outcomes.items() if item_id not in ordered})
+    newest = documents[-1]
     return OutputFolder(path, ordered, newest.get("model") or {}, newest.get("versions") or {})
 
 

@@ -13,7 +13,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
@@ -244,9 +244,8 @@ def merge_shard_summaries(out_dir: Path, log: Callable[[str], None] | None = Non
     if not documents:
         raise OutputFolderError(f"{out_dir}: no summary.json or shard summaries to merge")
     outcomes = read_outcomes(out_dir, log=log)
-    newest = documents[-1]
-    order = next((doc["item_ids"] for doc in reversed(documents) if doc.get("item_ids")), None) or list(outcomes)
-    merged = {key: value for key, value in newest.items() if key not in ("items", "shard", "counts")}
+    order = item_order(documents, outcomes)
+    merged = {key: value for key, value in documents[-1].items() if key not in ("items", "shard", "counts")}
     # An item no shard has reported on yet is pending, like an item a batch has not reached.
     stub = {"status": "pending", "seed": None, "params": {}, "params_hash": ""}
     merged["items"] = [
@@ -254,6 +253,11 @@ def merge_shard_summaries(out_dir: Path, log: Callable[[str], None] | None = Non
     ]
     merged["item_ids"] = order
     return merged
+
+
+def item_order(documents: Sequence[Mapping[str, Any]], outcomes: Mapping[str, ItemOutcome]) -> list[str]:
+    """The batch's item ids in manifest order, from the newest summary that lists them (else as recorded)."""
+    return next((doc["item_ids"] for doc in reversed(documents) if doc.get("item_ids")), None) or list(outcomes)
 
 
 def shard_state_files(out_dir: Path) -> list[Path]:
