@@ -22,6 +22,8 @@ UNSAFE_WEIGHT_SUFFIXES: Final = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 # Half-precision copies some repos publish beside the full weights (diffusers' and transformers' `variant`
 # naming: diffusion_pytorch_model.fp16.safetensors, model.fp16-00001-of-00002.safetensors).
 FP16_WEIGHTS: Final = re.compile(r"\.fp16(-\d+-of-\d+)?\.safetensors$")
+# Without the hub in reach, huggingface_hub retries each missing model for about 30 s: ask once, briefly.
+HUB_PROBE_SECONDS: Final = 5.0
 SCHEDULER_CLASSES: Final = {
     "ddim": ("DDIMScheduler", {}),
     "euler": ("EulerDiscreteScheduler", {}),
@@ -236,9 +238,8 @@ def _offline() -> bool:
 
 
 def _require_cached_when_offline(spec: ModelSpec) -> None:
-    """Offline, name every hub model that is missing at once, rather than one per attempt."""
-    if not _offline():
-        return
+    """Name every hub model that cannot be had at once: all of those missing from the cache when offline
+    or when the hub cannot be reached (rather than one per attempt, each after the hub's retries)."""
     from huggingface_hub import try_to_load_from_cache
 
     wanted = (("base", spec.base, "model_index.json"), ("controlnet", spec.controlnet, "config.json"))
@@ -246,16 +247,46 @@ def _require_cached_when_offline(spec: ModelSpec) -> None:
     missing = [
         (field, source)
         for field, source, marker in wanted
-        if not Path(source).exists() and not isinstance(try_to_load_from_cache(source, marker), str)
+        if _is_hub_id(source) and not isinstance(try_to_load_from_cache(source, marker), str)
     ]
     if not missing:
         return
+    if _offline():
+        reason = "offline"
+    else:
+        unreachable = _hub_unreachable()
+        if unreachable is None:
+            return  # they will be downloaded
+        reason = unreachable
     names = ", ".join(f"model.{field} {source!r}" for field, source in missing)
     downloads = " and ".join(f"`hf download {source}`" for _, source in missing)
     raise ModelLoadError(
-        f"not available on this machine (offline): {names}. On a connected machine run {downloads} and copy "
+        f"not available on this machine ({reason}): {names}. On a connected machine run {downloads} and copy "
         "the Hugging Face cache here (or set HF_HOME to it), or point the manifest's model at local diffusers folders"
     )
+
+
+def _is_hub_id(source: str) -> bool:
+    """A hub repo id, not a local path (the manifest makes those absolute)."""
+    return not Path(source).is_absolute() and not Path(source).exists()
+
+
+def _hub_unreachable(timeout: float = HUB_PROBE_SECONDS) -> str | None:
+    """Why the Hugging Face hub cannot be reached from here, or None when it answers."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout).close()  # noqa: S310 - the hub's own https endpoint
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (OSError, ValueError) as exc:  # URLError, timeouts, refused connections, a malformed endpoint
+        reason = getattr(exc, "reason", None) or exc
+        return f"{endpoint} cannot be reached: {reason}"
+    return None
 
 
 def _from_source(

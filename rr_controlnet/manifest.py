@@ -182,6 +182,14 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: Problems)
     if weights is None:
         return None
     sources = {key: _resolve_model_source(getattr(weights, key), base_dir) for key in MODEL_KEYS if key != "family"}
+    absent = [
+        key for key, source in sources.items() if source and Path(source).is_absolute() and not Path(source).exists()
+    ]
+    for key in absent:
+        message = f"model.{key} {shown(getattr(weights, key))}: no such file or folder ({sources[key]})"
+        problems.add(line_of(raw, key), "model", message)
+    if absent:
+        return None
     family = weights.family or _detect_family(sources["config"] or sources["base"])
     if family is None:
         message = "model.family (sd15 or sdxl) is required: it cannot be read from model.base"

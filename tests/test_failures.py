@@ -140,6 +140,28 @@ def test_missing_weights_offline_name_the_model_and_the_fix(tmp_path: Path, monk
     assert not (tmp_path / "out").exists()  # nothing was written: an earlier run's results stay as they were
 
 
+def test_missing_weights_without_the_hub_in_reach_are_named_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: the connection is refused
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    (tmp_path / "a.png").write_bytes((Path(__file__).parent.parent / "manifests/images/horse.png").read_bytes())
+    manifest = write_manifest(
+        tmp_path,
+        {
+            "version": 1,
+            "model": {"base": "someone/not-downloaded", "controlnet": "someone/controlnet", "family": "sd15"},
+            "items": [{"image": "a.png"}],
+        },
+    )
+    result = run(manifest, tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    message = result.output.strip().splitlines()[-1]
+    assert message.startswith("error: not available on this machine (http://127.0.0.1:9 cannot be reached: ")
+    assert "model.base 'someone/not-downloaded', model.controlnet 'someone/controlnet'." in message
+
+
 @pytest.mark.parametrize("suffix", [".ckpt", ".bin", ".pt", ".pth"])
 def test_pickle_checkpoints_are_refused_without_the_flag(tmp_path: Path, suffix: str) -> None:
     (tmp_path / f"model{suffix}").write_bytes(b"not really a checkpoint")

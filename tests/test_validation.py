@@ -65,6 +65,12 @@ BAD_MANIFESTS = [
         id="id-in-defaults",
     ),
     pytest.param(
+        "version: 1\nmodel:\n  base: ./models/none\n  controlnet: someone/canny\n  family: sd15\n"
+        "items:\n  - image: astronaut.png\n",
+        "m.yaml:3: model: model.base './models/none': no such file or folder ({folder}/models/none)",
+        id="model-folder-missing",
+    ),
+    pytest.param(
         HEADER + "items:\n  - image: astronaut.png\n    controlnet_conditioning_scale: true\n",
         "m.yaml:5: item 'astronaut' (#1): controlnet_conditioning_scale must be a number 0..5, got true",
         id="yaml-spelling-in-messages",
