@@ -87,7 +87,6 @@ def run_manifest(
     long as that object).
     """
     from rr_controlnet.distributed import ProcessGroup, device_for, launched_process
-    from rr_controlnet.loading import quiet_library_logging
     from rr_controlnet.viewer import start_live_viewer
 
     process = launched_process()
@@ -97,7 +96,6 @@ def run_manifest(
         options = replace(options, shard=process.shard, device=device_for(process, options.device))
     if not options.save_recordings and live is None:
         raise UsageError("writing no recordings needs a live viewer (--spawn, --connect or --serve-web)")
-    quiet_library_logging()
     viewer: Any = None
     if live is not None:
         viewer = start_live_viewer(

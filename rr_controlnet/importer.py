@@ -96,7 +96,6 @@ def stream_manifest(manifest: Any, arguments: argparse.Namespace) -> None:
 
     from rr_controlnet.batch import BatchOptions, run_batch
     from rr_controlnet.layout import APPLICATION_ID, BATCH_BLUEPRINT_MAX_ITEMS, batch_blueprint, run_recording_id
-    from rr_controlnet.loading import quiet_library_logging
     from rr_controlnet.outputs import default_out_dir
     from rr_controlnet.record import Mirror
 
@@ -111,7 +110,6 @@ def stream_manifest(manifest: Any, arguments: argparse.Namespace) -> None:
     sweeps = {item.id: item.sweep for item in manifest.items if item.sweep is not None}
     stream.stdout(default_blueprint=batch_blueprint(ids, prefix=prefix, sweeps=sweeps))
     mirror = Mirror(stream, prefix)
-    quiet_library_logging()
     report = run_batch(manifest, BatchOptions(out_dir=out_dir, mirror=mirror))
     for item_id in report.skipped:
         mirror.replay(out_dir / f"{item_id}.rrd")

@@ -119,7 +119,7 @@ def load_model(
     offload: bool = False,
     compile_models: bool = False,
 ) -> LoadedModel:
-    """Load the pipeline for `spec` onto the runtime's device, ready to generate.
+    """Load the pipeline for `spec` onto the runtime's device, ready to generate (library chatter silenced).
 
     On CUDA every model stays resident on the GPU unless `offload` moves each to the GPU only while it
     runs (for small cards); `compile_models` compiles the UNet and ControlNet with torch.compile.
@@ -128,6 +128,7 @@ def load_model(
     if (offload or compile_models) and not accelerated:
         flag = "--offload" if offload else "--compile"
         raise DeviceError(f"{flag} needs a CUDA device; this run is on {runtime.device}")
+    quiet_library_logging()
     built = built_weights(spec)
     if built == "random":
         # Real-size architectures with random weights: built in memory (saving them is gigabytes).

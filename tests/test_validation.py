@@ -431,3 +431,21 @@ def test_corrupt_pixels_do_not_block_validation_of_headers(folder: Path) -> None
     Image.fromarray(data).save(folder / "ok.png")
     code, _ = validate(folder, HEADER + "items:\n  - image: ok.png\n")
     assert code == 0
+
+
+def test_an_unusable_output_folder_is_refused_before_the_model_libraries_load(folder: Path) -> None:
+    (folder / "m.yaml").write_text(HEADER + "items:\n  - image: astronaut.png\n")
+    (folder / "a-file").write_text("not a folder")
+    code = (
+        "import sys\n"
+        "from rr_controlnet.cli import cli\n"
+        "try:\n"
+        "    cli.main(['batch', sys.argv[1], '--out', sys.argv[2]], standalone_mode=False)\n"
+        "except SystemExit as exc:\n"
+        "    print('exit:', exc.code)\n"
+        "print('heavy:', sorted(m for m in ('diffusers', 'transformers') if m in sys.modules))\n"
+    )
+    arguments = [str(folder / "m.yaml"), str(folder / "a-file" / "out")]
+    result = subprocess.run([sys.executable, "-c", code, *arguments], capture_output=True, text=True)
+    assert "exit: 2" in result.stdout and "heavy: []" in result.stdout, result.stdout + result.stderr
+    assert "a-file is a file, not a folder" in result.stderr
