@@ -440,7 +440,7 @@ def test_an_unusable_output_folder_is_refused_before_the_model_libraries_load(fo
         "import sys\n"
         "from rr_controlnet.cli import cli\n"
         "try:\n"
-        "    cli.main(['batch', sys.argv[1], '--out', sys.argv[2]], standalone_mode=False)\n"
+        "    cli.main(['batch', sys.argv[1], '--out', sys.argv[2]])\n"
         "except SystemExit as exc:\n"
         "    print('exit:', exc.code)\n"
         "print('heavy:', sorted(m for m in ('diffusers', 'transformers') if m in sys.modules))\n"
