@@ -79,6 +79,7 @@ class ItemOutcome:
     warnings: list[str] = field(default_factory=list)
     adherence: dict[str, Any] | None = None  # adherence.Adherence.as_dict() of a done item
     sweep: dict[str, Any] | None = None  # a sweep variant's source, values and place: spec.SweepInfo
+    size: list[int] | None = None  # [width, height] generated (params may leave them to the image's aspect)
 
     @classmethod
     def from_entry(cls, entry: Any) -> ItemOutcome | None:
@@ -102,6 +103,7 @@ class ItemOutcome:
             and isinstance(outcome.params_hash, str)
             and isinstance(outcome.adherence, dict | None)
             and isinstance(outcome.sweep, dict | None)
+            and isinstance(outcome.size, list | None)
         )
         return outcome if shapes_ok else None
 

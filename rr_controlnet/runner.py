@@ -302,6 +302,7 @@ class GroupRunner:
         names = item_file_names(item.id, self.options.save_recordings)
         outcome = pending_outcome(prepared.planned)
         outcome.status, outcome.seconds, outcome.files = "done", round(seconds, 3), names
+        outcome.size = list(prepared.size)
         outcome.checksums = {name: file_checksum(self.out_dir / name) for name in names}
         outcome.warnings = _warnings(prepared)
         outcome.adherence = adherence

@@ -104,6 +104,8 @@ def test_output_is_the_requested_size_and_matches_the_png(two_item_batch: tuple[
     logged = decoded_image(output)
     assert logged.shape == (64, 64, 3)
     np.testing.assert_array_equal(logged, np.asarray(Image.open(out / "astronaut.png")))
+    entries = json.loads((out / "summary.json").read_text())["items"]
+    assert [entry["size"] for entry in entries] == [list(Image.open(out / f"{e['id']}.png").size) for e in entries]
 
 
 def test_item_files_share_one_recording_id(two_item_batch: tuple[str, Path]) -> None:
