@@ -148,9 +148,18 @@ def keys_of(model: type[BaseModel], prefix: str) -> tuple[str, ...]:
 
 
 def unknown_key_message(key: Any, allowed: tuple[str, ...]) -> str:
+    """`unknown key 'x'` with the closest allowed key, or all of them. Keys are compared without the
+    dotted prefix they share (`sweep.`), which would make every one of them look alike."""
     message = f"unknown key {shown(key)}"
-    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-    return f"{message} (did you mean {close[0]!r}?)" if close else f"{message}; known keys: {', '.join(allowed)}"
+    text = str(key)
+    shared = ""
+    for pieces in zip(*(name.split(".")[:-1] for name in (text, *allowed)), strict=False):
+        if len(set(pieces)) > 1:
+            break
+        shared += f"{pieces[0]}."
+    bare = {name[len(shared) :]: name for name in allowed}
+    close = difflib.get_close_matches(text[len(shared) :], list(bare), n=1, cutoff=0.6)
+    return f"{message} (did you mean {bare[close[0]]!r}?)" if close else f"{message}; known keys: {', '.join(allowed)}"
 
 
 def check_unknown_keys(raw: Mapping, allowed: tuple[str, ...], where: str, problems: Problems) -> None:

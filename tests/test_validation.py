@@ -449,3 +449,12 @@ def test_an_unusable_output_folder_is_refused_before_the_model_libraries_load(fo
     result = subprocess.run([sys.executable, "-c", code, *arguments], capture_output=True, text=True)
     assert "exit: 2" in result.stdout and "heavy: []" in result.stdout, result.stdout + result.stderr
     assert "a-file is a file, not a folder" in result.stderr
+
+
+def test_unknown_keys_are_matched_without_the_prefix_they_share() -> None:
+    from rr_controlnet.field_checks import unknown_key_message
+
+    swept = ("sweep.prompt", "sweep.seed", "sweep.canny.low", "sweep.canny.high", "sweep.zip")
+    assert unknown_key_message("sweep.colour", swept) == f"unknown key 'sweep.colour'; known keys: {', '.join(swept)}"
+    assert unknown_key_message("sweep.sed", swept) == "unknown key 'sweep.sed' (did you mean 'sweep.seed'?)"
+    assert unknown_key_message("stpes", ("steps", "seed")) == "unknown key 'stpes' (did you mean 'steps'?)"
