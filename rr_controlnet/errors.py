@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class RrControlnetError(Exception):
@@ -29,6 +30,15 @@ class ManifestError(RrControlnetError):
     def __init__(self, problems: list[Problem]):
         self.problems = list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class DuplicateKeysError(ManifestError):
+    """A YAML document that reads, but repeats keys: `data` holds it (later values win), so that the rest
+    of the manifest can be checked too."""
+
+    def __init__(self, problems: list[Problem], data: Any):
+        super().__init__(problems)
+        self.data = data
 
 
 class UsageError(RrControlnetError):

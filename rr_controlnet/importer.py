@@ -67,17 +67,20 @@ def _import(arguments: argparse.Namespace) -> int:
     if not path.is_file() or path.suffix.lower() not in MANIFEST_SUFFIXES:
         return INCOMPATIBLE
 
-    from rr_controlnet.errors import ManifestError, RrControlnetError
+    from rr_controlnet.errors import DuplicateKeysError, ManifestError, RrControlnetError
     from rr_controlnet.manifest import parse_manifest, read_yaml
 
+    known_problems = []
     try:
         document = read_yaml(path)
+    except DuplicateKeysError as exc:
+        document, known_problems = exc.data, exc.problems
     except ManifestError:
         return INCOMPATIBLE
     if not is_rr_controlnet_manifest(document):
         return INCOMPATIBLE
     try:
-        manifest = parse_manifest(document, path)
+        manifest = parse_manifest(document, path, known_problems=known_problems)
     except ManifestError as exc:
         print(exc, file=sys.stderr)
         return 2

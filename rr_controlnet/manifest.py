@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rr_controlnet.errors import ManifestError
+from rr_controlnet.errors import DuplicateKeysError, ManifestError, Problem
 from rr_controlnet.field_checks import (
     FieldValues,
     Problems,
@@ -59,7 +59,11 @@ def load_manifest(
 ) -> Manifest:
     """Read, check, merge and expand (sweeps) a manifest. Raises ManifestError listing every problem found."""
     path = Path(path)
-    return parse_manifest(read_yaml(path), path, overrides, check_images, max_items)
+    try:
+        raw, problems = read_yaml(path), []
+    except DuplicateKeysError as exc:  # reported with whatever else is wrong
+        raw, problems = exc.data, exc.problems
+    return parse_manifest(raw, path, overrides, check_images, max_items, problems)
 
 
 def parse_manifest(
@@ -68,13 +72,16 @@ def parse_manifest(
     overrides: Overrides | None = None,
     check_images: bool = True,
     max_items: int = DEFAULT_MAX_ITEMS,
+    known_problems: Sequence[Problem] = (),
 ) -> Manifest:
     """Check, merge and expand an already parsed manifest; relative paths are taken from `path`'s folder.
 
     A manifest that expands (sweeps) to more than `max_items` items is refused before anything is built.
+    `known_problems` (found while reading it) are reported with the others.
     """
     overrides = overrides or Overrides()
     problems = Problems(path)
+    problems.problems.extend(known_problems)
     if not isinstance(raw, Mapping):
         found = "an empty file" if raw is None else kind_of(raw)
         problems.add(1, "", f"a manifest must be a mapping with 'version' and 'items', got {found}")

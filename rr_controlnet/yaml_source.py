@@ -13,7 +13,7 @@ from typing import Any, Final
 
 import yaml
 
-from rr_controlnet.errors import ManifestError, Problem
+from rr_controlnet.errors import DuplicateKeysError, ManifestError, Problem
 
 # Aliases may repeat what a document holds (shared defaults), not multiply it (a "billion laughs").
 MAX_EXPANSION_FACTOR: Final = 50
@@ -202,5 +202,6 @@ def read_yaml(path: Path) -> Any:
     finally:
         loader.dispose()
     if loader.duplicates:
-        raise ManifestError([Problem(name, line, "", message) for line, message in sorted(loader.duplicates)])
+        problems = [Problem(name, line, "", message) for line, message in sorted(loader.duplicates)]
+        raise DuplicateKeysError(problems, data)
     return data

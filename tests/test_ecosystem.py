@@ -258,3 +258,11 @@ def test_importer_explains_an_unusable_output_folder_without_a_traceback(tmp_pat
     stderr = result.stderr.decode()
     assert "Traceback" not in stderr
     assert f"output folder {tmp_path}/manifest-output: {tmp_path}/manifest-output is a file, not a folder" in stderr
+
+
+def test_importer_reports_a_manifest_with_repeated_keys_instead_of_declining_it(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    manifest.write_text(manifest.read_text().replace("version: 1\n", "version: 1\nversion: 1\n", 1))
+    result = run_importer(str(manifest), "--application-id", "a", "--recording-id", "r")
+    assert result.returncode == 2 and result.stdout == b""
+    assert f"{manifest}:2: duplicate key 'version' (first on line 1)" in result.stderr.decode()

@@ -271,6 +271,17 @@ def test_every_duplicate_key_is_reported(folder: Path) -> None:
     ]
 
 
+def test_duplicate_keys_are_reported_with_every_other_problem(folder: Path) -> None:
+    text = HEADER + "items:\n  - image: astronaut.png\n    seed: 1\n    seed: 2\n    steps: 0\n"
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert lines == [
+        "m.yaml:6: duplicate key 'seed' (first on line 5)",
+        "m.yaml:7: item 'astronaut' (#1): steps must be an integer 1..1000, got 0",
+        "2 problems in m.yaml; nothing was generated",
+    ]
+
+
 def test_aliases_cannot_blow_up_memory_or_messages(folder: Path) -> None:
     laughs = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
     laughs += [f"{chr(98 + n)}: &{chr(98 + n)} [" + ", ".join([f"*{chr(97 + n)}"] * 10) + "]" for n in range(8)]
