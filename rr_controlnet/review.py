@@ -53,7 +53,7 @@ PROMPT_LIMIT: Final = 60
 # A page of the contact sheet: about 12,000 pixels tall, well within what image viewers open.
 ROWS_PER_PAGE: Final = 50
 PAGE_FINGERPRINT_KEY: Final = "rr-controlnet-page"
-SHEET_LAYOUT_VERSION: Final = 1
+SHEET_LAYOUT_VERSION: Final = 2
 COLUMNS: Final = ("input", "canny", "output")
 
 

@@ -25,6 +25,7 @@ from rr_controlnet.tiles import (
     display_rgb,
     f1s,
     file_tile,
+    fit_within,
     font,
     listed_file,
     outcome_tile,
@@ -74,11 +75,11 @@ def sweep_sheet(
     top = header
     input_path = Path(entries[0]["image"]) if entries[0].get("image") else None
     draw.text((PAD, top), "input", fill=MUTED, font=typeface)
-    sheet.paste(file_tile(input_path, "no input", CELL), (PAD, top + LINE_HEIGHT))
+    sheet.paste(fit_within(file_tile(input_path, "no input", CELL), CELL), (PAD, top + LINE_HEIGHT))
     canny = canny_for(entries[0]["id"]) if canny_for else None
     canny_tile = thumbnail(display_rgb(canny), CELL) if canny is not None else placeholder("no edge map", side=CELL)
     draw.text((PAD, top + LINE_HEIGHT + CELL + PAD), "canny", fill=MUTED, font=typeface)
-    sheet.paste(canny_tile, (PAD, top + 2 * LINE_HEIGHT + CELL + PAD))
+    sheet.paste(fit_within(canny_tile, CELL), (PAD, top + 2 * LINE_HEIGHT + CELL + PAD))
 
     grid_left = side_column + row_label_width
     for index, column in enumerate(columns):
@@ -111,4 +112,4 @@ def _column_label(cells: Mapping[tuple[int, int], tuple[Any, SweepPlace]], colum
 
 def _cell_tile(entry: Mapping[str, Any], out_dir: Path) -> Image.Image:
     output = listed_file(out_dir, entry.get("files") or [], ".png")
-    return outcome_tile(entry["status"], entry.get("error"), output, CELL)
+    return fit_within(outcome_tile(entry["status"], entry.get("error"), output, CELL), CELL)

@@ -74,6 +74,15 @@ def listed_file(folder: Path, files: Sequence[str], suffix: str) -> Path | None:
     return Path(folder) / name if name else None
 
 
+def fit_within(tile: Image.Image, side: int) -> Image.Image:
+    """`tile` scaled down, aspect kept, to fit a side x side square (a grid cell)."""
+    scale = min(1.0, side / tile.width, side / tile.height)
+    if scale == 1.0:
+        return tile
+    size = (max(1, round(tile.width * scale)), max(1, round(tile.height * scale)))
+    return tile.resize(size, Image.Resampling.LANCZOS)
+
+
 def placeholder(message: str, colour: tuple[int, int, int] = MUTED, side: int = THUMB_HEIGHT) -> Image.Image:
     """A square grey tile with `message` wrapped inside it."""
     tile = Image.new("RGB", (side, side), PLACEHOLDER_FILL)

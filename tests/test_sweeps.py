@@ -260,6 +260,36 @@ def test_the_contact_sheet_draws_the_sweep_as_a_labelled_grid(swept_batch: tuple
     assert np.asarray(grid).std() > 10
 
 
+def test_wide_images_stay_inside_their_cells_clear_of_the_labels(tmp_path: Path) -> None:
+    from rr_controlnet.sweep_sheet import CELL, sweep_sheet
+
+    red = Image.new("RGB", (200, 50), (255, 0, 0))  # wider than a cell, as a panorama would be
+    red.save(tmp_path / "input.png")
+    entries = []
+    for row in range(2):
+        for column in range(2):
+            item_id = f"p_ccs{row}_seed{column}"
+            red.save(tmp_path / f"{item_id}.png")
+            sweep = {
+                "source": "p",
+                "values": {"controlnet_conditioning_scale": 0.5 + row, "seed": column},
+                "axes": [["controlnet_conditioning_scale"], ["seed"]],
+                "coordinates": [row, column],
+                "shape": [2, 2],
+            }
+            entries.append(
+                {"id": item_id, "status": "done", "image": str(tmp_path / "input.png"), "files": [f"{item_id}.png"],
+                 "sweep": sweep}
+            )  # fmt: skip
+    sheet = np.asarray(sweep_sheet(entries, tmp_path, None)).astype(int)
+    red_pixels = (sheet[..., 0] > 200) & (sheet[..., 1] < 60) & (sheet[..., 2] < 60)
+    side_column = CELL + 16  # the input and edge map, then the row labels
+    columns_with_red = np.flatnonzero(red_pixels.any(axis=0))
+    labels = [x for x in range(side_column, columns_with_red.max()) if not red_pixels[:, x].any()]
+    assert columns_with_red.min() < CELL and labels[0] <= side_column  # the input fits its column
+    assert len(labels) >= 40  # a strip for "ccs 0.5" that no image covers
+
+
 def test_editing_one_swept_value_regenerates_only_its_variants(swept_batch: tuple[Path, Path], tmp_path: Path) -> None:
     manifest, out = swept_batch
     shutil.copytree(out, tmp_path / "out")
