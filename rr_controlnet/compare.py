@@ -138,6 +138,8 @@ def compare_folders(
     With `first_baseline`, a baseline that does not exist yet compares as an empty folder with the new
     run's settings: every item is new (the first run of a job that keeps one).
     """
+    if Path(baseline).resolve() == Path(new).resolve():
+        raise CompareError(f"baseline and new are the same folder, {Path(new).resolve()}: compare two runs")
     after = read_output_folder(new, "new")
     if first_baseline and not Path(baseline).exists():
         before = OutputFolder(Path(baseline), {}, after.model, after.versions)

@@ -160,6 +160,9 @@ def test_folders_that_are_not_outputs_are_refused(tmp_path: Path, baseline: tupl
     )
     result = compare(baseline[1], tmp_path / "nowhere")
     assert result.exit_code == 2 and result.output.strip() == f"error: new {tmp_path / 'nowhere'}: not a folder"
+    result = compare(baseline[1], baseline[1] / ".")
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: baseline and new are the same folder, {baseline[1]}: compare two runs"
 
 
 def test_a_folder_a_batch_is_still_writing_is_not_compared(baseline: tuple[Path, Path], tmp_path: Path) -> None:
