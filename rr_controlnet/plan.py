@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from rr_controlnet.outputs import ItemOutcome, files_intact, item_file_names
 from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec
@@ -77,6 +77,11 @@ def file_sha256(path: Path) -> str:
         return "unreadable"
 
 
+# Why an item is made: the manifest's reasons; stale_reason's others are about the files an item left.
+NOT_DONE: Final = "not done yet"
+CHANGED: Final = "changed"
+
+
 def stale_reason(
     planned: PlannedItem,
     previous: Mapping[str, ItemOutcome],
@@ -89,9 +94,9 @@ def stale_reason(
     adherence (unless --no-adherence)."""
     earlier = previous.get(planned.item.id)
     if earlier is None or earlier.status != "done":
-        return "not done yet"
+        return NOT_DONE
     if earlier.params_hash != planned.params_hash:
-        return "changed"
+        return CHANGED
     if not set(item_file_names(planned.item.id, with_recordings)) <= set(earlier.files):
         return "made without a recording (--no-save) before"
     if earlier.adherence is None and with_adherence:
@@ -99,16 +104,6 @@ def stale_reason(
     if not files_intact(earlier, out_dir):
         return "its files changed or are gone since it was done"
     return None
-
-
-# Reasons worth telling: an item that was done is made again although nothing in the manifest changed.
-REDONE_REASONS = frozenset(
-    {
-        "made without a recording (--no-save) before",
-        "made without control adherence (--no-adherence) before",
-        "its files changed or are gone since it was done",
-    }
-)
 
 
 def split_up_to_date(
@@ -124,7 +119,7 @@ def split_up_to_date(
     to_run, skipped = [], []
     for entry in planned:
         reason = stale_reason(entry, previous, out_dir, with_recordings, with_adherence)
-        if reason in REDONE_REASONS:
+        if reason not in (None, NOT_DONE, CHANGED):  # done, unchanged, and yet made again: say why
             log(f"item {entry.item.id!r}: {reason}; making it again")
         (skipped if reason is None else to_run).append(entry)
     return to_run, skipped
