@@ -220,7 +220,7 @@ def pipeline_class(family: str) -> Any:
 def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool) -> Any:
     import diffusers
 
-    _require_cached_when_offline(spec)
+    _require_available_weights(spec)
     dtype = runtime.torch_dtype
     controlnet = _from_source(diffusers.ControlNetModel, spec.controlnet, "controlnet", dtype, allow_unsafe_weights)
     components: dict[str, Any] = {"controlnet": controlnet}
@@ -238,7 +238,7 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
 
 
-def _require_cached_when_offline(spec: ModelSpec) -> None:
+def _require_available_weights(spec: ModelSpec) -> None:
     """Name every hub model that cannot be had at once: all of those missing from the cache when offline
     or when the hub cannot be reached (rather than one per attempt, each after the hub's retries)."""
     from huggingface_hub import try_to_load_from_cache
