@@ -267,7 +267,9 @@ def _live_viewing(flags: dict[str, Any], viewer_by_default: bool) -> LiveViewing
 def _generate(manifest: Manifest, options: BatchOptions, flags: dict[str, Any], viewer_by_default: bool) -> None:
     """Run the batch through the API; report what happened and exit with its code."""
     from rr_controlnet.api import ProgressBars, run_manifest
+    from rr_controlnet.memory import limit_malloc_arenas
 
+    limit_malloc_arenas()  # before the model libraries start their threads
     live = _live_viewing(flags, viewer_by_default)
     bars = sys.stderr.isatty() if flags["progress"] is None else flags["progress"]
     stop = StopRequest()

@@ -55,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments = parse_arguments(argv)
     except SystemExit:
         return INCOMPATIBLE
+    from rr_controlnet.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()
     try:
         return _import(arguments)
     except Exception as exc:  # noqa: BLE001 - the viewer shows stderr; a traceback there helps nobody

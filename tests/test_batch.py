@@ -185,3 +185,20 @@ def test_recording_streams_are_reused_then_replaced(monkeypatch: pytest.MonkeyPa
     pool.release(first)
     assert pool.acquire() is not first  # two: closed, its per-entity state freed
     pool.close()
+
+
+def test_the_batch_process_caps_malloc_arenas_before_it_loads_a_model(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    from click.testing import CliRunner
+
+    from rr_controlnet import memory
+    from rr_controlnet.cli import cli
+
+    if sys.platform.startswith("linux"):
+        assert memory.limit_malloc_arenas()  # glibc takes the setting
+    calls: list[str] = []
+    monkeypatch.setattr(memory, "limit_malloc_arenas", lambda: calls.append("capped") or True)
+    result = CliRunner().invoke(cli, ["batch", str(tiny_manifest(tmp_path)), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert calls == ["capped"]
