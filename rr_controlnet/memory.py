@@ -9,10 +9,10 @@ from typing import Final
 
 # glibc's mallopt parameter for the number of malloc arenas, and the number kept.
 M_ARENA_MAX: Final = -8
-# By default glibc gives threads up to 8 arenas per core; freed memory scattered over many arenas is
-# rarely returned. The batch's threads (the finisher, Rerun's encoders, the summary timer) then grew the
-# resident memory by about 25-35 kB per item; with 2 arenas it stays near what Rerun itself keeps
-# (5-15 kB per item, measured over 1,200 tiny items), at no measurable cost in CPU time.
+# By default glibc gives threads up to 8 arenas per core, and freed memory scattered over many arenas
+# is rarely returned. With the batch's threads (the finisher, Rerun's encoders, the summary timer) the
+# resident memory grew about 50 kB per item over a batch's first 1,000 tiny items; with 2 arenas about
+# 16 kB, most of it what rerun-sdk keeps of every stream (bench/scale.py), at no cost in CPU time.
 MALLOC_ARENAS: Final = 2
 
 
