@@ -24,7 +24,7 @@ from typing import Any, Final
 import numpy as np
 
 from rr_controlnet.errors import RrControlnetError
-from rr_controlnet.outputs import ItemOutcome
+from rr_controlnet.outputs import ItemOutcome, listed_file
 
 STATUSES: Final = ("same", "changed", "new", "missing", "failed")
 WORST_FIRST: Final = ("failed", "missing", "changed", "new", "same")
@@ -199,8 +199,6 @@ def compare_item(
 
 
 def _file(outcome: ItemOutcome | None, folder: Path, suffix: str) -> Path | None:
-    from rr_controlnet.tiles import listed_file
-
     return listed_file(folder, outcome.files, suffix) if outcome is not None else None
 
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -48,6 +48,12 @@ def default_out_dir(manifest_path: Path) -> Path:
 
 def item_file_names(item_id: str, with_recording: bool = True) -> list[str]:
     return [f"{item_id}.rrd", f"{item_id}.png"] if with_recording else [f"{item_id}.png"]
+
+
+def listed_file(folder: Path, files: Sequence[str], suffix: str) -> Path | None:
+    """The first of an outcome's files with this suffix, in `folder`."""
+    name = next((name for name in files if name.endswith(suffix)), None)
+    return Path(folder) / name if name else None
 
 
 def reserved_id_reason(item_id: str) -> str | None:

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 
 from rr_controlnet.files import write_atomic
 from rr_controlnet.markdown import TABLE_ROW_LIMIT, bounded, cell
-from rr_controlnet.outputs import OVERVIEW_NAME, OVERVIEW_PAGE_PATTERN, STATUSES
+from rr_controlnet.outputs import OVERVIEW_NAME, OVERVIEW_PAGE_PATTERN, STATUSES, listed_file
 from rr_controlnet.sweeps import value_text
 from rr_controlnet.tiles import (
     BACKGROUND,
@@ -39,7 +39,6 @@ from rr_controlnet.tiles import (
     f1s,
     file_tile,
     font,
-    listed_file,
     outcome_tile,
     placeholder,
     shorten,

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from rr_controlnet.layout import SweepPlace, sweep_tab_name
+from rr_controlnet.outputs import listed_file
 from rr_controlnet.tiles import (
     BACKGROUND,
     LINE_HEIGHT,
@@ -27,7 +28,6 @@ from rr_controlnet.tiles import (
     file_tile,
     fit_within,
     font,
-    listed_file,
     outcome_tile,
     placeholder,
     shorten,

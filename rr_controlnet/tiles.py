@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, Final
@@ -66,12 +66,6 @@ def outcome_tile(status: str, error: str | None, output: Path | None, side: int 
     if status == "pending":
         return placeholder("pending", side=side)
     return file_tile(output, "no output", side)
-
-
-def listed_file(folder: Path, files: Sequence[str], suffix: str) -> Path | None:
-    """The first of an outcome's files with this suffix, in `folder`."""
-    name = next((name for name in files if name.endswith(suffix)), None)
-    return Path(folder) / name if name else None
 
 
 def fit_within(tile: Image.Image, side: int) -> Image.Image:

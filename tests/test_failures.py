@@ -115,11 +115,11 @@ def test_failures_inside_generation_are_recorded_and_the_batch_goes_on(
     ]
 
 
-def test_missing_weights_offline_name_the_model_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def manifest_of_missing_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A manifest naming hub weights that are in no cache here (HF_HOME is empty)."""
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
     (tmp_path / "a.png").write_bytes((Path(__file__).parent.parent / "manifests/images/horse.png").read_bytes())
-    manifest = write_manifest(
+    return write_manifest(
         tmp_path,
         {
             "version": 1,
@@ -127,6 +127,11 @@ def test_missing_weights_offline_name_the_model_and_the_fix(tmp_path: Path, monk
             "items": [{"image": "a.png"}],
         },
     )
+
+
+def test_missing_weights_offline_name_the_model_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    manifest = manifest_of_missing_weights(tmp_path, monkeypatch)
     result = run(manifest, tmp_path / "out")
     assert result.exit_code == 2, result.output
     message = result.output.strip().splitlines()[-1]
@@ -145,16 +150,7 @@ def test_missing_weights_without_the_hub_in_reach_are_named_at_once(
 ) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: the connection is refused
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
-    (tmp_path / "a.png").write_bytes((Path(__file__).parent.parent / "manifests/images/horse.png").read_bytes())
-    manifest = write_manifest(
-        tmp_path,
-        {
-            "version": 1,
-            "model": {"base": "someone/not-downloaded", "controlnet": "someone/controlnet", "family": "sd15"},
-            "items": [{"image": "a.png"}],
-        },
-    )
+    manifest = manifest_of_missing_weights(tmp_path, monkeypatch)
     result = run(manifest, tmp_path / "out")
     assert result.exit_code == 2, result.output
     message = result.output.strip().splitlines()[-1]
