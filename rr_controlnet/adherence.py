@@ -102,13 +102,19 @@ def tolerant_scores(control: np.ndarray, output: np.ndarray, tolerance_px: float
     return _scores(int(followed.sum()), len(control_points), len(output_points))
 
 
+def ssim_window(shape: tuple[int, ...]) -> int:
+    """SSIM's window for an image of this shape: 7 (scikit-image's default), or the largest odd side that
+    fits a smaller image; under 3, SSIM is not defined."""
+    return min(7, *(side if side % 2 else side - 1 for side in shape[:2]))
+
+
 def edge_ssim(control: np.ndarray, output: np.ndarray) -> float:
     """SSIM of two edge maps, as 0/1 images."""
     from skimage.metrics import structural_similarity
 
     control = (np.asarray(control) > 0).astype(np.float64)
     output = (np.asarray(output) > 0).astype(np.float64)
-    window = min(7, *(side if side % 2 else side - 1 for side in control.shape))
+    window = ssim_window(control.shape)
     if window < 3:
         return float(np.array_equal(control, output))
     return float(structural_similarity(control, output, data_range=1.0, win_size=window))

@@ -246,10 +246,12 @@ def output_difference(before: np.ndarray, after: np.ndarray) -> ImageDifference:
     """Max and mean absolute difference (0..255), PSNR, SSIM and cosine distance of two same-size images."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+    from rr_controlnet.adherence import ssim_window
+
     before, after = np.asarray(before), np.asarray(after)
     difference = np.abs(before.astype(np.int16) - after.astype(np.int16))
     identical = not difference.any()
-    window = min(7, *(side if side % 2 else side - 1 for side in before.shape[:2]))
+    window = ssim_window(before.shape)
     ssim = (
         1.0
         if identical or window < 3
