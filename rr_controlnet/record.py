@@ -40,6 +40,8 @@ DISCONNECT_AFTER_FAILURE_SECONDS: Final = 1.0
 # every stream for good: closing a pooled stream after this many items holds memory near its least
 # (about 5 KiB an item, against 16 KiB with one stream for all and 19 KiB with one per 100 items).
 STREAM_ITEMS: Final = 1000
+# What Rerun's reader warns (and does not raise) when a file ends before its footer: a file cut short.
+MISSING_FOOTER_WARNING: Final = "RRD file has no footer"
 
 
 def save_batch_blueprint(item_ids: Sequence[str], path: Path, sweeps: Mapping[str, Any] | None = None) -> Path:
@@ -63,18 +65,32 @@ def save_stream(stream: Any, binary: Any, path: Path) -> Path:
     return _write_verified(Path(path), data, problem)
 
 
-def rrd_problem(path: Path) -> str | None:
-    """Why an .rrd or .rbl file is not complete, or None when Rerun's reader reads all of it."""
-    import warnings
-
+def rrd_reader(path: Path) -> Any:
+    """Rerun's reader for a complete .rrd or .rbl file; a file without its footer (cut short) raises a
+    RerunWarning, where Rerun itself only warns."""
     from rerun.chunk import RrdReader
 
+    _raise_on_missing_footer()
+    return RrdReader(str(path))
+
+
+def _raise_on_missing_footer() -> None:
+    import warnings
+
+    from rerun.error_utils import RerunWarning
+
+    # One filter for this one warning (adding it again replaces it). warnings.catch_warnings() would swap
+    # the filters of the whole process while a file is read, under the feet of the batch's other thread:
+    # a pipeline's own warning raised there as an error failed its item.
+    warnings.filterwarnings("error", message=MISSING_FOOTER_WARNING, category=RerunWarning)
+
+
+def rrd_problem(path: Path) -> str | None:
+    """Why an .rrd or .rbl file is not complete, or None when Rerun's reader reads all of it."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")  # the reader only warns about a missing footer
-            reader = RrdReader(str(path))
-            for store in reader.recordings() + reader.blueprints():
-                reader.stream(store=store).to_chunks()
+        reader = rrd_reader(path)
+        for store in reader.recordings() + reader.blueprints():
+            reader.stream(store=store).to_chunks()
     except (Warning, RuntimeError, ValueError, OSError) as exc:
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return None

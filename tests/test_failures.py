@@ -220,3 +220,34 @@ def test_any_failure_while_preparing_an_item_fails_that_item_only(
     items = summary_items(tmp_path / "out")
     assert items["astronaut"]["status"] == "failed" and items["horse"]["status"] == "done"
     assert items["astronaut"]["error"] == "MemoryError: cv::OutOfMemoryError: failed to allocate 4294967296 bytes"
+
+
+def test_checking_a_recording_leaves_other_threads_warnings_alone(tmp_path: Path) -> None:
+    """Files are verified on the finisher thread while the next item generates; a warning the pipeline
+    gives meanwhile (diffusers' Euler scheduler gives one under numpy 2) must stay a warning."""
+    import threading
+    import warnings
+
+    import rerun as rr
+
+    from rr_controlnet.record import rrd_problem
+
+    stream = rr.RecordingStream("rr_controlnet_test", send_properties=False)
+    binary = stream.binary_stream()
+    stream.log("points", rr.Points2D([[0, 0], [1, 1]]))
+    stream.flush()
+    path = tmp_path / "small.rrd"
+    path.write_bytes(binary.read(flush=True))
+    reading = threading.Thread(target=lambda: [rrd_problem(path) for _ in range(300)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reading.start()
+        warned = 0
+        while reading.is_alive():
+            warnings.warn("an advisory from the pipeline", DeprecationWarning, stacklevel=1)
+            warned += 1
+        reading.join()
+    assert warned > 0
+    assert rrd_problem(path) is None
+    path.write_bytes(path.read_bytes()[:-40])  # the footer cut off
+    assert rrd_problem(path) is not None
