@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
@@ -113,6 +113,33 @@ def _as_array(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
+def pixels_of(image: Any, what: str) -> np.ndarray:
+    """An image given as a path, a PIL image or an array, as uint8 pixels (HxW, HxWx3 or HxWx4). Raises
+    ItemFailed naming `what` for anything else."""
+    from PIL import Image
+
+    if isinstance(image, (str, Path)):
+        try:
+            return load_image(Path(image)).pixels
+        except ItemFailed as exc:
+            raise ItemFailed(f"{what}: {exc}") from None
+    if isinstance(image, Image.Image):
+        return _as_array(image)
+    if isinstance(image, np.ndarray):
+        pixels = image.astype(np.uint8) * 255 if image.dtype == bool else image
+        channels_ok = pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (1, 3, 4))
+        if pixels.dtype != np.uint8 or not channels_ok or 0 in pixels.shape:
+            raise ItemFailed(f"{what}: an array must be uint8 (or bool), HxW or HxWxC with 1, 3 or 4 channels, "
+                             f"got {pixels.dtype} {pixels.shape}")  # fmt: skip
+        return pixels[:, :, 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
+    raise ItemFailed(f"{what}: expected an image path, a PIL image or a numpy array, got {type(image).__name__}")
+
+
+def is_edge_map(pixels: np.ndarray) -> bool:
+    """One channel holding only 0 and one other level (255, or 1): an edge map rather than a photo."""
+    return pixels.ndim == 2 and len(np.unique(pixels)) <= 2 and set(np.unique(pixels).tolist()) <= {0, 1, 255}
+
+
 def model_rgb(pixels: np.ndarray) -> np.ndarray:
     """The RGB image the model is conditioned on: gray expanded, transparent pixels blacked out."""
     if pixels.ndim == 2:
@@ -202,8 +229,9 @@ def canny_edges(rgb: np.ndarray, low: int, high: int) -> np.ndarray:
     return cv2.Canny(gray, low, high)
 
 
-def control_images(source: SourceImage, size: tuple[int, int], resize_mode: str, low: int, high: int) -> ControlImages:
-    rgb = model_rgb(source.pixels)
+def control_images(pixels: np.ndarray, size: tuple[int, int], resize_mode: str, low: int, high: int) -> ControlImages:
+    """What the model sees of an image's pixels (as decoded, any mode) at `size` (width, height)."""
+    rgb = model_rgb(pixels)
     if resize_mode == "fit":
         # Edges are found before padding: the padding's border is not an edge of the image.
         fitted = resize(rgb, fitted_size(rgb, size), "stretch")
@@ -219,7 +247,7 @@ def prepare_input(
     source = load_image(path)
     image_height, image_width = source.pixels.shape[:2]
     size = target_size((image_width, image_height), width, height, native)
-    return source, control_images(source, size, resize_mode, low, high), size
+    return source, control_images(source.pixels, size, resize_mode, low, high), size
 
 
 def encode_png(pixels: np.ndarray, text_chunks: dict[str, str] | None = None) -> bytes:

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from importlib import metadata
 from typing import Any, Final
 
+from rr_controlnet.adherence import EXACT_MATCH_BUDGET, UPPER_BOUND
 from rr_controlnet.spec import GenerationParams, Item, ModelSpec
 
 VERSIONED_PACKAGES: Final = ("rr-controlnet", "diffusers", "torch", "transformers", "rerun-sdk")
@@ -136,4 +137,9 @@ def adherence_markdown(adherence: dict[str, Any]) -> str:
         f"{adherence['output_edges']:,} output edge pixels, {adherence['control_edges']:,} control edge pixels. "
         "Overlay: white = control edge followed, red = missed, blue = an edge the control does not have.",
     ]
+    if adherence.get("matching") == UPPER_BOUND:
+        lines.append(
+            f"\nMore than {EXACT_MATCH_BUDGET:,} edge pixels on one map: the tolerant scores are an upper bound "
+            "(edge pixels with an edge of the other map within the tolerance), not a one-to-one matching."
+        )
     return "\n".join(lines) + "\n"

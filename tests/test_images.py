@@ -91,6 +91,6 @@ def test_fit_padding_adds_no_edges_to_the_canny_map(tmp_path: Path) -> None:
 
     path = tmp_path / "white.png"
     Image.fromarray(np.full((50, 200, 3), 255, dtype=np.uint8)).save(path)
-    control = control_images(load_image(path), (128, 128), "fit", 100, 200)
+    control = control_images(load_image(path).pixels, (128, 128), "fit", 100, 200)
     assert control.rgb.shape == (128, 128, 3) and control.canny.shape == (128, 128)
     assert not control.canny.any()  # a flat white image has no edges, padded or not
