@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from rr_controlnet.adherence import Adherence, EdgeScores, image_adherence
 from rr_controlnet.batch import BatchOptions, BatchReport, run_batch, summarize_outputs
 from rr_controlnet.compare import Comparison, Thresholds, compare_folders
 from rr_controlnet.errors import UsageError
@@ -30,10 +32,12 @@ from rr_controlnet.runner import GroupRunner, RecordingOptions, generate_and_rec
 from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec, Overrides, StopRequest
 
 __all__ = [
+    "Adherence",
     "BatchOptions",
     "BatchReport",
     "BatchSummary",
     "Comparison",
+    "EdgeScores",
     "GenerationParams",
     "GroupRunner",
     "Item",
@@ -48,6 +52,7 @@ __all__ = [
     "RecordingOptions",
     "StopRequest",
     "Thresholds",
+    "adherence",
     "compare_folders",
     "default_out_dir",
     "generate_and_record",
@@ -72,7 +77,7 @@ class LiveViewing:
 
 
 def run_manifest(
-    manifest: Manifest,
+    manifest: Manifest | str | Path,
     options: BatchOptions,
     live: LiveViewing | None = None,
     stop: StopRequest | None = None,
@@ -84,8 +89,11 @@ def run_manifest(
     Under torchrun or `accelerate launch` (RANK/WORLD_SIZE set), this process takes its shard of the
     items on its own device, and rank 0 merges every shard's results once all are done. With `live`,
     a viewer is started or reached first; `report.live` then holds it (a served web viewer lives as
-    long as that object).
+    long as that object). `manifest` may be a path, loaded as it is (no overrides).
     """
+    manifest = _as_manifest(manifest)
+    if not isinstance(options, BatchOptions):
+        raise UsageError(f"options must be a BatchOptions, got {type(options).__name__}")
     from rr_controlnet.distributed import ProcessGroup, device_for, launched_process
     from rr_controlnet.viewer import start_live_viewer
 
@@ -118,3 +126,22 @@ def run_manifest(
                 report.summary = summarize_outputs(options.out_dir, options.summary_to, log)
     report.live = viewer
     return report
+
+
+def _as_manifest(manifest: Any) -> Manifest:
+    if isinstance(manifest, (str, Path)):
+        return load_manifest(manifest)
+    if not isinstance(manifest, Manifest):
+        raise UsageError(f"manifest must be a Manifest (see load_manifest) or a path, got {type(manifest).__name__}")
+    return manifest
+
+
+def adherence(output: Any, control: Any, low: int = 100, high: int = 200, resize: str = "crop") -> Adherence:
+    """Score how closely an output follows its control, as a batch scores its items.
+
+    `output` and `control`: image paths, PIL images or numpy arrays. The control is an image (resized to
+    the output's size by `resize`, then its Canny edges taken at `low`/`high`) or an edge map (one
+    channel of 0 and 255, or bool) of the output's size. Returns strict and tolerant precision, recall and
+    F1 and the edge maps' SSIM; raises UsageError naming a wrong argument.
+    """
+    return image_adherence(output, control, low, high, resize)

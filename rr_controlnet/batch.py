@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rr_controlnet.errors import ManifestError, OutputWriteError
+from rr_controlnet.errors import ManifestError, OutputWriteError, UsageError
 from rr_controlnet.files import remove_stale_partials, write_atomic
 from rr_controlnet.folder_lock import held_shard_locks
 from rr_controlnet.journal import (
@@ -68,6 +68,32 @@ class BatchOptions:
     adherence: bool = True  # score each output's edges against its control map
     offload: bool = False  # model CPU offload, for GPUs too small to hold every model
     compile_models: bool = False  # torch.compile the UNet and ControlNet (CUDA)
+
+    def __post_init__(self) -> None:
+        """Checked on construction, with the command line's rules: UsageError naming every wrong field."""
+        from rr_controlnet.distributed import Shard
+        from rr_controlnet.field_checks import value_problems
+        from rr_controlnet.fields import RunOptions
+
+        problems = value_problems(
+            RunOptions, {name: getattr(self, name) for name in RunOptions.model_fields}, "BatchOptions"
+        )
+        for name in ("out_dir", "summary_to"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value:
+                object.__setattr__(self, name, Path(value))
+            elif not isinstance(value, Path) and not (value is None and name == "summary_to"):
+                problems.append(f"BatchOptions.{name} must be a path (str or Path), got {value!r}")
+        flags = ("force", "allow_unsafe_weights", "save_recordings", "adherence", "offload", "compile_models")
+        problems += [
+            f"BatchOptions.{name} must be True or False, got {getattr(self, name)!r}"
+            for name in flags
+            if not isinstance(getattr(self, name), bool)
+        ]
+        if self.shard is not None and not isinstance(self.shard, Shard):
+            problems.append(f"BatchOptions.shard must be a Shard (distributed.parse_shard('I/N')), got {self.shard!r}")
+        if problems:
+            raise UsageError("; ".join(problems))
 
 
 @dataclass
@@ -148,6 +174,7 @@ def _run_locked(
             versions=library_versions(),
             item_ids=all_ids,
             shard=str(shard) if shard else None,
+            settings={"scheduler": manifest.scheduler, "dtype": runtime.dtype_name, **recording_settings},
         ),
         planned,
         {p.item.id: previous[p.item.id] for p in skipped},

@@ -37,6 +37,7 @@ _ID = re.compile(ID_PATTERN)
 # What a field expects when its type alone says too little.
 EXPECTS: Final = {
     "image": "a file path",
+    "device": "one of auto, cpu, mps, cuda, cuda:N",
     **{key: "a hub id or a path" for key in ("base", "controlnet", "vae", "config")},
 }
 
@@ -86,6 +87,14 @@ def checked_values(model: type[BaseModel], raw: Mapping, where: str, problems: P
             values[name] = getattr(validated, name)
             lines[name] = line_of(raw, name)
     return FieldValues(values, lines)
+
+
+def value_problems(model: type[BaseModel], values: Mapping[str, Any], owner: str = "") -> list[str]:
+    """What is wrong with `values` for these fields, worded as a manifest's problems are (`steps must be
+    an integer 1..1000, got 0`), each prefixed with `owner.` when given: for the Python API's options."""
+    problems = Problems(Path(owner or "values"))
+    validated_model(model, dict(values), values, "", "", problems)
+    return [f"{owner}.{problem.message}" if owner else problem.message for problem in problems.problems]
 
 
 def validated_model(

@@ -243,6 +243,25 @@ class ManifestFields(BaseModel):
     items: list[ItemFields] = Field(min_length=1, description="One generation per item.")
 
 
+class RunOptions(BaseModel):
+    """How a batch runs, beside what the manifest says: the command line's options and the Python API's
+    BatchOptions are checked against these."""
+
+    model_config = _CLOSED
+
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto: cuda if available, else cpu."
+    )
+    dtype: Literal["auto", "fp16", "bf16", "fp32"] = Field("auto", description="auto: fp16 on CUDA, fp32 on CPU.")
+    preview: Literal["x0", "taesd", "vae", "none"] = Field("x0", description="The per-step preview image.")
+    latent_every: int = Field(1, ge=1, le=1000, description="Record the latent tensor every N steps.")
+    batch_size: int = Field(1, ge=1, le=1024, description="Items with equal size and settings per pipeline call.")
+    threads: int | None = Field(None, ge=1, le=1024, description="CPU threads for torch; None: torch's choice.")
+
+
+DEVICES: Final = ("auto", "cuda", "cpu", "mps")  # what --device offers; the API also takes cuda:N
+DTYPES: Final = get_args(RunOptions.model_fields["dtype"].annotation)
+PREVIEW_MODES: Final = get_args(RunOptions.model_fields["preview"].annotation)
 PARAM_KEYS: Final = tuple(Params.model_fields)
 ITEM_ONLY_KEYS: Final = ("id", "image")
 TOP_LEVEL_KEYS: Final = tuple(ManifestFields.model_fields)
@@ -273,6 +292,8 @@ def expectation(model: type[BaseModel], name: str) -> str:
     field = model.model_fields[name]
     bounds = {type(item).__name__: item for item in field.metadata}
     annotation = field.annotation
+    if annotation == int | None:
+        annotation = int
     if getattr(annotation, "__origin__", None) is Literal:
         return f"one of {', '.join(annotation.__args__)}"
     if annotation is str:

@@ -15,9 +15,6 @@ from rr_controlnet.errors import DeviceError, ModelLoadError
 from rr_controlnet.presets import built_weights, native_size
 from rr_controlnet.spec import ModelSpec
 
-DTYPES: Final = ("auto", "fp16", "bf16", "fp32")
-DEVICES: Final = ("auto", "cuda", "cpu", "mps")
-PREVIEW_MODES: Final = ("x0", "taesd", "vae", "none")
 UNSAFE_WEIGHT_SUFFIXES: Final = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 # Half-precision copies some repos publish beside the full weights (diffusers' and transformers' `variant`
 # naming: diffusion_pytorch_model.fp16.safetensors, model.fp16-00001-of-00002.safetensors).

@@ -74,11 +74,25 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Overrides:
-    """Values given on the command line; they win over everything in the manifest."""
+    """Values given on the command line; they win over everything in the manifest. Checked on
+    construction with the manifest's own rules (UsageError naming the field)."""
 
     model: str | None = None
     steps: int | None = None
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        from rr_controlnet.errors import UsageError
+        from rr_controlnet.field_checks import value_problems
+        from rr_controlnet.fields import Params
+        from rr_controlnet.presets import PRESETS
+
+        given = {name: getattr(self, name) for name in ("steps", "seed") if getattr(self, name) is not None}
+        problems = value_problems(Params, given, "Overrides")
+        if self.model is not None and self.model not in PRESETS:
+            problems.append(f"Overrides.model must be one of {', '.join(PRESETS)}, got {self.model!r}")
+        if problems:
+            raise UsageError("; ".join(problems))
 
 
 @dataclass

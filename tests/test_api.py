@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,36 @@ def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     exec(compile(code, "README.md", "exec"), {})
     summary = json.loads((tmp_path / "api-output" / "summary.json").read_text())
     assert {item["status"] for item in summary["items"]} == {"done"}
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Overrides(steps=0), "Overrides.steps must be an integer 1..1000, got 0"),
+        (lambda: Overrides(steps="2"), "Overrides.steps must be an integer 1..1000, got '2'"),
+        (lambda: Overrides(seed=-1), "Overrides.seed must be an integer 0..9223372036854775807, got -1"),
+        (lambda: Overrides(model="sdx"), "Overrides.model must be one of sdxl, sd15, "),
+        (lambda: BatchOptions(out_dir="out", preview="jpeg"), "BatchOptions.preview must be one of x0, taesd, vae"),
+        (lambda: BatchOptions(out_dir="out", latent_every=0), "BatchOptions.latent_every must be an integer 1..1000"),
+        (lambda: BatchOptions(out_dir="out", device="tpu"), "BatchOptions.device must be one of auto, cpu, mps, cuda"),
+        (lambda: BatchOptions(out_dir="out", dtype="int8"), "BatchOptions.dtype must be one of auto, fp16, bf16, fp32"),
+        (lambda: BatchOptions(out_dir="out", batch_size=1.5), "BatchOptions.batch_size must be an integer 1..1024"),
+        (lambda: BatchOptions(out_dir="out", threads=0), "BatchOptions.threads must be an integer 1..1024, got 0"),
+        (lambda: BatchOptions(out_dir="out", force="yes"), "BatchOptions.force must be True or False, got 'yes'"),
+        (lambda: BatchOptions(out_dir=3), "BatchOptions.out_dir must be a path (str or Path), got 3"),
+        (lambda: BatchOptions(out_dir="out", shard="0/2"), "BatchOptions.shard must be a Shard"),
+    ],
+)
+def test_options_are_checked_when_made(make, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        make()
+
+
+def test_paths_may_be_text(tmp_path: Path) -> None:
+    options = BatchOptions(out_dir=str(tmp_path / "out"), summary_to=str(tmp_path / "summary.md"), threads=1)
+    assert options.out_dir == tmp_path / "out" and options.summary_to == tmp_path / "summary.md"
+    assert BatchOptions(out_dir="out", device="cuda:1").device == "cuda:1"
+    report = run_manifest(str(tiny_manifest(tmp_path, items=[{"image": "horse.png"}])), options)
+    assert report.summary.counts()["done"] == 1 and "horse" in (tmp_path / "summary.md").read_text()
+    with pytest.raises(UsageError, match=r"manifest must be a Manifest .* or a path, got int"):
+        run_manifest(3, options)
