@@ -20,7 +20,7 @@ from rr_controlnet import __version__
 from rr_controlnet.api import BatchOptions, LiveViewing, Overrides, StopRequest, default_out_dir, load_manifest
 from rr_controlnet.compare import MAX_COSINE_DISTANCE, MAX_MEAN_DIFFERENCE
 from rr_controlnet.errors import ManifestError, OutputWriteError, RrControlnetError
-from rr_controlnet.loading import DEVICES, DTYPES, PREVIEW_MODES
+from rr_controlnet.fields import DEVICES, DTYPES, PREVIEW_MODES, RunOptions
 from rr_controlnet.original import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT, original_manifest
 from rr_controlnet.outputs import output_collisions
 from rr_controlnet.presets import PRESETS
@@ -92,6 +92,12 @@ max_items_option = click.option(
 )  # fmt: skip
 
 
+def _run_option_range(name: str) -> click.IntRange:
+    """A numeric option's range, as fields.RunOptions (which BatchOptions checks against) sets it."""
+    bounds = {type(item).__name__: item for item in RunOptions.model_fields[name].metadata}
+    return click.IntRange(getattr(bounds.get("Ge"), "ge", None), getattr(bounds.get("Le"), "le", None))
+
+
 def generation_options(command: Callable) -> Callable:
     """Options shared by `batch` and `run`: the model, the device and what gets recorded."""
     options = [
@@ -112,9 +118,9 @@ def generation_options(command: Callable) -> Callable:
             help="Per-step preview: x0 = linear latent-to-RGB of the x0 estimate (near free), taesd = tiny "
                  "autoencoder on x0 (full size), vae = full VAE decode of x_t (slow, the original example's).",
         ),
-        click.option("--latent-every", type=click.IntRange(1), default=1, show_default=True,
+        click.option("--latent-every", type=_run_option_range("latent_every"), default=1, show_default=True,
                      help="Record the latent tensor every N steps."),
-        click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True,
+        click.option("--batch-size", type=_run_option_range("batch_size"), default=1, show_default=True,
                      help="Items with equal size and settings per pipeline call."),
         click.option("--offload", is_flag=True, help="CUDA: keep models on the CPU until they run (small GPUs)."),
         click.option("--compile", "compile_models", is_flag=True,
@@ -123,7 +129,7 @@ def generation_options(command: Callable) -> Callable:
                      help="Allow pickle-based checkpoints (.ckpt, .bin, .pt, .pth)."),
         click.option("--adherence/--no-adherence", default=True, show_default=True,
                      help="Score each output's Canny edges against its control map."),
-        click.option("--threads", type=click.IntRange(1), default=None,
+        click.option("--threads", type=_run_option_range("threads"), default=None,
                      help="CPU threads for torch [default: torch's choice]; CPU results depend on it."),
         click.option("--progress/--no-progress", default=None,
                      help="Progress bars on stderr [default: when stderr is a terminal]."),
@@ -379,24 +385,25 @@ def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance
 
     Outputs (difference, PSNR, SSIM, cosine distance), parameters, control adherence and, from the two
     recordings, the latents at every step. Exit 0 when every item is within the thresholds, 1 when any
-    changed, is missing or failed, 2 when a folder cannot be compared.
+    changed, is missing or failed, 2 when a folder cannot be compared or the report cannot be written.
     """
     from rr_controlnet.api import Thresholds, compare_folders
-    from rr_controlnet.compare_report import comparison_markdown, write_comparison
+    from rr_controlnet.compare_report import check_baseline_update, comparison_markdown, write_comparison
     from rr_controlnet.compare_report import update_baseline as accept
     from rr_controlnet.markdown import append_summary
 
+    report_dir = out_dir or new / "compare"
     try:
         thresholds = Thresholds(max_cosine_distance, max_mean_difference)
+        if update_baseline:
+            check_baseline_update(new, baseline)
         comparison = compare_folders(baseline, new, thresholds, first_baseline=update_baseline)
-        written = write_comparison(comparison, out_dir or new / "compare")
+        written = write_comparison(comparison, report_dir)
         if summary_to is not None:
             append_summary(comparison_markdown(comparison), summary_to)
         if update_baseline:
-            accept(new, baseline)
-    except OutputWriteError as exc:
-        raise ItemsFailure(f"error: {exc}") from None
-    except RrControlnetError as exc:
+            accept(new, baseline, keep=[report_dir])
+    except RrControlnetError as exc:  # a report that cannot be written included: nothing was judged
         raise UsageFailure(f"error: {exc}") from None
     counts = ", ".join(f"{count} {status}" for status, count in comparison.counts().items())
     _log(f"{counts}; report in {written[1]} and {written[2]}")

@@ -5,11 +5,14 @@
 
 Items are matched by id across two output folders (shards merged). Each gets a status:
 
-- `same`: both outputs exist, are the same size and within the thresholds;
-- `changed`: the outputs differ past a threshold, or in size;
+- `same`: made the same way (parameters, model, scheduler, dtype, input image) and the outputs within
+  the thresholds;
+- `changed`: made another way (the reason names what differs), whatever the outputs' distance; or the
+  outputs differ past a threshold, or in size;
 - `new`: only the new run has the item (or the baseline did not finish it);
 - `missing`: only the baseline has it;
-- `failed`: the new run did not finish it, or its output cannot be read.
+- `failed`: the new run did not finish it, or an item file of either run is damaged (not the size or
+  hash its summary recorded) or unreadable.
 
 Per item: image metrics of the outputs, what of the effective parameters differs, the change in control
 adherence, and, read back from both recordings, how far the latents are apart at every step.
@@ -17,14 +20,15 @@ adherence, and, read back from both recordings, how far the latents are apart at
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
-from rr_controlnet.errors import RrControlnetError
-from rr_controlnet.outputs import ItemOutcome, listed_file
+from rr_controlnet.errors import RrControlnetError, UsageError
+from rr_controlnet.outputs import SUMMARY_NAME, ItemOutcome, file_damage, listed_file
 
 STATUSES: Final = ("same", "changed", "new", "missing", "failed")
 WORST_FIRST: Final = ("failed", "missing", "changed", "new", "same")
@@ -34,6 +38,9 @@ MAX_COSINE_DISTANCE: Final = 1e-3  # diffusers' own tests call outputs closer th
 MAX_MEAN_DIFFERENCE: Final = 1.0  # of 255 levels; diffusers allows < 10 across hardware
 # A step's latents "diverge" past this cosine distance: identical runs give 0, float noise ~1e-7.
 DIVERGENCE_COSINE_DISTANCE: Final = 1e-5
+# Run settings that decide outputs (a change makes every item `changed`), and those that only decide what
+# was recorded.
+OUTPUT_SETTINGS: Final = ("scheduler", "dtype")
 
 
 class CompareError(RrControlnetError):
@@ -42,9 +49,19 @@ class CompareError(RrControlnetError):
 
 @dataclass(frozen=True)
 class Thresholds:
+    """How far two outputs (and two steps' latents) may be apart and still count as the same; each a
+    finite number >= 0 (UsageError otherwise)."""
+
     max_cosine_distance: float = MAX_COSINE_DISTANCE
     max_mean_difference: float = MAX_MEAN_DIFFERENCE
     divergence_cosine_distance: float = DIVERGENCE_COSINE_DISTANCE
+
+    def __post_init__(self) -> None:
+        for name in ("max_cosine_distance", "max_mean_difference", "divergence_cosine_distance"):
+            value = getattr(self, name)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value < 0:
+                raise UsageError(f"{name.replace('_', '-')} must be a finite number >= 0, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +122,7 @@ class OutputFolder:
     outcomes: dict[str, ItemOutcome]
     model: dict[str, Any]
     versions: dict[str, str]
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def read_output_folder(path: Path, role: str) -> OutputFolder:
@@ -122,12 +140,23 @@ def read_output_folder(path: Path, role: str) -> OutputFolder:
         raise CompareError(f"{role} {path}: a batch is still writing it ({shard}: {who}); compare once it is done")
     documents = read_summary_documents(path)
     if not documents:
+        if (path / SUMMARY_NAME).exists():
+            raise CompareError(f"{role} {path}: {SUMMARY_NAME} {summary_problem(path / SUMMARY_NAME)}")
         raise CompareError(f"{role} {path}: not an rr-controlnet output folder (no summary.json or shard summaries)")
     outcomes = read_outcomes(path)
     ordered = {item_id: outcomes[item_id] for item_id in item_order(documents, outcomes) if item_id in outcomes}
     ordered.update({item_id: outcome for item_id, outcome in outcomes.items() if item_id not in ordered})
     newest = documents[-1]
-    return OutputFolder(path, ordered, newest.get("model") or {}, newest.get("versions") or {})
+    return OutputFolder(
+        path, ordered, newest.get("model") or {}, newest.get("versions") or {}, newest.get("settings") or {}
+    )
+
+
+def summary_problem(path: Path) -> str:
+    """Why a summary.json cannot be used: it cannot be read, is not JSON, or is not this tool's."""
+    from rr_controlnet.journal import state_file_problem
+
+    return state_file_problem(path) or "is not an rr-controlnet summary"
 
 
 def compare_folders(
@@ -138,26 +167,47 @@ def compare_folders(
     With `first_baseline`, a baseline that does not exist yet compares as an empty folder with the new
     run's settings: every item is new (the first run of a job that keeps one).
     """
+    if not isinstance(thresholds, Thresholds):
+        raise UsageError(f"thresholds must be a Thresholds, got {type(thresholds).__name__}")
     if Path(baseline).resolve() == Path(new).resolve():
         raise CompareError(f"baseline and new are the same folder, {Path(new).resolve()}: compare two runs")
     after = read_output_folder(new, "new")
-    if first_baseline and not Path(baseline).exists():
-        before = OutputFolder(Path(baseline), {}, after.model, after.versions)
+    if first_baseline and _absent_or_empty(Path(baseline)):
+        before = OutputFolder(Path(baseline), {}, after.model, after.versions, after.settings)
     else:
         before = read_output_folder(baseline, "baseline")
     ids = list(after.outcomes) + [item_id for item_id in before.outcomes if item_id not in after.outcomes]
+    run_changes = _differences(_output_settings(before), _output_settings(after))
     items = [
         compare_item(
-            item_id, before.outcomes.get(item_id), after.outcomes.get(item_id), before.path, after.path, thresholds
+            item_id,
+            before.outcomes.get(item_id),
+            after.outcomes.get(item_id),
+            before.path,
+            after.path,
+            thresholds,
+            run_changes,
         )
         for item_id in ids
     ]
     order = {item_id: index for index, item_id in enumerate(ids)}
     items.sort(key=lambda item: (WORST_FIRST.index(item.status), -_badness(item), order[item.id]))
     settings = _differences(
-        {"model": before.model, "versions": before.versions}, {"model": after.model, "versions": after.versions}
+        {"model": before.model, "versions": before.versions, "settings": before.settings},
+        {"model": after.model, "versions": after.versions, "settings": after.settings},
     )
     return Comparison(Path(baseline), Path(new), thresholds, items, settings)
+
+
+def _absent_or_empty(folder: Path) -> bool:
+    return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+
+
+def _output_settings(folder: OutputFolder) -> dict[str, Any]:
+    """What of a run, beside each item's parameters and input, decides its outputs. Settings a summary from
+    before they were recorded lacks are left out, so they never count as changed."""
+    known = {name: folder.settings[name] for name in OUTPUT_SETTINGS if name in folder.settings}
+    return {"model": folder.model, **known}
 
 
 def _badness(item: ItemComparison) -> float:
@@ -171,8 +221,10 @@ def compare_item(
     baseline_dir: Path,
     new_dir: Path,
     thresholds: Thresholds,
+    run_changes: dict[str, tuple[Any, Any]] | None = None,
 ) -> ItemComparison:
-    """One item's status, differences and divergence."""
+    """One item's status, differences and divergence. `run_changes`: what of the runs' model and settings
+    that decide outputs differs (every item made another way is `changed`)."""
     if after is None:
         return ItemComparison(
             item_id, "missing", ["only the baseline has this item"], baseline_png=_file(before, baseline_dir, ".png")
@@ -182,6 +234,11 @@ def compare_item(
         return ItemComparison(item_id, "failed", [reason])
     comparison = ItemComparison(item_id, "same")
     comparison.new_png, comparison.new_rrd = _file(after, new_dir, ".png"), _file(after, new_dir, ".rrd")
+    damage = file_damage(after, new_dir)
+    if damage is not None:
+        comparison.status = "failed"
+        comparison.notes.append(f"damaged in the new run: {damage}")
+        return comparison
     if before is None or before.status != "done":
         comparison.status = "new"
         comparison.notes.append("the baseline has no finished output for this item")
@@ -190,12 +247,45 @@ def compare_item(
         _file(before, baseline_dir, ".png"),
         _file(before, baseline_dir, ".rrd"),
     )
+    damage = file_damage(before, baseline_dir)
+    if damage is not None:
+        comparison.status = "failed"
+        comparison.notes.append(f"damaged in the baseline: {damage}")
+        return comparison
     comparison.params_changed = _differences(before.params, after.params)
     comparison.adherence_change = _adherence_change(before.adherence, after.adherence)
+    made_differently = made_another_way(before, after, comparison.params_changed, run_changes or {})
+    if made_differently:
+        comparison.status = "changed"
+        comparison.notes.append(f"made another way: {made_differently}")
     _compare_images(comparison, thresholds)
     if comparison.status != "failed":
         _compare_latents(comparison, thresholds)
     return comparison
+
+
+def made_another_way(
+    before: ItemOutcome,
+    after: ItemOutcome,
+    params_changed: dict[str, tuple[Any, Any]],
+    run_changes: dict[str, tuple[Any, Any]],
+) -> str:
+    """What differs in how two runs made an item, in words ("" when nothing does): its effective
+    parameters, the model, the output-deciding settings, its input image."""
+    reasons = [f"{name} {_shown(old)} → {_shown(new)}" for name, (old, new) in params_changed.items()]
+    reasons += [f"{name} {_shown(old)} → {_shown(new)}" for name, (old, new) in run_changes.items()]
+    if before.input_sha256 and after.input_sha256 and before.input_sha256 != after.input_sha256:
+        reasons.append("the input image's content")
+    if not reasons and before.params_hash and after.params_hash and before.params_hash != after.params_hash:
+        known = before.input_sha256 and after.input_sha256
+        if not known:  # a summary from before inputs were hashed apart: the fingerprint is all there is
+            reasons.append("its fingerprint (params hash; the input image or settings)")
+    return "; ".join(reasons)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _file(outcome: ItemOutcome | None, folder: Path, suffix: str) -> Path | None:
@@ -221,7 +311,8 @@ def _compare_images(comparison: ItemComparison, thresholds: Thresholds) -> None:
         return
     comparison.image = output_difference(before, after)
     image = comparison.image
-    if image.cosine_distance > thresholds.max_cosine_distance or image.mean_abs > thresholds.max_mean_difference:
+    apart = image.cosine_distance > thresholds.max_cosine_distance or image.mean_abs > thresholds.max_mean_difference
+    if apart:
         comparison.status = "changed"
         comparison.notes.append(
             f"output differs: mean {image.mean_abs:.2f} levels (limit {thresholds.max_mean_difference:g}), cosine "
@@ -329,15 +420,12 @@ def recorded_previews(path: Path, item_id: str) -> list[tuple[int, bytes, str]]:
 
 
 def _recorded_rows(path: Path, entity: str, columns: str | tuple[str, ...]):
-    """(step, value) rows of one entity's column(s) on the step timeline, read with Rerun's reader."""
-    import warnings
-
-    from rerun.chunk import RrdReader
+    """(step, value) rows of one entity's column(s) on the step timeline, read with Rerun's reader (a
+    recording without its footer raises: it is not trusted)."""
+    from rr_controlnet.record import rrd_reader
 
     names = (columns,) if isinstance(columns, str) else columns
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a recording without its footer is not trusted
-        chunks = RrdReader(str(path)).stream().filter(content=f"/{entity}").to_chunks()
+    chunks = rrd_reader(path).stream().filter(content=f"/{entity}").to_chunks()
     for chunk in chunks:
         batch = chunk.to_record_batch()
         if "step" not in batch.schema.names or any(name not in batch.schema.names for name in names):

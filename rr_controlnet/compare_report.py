@@ -8,8 +8,11 @@ scrubbing shows where the two runs part.
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
@@ -30,16 +33,34 @@ HEATMAP_FULL_SCALE: Final = 64
 def write_comparison(comparison: Comparison, out_dir: Path) -> list[Path]:
     """compare.json, compare.md and compare.rrd in `out_dir`."""
     out_dir = Path(out_dir)
-    json_path = write_atomic(out_dir / "compare.json", json.dumps(comparison_document(comparison), indent=2) + "\n")
+    document = comparison_document(comparison, relative_to=out_dir)
+    json_path = write_atomic(out_dir / "compare.json", json.dumps(document, indent=2, allow_nan=False) + "\n")
     markdown_path = write_atomic(out_dir / "compare.md", comparison_markdown(comparison))
     return [json_path, markdown_path, write_compare_recording(comparison, out_dir / "compare.rrd")]
 
 
-def comparison_document(comparison: Comparison) -> dict[str, Any]:
-    document = asdict(comparison)
+def comparison_document(comparison: Comparison, relative_to: Path | None = None) -> dict[str, Any]:
+    """The comparison as strict JSON values: paths relative to `relative_to` (the folder of compare.json,
+    so the report moves with the folders it compares), numbers that are not finite as null."""
+    base = Path(relative_to).resolve() if relative_to is not None else None
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return os.path.relpath(Path(value).resolve(), base) if base is not None else str(value)
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {str(key): plain(inner) for key, inner in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(inner) for inner in value]
+        if value is None or isinstance(value, (str, int, bool)):
+            return value
+        return str(value)
+
+    document = plain(asdict(comparison))
     document["counts"] = comparison.counts()
     document["passed"] = comparison.passed
-    return json.loads(json.dumps(document, default=str))
+    return document
 
 
 def comparison_markdown(comparison: Comparison) -> str:
@@ -221,21 +242,58 @@ def _item_markdown(item: ItemComparison) -> str:
 # --- accepting a run ---------------------------------------------------------------------------------
 
 
-def update_baseline(new: Path, baseline: Path) -> Path:
-    """Make `baseline` a copy of `new` (its compare/ folder aside), replacing it whole once the copy is done."""
+def check_baseline_update(new: Path, baseline: Path) -> None:
+    """Refuse, before anything is compared or written, an update that would lose data: folders nested in
+    one another, or a BASELINE that holds something other than an output folder of this tool."""
     from rr_controlnet.journal import read_summary_documents
 
-    new, baseline = Path(new), Path(baseline)
-    if baseline.exists() and not read_summary_documents(baseline):
+    new, target = Path(new).resolve(), Path(baseline).resolve()  # a symlinked baseline: its target
+    if target == new:
+        raise CompareError(f"baseline and new are the same folder, {new}")
+    if target in new.parents or new in target.parents:
+        inner, outer = ("new", "baseline") if target in new.parents else ("baseline", "new")
+        raise CompareError(
+            f"{inner} {new if inner == 'new' else target} is inside {outer} {target if outer == 'baseline' else new}: "
+            "accepting the run would replace a folder that holds the other; keep them side by side"
+        )
+    if target.exists() and not target.is_dir():
+        raise CompareError(f"baseline {baseline}: not a folder; it is left as it is")
+    if target.is_dir() and any(target.iterdir()) and not read_summary_documents(target):
         raise CompareError(f"baseline {baseline}: not an rr-controlnet output folder; it is left as it is")
-    incoming = baseline.with_name(f".{baseline.name}.updating")
-    outgoing = baseline.with_name(f".{baseline.name}.replaced")
-    for leftover in (incoming, outgoing):
-        shutil.rmtree(leftover, ignore_errors=True)
-    ignore = shutil.ignore_patterns(COMPARE_FOLDER, ".rr-controlnet*.lock", ".*.partial")
-    shutil.copytree(new, incoming, ignore=ignore)
-    if baseline.exists():
-        baseline.rename(outgoing)
-    incoming.rename(baseline)
+
+
+def update_baseline(new: Path, baseline: Path, keep: Sequence[Path] = ()) -> Path:
+    """Make `baseline` a copy of `new` (its compare/ folder aside), replacing it whole once the copy is done.
+
+    A symlinked baseline keeps its link: its target is replaced. Files or folders in `keep` (a report
+    written inside the baseline) are carried over to the same place in the new copy.
+    """
+    check_baseline_update(new, baseline)
+    new, target = Path(new).resolve(), Path(baseline).resolve()
+    incoming = target.with_name(f".{target.name}.updating")
+    outgoing = target.with_name(f".{target.name}.replaced")
+    moved_aside = False
+    try:
+        for leftover in (incoming, outgoing):
+            shutil.rmtree(leftover, ignore_errors=True)
+        ignore = shutil.ignore_patterns(COMPARE_FOLDER, ".rr-controlnet*.lock", ".*.partial")
+        shutil.copytree(new, incoming, ignore=ignore)
+        for kept in (Path(path).resolve() for path in keep):
+            if target in kept.parents and kept.exists():
+                place = incoming / kept.relative_to(target)
+                if kept.is_dir():
+                    shutil.copytree(kept, place, dirs_exist_ok=True)
+                else:
+                    place.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(kept, place)
+        if target.exists():
+            target.rename(outgoing)
+            moved_aside = True
+        incoming.rename(target)
+    except OSError as exc:
+        if moved_aside and not target.exists():
+            outgoing.rename(target)  # the accepted run stays as it was
+        shutil.rmtree(incoming, ignore_errors=True)
+        raise CompareError(f"baseline {baseline}: cannot update it: {exc.strerror or exc}") from None
     shutil.rmtree(outgoing, ignore_errors=True)
-    return baseline
+    return Path(baseline)

@@ -22,16 +22,19 @@ FULL_DISK_BYTES: Final = 256 * 1024
 
 
 def is_disk_full(folder: Path) -> bool:
+    """Whether the file system holding `folder` is (nearly) out of space; never for file systems that
+    have no space to run out of (/proc, /sys), which report none free."""
     try:
         stats = os.statvfs(folder)
     except (OSError, AttributeError):
         return False
-    return stats.f_bavail * stats.f_frsize < FULL_DISK_BYTES
+    return stats.f_blocks > 0 and stats.f_bavail * stats.f_frsize < FULL_DISK_BYTES
 
 
 def write_failure(exc: OSError, path: Path) -> OutputWriteError:
-    """An OutputWriteError for a failed write, telling a full disk from other errors."""
-    disk_full = exc.errno == errno.ENOSPC or is_disk_full(Path(path).parent)
+    """An OutputWriteError for a failed write, telling a full disk (or quota) from other errors, which keep
+    the operating system's own reason."""
+    disk_full = exc.errno in (errno.ENOSPC, errno.EDQUOT) or is_disk_full(Path(path).parent)
     reason = "no space left on device" if disk_full else (exc.strerror or str(exc))
     return OutputWriteError(f"cannot write {path}: {reason}", disk_full=disk_full)
 

@@ -183,6 +183,11 @@ def _state_files(out_dir: Path, journals: bool = True) -> list[Path]:
     return [path for *_, path in sorted(existing)]
 
 
+def state_file_problem(path: Path) -> str | None:
+    """Why a summary or journal cannot be trusted ("is not JSON (...)", "cannot be read (...)"), or None."""
+    return _read_state_file(path)[1]
+
+
 def _read_state_file(path: Path) -> tuple[list[ItemOutcome], str | None]:
     """(outcomes, None), or ([], why the file cannot be trusted)."""
     try:

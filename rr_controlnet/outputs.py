@@ -86,6 +86,7 @@ class ItemOutcome:
     adherence: dict[str, Any] | None = None  # adherence.Adherence.as_dict() of a done item
     sweep: dict[str, Any] | None = None  # a sweep variant's source, values and place: spec.SweepInfo
     size: list[int] | None = None  # [width, height] generated (params may leave them to the image's aspect)
+    input_sha256: str = ""  # of the input image's file, as it was when the item was planned
 
     @classmethod
     def from_entry(cls, entry: Any) -> ItemOutcome | None:
@@ -110,6 +111,7 @@ class ItemOutcome:
             and isinstance(outcome.adherence, dict | None)
             and isinstance(outcome.sweep, dict | None)
             and isinstance(outcome.size, list | None)
+            and isinstance(outcome.input_sha256, str)
         )
         return outcome if shapes_ok else None
 
@@ -128,6 +130,9 @@ class BatchSummary:
     versions: dict[str, str] = field(default_factory=dict)
     item_ids: list[str] = field(default_factory=list)  # every item of the manifest, in order
     shard: str | None = None  # "I/N" when this summary covers one shard's items only
+    # What the run decided besides the model and each item's parameters: scheduler, dtype, and what it
+    # recorded (preview, latent_every); the first two decide outputs too.
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> BatchSummary:
@@ -140,6 +145,7 @@ class BatchSummary:
             versions=document.get("versions") or {},
             item_ids=document.get("item_ids") or [item.id for item in items],
             shard=document.get("shard"),
+            settings=document.get("settings") or {},
         )
 
     def counts(self) -> dict[str, int]:
@@ -155,6 +161,7 @@ class BatchSummary:
             "versions": self.versions,
             "item_ids": self.item_ids,
             "shard": self.shard,
+            "settings": self.settings,
             "items": [asdict(outcome) for outcome in self.items],
         }
 
@@ -272,7 +279,12 @@ def file_checksum(path: Path) -> dict[str, Any]:
 
 
 def files_intact(outcome: ItemOutcome, out_dir: Path) -> bool:
-    """Whether every file of a done item is still the one verified when it was written.
+    """Whether every file of a done item is still the one verified when it was written."""
+    return bool(outcome.files) and file_damage(outcome, out_dir) is None
+
+
+def file_damage(outcome: ItemOutcome, out_dir: Path) -> str | None:
+    """How an item's files differ from what its outcome recorded when they were verified, or None.
 
     Size always; the hash when the modification time differs from the recorded one (a copied
     folder, a file rewritten in place). Outcomes from before checksums were kept: existence only.
@@ -282,21 +294,21 @@ def files_intact(outcome: ItemOutcome, out_dir: Path) -> bool:
         try:
             stats = path.stat()
         except OSError:
-            return False
+            return f"{name} is missing"
         recorded = outcome.checksums.get(name)
         if recorded is None:
             if outcome.checksums:
-                return False
+                return f"{name} has no recorded checksum"
             continue
         if stats.st_size != recorded.get("bytes"):
-            return False
+            return f"{name} has {stats.st_size:,} bytes where {recorded.get('bytes'):,} were written"
         if stats.st_mtime_ns != recorded.get("mtime_ns"):
             try:
                 if file_checksum(path)["sha256"] != recorded.get("sha256"):
-                    return False
-            except OSError:
-                return False
-    return bool(outcome.files)
+                    return f"{name} is not the file that was written (its SHA-256 differs)"
+            except OSError as exc:
+                return f"{name} cannot be read: {_reason(exc)}"
+    return None
 
 
 @contextlib.contextmanager

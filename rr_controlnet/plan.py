@@ -45,6 +45,7 @@ class ParamsFingerprint:
 class PlannedItem:
     item: Item
     params_hash: str
+    image_sha256: str = ""
 
 
 def plan_items(
@@ -65,7 +66,7 @@ def plan_items(
             image_sha256=image_hashes[item.image],
             extra={"dtype": dtype_name, **(recording or {})},
         )
-        planned.append(PlannedItem(item, fingerprint.digest()))
+        planned.append(PlannedItem(item, fingerprint.digest(), image_hashes[item.image]))
     return planned
 
 

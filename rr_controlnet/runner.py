@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rr_controlnet.adherence import control_adherence
+from rr_controlnet.adherence import ScoringStopped, output_adherence
 from rr_controlnet.errors import OutputWriteError, RrControlnetError
 from rr_controlnet.files import AtomicFile
 from rr_controlnet.generate import GenerationJob, PromptCut, StepData, batch_key, generate, prompt_cuts
-from rr_controlnet.images import ControlImages, SourceImage, canny_edges, encode_png, prepare_input
+from rr_controlnet.images import ControlImages, SourceImage, encode_png, prepare_input
 from rr_controlnet.layout import BATCH_BLUEPRINT_MAX_ITEMS, RecordingProperties, batch_blueprint, file_blueprint_items
 from rr_controlnet.outputs import ItemOutcome, file_checksum, item_file_names
 from rr_controlnet.plan import PlannedItem
@@ -74,6 +74,7 @@ def pending_outcome(planned: PlannedItem) -> ItemOutcome:
         item.id, "pending", item.params.seed, asdict(item.params), planned.params_hash, str(item.image.resolve())
     )
     outcome.sweep = asdict(item.sweep) if item.sweep is not None else None
+    outcome.input_sha256 = planned.image_sha256
     return outcome
 
 
@@ -262,6 +263,9 @@ class GroupRunner:
         """Write the output PNG and the recording, verified, under their final names; report the outcome."""
         try:
             outcome = self._write_outputs(prepared, recording, image, result, seconds)
+        except ScoringStopped:
+            recording.discard()
+            outcome = pending_outcome(prepared.planned)
         except Exception as exc:  # noqa: BLE001 - a failed write fails this item only
             recording.discard()
             reason = _one_line(exc)
@@ -288,7 +292,7 @@ class GroupRunner:
         recording.log_output(png, result.last_step, result.last_timestep)
         adherence = None
         if self.options.adherence:
-            adherence, overlay = _adherence(prepared, image)
+            adherence, overlay = _adherence(prepared, image, lambda: self.stop.requested)
             recording.log_adherence(adherence_scores(adherence), overlay, adherence_markdown(adherence))
         png_file = AtomicFile(self.out_dir / f"{item.id}.png")
         try:
@@ -309,11 +313,12 @@ class GroupRunner:
         return outcome
 
 
-def _adherence(prepared: PreparedItem, image: Any) -> tuple[dict[str, Any], Any]:
+def _adherence(prepared: PreparedItem, image: Any, should_stop: Callable[[], bool]) -> tuple[dict[str, Any], Any]:
     """The output's Canny edges (the item's thresholds) against its control edge map, and their overlay."""
     params = prepared.planned.item.params
-    output_edges = canny_edges(image, params.canny_low, params.canny_high)
-    adherence, overlay = control_adherence(prepared.control.canny, output_edges)
+    adherence, overlay = output_adherence(
+        image, prepared.control.canny, params.canny_low, params.canny_high, should_stop
+    )
     return adherence.as_dict(), overlay
 
 

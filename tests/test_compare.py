@@ -215,3 +215,157 @@ def test_an_item_that_failed_in_the_new_run_is_failed(baseline: tuple[Path, Path
     assert items(new)["astronaut"]["notes"] == [
         "not finished in the new run: failed (RuntimeError: CUDA out of memory)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda items: items[1].update(prompt="a different horse"), "prompt 'a futuristic research complex' → "),
+        (lambda items: items[1].update(control_guidance_end=0.5), "control_guidance_end 1.0 → 0.5"),
+        (lambda items: items[1].update(controlnet_conditioning_scale=0.51), "controlnet_conditioning_scale 0.5 → 0.51"),
+    ],
+)
+def test_an_item_made_another_way_is_changed_whatever_its_output(
+    baseline: tuple[Path, Path], tmp_path: Path, change, reason: str
+) -> None:
+    manifest, accepted = baseline
+    batch(edited(manifest, tmp_path / "m", change), tmp_path / "new")
+    result = compare(accepted, tmp_path / "new")
+    assert result.exit_code == 1, result.output
+    assert statuses(tmp_path / "new") == {"horse": "changed", "astronaut": "same", "third": "same"}
+    (note,) = [note for note in items(tmp_path / "new")["horse"]["notes"] if note.startswith("made another way")]
+    assert reason in note
+
+
+def test_a_new_input_image_or_scheduler_is_a_change(baseline: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest, accepted = baseline
+    changed_input = edited(manifest, tmp_path / "m", lambda items: None)
+    shutil.copy(changed_input.parent / "astronaut.png", changed_input.parent / "horse.png")  # same name
+    batch(changed_input, tmp_path / "new")
+    compare(accepted, tmp_path / "new")
+    assert statuses(tmp_path / "new") == {"horse": "changed", "third": "changed", "astronaut": "same"}
+    assert "made another way: the input image's content" in items(tmp_path / "new")["third"]["notes"]
+
+    other_scheduler = edited(manifest, tmp_path / "m2", lambda items: None)
+    document = yaml.safe_load(other_scheduler.read_text())
+    other_scheduler.write_text(yaml.safe_dump({**document, "scheduler": "euler"}, sort_keys=False))
+    batch(other_scheduler, tmp_path / "new2")
+    compare(accepted, tmp_path / "new2")
+    assert set(statuses(tmp_path / "new2").values()) == {"changed"}
+    assert "made another way: scheduler None → 'euler'" in items(tmp_path / "new2")["astronaut"]["notes"]
+
+
+def test_a_damaged_or_missing_item_file_fails_its_item(baseline: tuple[Path, Path], tmp_path: Path) -> None:
+    _, accepted = baseline
+    new = tmp_path / "new"
+    shutil.copytree(accepted, new)
+    recording = (new / "horse.rrd").read_bytes()
+    (new / "horse.rrd").write_bytes(recording[:1000])
+    (new / "third.png").unlink()
+    result = compare(accepted, new)
+    assert result.exit_code == 1, result.output
+    assert statuses(new) == {"horse": "failed", "third": "failed", "astronaut": "same"}
+    assert items(new)["horse"]["notes"] == [
+        f"damaged in the new run: horse.rrd has 1,000 bytes where {len(recording):,} were written"
+    ]
+    assert items(new)["third"]["notes"] == ["damaged in the new run: third.png is missing"]
+    # The same bytes in another place (a downloaded artifact: new mtimes) are intact: their hash is checked.
+    copied = tmp_path / "copied"
+    shutil.copytree(accepted, copied, copy_function=shutil.copyfile)
+    (copied / "astronaut.png").write_bytes((copied / "astronaut.png").read_bytes()[::-1])  # same size
+    assert compare(accepted, copied).exit_code == 1
+    assert statuses(copied) == {"astronaut": "failed", "horse": "same", "third": "same"}
+    assert "astronaut.png is not the file that was written" in items(copied)["astronaut"]["notes"][0]
+
+
+@pytest.mark.parametrize("option", ["--max-cosine-distance", "--max-mean-difference"])
+@pytest.mark.parametrize("value", ["nan", "-1", "inf"])
+def test_thresholds_must_be_finite_and_not_negative(baseline: tuple[Path, Path], tmp_path: Path, option, value) -> None:
+    _, accepted = baseline
+    shutil.copytree(accepted, tmp_path / "new")
+    result = compare(accepted, tmp_path / "new", f"{option}={value}")
+    assert result.exit_code == 2, result.output
+    assert not (tmp_path / "new" / "compare").exists()
+
+
+def test_compare_json_is_strict_and_its_paths_move_with_the_folders(
+    baseline: tuple[Path, Path], tmp_path: Path
+) -> None:
+    manifest, accepted = baseline
+    shutil.copytree(accepted, tmp_path / "runs" / "accepted")
+    batch(edited(manifest, tmp_path / "m", lambda items: items[1].update(seed=6)), tmp_path / "runs" / "new")
+    compare(tmp_path / "runs" / "accepted", tmp_path / "runs" / "new")
+
+    def refuse(constant: str):
+        raise AssertionError(f"compare.json holds {constant}, which strict JSON parsers reject")
+
+    shutil.move(tmp_path / "runs", tmp_path / "moved")
+    report = tmp_path / "moved" / "new" / "compare"
+    document = json.loads((report / "compare.json").read_text(), parse_constant=refuse)
+    horse = next(item for item in document["items"] if item["id"] == "horse")
+    assert horse["new_png"] == "../horse.png" and horse["baseline_rrd"] == "../../accepted/horse.rrd"
+    assert (report / horse["baseline_rrd"]).is_file() and (report / horse["new_png"]).is_file()
+    assert document["baseline"] == "../../accepted" and document["new"] == ".."
+
+
+def test_a_report_that_cannot_be_written_exits_2_with_the_reason(baseline: tuple[Path, Path], tmp_path: Path) -> None:
+    _, accepted = baseline
+    shutil.copytree(accepted, tmp_path / "new")
+    result = compare(accepted, tmp_path / "new", "--out", "/proc/rr-controlnet-report")
+    assert result.exit_code == 2, result.output
+    assert "/proc/rr-controlnet-report" in result.output and "no space left" not in result.output
+    (tmp_path / "a-file").write_text("")
+    result = compare(accepted, tmp_path / "new", "--summary-to", tmp_path / "a-file" / "summary.md")
+    assert result.exit_code == 2 and "Not a directory" in result.output
+
+
+def test_an_unreadable_summary_is_named_as_such(baseline: tuple[Path, Path], tmp_path: Path) -> None:
+    _, accepted = baseline
+    shutil.copytree(accepted, tmp_path / "new")
+    (tmp_path / "new" / "summary.json").write_text('{"items": [')
+    result = compare(accepted, tmp_path / "new")
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: new {tmp_path / 'new'}: summary.json is not JSON (")
+
+
+def test_update_baseline_from_inside_either_folder(baseline: tuple[Path, Path], tmp_path: Path, monkeypatch) -> None:
+    manifest, accepted = baseline
+    shutil.copytree(accepted, tmp_path / "accepted")
+    batch(edited(manifest, tmp_path / "m", lambda items: items[1].update(seed=6)), tmp_path / "new")
+    monkeypatch.chdir(tmp_path / "accepted")
+    result = compare(".", "../new", "--update-baseline", "--out", "report")  # a report inside the baseline
+    assert result.exit_code == 0, result.output
+    monkeypatch.chdir(tmp_path)
+    assert (tmp_path / "accepted" / "report" / "compare.json").is_file()
+    assert compare("accepted", "new").exit_code == 0
+    monkeypatch.chdir(tmp_path / "new")
+    assert compare("../accepted", ".", "--update-baseline").exit_code == 0
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".")) == []
+
+
+def test_update_baseline_through_a_symlink_replaces_its_target(baseline: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest, accepted = baseline
+    shutil.copytree(accepted, tmp_path / "runs" / "2026-11-01")
+    (tmp_path / "current").symlink_to(tmp_path / "runs" / "2026-11-01", target_is_directory=True)
+    batch(edited(manifest, tmp_path / "m", lambda items: items[1].update(seed=6)), tmp_path / "new")
+    assert compare(tmp_path / "current", tmp_path / "new", "--update-baseline").exit_code == 0
+    assert (tmp_path / "current").is_symlink()
+    assert compare(tmp_path / "runs" / "2026-11-01", tmp_path / "new").exit_code == 0  # the target is the new run
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == ["2026-11-01"]
+
+
+def test_update_baseline_takes_an_empty_folder_and_refuses_nested_ones(baseline: tuple[Path, Path], tmp_path) -> None:
+    _, accepted = baseline
+    shutil.copytree(accepted, tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    result = compare(tmp_path / "empty", tmp_path / "new", "--update-baseline")
+    assert result.exit_code == 0, result.output
+    assert set(statuses(tmp_path / "new").values()) == {"new"} and (tmp_path / "empty" / "summary.json").is_file()
+    shutil.copytree(accepted, tmp_path / "outer")
+    shutil.copytree(accepted, tmp_path / "outer" / "inner")
+    result = compare(tmp_path / "outer", tmp_path / "outer" / "inner", "--update-baseline")
+    assert result.exit_code == 2
+    assert "is inside baseline" in result.output and "keep them side by side" in result.output
+    assert (tmp_path / "outer" / "inner" / "summary.json").is_file() and not (
+        tmp_path / "outer" / "inner" / "compare"
+    ).exists()
