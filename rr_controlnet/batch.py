@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -268,7 +268,9 @@ class _BatchState:
 
         self.summary = summary
         self.order = [p.item.id for p in planned]
-        self.outcomes = {p.item.id: kept.get(p.item.id) or pending_outcome(p) for p in planned}
+        self.outcomes = {
+            p.item.id: _placed(kept[p.item.id], p) if p.item.id in kept else pending_outcome(p) for p in planned
+        }
         self.out_dir = Path(out_dir)
         self.summary_file = summary_name(shard)
         self.journal = Journal(self.out_dir / journal_name(shard))
@@ -301,6 +303,12 @@ class _BatchState:
         self.writer.close()
         self.writer.write_now()
         self.journal.remove()
+
+
+def _placed(outcome: ItemOutcome, planned: PlannedItem) -> ItemOutcome:
+    """An up-to-date item's earlier outcome with its place in this run's sweep (a value inserted into the
+    sweep moves the variants after it), so every grid drawn from the summary is whole."""
+    return replace(outcome, sweep=asdict(planned.item.sweep) if planned.item.sweep is not None else None)
 
 
 def _finish(state: _BatchState, report: BatchReport, options: BatchOptions, log: Callable[[str], None]) -> BatchReport:

@@ -2,7 +2,8 @@
 
 Rows follow the first swept field and columns the second, each labelled with its values (shortened:
 summary.md has them in full); under each output, its control adherence or status. Further swept
-fields give further pages, as do grids of more than SWEEP_GRID_ROWS rows.
+fields give further pages, as do grids of more than SWEEP_GRID_ROWS rows. When the sweep changes the
+edge map (canny thresholds, size, resize), each cell shows its variant's own beside its output.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from rr_controlnet.layout import SweepPlace, sweep_tab_name
 from rr_controlnet.outputs import listed_file
+from rr_controlnet.sweeps import EDGE_MAP_FIELDS
 from rr_controlnet.tiles import (
     BACKGROUND,
     LINE_HEIGHT,
@@ -60,11 +62,13 @@ def sweep_sheet(
     cells = {(place.coordinates[0], place.coordinates[1] if len(place.coordinates) > 1 else 0): (entry, place)
              for entry, place in zip(entries, places, strict=True)}  # fmt: skip
     typeface = font()
+    own_edge_maps = canny_for is not None and any(field in EDGE_MAP_FIELDS for fields in first.axes for field in fields)
+    cell_width = 2 * CELL + PAD if own_edge_maps else CELL
     row_label_width = max(round(typeface.getlength(shorten(_row_label(cells, row), LABEL_CHARS))) for row in rows) + PAD
     cell_height = CELL + LINE_HEIGHT + PAD
     header = 2 * LINE_HEIGHT + 2 * PAD
     side_column = CELL + 2 * PAD
-    width = side_column + row_label_width + len(columns) * (CELL + PAD) + PAD
+    width = side_column + row_label_width + len(columns) * (cell_width + PAD) + PAD
     height = header + LINE_HEIGHT + max(len(rows) * cell_height, 2 * (CELL + LINE_HEIGHT)) + PAD
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
@@ -76,15 +80,14 @@ def sweep_sheet(
     input_path = Path(entries[0]["image"]) if entries[0].get("image") else None
     draw.text((PAD, top), "input", fill=MUTED, font=typeface)
     sheet.paste(fit_within(file_tile(input_path, "no input", CELL), CELL), (PAD, top + LINE_HEIGHT))
-    canny = canny_for(entries[0]["id"]) if canny_for else None
-    canny_tile = thumbnail(display_rgb(canny), CELL) if canny is not None else placeholder("no edge map", side=CELL)
-    draw.text((PAD, top + LINE_HEIGHT + CELL + PAD), "canny", fill=MUTED, font=typeface)
-    sheet.paste(fit_within(canny_tile, CELL), (PAD, top + 2 * LINE_HEIGHT + CELL + PAD))
+    if not own_edge_maps:
+        draw.text((PAD, top + LINE_HEIGHT + CELL + PAD), "canny", fill=MUTED, font=typeface)
+        sheet.paste(_edge_tile(canny_for, entries[0]["id"]), (PAD, top + 2 * LINE_HEIGHT + CELL + PAD))
 
     grid_left = side_column + row_label_width
     for index, column in enumerate(columns):
         label = _column_label(cells, column)
-        draw.text((grid_left + index * (CELL + PAD), top), shorten(label, LABEL_CHARS), fill=MUTED, font=typeface)
+        draw.text((grid_left + index * (cell_width + PAD), top), shorten(label, LABEL_CHARS), fill=MUTED, font=typeface)
     for row_index, row in enumerate(rows):
         y = top + LINE_HEIGHT + row_index * cell_height
         draw.text((side_column, y + CELL // 2), shorten(_row_label(cells, row), LABEL_CHARS), fill=MUTED, font=typeface)
@@ -92,7 +95,11 @@ def sweep_sheet(
             if (row, column) not in cells:
                 continue
             entry, _ = cells[(row, column)]
-            x = grid_left + index * (CELL + PAD)
+            x = grid_left + index * (cell_width + PAD)
+            if own_edge_maps:
+                edges = _edge_tile(canny_for, entry["id"])
+                sheet.paste(edges, (x + (CELL - edges.width) // 2, y + (CELL - edges.height) // 2))
+                x += CELL + PAD
             tile = _cell_tile(entry, out_dir)
             sheet.paste(tile, (x + (CELL - tile.width) // 2, y + (CELL - tile.height) // 2))
             caption = f"F1 {f1s(entry['adherence'])}" if entry.get("adherence") else entry["status"]
@@ -108,6 +115,12 @@ def _row_label(cells: Mapping[tuple[int, int], tuple[Any, SweepPlace]], row: int
 def _column_label(cells: Mapping[tuple[int, int], tuple[Any, SweepPlace]], column: int) -> str:
     place = next(place for (_, cell_column), (_, place) in cells.items() if cell_column == column)
     return place.axis_label(1) if len(place.axes) > 1 else ""
+
+
+def _edge_tile(canny_for: Callable[[str], np.ndarray | None] | None, item_id: str) -> Image.Image:
+    canny = canny_for(item_id) if canny_for else None
+    tile = thumbnail(display_rgb(canny), CELL) if canny is not None else placeholder("no edge map", side=CELL)
+    return fit_within(tile, CELL)
 
 
 def _cell_tile(entry: Mapping[str, Any], out_dir: Path) -> Image.Image:

@@ -16,6 +16,7 @@ import hashlib
 import itertools
 import math
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +44,8 @@ ALIASES: Final = {
     "size": "size",
     "resize": "resize",
 }
+# Swept fields that change a variant's edge map, not only its output: each variant then shows its own.
+EDGE_MAP_FIELDS: Final = ("canny", "canny.low", "canny.high", "size", "resize")
 RANGE_KEYS: Final = ("from", "to", "step", "count")
 DEFAULT_MAX_ITEMS: Final = 10_000
 TEXT_IN_ID: Final = 16  # characters of a swept text kept in an id (a hash of the whole keeps it unique)
@@ -72,9 +75,12 @@ class RangeProblem(ValueError):
     """A range that gives no values: a zero or wrong-signed step, a count below 1, missing keys."""
 
 
-def range_values(spec: Mapping[str, Any], integer: bool, base: int | None = None) -> list[Any]:
+def range_values(
+    spec: Mapping[str, Any], integer: bool, base: int | None = None, limit: int | None = None
+) -> list[Any]:
     """The values of a range: {from, to, step} (ends included when they fall on a step), {from, to, count}
-    (evenly spaced) or, for the seed, {count} (base..base+count-1). Raises RangeProblem."""
+    (evenly spaced) or, for the seed, {count} (base..base+count-1). Raises RangeProblem, also when the range
+    gives more than `limit` values: counted from its ends and step before any value is built."""
     unknown = [key for key in spec if key not in RANGE_KEYS]
     if unknown:
         raise RangeProblem(f"a range takes from, to and step or count; unknown key {unknown[0]!r}")
@@ -87,29 +93,56 @@ def range_values(spec: Mapping[str, Any], integer: bool, base: int | None = None
     if set(numbers) == {"count"}:
         if base is None:
             raise RangeProblem("a range needs from and to (only seed takes count alone: seeds base..base+count-1)")
+        _within(numbers["count"], limit)
         return [base + offset for offset in range(numbers["count"])]
     if "from" not in numbers or "to" not in numbers or ("step" in numbers) == ("count" in numbers):
         raise RangeProblem("a range takes from, to and either step or count")
     start, stop = numbers["from"], numbers["to"]
     if "count" in numbers:
         count = numbers["count"]
-        values = [start] if count == 1 else [start + (stop - start) * k / (count - 1) for k in range(count)]
+        _within(count, limit)
+        values = [start] if count == 1 else [_fraction_of(start, stop, k, count - 1) for k in range(count)]
     else:
         step = numbers["step"]
         if step == 0:
             raise RangeProblem("step must not be 0")
         if stop != start and (stop - start) * step < 0:
-            raise RangeProblem(f"step {step:g} moves away from {stop:g}: its sign must be that of to - from")
+            raise RangeProblem(
+                f"step {number_text(step)} moves away from {number_text(stop)}: its sign must be that of to - from"
+            )
         # A tolerance well below any step a person writes: 0.1 steps from 0.2 land on 1.0.
-        count = math.floor((stop - start) / step + 1e-9) + 1
+        if _all_int(start, stop, step):
+            count = (stop - start) // step + 1
+        else:
+            count = math.floor((stop - start) / step + 1e-9) + 1
+        _within(count, limit)
         values = [start + k * step for k in range(count)]
-    values = [round(value, 10) for value in values]
+    values = [value if isinstance(value, int) else round(value, 10) for value in values]
     if integer:
-        if any(value != int(value) for value in values):
-            fractions = [value for value in values if value != int(value)]
-            raise RangeProblem(f"gives values that are not integers: {', '.join(f'{v:g}' for v in fractions[:4])}")
+        fractions = [value for value in values if value != int(value)]
+        if fractions:
+            raise RangeProblem(f"gives values that are not integers: {', '.join(map(number_text, fractions[:4]))}")
         return [int(value) for value in values]
     return [float(value) for value in values]
+
+
+def _all_int(*numbers: Any) -> bool:
+    return all(isinstance(number, int) for number in numbers)
+
+
+def _fraction_of(start: int | float, stop: int | float, part: int, parts: int) -> int | float:
+    """start + (stop - start) * part / parts, exact for integers that divide evenly (seeds near 2**63)."""
+    if _all_int(start, stop) and (stop - start) * part % parts == 0:
+        return start + (stop - start) * part // parts
+    return start + (stop - start) * part / parts
+
+
+def _within(count: int, limit: int | None) -> None:
+    if limit is not None and count > limit:
+        raise RangeProblem(
+            f"gives {count:,} values, more than the limit of {limit:,} variants "
+            "(sweep fewer values or raise --max-items)"
+        )
 
 
 def combine(defaults: Sequence[Axis], item: Sequence[Axis]) -> list[Axis]:
@@ -138,11 +171,20 @@ def variant_id(source_id: str, values: Mapping[str, Any]) -> str:
     return "_".join([source_id] + [f"{ALIASES[field]}{_id_value(values[field])}" for field in fields])
 
 
+def number_text(value: int | float) -> str:
+    """A swept number as short as it can be without losing it: integers whole (1000000, never 1e+06),
+    other numbers as `:g` writes them when that reads back the same (0.5, 1), else in full (0.1234567)."""
+    if isinstance(value, int):
+        return str(value)
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 def _id_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
-        return f"{value:g}".replace("+", "")
+        return number_text(value).replace("+", "")
     if isinstance(value, (list, tuple)):
         return "x".join(_id_value(side) for side in value)
     if isinstance(value, Mapping):
@@ -159,7 +201,7 @@ def label(field: str, value: Any) -> str:
         shown = value if len(value) <= 24 else value[:21] + "..."
         return f'{name} "{shown}"'
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f"{name} {value:g}"
+        return f"{name} {number_text(value)}"
     return f"{name} {value_text(value)}"
 
 
@@ -184,8 +226,11 @@ def _keys_in_order(value: Mapping) -> list[Any]:
 # --- sweeps in a manifest ------------------------------------------------------------------------
 
 
-def sweep_axes(container: Mapping, where: str, problems: Problems, base_seed: int) -> list[Axis]:
-    """The axes of a defaults' or item's `sweep`, each value checked like the field it varies."""
+def sweep_axes(
+    container: Mapping, where: str, problems: Problems, base_seed: int, max_values: int | None = None
+) -> list[Axis]:
+    """The axes of a defaults' or item's `sweep`, each value checked like the field it varies; a range
+    giving more than `max_values` values is refused before they are built."""
     raw = container.get("sweep") if isinstance(container, Mapping) else None
     if raw is None:
         return []
@@ -217,12 +262,30 @@ def sweep_axes(container: Mapping, where: str, problems: Problems, base_seed: in
                 unknown_key_message(f"sweep.{key}", tuple(f"sweep.{name}" for name in (*SWEEPABLE, "zip"))),
             )
         else:
-            values = _sweep_values(key, spec, line, where, problems, base_seed)
+            values = _sweep_values(key, spec, line, where, problems, base_seed, max_values=max_values)
             axes += [Axis((key,), tuple((value,) for value in values), line)] if values else []
-    fields = [field for axis in axes for field in axis.fields]
-    for field in {field for field in fields if fields.count(field) > 1}:
+    # By the keys written, so that it shows with the values' own problems, not once they are mended.
+    fields = Counter(field for field in _swept_keys(raw) if field in SWEEPABLE)
+    for field in sorted((field for field, count in fields.items() if count > 1), key=SWEEPABLE.index):
         problems.add(line_of(raw), where, f"sweep.{field} is swept twice (alone and in zip, or in two zip groups)")
-    return axes
+    # Only a field's first axis is kept, so the variants can still be checked (without their ids colliding).
+    kept: list[Axis] = []
+    for axis in axes:
+        if not {field for earlier in kept for field in earlier.fields} & set(axis.fields):
+            kept.append(axis)
+    return kept
+
+
+def _swept_keys(raw: Mapping) -> list[Any]:
+    """The fields a sweep names, alone or in zip groups, as written (repeats kept)."""
+    keys = []
+    for key, spec in raw.items():
+        if key != "zip":
+            keys.append(key)
+            continue
+        for group in spec if isinstance(spec, list) else [spec]:
+            keys += list(group) if isinstance(group, Mapping) else []
+    return keys
 
 
 def _zip_axis(group: Any, line: int | None, where: str, problems: Problems, base_seed: int) -> Axis | None:
@@ -251,9 +314,17 @@ def _zip_axis(group: Any, line: int | None, where: str, problems: Problems, base
 
 
 def _sweep_values(
-    field: str, spec: Any, line: int | None, where: str, problems: Problems, base_seed: int, in_zip: bool = False
+    field: str,
+    spec: Any,
+    line: int | None,
+    where: str,
+    problems: Problems,
+    base_seed: int,
+    in_zip: bool = False,
+    max_values: int | None = None,
 ) -> list[Any]:
-    """A swept field's values, each one valid for the field; [] (with the problems reported) otherwise."""
+    """A swept field's values, each one valid for the field; [] (with the problems reported) otherwise. The
+    wrong values of a range are one problem, with how many there are."""
     name = f"sweep.zip.{field}" if in_zip else f"sweep.{field}"
     if isinstance(spec, list):
         if not spec:
@@ -262,7 +333,9 @@ def _sweep_values(
         values, value_lines = list(spec), [line_of(spec, position) or line for position in range(len(spec))]
     elif isinstance(spec, Mapping) and not in_zip and field not in ("canny",):
         try:
-            values = range_values(spec, integer=field in INTEGER_FIELDS, base=base_seed if field == "seed" else None)
+            values = range_values(
+                spec, integer=field in INTEGER_FIELDS, base=base_seed if field == "seed" else None, limit=max_values
+            )
         except RangeProblem as exc:
             problems.add(line, where, f"{name}: {exc}")
             return []
@@ -271,18 +344,23 @@ def _sweep_values(
         kind = "a list" if in_zip else "a list of values or a range {from, to, step or count}"
         problems.add(line, where, f"{name} must be {kind}, got {shown(spec)}")
         return []
-    good = []
+    good, wrong = [], []
     for value, value_line in zip(values, value_lines, strict=True):
         check = Problems(Path(problems.file))
         checked_values(Params, as_field(field, value), "", check)
         for problem in check.problems:  # "canny.low must be ..." reads "sweep.canny.low must be ..."
             message = problem.message
             message = f"{name}{message[len(field) :]}" if message.startswith(f"{field} ") else f"{name}: {message}"
-            problems.add(value_line, where, message)
+            wrong.append((value_line, message))
         if not check.problems:
             good.append(value)
-    shown_values = [shown(value) for value in good]
-    repeated = sorted({text for text in shown_values if shown_values.count(text) > 1})
+    if isinstance(spec, Mapping) and len(wrong) > 1:  # a range: its first wrong value stands for the rest
+        (first_line, first_message), others = wrong[0], len(wrong) - 1
+        wrong = [(first_line, f"{first_message} (and {others:,} more of the range's {len(values):,} values)")]
+    for value_line, message in wrong:
+        problems.add(value_line, where, message)
+    counts = Counter(shown(value) for value in good)
+    repeated = sorted(text for text, count in counts.items() if count > 1)
     if repeated:
         problems.add(line, where, f"{name} lists {', '.join(repeated)} more than once")
         return []
@@ -305,29 +383,53 @@ def flat_names(field: str) -> tuple[str, ...]:
     return (field.replace(".", "_"),)
 
 
-def expanded(source: Item, merged: dict, lines: dict, axes: list[Axis], problems: Problems) -> list[Item]:
-    """The item itself, or one item per combination of its sweep's values."""
+def expanded(
+    source: Item, merged: dict, lines: dict, axes: list[Axis], problems: Problems, skip: set[str] = frozenset()
+) -> list[Item]:
+    """The item itself, or one item per combination of its sweep's values. A problem that variants share
+    (a rule across fields, broken by one swept value whatever the others) is reported once, with how many
+    variants it affects. Rules across the fields in `skip` are not checked (reported elsewhere)."""
     if not axes:
         return [source]
     shape = tuple(len(axis) for axis in axes)
     fields = tuple(axis.fields for axis in axes)
     axis_lines = {name: axis.line for axis in axes for field in axis.fields for name in flat_names(field)}
+    # Each swept value as the effective parameters it sets (canny as canny_low and canny_high), once.
+    flat = [
+        [_flat_values(axis.fields, position_values, problems.file) for position_values in axis.values] for axis in axes
+    ]
+    found: dict[tuple[int | None, str], list[str]] = {}
     items = []
     for variant in variants(axes):
         values = dict(merged)
-        for field, value in variant.values.items():
-            values.update(checked_values(Params, as_field(field, value), "", Problems(Path(problems.file))).values)
+        for axis, position in enumerate(variant.coordinates):
+            values.update(flat[axis][position])
         item_id = variant_id(source.id, variant.values)
-        where = f"item {item_id!r} (#{source.index})"
         wrong_id = id_problem(item_id)
         if wrong_id:
-            problems.add(source.line, f"item {source.id!r} (#{source.index})", f"a variant's id {wrong_id}")
+            found.setdefault((source.line, f"a variant's id {wrong_id}"), []).append(item_id)
             continue
-        count = len(problems.problems)
-        check_order(values, {**lines, **axis_lines}, source.line, where, problems)
-        if len(problems.problems) > count:
+        own = Problems(Path(problems.file))
+        check_order(values, {**lines, **axis_lines}, source.line, "", own, skip=skip)
+        for problem in own.problems:
+            found.setdefault((problem.line, problem.message), []).append(item_id)
+        if own.problems:
             continue
         params = GenerationParams(**{name: values[name] for name in GenerationParams.__dataclass_fields__})
         sweep = SweepInfo(source.id, variant.values, fields, variant.coordinates, shape)
         items.append(replace(source, id=item_id, params=params, sweep=sweep))
+    total = math.prod(shape)
+    for (line, message), ids in found.items():
+        if len(ids) == 1:
+            problems.add(line, f"item {ids[0]!r} (#{source.index})", message)
+        else:
+            shared = f"{message} (in {len(ids):,} of its {total:,} variants, such as {ids[0]!r})"
+            problems.add(line, f"item {source.id!r} (#{source.index})", shared)
     return items
+
+
+def _flat_values(fields: tuple[str, ...], values: tuple[Any, ...], file: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for field, value in zip(fields, values, strict=True):
+        flat.update(checked_values(Params, as_field(field, value), "", Problems(Path(file))).values)
+    return flat

@@ -334,3 +334,133 @@ def test_a_sweep_across_two_shards_equals_one_process(swept_batch: tuple[Path, P
             np.asarray(Image.open(out / f"{item_id}.png")), np.asarray(Image.open(expected / f"{item_id}.png"))
         )
     assert blueprint_views(out / "batch.rbl") == blueprint_views(expected / "batch.rbl")
+
+
+# --- values as written, bounds before building, grids that stay whole ------------------------------
+
+
+def test_large_integers_stay_integers_in_ids_labels_and_summaries(tmp_path: Path) -> None:
+    from rr_controlnet.sweeps import label
+
+    items = load_manifest(manifest_with(tmp_path, item_sweep={"seed": [1_000_000, 2_000_000, 10**15]})).items
+    assert [item.id for item in items] == ["horse_seed1000000", "horse_seed2000000", "horse_seed1000000000000000"]
+    assert label("seed", 1_000_000) == "seed 1000000"
+    close = load_manifest(manifest_with(tmp_path, item_sweep={"guidance_scale": [7.1234567, 7.1234568]})).items
+    assert [item.id for item in close] == ["horse_cfg7.1234567", "horse_cfg7.1234568"]
+    assert label("guidance_scale", 7.5) == "cfg 7.5"  # short where short is exact
+
+
+def test_a_range_is_counted_before_any_value_is_built(tmp_path: Path) -> None:
+    for count, sweep in ((500_001, {"from": 0, "to": 500_000, "step": 1}), (5 * 10**9, {"count": 5 * 10**9})):
+        path = manifest_with(tmp_path, item_sweep={"seed": sweep})
+        with pytest.raises(ManifestError) as raised:
+            load_manifest(path)
+        (problem,) = raised.value.problems
+        assert problem.message == (
+            f"sweep.seed: gives {count:,} values, more than the limit of 10,000 variants "
+            "(sweep fewer values or raise --max-items)"
+        )
+
+
+def test_seeds_near_the_top_of_the_range_are_exact(tmp_path: Path) -> None:
+    top = 2**63 - 1
+    items = load_manifest(manifest_with(tmp_path, item_sweep={"seed": {"from": top - 4, "to": top, "count": 3}})).items
+    assert [item.params.seed for item in items] == [top - 4, top - 2, top]
+
+
+def test_every_problem_at_once_and_shared_ones_once(tmp_path: Path) -> None:
+    sample_image("horse.png", tmp_path)
+    text = """version: 1
+model: tiny-sd15
+defaults:
+  canny: {low: 220, high: 100}
+  steps: 0
+items:
+  - image: horse.png
+    guidance_scale: 99
+    sweep:
+      seed: {count: 2000}
+      control_guidance_start: [0.2, 0.9]
+      control_guidance_end: [0.5]
+      zip: {seed: [1, 2], prompt: [a, b]}
+  - image: horse.png
+    id: other
+    sweep:
+      steps: [2, x]
+"""
+    (tmp_path / "m.yaml").write_text(text)
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "m.yaml")])
+    assert result.exit_code == 2
+    lines = [line.replace(str(tmp_path / "m.yaml"), "m.yaml") for line in result.output.splitlines()]
+    assert lines == [
+        "m.yaml:4: defaults: canny.low must be below canny.high, got 220 >= 100",
+        "m.yaml:5: defaults: steps must be an integer 1..1000, got 0",
+        "m.yaml:8: item 'horse' (#1): guidance_scale must be a number 0..50, got 99",
+        "m.yaml:10: item 'horse' (#1): sweep.seed is swept twice (alone and in zip, or in two zip groups)",
+        "m.yaml:11: item 'horse' (#1): control_guidance_start must be below control_guidance_end, got 0.9 >= 0.5 "
+        "(in 2,000 of its 4,000 variants, such as 'horse_seed0_start0.9_end0.5')",
+        "m.yaml:17: item 'other' (#2): sweep.steps must be an integer 1..1000, got 'x'",
+        "6 problems in m.yaml; nothing was generated",
+    ]
+
+
+def test_a_range_with_many_wrong_values_is_one_problem(tmp_path: Path) -> None:
+    path = manifest_with(tmp_path, item_sweep={"steps": {"from": -500, "to": 10, "step": 1}})
+    with pytest.raises(ManifestError) as raised:
+        load_manifest(path)
+    (problem,) = raised.value.problems
+    assert (
+        problem.message == "sweep.steps must be an integer 1..1000, got -500 (and 500 more of the range's 511 values)"
+    )
+
+
+def test_a_rerun_after_a_value_is_inserted_keeps_every_grid_whole(swept_batch: tuple[Path, Path], tmp_path) -> None:
+    manifest, out = swept_batch
+    shutil.copytree(out, tmp_path / "out")
+    document = yaml.safe_load(manifest.read_text())
+    document["items"][0]["sweep"]["controlnet_conditioning_scale"] = [0.25, 0.5, 1.0]  # 0.25 before the others
+    manifest.with_name("inserted.yaml").write_text(yaml.safe_dump(document))
+    result = run(str(manifest.with_name("inserted.yaml")), "--out", str(tmp_path / "out"), "--threads", "1")
+    assert "2 skipped" not in result.output and "5 skipped (up to date)" in result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    places = {
+        item["id"]: (tuple(item["sweep"]["coordinates"]), tuple(item["sweep"]["shape"]))
+        for item in summary["items"]
+        if item["sweep"]
+    }
+    assert places["horse_seed1_ccs0.5"] == ((1, 0), (3, 2))  # skipped, and moved down a row
+    assert sorted(coordinates for coordinates, _ in places.values()) == [(r, c) for r in range(3) for c in range(2)]
+
+
+@pytest.mark.parametrize(("swept", "own_edge_maps"), [("seed", False), ("canny.low", True), ("size", True)])
+def test_a_sweep_page_shows_each_variants_own_edge_map_when_the_sweep_changes_it(
+    tmp_path: Path, swept: str, own_edge_maps: bool
+) -> None:
+    from rr_controlnet.sweep_sheet import sweep_sheet
+
+    Image.new("RGB", (64, 64), (90, 90, 90)).save(tmp_path / "input.png")
+    values = {"seed": [1, 2], "canny.low": [50, 100], "size": [[64, 64], [96, 64]]}[swept]
+    entries = [
+        {
+            "id": f"p_{position}",
+            "status": "done",
+            "image": str(tmp_path / "input.png"),
+            "files": [],
+            "sweep": {
+                "source": "p",
+                "values": {swept: value},
+                "axes": [[swept]],
+                "coordinates": [position],
+                "shape": [2],
+            },
+        }
+        for position, value in enumerate(values)
+    ]
+    asked: list[str] = []
+
+    def canny_for(item_id: str) -> np.ndarray:
+        asked.append(item_id)
+        return np.zeros((64, 64), dtype=np.uint8)
+
+    sweep_sheet(entries, tmp_path, canny_for)
+    assert asked == (["p_0", "p_1"] if own_edge_maps else ["p_0"])
