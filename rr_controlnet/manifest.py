@@ -32,8 +32,10 @@ from rr_controlnet.field_checks import (
 from rr_controlnet.fields import (
     MANIFEST_VERSION,
     MODEL_KEYS,
+    ORDERED_PAIRS,
     PARAM_KEYS,
     SCHEDULERS,
+    SWEEPABLE,
     TOP_LEVEL_KEYS,
     ItemFields,
     ManifestFields,
@@ -106,13 +108,19 @@ def parse_manifest(
         problems.add(line_of(raw, "defaults"), "defaults", f"defaults must be a mapping, got {shown(defaults_raw)}")
     else:
         defaults = checked_values(Params, defaults_raw, "defaults", problems)
-
-    checked: list[tuple[Item, dict, dict, list[Axis]]] = []
-    items_raw = _items_list(raw, problems)
     default_sweep = defaults_raw if isinstance(defaults_raw, Mapping) else {}
+    # Rules across fields that the defaults break on their own are reported once, for the defaults, and
+    # not again for every item that leaves those fields alone.
+    broken_in_defaults = _defaults_order_problems(model, defaults, line_of(raw, "defaults"), default_sweep, problems)
+
+    checked: list[tuple[Item, dict, dict, list[Axis], set[str]]] = []
+    items_raw = _items_list(raw, problems)
     for index, item_raw in enumerate(items_raw, start=1):
         entry_line = line_of(items_raw, index - 1)
-        entry = _check_item(item_raw, index, entry_line, path, model, defaults, default_sweep, overrides, problems)
+        entry = _check_item(
+            item_raw, index, entry_line, path, model, defaults, default_sweep, overrides, problems, max_items,
+            broken_in_defaults,
+        )  # fmt: skip
         if entry is not None:
             checked.append(entry)
     # The bound is on what sweeps add: a long manifest written out item by item is the user's to make.
@@ -129,8 +137,8 @@ def parse_manifest(
 
     items: list[Item] = []
     first_of_id: dict[str, tuple[int, int | None]] = {}
-    for source, merged, lines, axes in checked:
-        items += expanded(source, merged, lines, axes, problems)
+    for source, merged, lines, axes, skip in checked:
+        items += expanded(source, merged, lines, axes, problems, skip)
     items = [replace(item, position=position) for position, item in enumerate(items, start=1)]
     unique: list[Item] = []
     for item in items:
@@ -230,6 +238,37 @@ def _detect_family(source: str | None) -> str | None:
 # --- items ---------------------------------------------------------------------------------------
 
 
+def _defaults_order_problems(
+    model: ModelSpec | None, defaults: FieldValues, line: int | None, default_sweep: Mapping, problems: Problems
+) -> set[str]:
+    """Report the rules across fields that the defaults' own values break (fields the defaults sweep are
+    checked per variant); return the flat names of the fields involved."""
+    merged = {**builtin_defaults(), **family_defaults(model.family if model else "sd15"), **defaults.values}
+    swept = {name for field in _swept_fields(default_sweep) for name in flat_names(field)}
+    found = Problems(Path(problems.file))
+    check_order(merged, defaults.lines, line, "defaults", found, skip=swept)
+    for problem in found.problems:
+        problems.add(problem.line, problem.where, problem.message)
+    broken = set()
+    for pair in ORDERED_PAIRS:
+        names = [name.replace(".", "_") for name in pair]
+        if merged[names[0]] >= merged[names[1]] and not set(names) & swept:
+            broken |= set(names)
+    return broken
+
+
+def _swept_fields(container: Any) -> list[str]:
+    """The sweepable fields a defaults' or item's sweep names, whatever their values."""
+    sweep = container.get("sweep") if isinstance(container, Mapping) else None
+    if not isinstance(sweep, Mapping):
+        return []
+    names = []
+    for key, spec in sweep.items():
+        groups = (spec if isinstance(spec, list) else [spec]) if key == "zip" else [{key: None}]
+        names += [name for group in groups if isinstance(group, Mapping) for name in group if name in SWEEPABLE]
+    return names
+
+
 def _check_item(
     raw: Any,
     index: int,
@@ -240,15 +279,19 @@ def _check_item(
     default_sweep: Mapping,
     overrides: Overrides,
     problems: Problems,
-) -> tuple[Item, dict, dict, list[Axis]] | None:
-    """The item with its effective parameters (flat, with the lines they were set on) and its sweep's axes."""
+    max_items: int = DEFAULT_MAX_ITEMS,
+    broken_in_defaults: set[str] = frozenset(),
+) -> tuple[Item, dict, dict, list[Axis], set[str]] | None:
+    """The item with its effective parameters (flat, with the lines they were set on), its sweep's axes and
+    the rules across fields its variants leave unchecked (those the defaults break, which it does not
+    touch). An item with problems of its own is returned too (its variants may have more to report);
+    None when it cannot be made at all (not a mapping, an unusable id, no model)."""
     if not isinstance(raw, Mapping):
         problems.add(entry_line, f"item #{index}", f"an item must be a mapping with an image, got {shown(raw)}")
         return None
     image_raw = raw.get("image")
     item_id = raw["id"] if "id" in raw else _derived_id(image_raw) if isinstance(image_raw, str) else None
     where = f"item {shown(item_id)} (#{index})" if isinstance(item_id, str) and item_id else f"item #{index}"
-    count_before = len(problems.problems)
     wrong_id = id_problem(item_id)
     if wrong_id:
         origin = "id" if "id" in raw else f"id derived from image {shown(image_raw)}"
@@ -257,18 +300,31 @@ def _check_item(
     merged, item_lines = _merge(model.family if model else "sd15", defaults, values, overrides)
     lines = {**defaults.lines, **item_lines}
     axes = combine(
-        sweep_axes(default_sweep, "defaults", problems, merged["seed"]),
-        sweep_axes(raw, where, problems, merged["seed"]),
+        sweep_axes(default_sweep, "defaults", problems, merged["seed"], max_items),
+        sweep_axes(raw, where, problems, merged["seed"], max_items),
     )
     # Rules across fields are checked on the merged values even when other fields are wrong, so that
-    # every problem shows at once; a rule whose fields are swept is checked on each variant instead.
-    swept = {name.replace(".", "_") for axis in axes for field in axis.fields for name in flat_names(field)}
-    check_order(merged, lines, line_of(raw), where, problems, skip=swept)
-    if len(problems.problems) > count_before or model is None:
+    # every problem shows at once; a rule whose fields are swept is checked on each variant instead, and
+    # one that only the defaults break was reported for the defaults.
+    swept = {name for axis in axes for field in axis.fields for name in flat_names(field)}
+    unchecked = swept | _untouched(broken_in_defaults, values.values)
+    check_order(merged, lines, line_of(raw), where, problems, skip=unchecked)
+    if wrong_id or model is None:
         return None
     params = GenerationParams(**{name: merged[name] for name in GenerationParams.__dataclass_fields__})
-    image = (manifest_path.parent / image_raw).expanduser()
-    return Item(id=item_id, image=image, params=params, index=index, line=line_of(raw)), merged, lines, axes
+    image = (manifest_path.parent / image_raw).expanduser() if isinstance(image_raw, str) else manifest_path
+    item = Item(id=item_id, image=image, params=params, index=index, line=line_of(raw))
+    return item, merged, lines, axes, _untouched(broken_in_defaults, {*values.values, *swept})
+
+
+def _untouched(broken: set[str], touched: Any) -> set[str]:
+    """The fields of the ordered pairs the defaults break that an item (or its sweep) sets neither of."""
+    untouched = set()
+    for pair in ORDERED_PAIRS:
+        names = {name.replace(".", "_") for name in pair}
+        if names <= broken and not names & set(touched):
+            untouched |= names
+    return untouched
 
 
 def _merge(family: str, defaults: FieldValues, item: FieldValues, overrides: Overrides) -> tuple[dict, dict]:

@@ -86,7 +86,11 @@ def loader_accepts(folder: Path, defaults: dict[str, Any]) -> bool:
     try:
         load_manifest(path, check_images=False)
     except ManifestError as error:
-        return not [problem for problem in error.problems if problem.where == "defaults"]
+        return not [
+            problem
+            for problem in error.problems
+            if problem.where == "defaults" and " must be below " not in problem.message  # across fields
+        ]
     return True
 
 
