@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import free_port, tiny_manifest
 from rrd_contents import shown_tab
+from stand_in import outputs_following_controls
 
 from rr_controlnet.cli import cli
 
@@ -47,7 +48,10 @@ def viewer():
 
 
 def test_the_batch_blueprint_shows_every_view_without_errors(viewer, tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["batch", str(tiny_manifest(tmp_path)), "--out", str(tmp_path / "out")])
+    with outputs_following_controls("shift"):  # outputs that look like a working ControlNet's, not noise
+        result = CliRunner().invoke(
+            cli, ["batch", str(tiny_manifest(tmp_path, size=128)), "--out", str(tmp_path / "out")]
+        )
     assert result.exit_code == 0, result.output
     for path in sorted((tmp_path / "out").glob("*.rrd")):
         viewer.open(str(path))
