@@ -39,3 +39,17 @@ def test_benchmark_measures_bare_rr_controlnet_and_original(tmp_path: Path) -> N
         "astronaut.rrd",
     ]
     assert "rr-controlnet" in completed.stdout and "original" in completed.stdout
+
+
+def test_adherence_benchmark_times_real_and_adversarial_maps(tmp_path: Path) -> None:
+    results = tmp_path / "adherence.json"
+    command = [sys.executable, str(ROOT / "bench" / "adherence.py"), "--sides", "64", "--repeats", "1", "--methods"]
+    completed = subprocess.run([*command, "--json", str(results)], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(results.read_text())
+    sets = {row["set"] for row in report["rows"]}
+    assert sets == {"realistic", "adversarial"}
+    assert all(row["seconds"] >= 0 and 0 <= row["f1_tolerant"] <= 1 for row in report["rows"])
+    assert {row["map"] for row in report["rows"] if row["set"] == "adversarial"} >= {"grid", "every pixel"}
+    assert report["methods"] and all(row["ratio"] for row in report["methods"])
+    assert "| realistic | 64 |" in completed.stdout
