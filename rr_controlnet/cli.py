@@ -126,7 +126,7 @@ def generation_options(command: Callable) -> Callable:
         click.option("--threads", type=click.IntRange(1), default=None,
                      help="CPU threads for torch [default: torch's choice]; CPU results depend on it."),
         click.option("--progress/--no-progress", default=None,
-                     help="Progress bars on stderr [default: when stderr is a terminal]."),
+                     help="Progress bars on stderr, downloads' included [default: when stderr is a terminal]."),
         click.option("--spawn", is_flag=True, help="Start a Rerun viewer and stream into it live."),
         click.option("--connect", "connect_url", is_flag=False, flag_value=DEFAULT_GRPC_URL, default=None,
                      metavar="[URL]", help=f"Stream live to a running viewer [URL default: {DEFAULT_GRPC_URL}]."),
@@ -244,7 +244,13 @@ def _batch_options(out_dir: Path, shard: Any, flags: dict[str, Any]) -> BatchOpt
         shard=shard,
         offload=flags["offload"],
         compile_models=flags["compile_models"],
+        download_bars=_shows_bars(flags["progress"]),
     )
+
+
+def _shows_bars(progress: bool | None) -> bool:
+    """--progress/--no-progress as given, or else bars when stderr is a terminal."""
+    return sys.stderr.isatty() if progress is None else progress
 
 
 def _live_viewing(flags: dict[str, Any], viewer_by_default: bool) -> LiveViewing | None:
@@ -271,7 +277,7 @@ def _generate(manifest: Manifest, options: BatchOptions, flags: dict[str, Any], 
 
     limit_malloc_arenas()  # before the model libraries start their threads
     live = _live_viewing(flags, viewer_by_default)
-    bars = sys.stderr.isatty() if flags["progress"] is None else flags["progress"]
+    bars = _shows_bars(flags["progress"])
     stop = StopRequest()
     with stop_on_signals(stop, lambda message: click.echo(message, err=True)):
         try:
