@@ -363,20 +363,27 @@ def test_a_manifest_with_problems_is_not_fetched(hub: StandInHub, tmp_path: Path
     assert hub.requests == []
 
 
-def test_batch_says_what_it_downloads_before_loading_it(hub: StandInHub, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("dtype", "weights"), [("fp32", "full"), ("fp16", "fp16")])
+def test_batch_says_what_it_downloads_before_loading_it(
+    hub: StandInHub, tmp_path: Path, dtype: str, weights: str
+) -> None:
     tiny_manifest(tmp_path)  # the sample images
     manifest = controlnet_manifest(tmp_path, image="horse.png")
-    result = cli(hub_env(hub.url, tmp_path / "hf"), "batch", str(manifest), "--device", "cpu", "--threads", "1")
+    env = hub_env(hub.url, tmp_path / "hf")
+    result = cli(env, "batch", str(manifest), "--device", "cpu", "--dtype", dtype, "--threads", "1")
     assert result.returncode == 0, result.stderr
     lines = result.stderr.strip().splitlines()
     notice = next(index for index, line in enumerate(lines) if line.startswith("downloading "))
-    assert "example/tiny-sd15 (full weights, " in lines[notice]  # fp32 on the CPU: the full files
-    assert "example/tiny-sd15-controlnet (full weights, " in lines[notice]
+    assert f"example/tiny-sd15 ({weights} weights, " in lines[notice]
+    assert f"example/tiny-sd15-controlnet ({weights} weights, " in lines[notice]
     assert lines[notice + 1].startswith("downloaded example/tiny-sd15: ")
     assert lines[notice + 2].startswith("downloaded example/tiny-sd15-controlnet: ")
     assert lines[-1].startswith("1 done, 0 failed")
     assert (tmp_path / "hub-model-output" / "horse.png").is_file()
-    assert not any(".fp16." in path for path in hub.file_gets())
+    # The model loaded from what was downloaded for it, and nothing else came.
+    fetched_weights = hub.file_gets(".safetensors")
+    assert len(fetched_weights) == 4  # unet, text encoder, VAE, ControlNet
+    assert all((".fp16." in path) == (dtype == "fp16") for path in fetched_weights)
 
 
 def test_a_batch_through_the_api_leaves_the_hubs_bars_as_it_found_them(tmp_path: Path) -> None:
