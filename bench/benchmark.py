@@ -599,9 +599,8 @@ def _load_average() -> list[float]:
 
 def load_bench_model(config: BenchConfig, log: Callable[[str], None]) -> tuple[Any, float]:
     """The model the benchmark measures, loaded as a batch loads it; and the seconds loading took."""
-    from rr_controlnet.loading import load_model, quiet_library_logging, resolve_runtime
+    from rr_controlnet.loading import load_model, resolve_runtime
 
-    quiet_library_logging()
     runtime = resolve_runtime(config.device, config.dtype)
     log(f"loading {config.model} on {runtime.device} ({runtime.dtype_name}) ...")
     started = time.perf_counter()
@@ -645,10 +644,13 @@ def measure_ways(
 def run_benchmark(config: BenchConfig, out_dir: Path, log: Callable[[str], None]) -> BenchReport:
     import torch
 
+    from rr_controlnet.loading import quiet_library_logging
+
     if config.threads:
         torch.set_num_threads(config.threads)
-    model, load_seconds = load_bench_model(config, log)
-    return measure_ways(config, model, load_seconds, out_dir, log)
+    with quiet_library_logging():  # the libraries' advisory chatter stays out of the measured output
+        model, load_seconds = load_bench_model(config, log)
+        return measure_ways(config, model, load_seconds, out_dir, log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

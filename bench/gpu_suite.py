@@ -537,12 +537,12 @@ def run_suite(config: SuiteConfig, out_dir: Path, log: Callable[[str], None]) ->
 
     from rr_controlnet.loading import quiet_library_logging
 
-    quiet_library_logging()
     threads = torch.get_num_threads()
     try:
         if config.threads:
             torch.set_num_threads(config.threads)
-        return _run_sections(config, out_dir, log)
+        with quiet_library_logging():
+            return _run_sections(config, out_dir, log)
     finally:
         torch.set_num_threads(threads)
 

@@ -8,20 +8,28 @@
     print(report.summary.counts())  # {'done': 4, 'failed': 0, 'pending': 0}
 
 Errors are rr_controlnet.errors types: ManifestError (every problem, located), OutputFolderError,
-ModelLoadError, DeviceError, OutputWriteError, UsageError; per-item failures are outcomes, not errors.
+ModelLoadError (WeightsUnavailable: offline or the hub out of reach), DeviceError, OutputWriteError,
+UsageError; per-item failures are outcomes, not errors.
+
+Model weights before a run (`rr-controlnet fetch`, `rr-controlnet models`):
+
+    fetch_models(["sdxl"])                            # into the Hugging Face cache, with the hub's bars
+    print(models_table(model_statuses(["sdxl", "manifests/example.yaml"])))
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from rr_controlnet import hub
 from rr_controlnet.adherence import Adherence, EdgeScores, image_adherence
 from rr_controlnet.batch import BatchOptions, BatchReport, run_batch, summarize_outputs
 from rr_controlnet.compare import Comparison, Thresholds, compare_folders
-from rr_controlnet.errors import UsageError
+from rr_controlnet.errors import UsageError, WeightsUnavailable
+from rr_controlnet.hub import ComponentStatus, DownloadDisplay, FetchOutcome, cache_folders, models_table
 from rr_controlnet.journal import read_outcomes
 from rr_controlnet.manifest import load_manifest, parse_manifest
 from rr_controlnet.original import original_manifest
@@ -37,7 +45,9 @@ __all__ = [
     "BatchReport",
     "BatchSummary",
     "Comparison",
+    "ComponentStatus",
     "EdgeScores",
+    "FetchOutcome",
     "GenerationParams",
     "GroupRunner",
     "Item",
@@ -53,10 +63,14 @@ __all__ = [
     "StopRequest",
     "Thresholds",
     "adherence",
+    "cache_folders",
     "compare_folders",
     "default_out_dir",
+    "fetch_models",
     "generate_and_record",
     "load_manifest",
+    "model_statuses",
+    "models_table",
     "original_manifest",
     "parse_manifest",
     "plan_items",
@@ -145,3 +159,61 @@ def adherence(output: Any, control: Any, low: int = 100, high: int = 200, resize
     F1 and the edge maps' SSIM; raises UsageError naming a wrong argument.
     """
     return image_adherence(output, control, low, high, resize)
+
+
+def fetch_models(
+    targets: Sequence[str],
+    dtype: str = "auto",
+    bars: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[FetchOutcome]:
+    """Get onto this machine what the presets or manifests `targets` load, as `rr-controlnet fetch` does: their
+    hub repos' files for runs in `dtype` into the Hugging Face cache (fp16 files where published, for fp16),
+    the tiny presets built into their folder; nothing else. `bars`: the hub's download bars (None: on a
+    terminal); `log` hears a notice before downloading and a line per repo and per model.
+
+    Raises ManifestError for a manifest with problems, UsageError for a target that is neither,
+    ModelLoadError (WeightsUnavailable when offline or the hub is out of reach) naming every missing repo.
+    """
+    named = _models_named(targets)
+    try:
+        return hub.fetch_models(named, _dtype_name(dtype), DownloadDisplay(bars, log))
+    except WeightsUnavailable as exc:
+        raise WeightsUnavailable(
+            exc.reason,
+            exc.missing,
+            "Fetch where the hub can be reached (HF_HUB_OFFLINE unset), then copy the Hugging Face cache here "
+            "(or set HF_HOME to it)",
+        ) from None
+
+
+def model_statuses(targets: Sequence[str] = (), dtype: str = "auto") -> list[ComponentStatus]:
+    """Each component of the presets or manifests `targets` (every preset when none) as this machine holds it
+    for runs in `dtype`: repo or path, the weights that would load, whether it is cached and its size."""
+    from rr_controlnet.presets import PRESETS
+
+    return hub.model_statuses(_models_named(targets or list(PRESETS)), _dtype_name(dtype))
+
+
+def _models_named(targets: Sequence[str]) -> list[tuple[str, ModelSpec]]:
+    """Each target with the model it names: a preset, or a manifest's model (read without its images)."""
+    from rr_controlnet.presets import PRESETS, model_spec_from_preset
+
+    named = []
+    for target in targets:
+        if target in PRESETS:
+            named.append((target, model_spec_from_preset(target)))
+        elif Path(target).is_file():
+            named.append((target, load_manifest(target, check_images=False).model))
+        else:
+            raise UsageError(f"{target!r} is neither a model preset ({', '.join(PRESETS)}) nor a manifest file")
+    return named
+
+
+def _dtype_name(dtype: str) -> str:
+    """ "auto" as a batch on this machine resolves it (fp16 with CUDA, fp32 without); other names as they are."""
+    if dtype != "auto":
+        return dtype
+    from rr_controlnet.loading import resolve_runtime
+
+    return resolve_runtime("auto", "auto").dtype_name

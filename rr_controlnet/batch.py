@@ -68,6 +68,7 @@ class BatchOptions:
     adherence: bool = True  # score each output's edges against its control map
     offload: bool = False  # model CPU offload, for GPUs too small to hold every model
     compile_models: bool = False  # torch.compile the UNet and ControlNet (CUDA)
+    download_bars: bool | None = None  # huggingface_hub's bars for weights downloaded first; None: on a terminal
 
     def __post_init__(self) -> None:
         """Checked on construction, with the command line's rules: UsageError naming every wrong field."""
@@ -90,6 +91,8 @@ class BatchOptions:
             for name in flags
             if not isinstance(getattr(self, name), bool)
         ]
+        if self.download_bars not in (None, True, False):
+            problems.append(f"BatchOptions.download_bars must be True, False or None, got {self.download_bars!r}")
         if self.shard is not None and not isinstance(self.shard, Shard):
             problems.append(f"BatchOptions.shard must be a Shard (distributed.parse_shard('I/N')), got {self.shard!r}")
         if problems:
@@ -150,8 +153,9 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
 def _run_locked(
     manifest: Manifest, options: BatchOptions, stop: StopRequest, progress: Progress, log: Callable[[str], None]
 ) -> BatchReport:
+    from rr_controlnet.hub import DownloadDisplay
     from rr_controlnet.layout import batch_properties, run_recording_id
-    from rr_controlnet.loading import load_model, load_preview_decoder, resolve_runtime
+    from rr_controlnet.loading import load_model, load_preview_decoder, quiet_library_logging, resolve_runtime
     from rr_controlnet.record import save_batch_blueprint
 
     out_dir, shard = Path(options.out_dir), options.shard
@@ -198,57 +202,62 @@ def _run_locked(
 
     if has_random_weights(manifest.model):
         log(f"note: model {manifest.model.name!r} has random weights: it makes noise, not pictures")
-    model = load_model(
-        manifest.model,
-        runtime,
-        manifest.scheduler,
-        options.allow_unsafe_weights,
-        options.offload,
-        options.compile_models,
-    )
-    preview_decoder = None
-    if options.preview == "taesd":
-        preview_decoder = load_preview_decoder(manifest.model, runtime, options.allow_unsafe_weights)
-    # Only now, with the models loaded, does this run change the folder's contents: a model that
-    # cannot be loaded leaves an earlier run's summary as it was.
-    start_outputs()
-    recording_options = RecordingOptions(
-        options.preview,
-        options.latent_every,
-        options.save_recordings,
-        options.live_url,
-        options.mirror,
-        options.adherence,
-    )
-    runner = GroupRunner(
-        model,
-        out_dir,
-        state.summary.recording_id,
-        all_ids,
-        recording_options,
-        stop,
-        log,
-        preview_decoder,
-        on_outcome=state.record,
-        properties=batch_properties(manifest.path, out_dir, time.time_ns()),
-        sweeps=sweeps,
-    )
-    progress.start(len(to_run))
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish") as finisher:
-            runner.finisher = finisher  # encoding and writing a finished item overlaps the next item
-            for group in runner.prepared_groups(to_run, options.batch_size):
-                if isinstance(group, ItemOutcome):
-                    state.record(group)
-                    progress.finish_items(1)
-                    continue
-                if stop.requested:
-                    break
-                for outcome in runner.run_group(group, progress):
-                    state.record(outcome)
-    finally:
-        runner.close()
-        progress.close()
+    # The libraries' advisory chatter stays off the terminal while models load and generate; downloads
+    # of missing weights say what comes, with the hub's bars as options.download_bars says.
+    downloads = DownloadDisplay(options.download_bars, log)
+    with quiet_library_logging():
+        model = load_model(
+            manifest.model,
+            runtime,
+            manifest.scheduler,
+            options.allow_unsafe_weights,
+            options.offload,
+            options.compile_models,
+            downloads,
+        )
+        preview_decoder = None
+        if options.preview == "taesd":
+            preview_decoder = load_preview_decoder(manifest.model, runtime, options.allow_unsafe_weights, downloads)
+        # Only now, with the models loaded, does this run change the folder's contents: a model that
+        # cannot be loaded leaves an earlier run's summary as it was.
+        start_outputs()
+        recording_options = RecordingOptions(
+            options.preview,
+            options.latent_every,
+            options.save_recordings,
+            options.live_url,
+            options.mirror,
+            options.adherence,
+        )
+        runner = GroupRunner(
+            model,
+            out_dir,
+            state.summary.recording_id,
+            all_ids,
+            recording_options,
+            stop,
+            log,
+            preview_decoder,
+            on_outcome=state.record,
+            properties=batch_properties(manifest.path, out_dir, time.time_ns()),
+            sweeps=sweeps,
+        )
+        progress.start(len(to_run))
+        try:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish") as finisher:
+                runner.finisher = finisher  # encoding and writing a finished item overlaps the next item
+                for group in runner.prepared_groups(to_run, options.batch_size):
+                    if isinstance(group, ItemOutcome):
+                        state.record(group)
+                        progress.finish_items(1)
+                        continue
+                    if stop.requested:
+                        break
+                    for outcome in runner.run_group(group, progress):
+                        state.record(outcome)
+        finally:
+            runner.close()
+            progress.close()
     return _finish(state, report, options, log)
 
 

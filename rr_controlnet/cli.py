@@ -43,6 +43,8 @@ Examples:
   rr-controlnet run --img-path photo.jpg --prompt "a castle at dusk"
   rr-controlnet view manifests/example-output/
   rr-controlnet compare accepted-output/ manifests/example-output/
+  rr-controlnet fetch sdxl            # the weights, into the Hugging Face cache, before a batch
+  rr-controlnet models                # what each model loads, and what the cache holds
 """
 
 
@@ -72,9 +74,9 @@ def _load_or_fail(manifest_path: Path, overrides: Overrides, max_items: int = DE
         raise _manifest_failure(exc, str(manifest_path)) from None
 
 
-def _manifest_failure(exc: ManifestError, source: str) -> UsageFailure:
+def _manifest_failure(exc: ManifestError, source: str, outcome: str = "nothing was generated") -> UsageFailure:
     count = len(exc.problems)
-    return UsageFailure(f"{exc}\n{count} problem{'s' if count != 1 else ''} in {source}; nothing was generated")
+    return UsageFailure(f"{exc}\n{count} problem{'s' if count != 1 else ''} in {source}; {outcome}")
 
 
 def summary_to_option(document: str) -> Callable:
@@ -132,7 +134,7 @@ def generation_options(command: Callable) -> Callable:
         click.option("--threads", type=_run_option_range("threads"), default=None,
                      help="CPU threads for torch [default: torch's choice]; CPU results depend on it."),
         click.option("--progress/--no-progress", default=None,
-                     help="Progress bars on stderr [default: when stderr is a terminal]."),
+                     help="Progress bars on stderr, downloads' included [default: when stderr is a terminal]."),
         click.option("--spawn", is_flag=True, help="Start a Rerun viewer and stream into it live."),
         click.option("--connect", "connect_url", is_flag=False, flag_value=DEFAULT_GRPC_URL, default=None,
                      metavar="[URL]", help=f"Stream live to a running viewer [URL default: {DEFAULT_GRPC_URL}]."),
@@ -250,7 +252,13 @@ def _batch_options(out_dir: Path, shard: Any, flags: dict[str, Any]) -> BatchOpt
         shard=shard,
         offload=flags["offload"],
         compile_models=flags["compile_models"],
+        download_bars=_shows_bars(flags["progress"]),
     )
+
+
+def _shows_bars(progress: bool | None) -> bool:
+    """--progress/--no-progress as given, or else bars when stderr is a terminal."""
+    return sys.stderr.isatty() if progress is None else progress
 
 
 def _live_viewing(flags: dict[str, Any], viewer_by_default: bool) -> LiveViewing | None:
@@ -277,7 +285,7 @@ def _generate(manifest: Manifest, options: BatchOptions, flags: dict[str, Any], 
 
     limit_malloc_arenas()  # before the model libraries start their threads
     live = _live_viewing(flags, viewer_by_default)
-    bars = sys.stderr.isatty() if flags["progress"] is None else flags["progress"]
+    bars = _shows_bars(flags["progress"])
     stop = StopRequest()
     with stop_on_signals(stop, lambda message: click.echo(message, err=True)):
         try:
@@ -411,6 +419,65 @@ def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance
         _log(f"baseline updated: {baseline} is now a copy of {new}")
         sys.exit(EXIT_OK)
     sys.exit(EXIT_OK if comparison.passed else EXIT_ITEMS_FAILED)
+
+
+weights_dtype_option = click.option(
+    "--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
+    help="For runs in this dtype: fp16 reads fp16 weight files where a repo publishes them, the others the full "
+         "ones [auto: fp16 where CUDA is available, fp32 elsewhere, as batch decides].",
+)  # fmt: skip
+
+
+@cli.command()
+@click.argument("targets", metavar="[MODEL|MANIFEST]...", nargs=-1)
+@weights_dtype_option
+@click.option("--json", "as_json", is_flag=True, help="Print the rows and the cache folders as JSON.")
+def models(targets: tuple[str, ...], dtype: str, as_json: bool) -> None:
+    """What each model loads and what this machine holds of it: every preset, or the given presets and
+    manifests' models. A row per component: its repo or path, the weights that would load, whether the cache
+    holds them and their size (or what fetching would download); then the cache folders."""
+    import json
+    from dataclasses import asdict
+
+    from rr_controlnet.api import cache_folders, model_statuses, models_table
+
+    rows = _about_models(lambda: model_statuses(targets, dtype))
+    folders = cache_folders()
+    if as_json:
+        click.echo(json.dumps({"components": [asdict(row) for row in rows], "caches": folders}, indent=2))
+        return
+    click.echo(models_table(rows))
+    click.echo("")
+    for name, folder in folders.items():
+        click.echo(f"{name}={folder}")
+
+
+@cli.command()
+@click.argument("targets", metavar="MODEL|MANIFEST...", nargs=-1, required=True)
+@weights_dtype_option
+@click.option("--progress/--no-progress", default=None,
+              help="The hub's download bars on stderr [default: when stderr is a terminal].")  # fmt: skip
+def fetch(targets: tuple[str, ...], dtype: str, progress: bool | None) -> None:
+    """Download what the given presets or manifests load into the Hugging Face cache, and nothing else.
+
+    fp16 weight files where a repo publishes them (for fp16 runs), safetensors only; tiny presets are built
+    into their folder. Already cached: says so. Offline or without the hub in reach: exit 2, naming every
+    missing repo. For CI, cache ~/.cache/huggingface and ~/.cache/rr-controlnet and run this before batch.
+    """
+    from rr_controlnet.api import fetch_models
+
+    _about_models(lambda: fetch_models(targets, dtype, _shows_bars(progress), _log), "nothing was fetched")
+
+
+def _about_models(call: Callable[[], Any], outcome: str = "nothing was listed") -> Any:
+    """Run a models or fetch call; its errors become one message each and exit 2."""
+    try:
+        return call()
+    except ManifestError as exc:
+        source = exc.problems[0].file if exc.problems else "the manifest"
+        raise _manifest_failure(exc, source, outcome) from None
+    except RrControlnetError as exc:
+        raise UsageFailure(f"error: {exc}") from None
 
 
 @cli.command()

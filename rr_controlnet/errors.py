@@ -49,6 +49,16 @@ class ModelLoadError(RrControlnetError):
     """A model could not be loaded (missing weights, unsafe format, wrong folder)."""
 
 
+class WeightsUnavailable(ModelLoadError):
+    """Hub weights neither in the cache nor downloadable from here: offline, or the hub out of reach."""
+
+    def __init__(self, reason: str, missing: list[tuple[str, str]], advice: str = ""):
+        self.reason = reason
+        self.missing = list(missing)  # (label, repo id) of each missing repo
+        names = ", ".join(f"{label} {repo!r}" for label, repo in self.missing)
+        super().__init__(f"not available on this machine ({reason}): {names}" + (f". {advice}" if advice else ""))
+
+
 class DeviceError(RrControlnetError):
     """The requested device or dtype is not usable on this machine."""
 

@@ -394,7 +394,7 @@ def test_validate_and_help_import_neither_torch_nor_diffusers(folder: Path) -> N
     code = (
         "import sys\n"
         "from rr_controlnet.cli import cli\n"
-        "for args in (['--help'], ['batch', '--help'], ['validate', sys.argv[1]]):\n"
+        "for args in (['--help'], ['batch', '--help'], ['fetch', '--help'], ['models', '--help'], ['validate', sys.argv[1]]):\n"
         "    try:\n"
         "        cli.main(args, standalone_mode=False)\n"
         "    except SystemExit:\n"
