@@ -615,14 +615,14 @@ def measure_ways(
 ) -> BenchReport:
     """The three ways over the config's items with a loaded model, interleaved, medians over the repeats."""
     from rr_controlnet.layout import run_recording_id
-    from rr_controlnet.runner import GroupRunner, RecordingOptions
+    from rr_controlnet.record import RecordingOptions
+    from rr_controlnet.runner import GroupRunner
 
     load_start = _load_average()
     manifest = bench_manifest(config)
     recordings = out_dir / WAYS[1]
-    ids = [item.id for item in manifest.items]
     options = RecordingOptions(**RECORDING, adherence=config.adherence)
-    runner = GroupRunner(model, recordings, run_recording_id(recordings), ids, options)
+    runner = GroupRunner(model, recordings, run_recording_id(recordings), manifest.items, options)
     try:
         items = prepare_items(runner, manifest, model.runtime.dtype_name)
         ways = [BareWay(model), RrControlnetWay(runner), OriginalWay(model)]

@@ -230,12 +230,15 @@ class Suite:
         """The batch's runner for `model`, recording as a batch does into a folder of its own; closed when
         the section is done."""
         from rr_controlnet.layout import run_recording_id
-        from rr_controlnet.runner import GroupRunner, RecordingOptions
+        from rr_controlnet.record import RecordingOptions
+        from rr_controlnet.runner import GroupRunner
 
         folder = self.scratch / _slug(name)
-        ids = [item.id for item in bench_manifest(self.models.bench_config(role, items=items)).items]
+        items_laid_out = bench_manifest(self.models.bench_config(role, items=items)).items
         options = RecordingOptions(**{**RECORDING, "preview": preview}, adherence=self.config.adherence)
-        runner = GroupRunner(model, folder, run_recording_id(folder), ids, options, preview_decoder=preview_decoder)
+        runner = GroupRunner(
+            model, folder, run_recording_id(folder), items_laid_out, options, preview_decoder=preview_decoder
+        )
         self._runners.callback(runner.close)
         return runner
 

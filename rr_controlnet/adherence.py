@@ -26,7 +26,7 @@ scikit-image and SciPy are imported inside the functions: `--help` and `validate
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
@@ -70,13 +70,32 @@ class Adherence:
     matching: str = ONE_TO_ONE  # how the tolerant scores were found: ONE_TO_ONE or UPPER_BOUND
 
     def as_dict(self) -> dict[str, Any]:
-        return {key: _rounded(value) for key, value in asdict(self).items()}
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> Adherence:
+        """From summary.json's `adherence` (as_dict's); raises KeyError, TypeError or ValueError otherwise."""
+        return cls(
+            strict=EdgeScores(**document["strict"]),
+            tolerant=EdgeScores(**document["tolerant"]),
+            tolerance_px=float(document["tolerance_px"]),
+            ssim=float(document["ssim"]),
+            control_edges=int(document["control_edges"]),
+            output_edges=int(document["output_edges"]),
+            matching=str(document.get("matching", ONE_TO_ONE)),
+        )
+
+    def scalars(self) -> dict[str, float]:
+        """The scores recorded as scalars: f1, precision, recall (strict, then _tolerant), ssim."""
+        scores = {}
+        for kind, suffix in ((self.strict, ""), (self.tolerant, "_tolerant")):
+            scores |= {f"f1{suffix}": kind.f1, f"precision{suffix}": kind.precision, f"recall{suffix}": kind.recall}
+        return {**scores, "ssim": self.ssim}
 
 
-def _rounded(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _rounded(inner) for key, inner in value.items()}
-    return round(value, 6) if isinstance(value, float) else value
+def _rounded(scores: EdgeScores) -> EdgeScores:
+    """Scores to 6 decimals: what summary.json, the recording and every report then show alike."""
+    return EdgeScores(round(scores.precision, 6), round(scores.recall, 6), round(scores.f1, 6))
 
 
 def control_adherence(
@@ -100,10 +119,10 @@ def control_adherence(
     )
     checkpoint()
     adherence = Adherence(
-        strict=strict_scores(control, output),
-        tolerant=tolerant,
-        tolerance_px=tolerance,
-        ssim=edge_ssim(control, output),
+        strict=_rounded(strict_scores(control, output)),
+        tolerant=_rounded(tolerant),
+        tolerance_px=round(tolerance, 6),
+        ssim=round(edge_ssim(control, output), 6),
         control_edges=len(control_points),
         output_edges=len(output_points),
         matching=method,

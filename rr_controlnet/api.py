@@ -7,44 +7,77 @@
     report = run_manifest(manifest, BatchOptions(out_dir=Path("out")))
     print(report.summary.counts())  # {'done': 4, 'failed': 0, 'pending': 0}
 
+- a manifest: load_manifest, parse_manifest, validate_manifest (outputs checked too), manifest_schema;
+- a batch: run_manifest (ranks and live viewers), run_batch, BatchOptions, RecordingOptions, Overrides,
+  StopRequest (stop_on_signals sets it), ProgressBars, parse_shard; generate_and_record with a model you
+  loaded (loading.load_model), without the folder's bookkeeping;
+- its results: read_summary, read_outcomes, summarize_outputs (merge shards), viewer_command;
+- against a baseline: compare_folders, compare_runs (the report, and accepting the run);
+- scoring your own outputs: adherence;
+- model weights: fetch_models, model_statuses, models_table, cache_folders.
+
 Errors are rr_controlnet.errors types: ManifestError (every problem, located), OutputFolderError,
 ModelLoadError (WeightsUnavailable: offline or the hub out of reach), DeviceError, OutputWriteError,
 UsageError; per-item failures are outcomes, not errors.
-
-Model weights before a run (`rr-controlnet fetch`, `rr-controlnet models`):
-
-    fetch_models(["sdxl"])                            # into the Hugging Face cache, with the hub's bars
-    print(models_table(model_statuses(["sdxl", "manifests/example.yaml"])))
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from rr_controlnet import hub
+from rr_controlnet import __version__, hub
 from rr_controlnet.adherence import Adherence, EdgeScores, image_adherence
-from rr_controlnet.batch import BatchOptions, BatchReport, run_batch, summarize_outputs
-from rr_controlnet.compare import Comparison, Thresholds, compare_folders
-from rr_controlnet.errors import UsageError, WeightsUnavailable
+from rr_controlnet.batch import BatchOptions, BatchReport, run_batch
+from rr_controlnet.compare import (
+    MAX_COSINE_DISTANCE,
+    MAX_MEAN_DIFFERENCE,
+    CompareError,
+    Comparison,
+    Thresholds,
+    compare_folders,
+)
+from rr_controlnet.distributed import Shard, parse_shard
+from rr_controlnet.errors import ManifestError, UsageError, WeightsUnavailable
+from rr_controlnet.fields import DEVICES, DTYPES, PREVIEW_MODES, RunOptions
 from rr_controlnet.hub import ComponentStatus, DownloadDisplay, FetchOutcome, cache_folders, models_table
-from rr_controlnet.journal import read_outcomes
 from rr_controlnet.manifest import load_manifest, parse_manifest
-from rr_controlnet.original import original_manifest
-from rr_controlnet.outputs import BatchSummary, ItemOutcome, default_out_dir
+from rr_controlnet.original import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT, original_manifest
+from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder, default_out_dir
 from rr_controlnet.plan import plan_items
+from rr_controlnet.presets import PRESETS
 from rr_controlnet.progress import NoProgress, Progress, ProgressBars
-from rr_controlnet.runner import GroupRunner, RecordingOptions, generate_and_record
+from rr_controlnet.record import RecordingOptions
+from rr_controlnet.review import summarize_outputs
+from rr_controlnet.runner import GroupRunner, generate_and_record
+from rr_controlnet.signals import EXIT_CODES_BY_SIGNAL, stop_on_signals
 from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec, Overrides, StopRequest
+from rr_controlnet.sweeps import DEFAULT_MAX_ITEMS
+from rr_controlnet.viewer import DEFAULT_GRPC_URL, viewer_command
+
+PRESET_NAMES: Final = tuple(PRESETS)
 
 __all__ = [
+    "DEFAULT_GRPC_URL",
+    "DEFAULT_MAX_ITEMS",
+    "DEVICES",
+    "DTYPES",
+    "EXIT_CODES_BY_SIGNAL",
+    "MAX_COSINE_DISTANCE",
+    "MAX_MEAN_DIFFERENCE",
+    "ORIGINAL_NEGATIVE_PROMPT",
+    "ORIGINAL_PROMPT",
+    "PRESET_NAMES",
+    "PREVIEW_MODES",
     "Adherence",
     "BatchOptions",
     "BatchReport",
     "BatchSummary",
+    "CompareError",
     "Comparison",
+    "ComparisonReport",
     "ComponentStatus",
     "EdgeScores",
     "FetchOutcome",
@@ -56,35 +89,47 @@ __all__ = [
     "Manifest",
     "ModelSpec",
     "NoProgress",
+    "OutputFolder",
     "Overrides",
     "Progress",
     "ProgressBars",
     "RecordingOptions",
+    "Shard",
     "StopRequest",
     "Thresholds",
+    "__version__",
     "adherence",
     "cache_folders",
     "compare_folders",
+    "compare_runs",
     "default_out_dir",
     "fetch_models",
     "generate_and_record",
+    "limit_malloc_arenas",
     "load_manifest",
+    "manifest_schema",
     "model_statuses",
     "models_table",
     "original_manifest",
     "parse_manifest",
+    "parse_shard",
     "plan_items",
     "read_outcomes",
+    "read_summary",
     "run_batch",
     "run_manifest",
+    "run_option_range",
+    "stop_on_signals",
     "summarize_outputs",
+    "validate_manifest",
+    "viewer_command",
 ]
 
 
 @dataclass(frozen=True)
 class LiveViewing:
     """Stream every item live as it is generated: "spawn" a viewer, "connect" to one at `url`, or
-    "serve-web" the web viewer. The files are written as well unless BatchOptions.save_recordings is off."""
+    "serve-web" the web viewer. The files are written as well unless options.recording.save is off."""
 
     mode: str
     url: str | None = None
@@ -116,9 +161,9 @@ def run_manifest(
         if options.shard is not None:
             raise UsageError("--shard cannot be combined with a launcher's ranks (RANK/WORLD_SIZE)")
         options = replace(options, shard=process.shard, device=device_for(process, options.device))
-    if not options.save_recordings and live is None:
+    if not options.recording.save and live is None:
         raise UsageError("writing no recordings needs a live viewer (--spawn, --connect or --serve-web)")
-    viewer: Any = None
+    viewer = None
     if live is not None:
         viewer = start_live_viewer(
             live.mode == "spawn",
@@ -127,7 +172,7 @@ def run_manifest(
             manifest,
             options.out_dir,
         )
-        options = replace(options, live_url=viewer.url)
+        options = replace(options, recording=replace(options.recording, live_url=viewer.url))
         if log is not None:
             log(viewer.description)
     if process is None:
@@ -217,3 +262,97 @@ def _dtype_name(dtype: str) -> str:
     from rr_controlnet.loading import resolve_runtime
 
     return resolve_runtime("auto", "auto").dtype_name
+
+
+def limit_malloc_arenas() -> bool:
+    """Cap glibc's malloc arenas for a batch process (memory that fragments across threads otherwise); call
+    it before the model libraries start their threads. True where the setting took."""
+    from rr_controlnet import memory
+
+    return memory.limit_malloc_arenas()
+
+
+# --- a manifest, before anything runs ------------------------------------------------------------
+
+
+def validate_manifest(
+    path: str | Path,
+    overrides: Overrides | None = None,
+    out_dir: str | Path | None = None,
+    max_items: int = DEFAULT_MAX_ITEMS,
+) -> Manifest:
+    """The manifest, checked as `rr-controlnet validate` does: every field, sweep and image file, and that
+    no output would land on an input image in `out_dir` (default: beside the manifest). Raises
+    ManifestError listing every problem; loads no model."""
+    manifest = load_manifest(path, overrides, max_items=max_items)
+    collisions = OutputFolder(out_dir or default_out_dir(Path(path))).collisions(manifest.items, str(path))
+    if collisions:
+        raise ManifestError(collisions)
+    return manifest
+
+
+def manifest_schema() -> str:
+    """The manifest's JSON Schema, as text (`rr-controlnet schema`)."""
+    from rr_controlnet.schema import schema_text
+
+    return schema_text()
+
+
+def run_option_range(name: str) -> tuple[int | None, int | None]:
+    """The (lowest, highest) value a numeric run option takes (latent_every, batch_size, threads)."""
+    bounds = {type(item).__name__: item for item in RunOptions.model_fields[name].metadata}
+    return getattr(bounds.get("Ge"), "ge", None), getattr(bounds.get("Le"), "le", None)
+
+
+# --- what a run left ------------------------------------------------------------------------------
+
+
+def read_summary(out_dir: str | Path) -> BatchSummary:
+    """The batch an output folder records, merged across shards and journals, every item in manifest
+    order. Raises OutputFolderError when the folder holds none of this tool's records."""
+    return OutputFolder(out_dir).read()
+
+
+def read_outcomes(out_dir: str | Path) -> dict[str, ItemOutcome]:
+    """The newest outcome of every item an output folder records, by id."""
+    return OutputFolder(out_dir).outcomes()
+
+
+# --- against a baseline ---------------------------------------------------------------------------
+
+
+@dataclass
+class ComparisonReport:
+    comparison: Comparison
+    written: list[Path] = field(default_factory=list)  # compare.json, compare.md, compare.rrd
+    baseline_updated: bool = False
+
+
+def compare_runs(
+    baseline: str | Path,
+    new: str | Path,
+    thresholds: Thresholds | None = None,
+    out_dir: str | Path | None = None,
+    summary_to: str | Path | None = None,
+    update_baseline: bool = False,
+) -> ComparisonReport:
+    """`rr-controlnet compare`: compare NEW with BASELINE, write the report into `out_dir` (default
+    NEW/compare), append compare.md to `summary_to`, and with `update_baseline` accept the run (BASELINE
+    becomes a copy of NEW; a missing or empty BASELINE becomes the first). Raises CompareError for folders
+    that cannot be compared or updated, OutputWriteError for a report that cannot be written."""
+    from rr_controlnet.compare_report import check_baseline_update, comparison_markdown, write_comparison
+    from rr_controlnet.compare_report import update_baseline as accept
+    from rr_controlnet.markdown import append_summary
+
+    new = Path(new)
+    report_dir = Path(out_dir) if out_dir is not None else new / "compare"
+    if update_baseline:
+        check_baseline_update(new, Path(baseline))
+    comparison = compare_folders(Path(baseline), new, thresholds or Thresholds(), first_baseline=update_baseline)
+    report = ComparisonReport(comparison, write_comparison(comparison, report_dir))
+    if summary_to is not None:
+        append_summary(comparison_markdown(comparison), Path(summary_to))
+    if update_baseline:
+        accept(new, Path(baseline), keep=[report_dir])
+        report.baseline_updated = True
+    return report

@@ -1,10 +1,18 @@
-"""A batch: check and lock the output folder, plan, load the model, run every group, keep the summary true.
+"""A batch, in six stages: check, plan, load, start, run, finish.
 
     report = run_batch(load_manifest("manifests/example.yaml"), BatchOptions(out_dir=Path("out")))
 
-Each finished item is complete on disk (verified .rrd and .png) and in the journal before it counts,
-so an interrupted, killed or full-disk batch loses only the items in flight, and a rerun into the
-same folder picks up where it stopped.
+1. check: no output may land on an input image; the output folder is made, proved writable and locked
+   for this run (or this shard) before anything loads;
+2. plan: every item fingerprinted; items whose files are intact and up to date are skipped;
+3. load: the model (and a preview decoder), downloading missing weights with visible progress;
+4. start: summary.json with this run's plan, and the batch's blueprint: only now does the folder change;
+5. run: each group of items prepared, generated, recorded and finished; every finished item is complete
+   on disk (verified .rrd and .png) and in the journal before it counts;
+6. finish: the final summary.json, and for a whole batch the review files.
+
+An interrupted, killed or full-disk batch loses only the items in flight, and a rerun into the same
+folder picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -17,75 +25,63 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from rr_controlnet.distributed import Shard
 from rr_controlnet.errors import ManifestError, OutputWriteError, UsageError
-from rr_controlnet.files import remove_stale_partials, write_atomic
-from rr_controlnet.folder_lock import held_shard_locks
-from rr_controlnet.journal import (
-    Journal,
-    SummaryWriter,
-    merge_shard_summaries,
-    read_outcomes,
-    shard_state_files,
-    write_summary,
-)
-from rr_controlnet.outputs import (
+from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
+from rr_controlnet.outputs.journal import Journal, SummaryWriter, write_summary
+from rr_controlnet.outputs.names import (
     BLUEPRINT_NAME,
     OVERVIEW_PAGE_PATTERN,
-    SUMMARY_MARKDOWN_NAME,
-    BatchSummary,
-    ItemOutcome,
     batch_file_names,
     item_file_names,
     journal_name,
-    output_collisions,
-    output_folder,
     summary_name,
 )
 from rr_controlnet.plan import PlannedItem, plan_items, split_up_to_date
 from rr_controlnet.progress import NoProgress, Progress
+from rr_controlnet.record import RecordingOptions
 from rr_controlnet.report import library_versions
 from rr_controlnet.spec import Manifest, StopRequest
+
+if TYPE_CHECKING:
+    from rr_controlnet.loading import LoadedModel, Runtime
+    from rr_controlnet.viewer import LiveViewer
 
 
 @dataclass(frozen=True)
 class BatchOptions:
+    """How a batch runs; checked on construction with the command line's rules (UsageError naming every
+    wrong field). Paths may be str or Path."""
+
     out_dir: Path
     device: str = "auto"
     dtype: str = "auto"
     force: bool = False
-    preview: str = "x0"
-    latent_every: int = 1
     batch_size: int = 1
     allow_unsafe_weights: bool = False
     threads: int | None = None  # torch CPU threads (CPU results depend on it); None leaves torch's choice
-    save_recordings: bool = True  # False: stream to a viewer only, write no .rrd
-    live_url: str | None = None  # a Rerun gRPC endpoint that receives every item live
-    mirror: Any = None  # record.Mirror: one more stream that receives every item (the importer's)
+    recording: RecordingOptions = field(default_factory=RecordingOptions)  # what is recorded and scored, where it goes
     summary_to: Path | None = None  # a file to append summary.md to, such as $GITHUB_STEP_SUMMARY
-    shard: Any = None  # distributed.Shard: generate only this shard's items
-    adherence: bool = True  # score each output's edges against its control map
+    shard: Shard | None = None  # generate only this shard's items
     offload: bool = False  # model CPU offload, for GPUs too small to hold every model
     compile_models: bool = False  # torch.compile the UNet and ControlNet (CUDA)
     download_bars: bool | None = None  # huggingface_hub's bars for weights downloaded first; None: on a terminal
 
     def __post_init__(self) -> None:
-        """Checked on construction, with the command line's rules: UsageError naming every wrong field."""
-        from rr_controlnet.distributed import Shard
         from rr_controlnet.field_checks import value_problems
         from rr_controlnet.fields import RunOptions
 
-        problems = value_problems(
-            RunOptions, {name: getattr(self, name) for name in RunOptions.model_fields}, "BatchOptions"
-        )
+        own = {name: getattr(self, name) for name in ("device", "dtype", "batch_size", "threads")}
+        problems = value_problems(RunOptions, own, "BatchOptions")
         for name in ("out_dir", "summary_to"):
             value = getattr(self, name)
             if isinstance(value, str) and value:
                 object.__setattr__(self, name, Path(value))
             elif not isinstance(value, Path) and not (value is None and name == "summary_to"):
                 problems.append(f"BatchOptions.{name} must be a path (str or Path), got {value!r}")
-        flags = ("force", "allow_unsafe_weights", "save_recordings", "adherence", "offload", "compile_models")
+        flags = ("force", "allow_unsafe_weights", "offload", "compile_models")
         problems += [
             f"BatchOptions.{name} must be True or False, got {getattr(self, name)!r}"
             for name in flags
@@ -93,6 +89,8 @@ class BatchOptions:
         ]
         if self.download_bars not in (None, True, False):
             problems.append(f"BatchOptions.download_bars must be True, False or None, got {self.download_bars!r}")
+        if not isinstance(self.recording, RecordingOptions):
+            problems.append(f"BatchOptions.recording must be a RecordingOptions, got {self.recording!r}")
         if self.shard is not None and not isinstance(self.shard, Shard):
             problems.append(f"BatchOptions.shard must be a Shard (distributed.parse_shard('I/N')), got {self.shard!r}")
         if problems:
@@ -105,8 +103,8 @@ class BatchReport:
     skipped: list[str] = field(default_factory=list)
     stopped_by: str | None = None  # the signal that stopped the batch
     stop_reason: str | None = None  # why the batch stopped itself (a full disk)
-    review_error: str | None = None  # why overview.png or summary.md could not be written
-    live: Any = None  # viewer.LiveViewer when the items were streamed live (api.run_manifest)
+    review_error: str | None = None  # why the review files could not be written
+    live: LiveViewer | None = None  # the viewer the items were streamed to live (api.run_manifest)
 
 
 def run_batch(
@@ -126,12 +124,30 @@ def run_batch(
     stop = stop or StopRequest()
     progress = progress or NoProgress()
     log = log or (lambda message: print(message, file=sys.stderr))
-    out_dir = Path(options.out_dir)
-    collisions = output_collisions(manifest.items, out_dir, str(manifest.path))
+    folder = OutputFolder(options.out_dir)
+    # 1. check
+    collisions = folder.collisions(manifest.items, str(manifest.path))
     if collisions:
         raise ManifestError(collisions)
-    with output_folder(out_dir, options.shard, log), _torch_threads(options.threads):
-        return _run_locked(manifest, options, stop, progress, log)
+    with folder.locked(options.shard, log), _torch_threads(options.threads):
+        from rr_controlnet.loading import quiet_library_logging, resolve_runtime
+
+        runtime = resolve_runtime(options.device, options.dtype)
+        # 2. plan
+        state, report, to_run = _plan(manifest, options, runtime, folder, stop, log)
+        if to_run and not stop.requested:
+            # The libraries' advisory chatter stays off the terminal while models load and generate.
+            with quiet_library_logging():
+                # 3. load
+                model, preview_decoder = _load(manifest, options, runtime, log)
+                # 4. start
+                _start(state, manifest, folder, options)
+                # 5. run
+                _run(state, manifest, options, model, preview_decoder, to_run, progress, log)
+        else:
+            _start(state, manifest, folder, options)
+        # 6. finish
+        return _finish(state, report, folder, options, log)
 
 
 @contextlib.contextmanager
@@ -150,115 +166,140 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _run_locked(
-    manifest: Manifest, options: BatchOptions, stop: StopRequest, progress: Progress, log: Callable[[str], None]
-) -> BatchReport:
-    from rr_controlnet.hub import DownloadDisplay
-    from rr_controlnet.layout import batch_properties, run_recording_id
-    from rr_controlnet.loading import load_model, load_preview_decoder, quiet_library_logging, resolve_runtime
-    from rr_controlnet.record import save_batch_blueprint
+def _plan(
+    manifest: Manifest,
+    options: BatchOptions,
+    runtime: Runtime,
+    folder: OutputFolder,
+    stop: StopRequest,
+    log: Callable[[str], None],
+) -> tuple[_BatchState, BatchReport, list[PlannedItem]]:
+    """Fingerprint this run's items, read what earlier runs left, and split the items to make from those
+    already up to date."""
+    from rr_controlnet.layout import run_recording_id
 
-    out_dir, shard = Path(options.out_dir), options.shard
-    runtime = resolve_runtime(options.device, options.dtype)
-    recording_settings = {"preview": options.preview, "latent_every": options.latent_every}
-    planned = plan_items(manifest, runtime.dtype_name, shard, recording_settings)
-    own_state = [summary_name(shard), journal_name(shard)]
+    shard, recording = options.shard, options.recording
+    settings = {"preview": recording.preview, "latent_every": recording.latent_every}
+    planned = plan_items(manifest, runtime.dtype_name, shard, settings)
     own_names = [name for p in planned for name in item_file_names(p.item.id)] + batch_file_names(shard)
-    remove_stale_partials(out_dir, own_names, OVERVIEW_PAGE_PATTERN if shard is None else None)
-    previous = {} if options.force else read_outcomes(out_dir, own_state, log)
-    to_run, skipped = split_up_to_date(planned, previous, out_dir, options.save_recordings, options.adherence, log)
-    all_ids = [item.id for item in manifest.items]
-    sweeps = {item.id: item.sweep for item in manifest.items if item.sweep is not None}
-    state = _BatchState(
-        BatchSummary(
-            manifest=str(manifest.path.resolve()),
-            model=asdict(manifest.model),
-            recording_id=run_recording_id(out_dir),
-            items=[],
-            versions=library_versions(),
-            item_ids=all_ids,
-            shard=str(shard) if shard else None,
-            settings={"scheduler": manifest.scheduler, "dtype": runtime.dtype_name, **recording_settings},
-        ),
-        planned,
-        {p.item.id: previous[p.item.id] for p in skipped},
-        out_dir,
-        shard,
-        stop,
+    folder.remove_stale_partials(own_names, OVERVIEW_PAGE_PATTERN if shard is None else None)
+    previous = {} if options.force else folder.outcomes([summary_name(shard), journal_name(shard)], log)
+    to_run, skipped = split_up_to_date(planned, previous, folder.path, recording.save, recording.adherence, log)
+    summary = BatchSummary(
+        manifest=str(manifest.path.resolve()),
+        model=asdict(manifest.model),
+        recording_id=run_recording_id(folder.path),
+        items=[],
+        versions=library_versions(),
+        item_ids=[item.id for item in manifest.items],
+        shard=str(shard) if shard else None,
+        settings={"scheduler": manifest.scheduler, "dtype": runtime.dtype_name, **settings},
     )
-    report = BatchReport(summary=state.summary, skipped=[p.item.id for p in skipped])
+    kept = {p.item.id: previous[p.item.id] for p in skipped}
+    state = _BatchState(summary, planned, kept, folder, shard, stop)
+    return state, BatchReport(summary=summary, skipped=[p.item.id for p in skipped]), to_run
 
-    def start_outputs() -> None:
-        state.start()
-        if shard is None:
-            save_batch_blueprint(all_ids, out_dir / BLUEPRINT_NAME, sweeps)
 
-    if not to_run or stop.requested:
-        start_outputs()
-        return _finish(state, report, options, log)
-
+def _load(
+    manifest: Manifest, options: BatchOptions, runtime: Runtime, log: Callable[[str], None]
+) -> tuple[LoadedModel, object]:
+    """The model, and the preview decoder `--preview taesd` needs; missing weights are downloaded first,
+    saying what comes, with the hub's bars as options.download_bars says."""
+    from rr_controlnet.hub import DownloadDisplay
+    from rr_controlnet.loading import load_model, load_preview_decoder
     from rr_controlnet.presets import has_random_weights
-    from rr_controlnet.runner import GroupRunner, RecordingOptions
 
     if has_random_weights(manifest.model):
         log(f"note: model {manifest.model.name!r} has random weights: it makes noise, not pictures")
-    # The libraries' advisory chatter stays off the terminal while models load and generate; downloads
-    # of missing weights say what comes, with the hub's bars as options.download_bars says.
     downloads = DownloadDisplay(options.download_bars, log)
-    with quiet_library_logging():
-        model = load_model(
-            manifest.model,
-            runtime,
-            manifest.scheduler,
-            options.allow_unsafe_weights,
-            options.offload,
-            options.compile_models,
-            downloads,
-        )
-        preview_decoder = None
-        if options.preview == "taesd":
-            preview_decoder = load_preview_decoder(manifest.model, runtime, options.allow_unsafe_weights, downloads)
-        # Only now, with the models loaded, does this run change the folder's contents: a model that
-        # cannot be loaded leaves an earlier run's summary as it was.
-        start_outputs()
-        recording_options = RecordingOptions(
-            options.preview,
-            options.latent_every,
-            options.save_recordings,
-            options.live_url,
-            options.mirror,
-            options.adherence,
-        )
-        runner = GroupRunner(
-            model,
-            out_dir,
-            state.summary.recording_id,
-            all_ids,
-            recording_options,
-            stop,
-            log,
-            preview_decoder,
-            on_outcome=state.record,
-            properties=batch_properties(manifest.path, out_dir, time.time_ns()),
-            sweeps=sweeps,
-        )
-        progress.start(len(to_run))
+    model = load_model(
+        manifest.model,
+        runtime,
+        manifest.scheduler,
+        options.allow_unsafe_weights,
+        options.offload,
+        options.compile_models,
+        downloads,
+    )
+    preview_decoder = None
+    if options.recording.preview == "taesd":
+        preview_decoder = load_preview_decoder(manifest.model, runtime, options.allow_unsafe_weights, downloads)
+    return model, preview_decoder
+
+
+def _start(state: _BatchState, manifest: Manifest, folder: OutputFolder, options: BatchOptions) -> None:
+    """From here the folder changes (a model that cannot be loaded left an earlier run's files as they were):
+    summary.json with this run's plan, and batch.rbl for a whole batch."""
+    from rr_controlnet.record import save_batch_blueprint
+
+    state.start()
+    if options.shard is None:
+        save_batch_blueprint(manifest.items, folder.path / BLUEPRINT_NAME)
+
+
+def _run(
+    state: _BatchState,
+    manifest: Manifest,
+    options: BatchOptions,
+    model: LoadedModel,
+    preview_decoder: object,
+    to_run: list[PlannedItem],
+    progress: Progress,
+    log: Callable[[str], None],
+) -> None:
+    """Every group of items through the runner; a finished item's files are written on a worker thread
+    that overlaps the next group's generation."""
+    from rr_controlnet.layout import batch_properties
+    from rr_controlnet.runner import GroupRunner
+
+    runner = GroupRunner(
+        model,
+        state.folder.path,
+        state.summary.recording_id,
+        manifest.items,
+        options.recording,
+        state.stop,
+        log,
+        preview_decoder,
+        on_outcome=state.record,
+        properties=batch_properties(manifest.path, state.folder.path, time.time_ns()),
+    )
+    progress.start(len(to_run))
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish") as finisher:
+            runner.finisher = finisher
+            for group in runner.prepared_groups(to_run, options.batch_size):
+                if isinstance(group, ItemOutcome):  # an item that could not be prepared
+                    state.record(group)
+                    progress.finish_items(1)
+                    continue
+                if state.stop.requested:
+                    break
+                for outcome in runner.run_group(group, progress):
+                    state.record(outcome)
+    finally:
+        runner.close()
+        progress.close()
+
+
+def _finish(
+    state: _BatchState, report: BatchReport, folder: OutputFolder, options: BatchOptions, log: Callable[[str], None]
+) -> BatchReport:
+    """The final summary.json; for a whole batch the review files (a sharded batch is reviewed once every
+    shard is done, by `summarize`)."""
+    from rr_controlnet.review import write_review
+
+    state.close()
+    report.stopped_by = state.stop.signal_name
+    report.stop_reason = state.stop.reason
+    if options.shard is None:
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish") as finisher:
-                runner.finisher = finisher  # encoding and writing a finished item overlaps the next item
-                for group in runner.prepared_groups(to_run, options.batch_size):
-                    if isinstance(group, ItemOutcome):
-                        state.record(group)
-                        progress.finish_items(1)
-                        continue
-                    if stop.requested:
-                        break
-                    for outcome in runner.run_group(group, progress):
-                        state.record(outcome)
-        finally:
-            runner.close()
-            progress.close()
-    return _finish(state, report, options, log)
+            write_review(state.summary, folder, options.summary_to)
+        except OutputWriteError as exc:
+            # The items are complete and summary.json says so; the review can be written again later.
+            report.review_error = str(exc)
+            log(f"warning: {exc}; `rr-controlnet summarize {folder.path}` writes the review again")
+    return report
 
 
 class _BatchState:
@@ -269,8 +310,8 @@ class _BatchState:
         summary: BatchSummary,
         planned: list[PlannedItem],
         kept: dict[str, ItemOutcome],
-        out_dir: Path,
-        shard: Any,
+        folder: OutputFolder,
+        shard: Shard | None,
         stop: StopRequest,
     ):
         from rr_controlnet.runner import pending_outcome
@@ -280,9 +321,9 @@ class _BatchState:
         self.outcomes = {
             p.item.id: _placed(kept[p.item.id], p) if p.item.id in kept else pending_outcome(p) for p in planned
         }
-        self.out_dir = Path(out_dir)
+        self.folder = folder
         self.summary_file = summary_name(shard)
-        self.journal = Journal(self.out_dir / journal_name(shard))
+        self.journal = Journal(folder.path / journal_name(shard))
         self.stop = stop
         self.lock = threading.RLock()
         self.writer = SummaryWriter(self.write_summary, self.lock)
@@ -305,7 +346,7 @@ class _BatchState:
     def write_summary(self) -> None:
         with self.lock:
             self.summary.items = [self.outcomes[item_id] for item_id in self.order]
-            write_summary(self.summary, self.out_dir, self.summary_file)
+            write_summary(self.summary, self.folder.path, self.summary_file)
 
     def close(self) -> None:
         """The final summary.json; the journal is then redundant."""
@@ -317,90 +358,4 @@ class _BatchState:
 def _placed(outcome: ItemOutcome, planned: PlannedItem) -> ItemOutcome:
     """An up-to-date item's earlier outcome with its place in this run's sweep (a value inserted into the
     sweep moves the variants after it), so every grid drawn from the summary is whole."""
-    return replace(outcome, sweep=asdict(planned.item.sweep) if planned.item.sweep is not None else None)
-
-
-def _finish(state: _BatchState, report: BatchReport, options: BatchOptions, log: Callable[[str], None]) -> BatchReport:
-    state.close()
-    report.stopped_by = state.stop.signal_name
-    report.stop_reason = state.stop.reason
-    if options.shard is None:  # a sharded batch is summarized once every shard is done
-        try:
-            write_review(state.summary, Path(options.out_dir), options.summary_to)
-        except OutputWriteError as exc:
-            # The items are complete and summary.json says so; the review can be written again later.
-            report.review_error = str(exc)
-            log(f"warning: {exc}; `rr-controlnet summarize {options.out_dir}` writes the review again")
-    return report
-
-
-def write_review(summary: BatchSummary, out_dir: Path, summary_to: Path | None) -> None:
-    """overview.png (paged for large batches) and summary.md beside the recordings; summary.md also
-    appended to `summary_to`."""
-    from rr_controlnet.markdown import append_summary
-    from rr_controlnet.review import summary_markdown, write_overview_pages
-
-    document = summary.to_document()
-    write_overview_pages(out_dir, document, canny_for=_canny_for(summary))
-    markdown = summary_markdown(document)
-    write_atomic(out_dir / SUMMARY_MARKDOWN_NAME, markdown)
-    if summary_to is not None:
-        append_summary(markdown, summary_to)
-
-
-def summarize_outputs(
-    out_dir: Path, summary_to: Path | None = None, log: Callable[[str], None] | None = None
-) -> BatchSummary:
-    """Merge the shard summaries and journals of a folder into its summary.json, blueprint, summary.md and
-    overview; shard files are removed once merged, unless a shard is still running."""
-    from rr_controlnet.record import save_batch_blueprint
-
-    log = log or (lambda message: print(message, file=sys.stderr))
-    out_dir = Path(out_dir)
-    summary = BatchSummary.from_document(merge_shard_summaries(out_dir, log))
-    write_summary(summary, out_dir)
-    sweeps = {outcome.id: outcome.sweep for outcome in summary.items if outcome.sweep}
-    save_batch_blueprint(summary.item_ids, out_dir / BLUEPRINT_NAME, sweeps)
-    write_review(summary, out_dir, summary_to)
-    running = held_shard_locks(out_dir)
-    if running:
-        log(f"note: still running: {', '.join(running)}; their shard files are kept and merged next time")
-        return summary
-    for merged in shard_state_files(out_dir):  # summary.json now holds all they said
-        merged.unlink(missing_ok=True)
-    return summary
-
-
-def _canny_for(summary: BatchSummary) -> Callable[[str], Any]:
-    """An item's edge map as the model saw it, recomputed from its input and recorded parameters."""
-    from rr_controlnet.errors import ItemFailed
-    from rr_controlnet.images import prepare_input
-    from rr_controlnet.presets import native_size
-    from rr_controlnet.spec import ModelSpec
-
-    try:
-        native = native_size(ModelSpec(**summary.model))
-    except TypeError:
-        native = 512
-    outcomes = {outcome.id: outcome for outcome in summary.items}
-
-    def canny(item_id: str) -> Any:
-        outcome = outcomes.get(item_id)
-        if outcome is None:
-            return None
-        params = outcome.params
-        try:
-            _, control, _ = prepare_input(
-                Path(outcome.image),
-                params["width"],
-                params["height"],
-                params["resize"],
-                params["canny_low"],
-                params["canny_high"],
-                native,
-            )
-            return control.canny
-        except (ItemFailed, KeyError, OSError, TypeError, ValueError):
-            return None
-
-    return canny
+    return replace(outcome, sweep=planned.item.sweep)

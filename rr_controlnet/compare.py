@@ -21,14 +21,16 @@ adherence, and, read back from both recordings, how far the latents are apart at
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
-from rr_controlnet.errors import RrControlnetError, UsageError
-from rr_controlnet.outputs import SUMMARY_NAME, ItemOutcome, file_damage, listed_file
+from rr_controlnet.adherence import Adherence
+from rr_controlnet.errors import OutputFolderError, RrControlnetError, UsageError
+from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
+from rr_controlnet.recorded import recorded_latents
 
 STATUSES: Final = ("same", "changed", "new", "missing", "failed")
 WORST_FIRST: Final = ("failed", "missing", "changed", "new", "same")
@@ -114,49 +116,22 @@ class Comparison:
         return all(item.status in ("same", "new") for item in self.items)
 
 
-@dataclass
-class OutputFolder:
-    """What compare needs of an output folder: its outcomes, by id in manifest order, and its settings."""
-
-    path: Path
-    outcomes: dict[str, ItemOutcome]
-    model: dict[str, Any]
-    versions: dict[str, str]
-    settings: dict[str, Any] = field(default_factory=dict)
-
-
-def read_output_folder(path: Path, role: str) -> OutputFolder:
-    """An output folder of this tool (summary.json, shard summaries, journal), or CompareError."""
-    from rr_controlnet.folder_lock import running_writers
-    from rr_controlnet.journal import item_order, read_outcomes, read_summary_documents
-
-    path = Path(path)
-    if not path.is_dir():
-        raise CompareError(f"{role} {path}: not a folder")
-    writers = running_writers(path)
+def read_run(path: Path, role: str) -> tuple[OutputFolder, BatchSummary]:
+    """An output folder of this tool and what it records, or CompareError naming the `role` it plays."""
+    folder = OutputFolder(path)
+    if not folder.path.is_dir():
+        raise CompareError(f"{role} {folder.path}: not a folder")
+    writers = folder.running_writers()
     if writers:
         shard, holder = writers[0]
         who = holder.describe() if holder is not None else "another run"
-        raise CompareError(f"{role} {path}: a batch is still writing it ({shard}: {who}); compare once it is done")
-    documents = read_summary_documents(path)
-    if not documents:
-        if (path / SUMMARY_NAME).exists():
-            raise CompareError(f"{role} {path}: {SUMMARY_NAME} {summary_problem(path / SUMMARY_NAME)}")
-        raise CompareError(f"{role} {path}: not an rr-controlnet output folder (no summary.json or shard summaries)")
-    outcomes = read_outcomes(path)
-    ordered = {item_id: outcomes[item_id] for item_id in item_order(documents, outcomes) if item_id in outcomes}
-    ordered.update({item_id: outcome for item_id, outcome in outcomes.items() if item_id not in ordered})
-    newest = documents[-1]
-    return OutputFolder(
-        path, ordered, newest.get("model") or {}, newest.get("versions") or {}, newest.get("settings") or {}
-    )
-
-
-def summary_problem(path: Path) -> str:
-    """Why a summary.json cannot be used: it cannot be read, is not JSON, or is not this tool's."""
-    from rr_controlnet.journal import state_file_problem
-
-    return state_file_problem(path) or "is not an rr-controlnet summary"
+        raise CompareError(
+            f"{role} {folder.path}: a batch is still writing it ({shard}: {who}); compare once it is done"
+        )
+    try:
+        return folder, folder.read()
+    except OutputFolderError as exc:
+        raise CompareError(f"{role} {folder.path}: {exc}") from None
 
 
 def compare_folders(
@@ -171,20 +146,21 @@ def compare_folders(
         raise UsageError(f"thresholds must be a Thresholds, got {type(thresholds).__name__}")
     if Path(baseline).resolve() == Path(new).resolve():
         raise CompareError(f"baseline and new are the same folder, {Path(new).resolve()}: compare two runs")
-    after = read_output_folder(new, "new")
+    new_folder, after = read_run(new, "new")
     if first_baseline and _absent_or_empty(Path(baseline)):
-        before = OutputFolder(Path(baseline), {}, after.model, after.versions, after.settings)
+        baseline_folder, before = OutputFolder(baseline), replace(after, items=[])
     else:
-        before = read_output_folder(baseline, "baseline")
-    ids = list(after.outcomes) + [item_id for item_id in before.outcomes if item_id not in after.outcomes]
+        baseline_folder, before = read_run(baseline, "baseline")
+    before_items, after_items = before.by_id(), after.by_id()
+    ids = list(after_items) + [item_id for item_id in before_items if item_id not in after_items]
     run_changes = _differences(_output_settings(before), _output_settings(after))
     items = [
         compare_item(
             item_id,
-            before.outcomes.get(item_id),
-            after.outcomes.get(item_id),
-            before.path,
-            after.path,
+            before_items.get(item_id),
+            after_items.get(item_id),
+            baseline_folder,
+            new_folder,
             thresholds,
             run_changes,
         )
@@ -203,11 +179,11 @@ def _absent_or_empty(folder: Path) -> bool:
     return not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
 
 
-def _output_settings(folder: OutputFolder) -> dict[str, Any]:
+def _output_settings(summary: BatchSummary) -> dict[str, Any]:
     """What of a run, beside each item's parameters and input, decides its outputs. Settings a summary from
     before they were recorded lacks are left out, so they never count as changed."""
-    known = {name: folder.settings[name] for name in OUTPUT_SETTINGS if name in folder.settings}
-    return {"model": folder.model, **known}
+    known = {name: summary.settings[name] for name in OUTPUT_SETTINGS if name in summary.settings}
+    return {"model": summary.model, **known}
 
 
 def _badness(item: ItemComparison) -> float:
@@ -218,8 +194,8 @@ def compare_item(
     item_id: str,
     before: ItemOutcome | None,
     after: ItemOutcome | None,
-    baseline_dir: Path,
-    new_dir: Path,
+    baseline: OutputFolder,
+    new: OutputFolder,
     thresholds: Thresholds,
     run_changes: dict[str, tuple[Any, Any]] | None = None,
 ) -> ItemComparison:
@@ -227,14 +203,14 @@ def compare_item(
     that decide outputs differs (every item made another way is `changed`)."""
     if after is None:
         return ItemComparison(
-            item_id, "missing", ["only the baseline has this item"], baseline_png=_file(before, baseline_dir, ".png")
+            item_id, "missing", ["only the baseline has this item"], baseline_png=before.file(baseline.path, ".png")
         )
     if after.status != "done":
         reason = f"not finished in the new run: {after.status}" + (f" ({after.error})" if after.error else "")
         return ItemComparison(item_id, "failed", [reason])
     comparison = ItemComparison(item_id, "same")
-    comparison.new_png, comparison.new_rrd = _file(after, new_dir, ".png"), _file(after, new_dir, ".rrd")
-    damage = file_damage(after, new_dir)
+    comparison.new_png, comparison.new_rrd = after.file(new.path, ".png"), after.file(new.path, ".rrd")
+    damage = new.damage(after)
     if damage is not None:
         comparison.status = "failed"
         comparison.notes.append(f"damaged in the new run: {damage}")
@@ -244,10 +220,10 @@ def compare_item(
         comparison.notes.append("the baseline has no finished output for this item")
         return comparison
     comparison.baseline_png, comparison.baseline_rrd = (
-        _file(before, baseline_dir, ".png"),
-        _file(before, baseline_dir, ".rrd"),
+        before.file(baseline.path, ".png"),
+        before.file(baseline.path, ".rrd"),
     )
-    damage = file_damage(before, baseline_dir)
+    damage = baseline.damage(before)
     if damage is not None:
         comparison.status = "failed"
         comparison.notes.append(f"damaged in the baseline: {damage}")
@@ -286,10 +262,6 @@ def made_another_way(
 def _shown(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _file(outcome: ItemOutcome | None, folder: Path, suffix: str) -> Path | None:
-    return listed_file(folder, outcome.files, suffix) if outcome is not None else None
 
 
 def _compare_images(comparison: ItemComparison, thresholds: Thresholds) -> None:
@@ -395,50 +367,6 @@ def _compare_latents(comparison: ItemComparison, thresholds: Thresholds) -> None
             comparison.first_divergent_step = step
 
 
-def recorded_latents(path: Path, item_id: str) -> dict[int, np.ndarray]:
-    """The latents an item's recording holds, by step."""
-    from rr_controlnet.layout import item_paths
-
-    latents = {}
-    for step, value in _recorded_rows(path, item_paths(item_id).latent, "Tensor:data"):
-        (tensor,) = value
-        latents[step] = np.asarray(tensor["buffer"], dtype=np.float32).reshape(tensor["shape"])
-    return latents
-
-
-def recorded_previews(path: Path, item_id: str) -> list[tuple[int, bytes, str]]:
-    """(step, encoded bytes, media type) of every preview an item's recording holds."""
-    from rr_controlnet.layout import item_paths
-
-    previews = []
-    for step, row in _recorded_rows(
-        path, item_paths(item_id).preview, ("EncodedImage:blob", "EncodedImage:media_type")
-    ):
-        blob, media_type = row
-        previews.append((step, bytes(blob[0]), media_type[0] if media_type else "image/jpeg"))
-    return sorted(previews)
-
-
-def _recorded_rows(path: Path, entity: str, columns: str | tuple[str, ...]):
-    """(step, value) rows of one entity's column(s) on the step timeline, read with Rerun's reader (a
-    recording without its footer raises: it is not trusted)."""
-    from rr_controlnet.record import rrd_reader
-
-    names = (columns,) if isinstance(columns, str) else columns
-    chunks = rrd_reader(path).stream().filter(content=f"/{entity}").to_chunks()
-    for chunk in chunks:
-        batch = chunk.to_record_batch()
-        if "step" not in batch.schema.names or any(name not in batch.schema.names for name in names):
-            continue
-        steps = batch.column("step").to_pylist()
-        values = [batch.column(name).to_pylist() for name in names]
-        for index, step in enumerate(steps):
-            if step is None:
-                continue
-            row = [column[index] for column in values]
-            yield step, (row[0] if isinstance(columns, str) else row)
-
-
 def _differences(before: Any, after: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
     """Flattened keys whose values differ between two nested mappings: {"model.base": (old, new)}."""
     if not isinstance(before, dict) or not isinstance(after, dict):
@@ -449,18 +377,9 @@ def _differences(before: Any, after: Any, prefix: str = "") -> dict[str, tuple[A
     return changed
 
 
-def _adherence_change(before: dict | None, after: dict | None) -> dict[str, float]:
-    if not before or not after:
+def _adherence_change(before: Adherence | None, after: Adherence | None) -> dict[str, float]:
+    """new - baseline, per control adherence score."""
+    if before is None or after is None:
         return {}
-    change = {}
-    for kind in ("strict", "tolerant"):
-        for name in ("f1", "precision", "recall"):
-            try:
-                change[f"{name}{'' if kind == 'strict' else '_tolerant'}"] = round(
-                    after[kind][name] - before[kind][name], 6
-                )
-            except (KeyError, TypeError):
-                continue
-    if isinstance(before.get("ssim"), float) and isinstance(after.get("ssim"), float):
-        change["ssim"] = round(after["ssim"] - before["ssim"], 6)
-    return change
+    old, new = before.scalars(), after.scalars()
+    return {name: round(new[name] - old[name], 6) for name in old}

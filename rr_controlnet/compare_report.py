@@ -20,12 +20,13 @@ from typing import Any, Final
 import numpy as np
 
 from rr_controlnet.compare import CompareError, Comparison, ItemComparison
-from rr_controlnet.files import write_atomic
 from rr_controlnet.layout import APPLICATION_ID, BATCH_BLUEPRINT_MAX_ITEMS, STEP_TIMELINE
 from rr_controlnet.markdown import TABLE_ROW_LIMIT, bounded, cell
+from rr_controlnet.outputs import OutputFolder
+from rr_controlnet.outputs.files import write_atomic
+from rr_controlnet.outputs.names import COMPARE_FOLDER, LOCK_GLOB, PARTIAL_GLOB
 
 COMPARE_APPLICATION_ID: Final = f"{APPLICATION_ID}_compare"
-COMPARE_FOLDER: Final = "compare"
 # Differences of this many levels or more show at full heat.
 HEATMAP_FULL_SCALE: Final = 64
 
@@ -174,7 +175,7 @@ def write_compare_recording(comparison: Comparison, path: Path) -> Path:
 def _record_item(stream: Any, item: ItemComparison) -> None:
     import rerun as rr
 
-    from rr_controlnet.compare import recorded_previews
+    from rr_controlnet.recorded import recorded_previews
 
     paths = compare_paths(item.id)
     images = {}
@@ -245,8 +246,6 @@ def _item_markdown(item: ItemComparison) -> str:
 def check_baseline_update(new: Path, baseline: Path) -> None:
     """Refuse, before anything is compared or written, an update that would lose data: folders nested in
     one another, or a BASELINE that holds something other than an output folder of this tool."""
-    from rr_controlnet.journal import read_summary_documents
-
     new, target = Path(new).resolve(), Path(baseline).resolve()  # a symlinked baseline: its target
     if target == new:
         raise CompareError(f"baseline and new are the same folder, {new}")
@@ -258,7 +257,7 @@ def check_baseline_update(new: Path, baseline: Path) -> None:
         )
     if target.exists() and not target.is_dir():
         raise CompareError(f"baseline {baseline}: not a folder; it is left as it is")
-    if target.is_dir() and any(target.iterdir()) and not read_summary_documents(target):
+    if target.is_dir() and any(target.iterdir()) and not OutputFolder(target).documents():
         raise CompareError(f"baseline {baseline}: not an rr-controlnet output folder; it is left as it is")
 
 
@@ -276,7 +275,7 @@ def update_baseline(new: Path, baseline: Path, keep: Sequence[Path] = ()) -> Pat
     try:
         for leftover in (incoming, outgoing):
             shutil.rmtree(leftover, ignore_errors=True)
-        ignore = shutil.ignore_patterns(COMPARE_FOLDER, ".rr-controlnet*.lock", ".*.partial")
+        ignore = shutil.ignore_patterns(COMPARE_FOLDER, LOCK_GLOB, PARTIAL_GLOB)
         shutil.copytree(new, incoming, ignore=ignore)
         for kept in (Path(path).resolve() for path in keep):
             if target in kept.parents and kept.exists():

@@ -2,7 +2,7 @@
 
 Items are split round-robin in manifest order, so every process can tell which items are its own
 without talking to the others. Each process writes its own items' files and a shard summary into the
-shared output folder; `batch.summarize_outputs` (run by rank 0, or by `rr-controlnet summarize`) merges
+shared output folder; `review.summarize_outputs` (run by rank 0, or by `rr-controlnet summarize`) merges
 them into the batch's summary.json.
 """
 

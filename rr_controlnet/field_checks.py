@@ -27,7 +27,7 @@ from rr_controlnet.fields import (
     ItemFields,
     expectation,
 )
-from rr_controlnet.outputs import reserved_id_reason
+from rr_controlnet.outputs.names import reserved_id_reason
 from rr_controlnet.yaml_source import line_of, shown
 
 # Ids name files (`.<id>.rrd.<random>.partial` while written): well inside file systems' 255 bytes.

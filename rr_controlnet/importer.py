@@ -101,9 +101,9 @@ def stream_manifest(manifest: Any, arguments: argparse.Namespace) -> None:
     import rerun as rr
 
     from rr_controlnet.batch import BatchOptions, run_batch
-    from rr_controlnet.layout import APPLICATION_ID, BATCH_BLUEPRINT_MAX_ITEMS, batch_blueprint, run_recording_id
-    from rr_controlnet.outputs import default_out_dir
-    from rr_controlnet.record import Mirror
+    from rr_controlnet.layout import APPLICATION_ID, items_blueprint, run_recording_id
+    from rr_controlnet.outputs.names import default_out_dir, recording_name
+    from rr_controlnet.record import Mirror, RecordingOptions
 
     out_dir = default_out_dir(manifest.path)
     prefix = arguments.entity_path_prefix or ""
@@ -112,13 +112,11 @@ def stream_manifest(manifest: Any, arguments: argparse.Namespace) -> None:
         recording_id=arguments.recording_id or run_recording_id(out_dir),
         send_properties=False,
     )
-    ids = [item.id for item in manifest.items][:BATCH_BLUEPRINT_MAX_ITEMS]
-    sweeps = {item.id: item.sweep for item in manifest.items if item.sweep is not None}
-    stream.stdout(default_blueprint=batch_blueprint(ids, prefix=prefix, sweeps=sweeps))
+    stream.stdout(default_blueprint=items_blueprint(manifest.items, prefix=prefix))
     mirror = Mirror(stream, prefix)
-    report = run_batch(manifest, BatchOptions(out_dir=out_dir, mirror=mirror))
+    report = run_batch(manifest, BatchOptions(out_dir=out_dir, recording=RecordingOptions(mirror=mirror)))
     for item_id in report.skipped:
-        mirror.replay(out_dir / f"{item_id}.rrd")
+        mirror.replay(out_dir / recording_name(item_id))
     stream.flush()
     stream.disconnect()
 

@@ -15,9 +15,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
-from rr_controlnet.sweeps import ALIASES, label
+from rr_controlnet.spec import SweepPlace
+from rr_controlnet.sweeps import ALIASES, axis_label
 
 APPLICATION_ID: Final = "rr_controlnet"
 STEP_TIMELINE: Final = "step"
@@ -36,6 +37,7 @@ BATCH_BLUEPRINT_MAX_ITEMS: Final = 100
 # A sweep's grid tab holds at most this many rows (values of its first field); more go to further tabs.
 SWEEP_GRID_ROWS: Final = 8
 MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -148,10 +150,38 @@ def item_layout(item_id: str, prefix: str = "") -> Any:
     )
 
 
-def batch_blueprint(item_ids: Sequence[str], prefix: str = "", sweeps: Mapping[str, Any] | None = None) -> Any:
+class LaidOut(Protocol):
+    """What a blueprint is laid out from: a manifest's items and a folder's outcomes alike."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def sweep(self) -> SweepPlace | None: ...
+
+
+def items_blueprint(items: Sequence[LaidOut], prefix: str = "", limit: int = BATCH_BLUEPRINT_MAX_ITEMS) -> Any:
+    """The blueprint for a set of items, the one way every stream, file and viewer gets it: a tab for each
+    of the first `limit` items (a swept item's variants share grid tabs)."""
+    chosen = list(items)[:limit]
+    sweeps = {item.id: item.sweep for item in chosen if item.sweep is not None}
+    return batch_blueprint([item.id for item in chosen], prefix, sweeps)
+
+
+def file_blueprint_items(items: Sequence[T]) -> list[T]:
+    """The items whose tabs go into every item file's blueprint: all of a small batch, none of a large one."""
+    return list(items) if len(items) <= FULL_BLUEPRINT_MAX_ITEMS else []
+
+
+def file_blueprint(items: Sequence[LaidOut]) -> Any | None:
+    """What every item file carries: the whole batch's blueprint for a small batch, none for a large one."""
+    chosen = file_blueprint_items(items)
+    return items_blueprint(chosen) if chosen else None
+
+
+def batch_blueprint(item_ids: Sequence[str], prefix: str = "", sweeps: Mapping[str, SweepPlace] | None = None) -> Any:
     """One tab per item (a swept item's variants share grid tabs), the first one active, the time panel on
-    `step`; the same for every stream of a batch. `sweeps` maps variant ids to their spec.SweepInfo (or its
-    dict in summary.json)."""
+    `step`; the same for every stream of a batch. `sweeps` maps variant ids to their places."""
     import rerun.blueprint as rrb
 
     return rrb.Blueprint(
@@ -168,57 +198,37 @@ def batch_tabs(item_ids: Sequence[str], prefix: str, sweeps: Mapping[str, Any]) 
     variants_of: dict[str, list[tuple[str, SweepPlace]]] = {}
     for item_id in item_ids:
         if item_id in sweeps:
-            place = SweepPlace.of(sweeps[item_id])
+            place = sweeps[item_id]
             variants_of.setdefault(place.source, []).append((item_id, place))
     tabs, laid_out = [], set()
     for item_id in item_ids:
         if item_id not in sweeps:
             tabs.append(item_layout(item_id, prefix))
             continue
-        source = SweepPlace.of(sweeps[item_id]).source
+        source = sweeps[item_id].source
         if source not in laid_out:
             laid_out.add(source)
             tabs += sweep_layouts(source, variants_of[source], prefix)
     return tabs
 
 
-@dataclass(frozen=True)
-class SweepPlace:
-    """Where a variant sits in its sweep: source, values, axes (fields per axis), coordinates, shape."""
-
-    source: str
-    values: Mapping[str, Any]
-    axes: tuple[tuple[str, ...], ...]
-    coordinates: tuple[int, ...]
-    shape: tuple[int, ...]
-
-    @classmethod
-    def of(cls, sweep: Any) -> SweepPlace:
-        get = sweep.get if isinstance(sweep, Mapping) else lambda name: getattr(sweep, name)
-        axes = tuple(tuple(fields) for fields in get("axes"))
-        return cls(get("source"), dict(get("values")), axes, tuple(get("coordinates")), tuple(get("shape")))
-
-    def axis_label(self, axis: int) -> str:
-        return " · ".join(label(field, self.values[field]) for field in self.axes[axis])
-
-    @property
-    def page(self) -> tuple[int, ...]:
-        """Which page of its sweep the variant is on (a viewer tab, a contact sheet page): the values of
-        further swept fields, then SWEEP_GRID_ROWS rows at a time."""
-        return (*self.coordinates[2:], self.coordinates[0] // SWEEP_GRID_ROWS)
+def sweep_page(place: SweepPlace) -> tuple[int, ...]:
+    """Which page of its sweep a variant is on (a viewer tab, a contact sheet page): the values of further
+    swept fields, then SWEEP_GRID_ROWS rows at a time."""
+    return (*place.coordinates[2:], place.coordinates[0] // SWEEP_GRID_ROWS)
 
 
 def sweep_tab_name(source: str, place: SweepPlace) -> str:
     """`horse: ccs x seed`, with further axes' values: `horse: ccs x seed (steps 20)`."""
     names = " x ".join("+".join(ALIASES[field] for field in fields) for fields in place.axes[:2])
-    further = ", ".join(place.axis_label(axis) for axis in range(2, len(place.axes)))
+    further = ", ".join(axis_label(place, axis) for axis in range(2, len(place.axes)))
     return f"{source}: {names}" + (f" ({further})" if further else "")
 
 
 def sweep_cell_name(place: SweepPlace) -> str:
     """A variant's cell in its sweep's grid, named by its values along the first two axes (the tab and the
     grid name the item): `seed 10, ccs 0.5`."""
-    return ", ".join(place.axis_label(axis) for axis in range(min(2, len(place.axes))))
+    return ", ".join(axis_label(place, axis) for axis in range(min(2, len(place.axes))))
 
 
 def sweep_layouts(source: str, variants: Sequence[tuple[str, SweepPlace]], prefix: str = "") -> list[Any]:
@@ -229,7 +239,7 @@ def sweep_layouts(source: str, variants: Sequence[tuple[str, SweepPlace]], prefi
 
     pages: dict[tuple, list[tuple[str, SweepPlace]]] = {}
     for item_id, place in variants:
-        pages.setdefault(place.page, []).append((item_id, place))
+        pages.setdefault(sweep_page(place), []).append((item_id, place))
     tabs = []
     for cells in pages.values():
         first_id, first = cells[0]
@@ -256,8 +266,3 @@ def sweep_layouts(source: str, variants: Sequence[tuple[str, SweepPlace]], prefi
             )
         )
     return tabs
-
-
-def file_blueprint_items(item_ids: Sequence[str]) -> list[str]:
-    """The items whose tabs go into every item file's blueprint: all of a small batch, none of a large one."""
-    return list(item_ids) if len(item_ids) <= FULL_BLUEPRINT_MAX_ITEMS else []

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from rr_controlnet.files import write_failure
+from rr_controlnet.outputs.files import write_failure
 
 TABLE_ROW_LIMIT: Final = 500
 MAX_BYTES: Final = 512 * 1024

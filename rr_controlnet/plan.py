@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from rr_controlnet.outputs import ItemOutcome, files_intact, item_file_names
+from rr_controlnet.distributed import Shard
+from rr_controlnet.outputs import ItemOutcome, OutputFolder, item_file_names
 from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec
 
 
@@ -49,7 +50,7 @@ class PlannedItem:
 
 
 def plan_items(
-    manifest: Manifest, dtype_name: str, shard: Any = None, recording: Mapping[str, Any] | None = None
+    manifest: Manifest, dtype_name: str, shard: Shard | None = None, recording: Mapping[str, Any] | None = None
 ) -> list[PlannedItem]:
     """Fingerprint every item (of the shard). Each image file is read once, however many items use it."""
     image_hashes: dict[Path, str] = {}
@@ -102,7 +103,7 @@ def stale_reason(
         return "made without a recording (--no-save) before"
     if earlier.adherence is None and with_adherence:
         return "made without control adherence (--no-adherence) before"
-    if not files_intact(earlier, out_dir):
+    if not OutputFolder(out_dir).intact(earlier):
         return "its files changed or are gone since it was done"
     return None
 

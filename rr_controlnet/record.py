@@ -9,7 +9,7 @@ log, and take their final names once Rerun's reader has read them back.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -17,19 +17,19 @@ from typing import Any, Final
 import numpy as np
 
 from rr_controlnet.errors import OutputWriteError
-from rr_controlnet.files import AtomicFile
 from rr_controlnet.images import encode_png
 from rr_controlnet.layout import (
     APPLICATION_ID,
-    BATCH_BLUEPRINT_MAX_ITEMS,
     LATENT_DIM_NAMES,
     PREVIEW_JPEG_QUALITY,
     STEP_TIMELINE,
     TIMESTEP_TIMELINE,
+    LaidOut,
     RecordingProperties,
-    batch_blueprint,
     item_paths,
+    items_blueprint,
 )
+from rr_controlnet.outputs.files import AtomicFile
 
 # Encoding in memory takes milliseconds; a live viewer on a slow link may take longer.
 FLUSH_SECONDS: Final = 60.0
@@ -44,11 +44,12 @@ STREAM_ITEMS: Final = 1000
 MISSING_FOOTER_WARNING: Final = "RRD file has no footer"
 
 
-def save_batch_blueprint(item_ids: Sequence[str], path: Path, sweeps: Mapping[str, Any] | None = None) -> Path:
-    """batch.rbl: tabs for the first BATCH_BLUEPRINT_MAX_ITEMS items, complete or not written at all."""
+def save_batch_blueprint(items: Sequence[LaidOut], path: Path) -> Path:
+    """batch.rbl, or any .rbl: the blueprint of these items (a manifest's, or a folder's outcomes),
+    complete or not written at all."""
     import rerun as rr
 
-    blueprint = batch_blueprint(list(item_ids)[:BATCH_BLUEPRINT_MAX_ITEMS], sweeps=sweeps)
+    blueprint = items_blueprint(items)
     # Encoded in memory and written by Python, which reports a full disk; Rerun's own file writer
     # (Blueprint.save) only logs write errors, and then blocks forever.
     stream = rr.RecordingStream(APPLICATION_ID, send_properties=False)
@@ -165,6 +166,36 @@ def _bounded(work: Callable[[], Any], seconds: float) -> bool:
 
 
 @dataclass(frozen=True)
+class RecordingOptions:
+    """What gets recorded and scored, and where it goes besides the item's .rrd file; checked on
+    construction with the command line's rules (UsageError naming every wrong field)."""
+
+    preview: str = "x0"  # x0, taesd, vae or none
+    latent_every: int = 1
+    save: bool = True  # False: stream to a viewer only, write no .rrd
+    live_url: str | None = None  # a Rerun gRPC endpoint that receives every item live
+    mirror: Mirror | None = None  # one more stream that receives every item (the importer's)
+    adherence: bool = True  # score each output's edges against its control (scikit-image, SciPy)
+
+    def __post_init__(self) -> None:
+        from rr_controlnet.errors import UsageError
+        from rr_controlnet.field_checks import value_problems
+        from rr_controlnet.fields import RunOptions
+
+        given = {"preview": self.preview, "latent_every": self.latent_every}
+        problems = value_problems(RunOptions, given, "RecordingOptions")
+        for name in ("save", "adherence"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"RecordingOptions.{name} must be True or False, got {getattr(self, name)!r}")
+        if self.live_url is not None and not isinstance(self.live_url, str):
+            problems.append(f"RecordingOptions.live_url must be a URL (text), got {self.live_url!r}")
+        if self.mirror is not None and not isinstance(self.mirror, Mirror):
+            problems.append(f"RecordingOptions.mirror must be a record.Mirror, got {self.mirror!r}")
+        if problems:
+            raise UsageError("; ".join(problems))
+
+
+@dataclass(frozen=True)
 class Mirror:
     """A second stream that receives every log call under an entity path prefix (the importer's stdout)."""
 
@@ -177,11 +208,9 @@ class Mirror:
 
     def replay(self, recording_file: Path) -> None:
         """Send a finished item's recorded chunks, re-rooted under the prefix."""
-        from rerun.chunk import RrdReader
-
         # Only the item's data: the file's recording properties (name, start time) are not the importing
         # viewer's to take, and `__properties` may not move under a prefix.
-        chunks = RrdReader(str(recording_file)).stream().filter(content="/items/**").to_chunks()
+        chunks = rrd_reader(recording_file).stream().filter(content="/items/**").to_chunks()
         self.stream.send_chunks([chunk.with_entity_path("/" + self.path(str(chunk.entity_path))) for chunk in chunks])
 
 

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from importlib import metadata
 from typing import Any, Final
 
-from rr_controlnet.adherence import EXACT_MATCH_BUDGET, UPPER_BOUND
+from rr_controlnet.adherence import EXACT_MATCH_BUDGET, UPPER_BOUND, Adherence
 from rr_controlnet.spec import GenerationParams, Item, ModelSpec
 
 VERSIONED_PACKAGES: Final = ("rr-controlnet", "diffusers", "torch", "transformers", "rerun-sdk")
@@ -110,34 +110,24 @@ def png_text_chunks(
     return {"parameters": parameters, "rr-controlnet": json.dumps(full, sort_keys=True)}
 
 
-def adherence_scores(adherence: dict[str, Any]) -> dict[str, float]:
-    """The scalars recorded per item: f1, precision, recall (strict and _tolerant), ssim."""
-    scores = {}
-    for kind, suffix in (("strict", ""), ("tolerant", "_tolerant")):
-        for name in ("f1", "precision", "recall"):
-            scores[f"{name}{suffix}"] = adherence[kind][name]
-    scores["ssim"] = adherence["ssim"]
-    return scores
-
-
-def adherence_markdown(adherence: dict[str, Any]) -> str:
+def adherence_markdown(adherence: Adherence) -> str:
     """Control adherence as a markdown table, with what each row means."""
-    strict, tolerant = adherence["strict"], adherence["tolerant"]
+    strict, tolerant = adherence.strict, adherence.tolerant
     rows = [
-        ("F1", strict["f1"], tolerant["f1"]),
-        ("precision (output edges on control edges)", strict["precision"], tolerant["precision"]),
-        ("recall (control edges the output follows)", strict["recall"], tolerant["recall"]),
+        ("F1", strict.f1, tolerant.f1),
+        ("precision (output edges on control edges)", strict.precision, tolerant.precision),
+        ("recall (control edges the output follows)", strict.recall, tolerant.recall),
     ]
     lines = [
-        f"| score | pixel-exact | within {adherence['tolerance_px']:.1f} px |",
+        f"| score | pixel-exact | within {adherence.tolerance_px:.1f} px |",
         "| --- | ---: | ---: |",
         *(f"| {name} | {exact:.1%} | {near:.1%} |" for name, exact, near in rows),
-        f"| SSIM of the edge maps | {adherence['ssim']:.3f} | |",
+        f"| SSIM of the edge maps | {adherence.ssim:.3f} | |",
         "",
-        f"{adherence['output_edges']:,} output edge pixels, {adherence['control_edges']:,} control edge pixels. "
+        f"{adherence.output_edges:,} output edge pixels, {adherence.control_edges:,} control edge pixels. "
         "Overlay: white = control edge followed, red = missed, blue = an edge the control does not have.",
     ]
-    if adherence.get("matching") == UPPER_BOUND:
+    if adherence.matching == UPPER_BOUND:
         lines.append(
             f"\nMore than {EXACT_MATCH_BUDGET:,} edge pixels on one map: the tolerant scores are an upper bound "
             "(edge pixels with an edge of the other map within the tolerance), not a one-to-one matching."

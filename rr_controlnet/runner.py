@@ -13,42 +13,25 @@ asks the batch to stop, since every later item would fail the same way.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rr_controlnet.adherence import ScoringStopped, output_adherence
+from rr_controlnet.adherence import Adherence, ScoringStopped, output_adherence
 from rr_controlnet.errors import OutputWriteError, RrControlnetError
-from rr_controlnet.files import AtomicFile
 from rr_controlnet.generate import GenerationJob, PromptCut, StepData, batch_key, generate, prompt_cuts
 from rr_controlnet.images import ControlImages, SourceImage, encode_png, prepare_input
-from rr_controlnet.layout import BATCH_BLUEPRINT_MAX_ITEMS, RecordingProperties, batch_blueprint, file_blueprint_items
-from rr_controlnet.outputs import ItemOutcome, file_checksum, item_file_names
+from rr_controlnet.layout import LaidOut, RecordingProperties, file_blueprint, items_blueprint
+from rr_controlnet.loading import LoadedModel
+from rr_controlnet.outputs import ItemOutcome, OutputFolder
+from rr_controlnet.outputs.files import AtomicFile
+from rr_controlnet.outputs.names import image_name, item_file_names, recording_name
 from rr_controlnet.plan import PlannedItem
-from rr_controlnet.record import ItemRecording, Mirror, StreamPool
-from rr_controlnet.report import (
-    adherence_markdown,
-    adherence_scores,
-    library_versions,
-    params_markdown,
-    png_text_chunks,
-    prompt_markdown,
-)
+from rr_controlnet.record import ItemRecording, RecordingOptions, StreamPool
+from rr_controlnet.report import adherence_markdown, library_versions, params_markdown, png_text_chunks, prompt_markdown
 from rr_controlnet.spec import StopRequest
-
-
-@dataclass(frozen=True)
-class RecordingOptions:
-    """What gets recorded, and where it goes besides the item's .rrd file."""
-
-    preview: str = "x0"  # x0, taesd, vae or none
-    latent_every: int = 1
-    save_recordings: bool = True  # False: stream to a viewer only, write no .rrd
-    live_url: str | None = None  # a Rerun gRPC endpoint that receives every item live
-    mirror: Mirror | None = None  # one more stream that receives every item (the importer's)
-    adherence: bool = True  # score each output's edges against its control (scikit-image, SciPy)
 
 
 @dataclass
@@ -69,19 +52,21 @@ class PreparedItem:
 
 
 def pending_outcome(planned: PlannedItem) -> ItemOutcome:
+    """A planned item, not finished (yet)."""
     item = planned.item
-    outcome = ItemOutcome(
-        item.id, "pending", item.params.seed, asdict(item.params), planned.params_hash, str(item.image.resolve())
+    return ItemOutcome.pending(
+        item.id,
+        seed=item.params.seed,
+        params=asdict(item.params),
+        params_hash=planned.params_hash,
+        image=str(item.image.resolve()),
+        sweep=item.sweep,
+        input_sha256=planned.image_sha256,
     )
-    outcome.sweep = asdict(item.sweep) if item.sweep is not None else None
-    outcome.input_sha256 = planned.image_sha256
-    return outcome
 
 
 def failed_outcome(planned: PlannedItem, reason: str, seconds: float, warnings: Sequence[str] = ()) -> ItemOutcome:
-    outcome = pending_outcome(planned)
-    outcome.status, outcome.error, outcome.seconds, outcome.warnings = "failed", reason, round(seconds, 3), [*warnings]
-    return outcome
+    return pending_outcome(planned).as_failed(reason, seconds, list(warnings))
 
 
 class GroupRunner:
@@ -89,24 +74,23 @@ class GroupRunner:
 
     def __init__(
         self,
-        model: Any,  # loading.LoadedModel
+        model: LoadedModel,
         out_dir: Path,
         recording_id: str,
-        blueprint_ids: Sequence[str],
-        options: RecordingOptions = RecordingOptions(),
+        blueprint_items: Sequence[LaidOut],
+        options: RecordingOptions | None = None,
         stop: StopRequest | None = None,
         log: Callable[[str], None] = lambda message: None,
         preview_decoder: Any = None,
         finisher: Executor | None = None,
         on_outcome: Callable[[ItemOutcome], None] = lambda outcome: None,
         properties: RecordingProperties | None = None,
-        sweeps: Mapping[str, Any] | None = None,
     ):
         self.model = model
         self.out_dir = Path(out_dir)
+        self.folder = OutputFolder(out_dir)
         self.recording_id = recording_id
-        self.blueprint_ids = list(blueprint_ids)
-        self.options = options
+        self.options = options = options or RecordingOptions()
         self.stop = stop or StopRequest()
         self.log = log
         self.preview_decoder = preview_decoder
@@ -114,13 +98,11 @@ class GroupRunner:
         self.on_outcome = on_outcome
         self.properties = properties  # the batch's recording name and start time, sent by every item
         self.step_seconds = 0.0  # time spent recording steps (latents and previews), for benchmarks
-        file_items = file_blueprint_items(self.blueprint_ids)
-        sweeps = sweeps or {}  # variant id -> spec.SweepInfo, for the sweeps' grid tabs
-        self.file_blueprint = batch_blueprint(file_items, sweeps=sweeps) if file_items else None
+        self.file_blueprint = file_blueprint(blueprint_items)
         live_blueprint = self.file_blueprint
         if options.live_url is not None and live_blueprint is None:
-            live_blueprint = batch_blueprint(self.blueprint_ids[:BATCH_BLUEPRINT_MAX_ITEMS], sweeps=sweeps)
-        self.pool = StreamPool(recording_id, options.save_recordings, options.live_url, live_blueprint)
+            live_blueprint = items_blueprint(blueprint_items)
+        self.pool = StreamPool(recording_id, options.save, options.live_url, live_blueprint)
         self.versions = library_versions()
         self.context = {
             "scheduler": type(model.pipe.scheduler).__name__,
@@ -239,7 +221,7 @@ class GroupRunner:
     def _open_recording(self, prepared: PreparedItem) -> ItemRecording:
         return ItemRecording(
             prepared.id,
-            self.out_dir / f"{prepared.id}.rrd" if self.options.save_recordings else None,
+            self.out_dir / recording_name(prepared.id) if self.options.save else None,
             self.pool,
             self.file_blueprint,
             mirror=self.options.mirror,
@@ -293,8 +275,8 @@ class GroupRunner:
         adherence = None
         if self.options.adherence:
             adherence, overlay = _adherence(prepared, image, lambda: self.stop.requested)
-            recording.log_adherence(adherence_scores(adherence), overlay, adherence_markdown(adherence))
-        png_file = AtomicFile(self.out_dir / f"{item.id}.png")
+            recording.log_adherence(adherence.scalars(), overlay, adherence_markdown(adherence))
+        png_file = AtomicFile(self.out_dir / image_name(item.id))
         try:
             png_file.write_bytes(png)
             recording.close()  # raises, having discarded the file, when the recording is incomplete
@@ -303,23 +285,20 @@ class GroupRunner:
         except BaseException:
             png_file.discard()
             raise
-        names = item_file_names(item.id, self.options.save_recordings)
+        names = item_file_names(item.id, self.options.save)
         outcome = pending_outcome(prepared.planned)
         outcome.status, outcome.seconds, outcome.files = "done", round(seconds, 3), names
         outcome.size = list(prepared.size)
-        outcome.checksums = {name: file_checksum(self.out_dir / name) for name in names}
+        outcome.checksums = self.folder.checksums(names)
         outcome.warnings = _warnings(prepared)
         outcome.adherence = adherence
         return outcome
 
 
-def _adherence(prepared: PreparedItem, image: Any, should_stop: Callable[[], bool]) -> tuple[dict[str, Any], Any]:
+def _adherence(prepared: PreparedItem, image: Any, should_stop: Callable[[], bool]) -> tuple[Adherence, Any]:
     """The output's Canny edges (the item's thresholds) against its control edge map, and their overlay."""
     params = prepared.planned.item.params
-    adherence, overlay = output_adherence(
-        image, prepared.control.canny, params.canny_low, params.canny_high, should_stop
-    )
-    return adherence.as_dict(), overlay
+    return output_adherence(image, prepared.control.canny, params.canny_low, params.canny_high, should_stop)
 
 
 def _key(prepared: PreparedItem) -> tuple:
@@ -356,16 +335,14 @@ def generate_and_record(
     planned: Sequence[PlannedItem],
     out_dir: Path,
     recording_id: str,
-    options: RecordingOptions = RecordingOptions(),
+    options: RecordingOptions | None = None,
     batch_size: int = 1,
     log: Callable[[str], None] = lambda message: None,
 ) -> list[ItemOutcome]:
     """Generate and record planned items with a loaded model, in groups of at most `batch_size`; every
     item's files are complete when this returns. The batch's per-item work, without its bookkeeping of
     the output folder (no lock, resume or summary): for benchmarks and notebooks."""
-    ids = [p.item.id for p in planned]
-    sweeps = {p.item.id: p.item.sweep for p in planned if p.item.sweep is not None}
-    runner = GroupRunner(model, out_dir, recording_id, ids, options, log=log, sweeps=sweeps)
+    runner = GroupRunner(model, out_dir, recording_id, [p.item for p in planned], options, log=log)
     outcomes = []
     try:
         for group in runner.prepared_groups(planned, batch_size):

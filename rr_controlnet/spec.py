@@ -6,6 +6,7 @@ import them without pulling in YAML, torch or Rerun.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,23 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
-class SweepInfo:
-    """Where a sweep variant comes from: its source item, its values and its place in the sweep's grid."""
+class SweepPlace:
+    """Where a sweep variant comes from and stands: its source item, its values and its place in the
+    sweep's grid. The manifest makes it, summary.json records it, the layouts and sheets draw from it."""
 
     source: str  # the id of the item the sweep varies
     values: dict[str, Any]  # swept field -> value, in axis order
     axes: tuple[tuple[str, ...], ...]  # the fields of each axis (a zip group's together)
     coordinates: tuple[int, ...]  # the position along each axis
     shape: tuple[int, ...]  # how many values each axis has
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> SweepPlace:
+        """From summary.json's `sweep` (lists where this has tuples)."""
+        axes = tuple(tuple(fields) for fields in document["axes"])
+        return cls(
+            document["source"], dict(document["values"]), axes, tuple(document["coordinates"]), tuple(document["shape"])
+        )
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,7 @@ class Item:
     index: int  # 1-based position of its entry in the manifest
     line: int | None
     position: int = 0  # 1-based position among all items, sweep variants included (shards split by it)
-    sweep: SweepInfo | None = None  # set for the variants of a swept item
+    sweep: SweepPlace | None = None  # set for the variants of a swept item
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from rr_controlnet.layout import SweepPlace, sweep_tab_name
-from rr_controlnet.outputs import listed_file
-from rr_controlnet.sweeps import EDGE_MAP_FIELDS
+from rr_controlnet.layout import sweep_page, sweep_tab_name
+from rr_controlnet.outputs import ItemOutcome
+from rr_controlnet.spec import SweepPlace
+from rr_controlnet.sweeps import EDGE_MAP_FIELDS, axis_label
 from rr_controlnet.tiles import (
     BACKGROUND,
     LINE_HEIGHT,
@@ -41,21 +42,20 @@ CELL: Final = 160  # output thumbnails of a sweep grid
 LABEL_CHARS: Final = 24
 
 
-def sweep_pages(entries: Sequence[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
-    """The summary entries of sweep variants grouped into pages: by source item, by the values of further
-    swept fields, and SWEEP_GRID_ROWS rows at a time; in the order the sources first appear."""
-    pages: dict[tuple, list[Mapping[str, Any]]] = {}
-    for entry in entries:
-        place = SweepPlace.of(entry["sweep"])
-        pages.setdefault((place.source, *place.page), []).append(entry)
+def sweep_pages(variants: Sequence[ItemOutcome]) -> list[list[ItemOutcome]]:
+    """Sweep variants' outcomes grouped into pages: by source item, by the values of further swept fields,
+    and SWEEP_GRID_ROWS rows at a time; in the order the sources first appear."""
+    pages: dict[tuple, list[ItemOutcome]] = {}
+    for outcome in variants:
+        pages.setdefault((outcome.sweep.source, *sweep_page(outcome.sweep)), []).append(outcome)
     return list(pages.values())
 
 
 def sweep_sheet(
-    entries: Sequence[Mapping[str, Any]], out_dir: Path, canny_for: Callable[[str], np.ndarray | None] | None
+    entries: Sequence[ItemOutcome], out_dir: Path, canny_for: Callable[[str], np.ndarray | None] | None
 ) -> Image.Image:
     """One page: header, input and edge map on the left, the grid of outputs on the right."""
-    places = [SweepPlace.of(entry["sweep"]) for entry in entries]
+    places = [entry.sweep for entry in entries]
     first = places[0]
     rows = sorted({place.coordinates[0] for place in places})
     columns = sorted({place.coordinates[1] if len(place.coordinates) > 1 else 0 for place in places})
@@ -73,16 +73,16 @@ def sweep_sheet(
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     draw.text((PAD, PAD), sweep_tab_name(first.source, first), fill=TEXT, font=typeface)
-    counts = ", ".join(f"{sum(entry['status'] == status for entry in entries)} {status}" for status in STATUS_COLOURS)
+    counts = ", ".join(f"{sum(entry.status == status for entry in entries)} {status}" for status in STATUS_COLOURS)
     draw.text((PAD, PAD + LINE_HEIGHT), f"{len(entries)} variants: {counts}", fill=MUTED, font=typeface)
 
     top = header
-    input_path = Path(entries[0]["image"]) if entries[0].get("image") else None
+    input_path = Path(entries[0].image) if entries[0].image else None
     draw.text((PAD, top), "input", fill=MUTED, font=typeface)
     sheet.paste(fit_within(file_tile(input_path, "no input", CELL), CELL), (PAD, top + LINE_HEIGHT))
     if not own_edge_maps:
         draw.text((PAD, top + LINE_HEIGHT + CELL + PAD), "canny", fill=MUTED, font=typeface)
-        sheet.paste(_edge_tile(canny_for, entries[0]["id"]), (PAD, top + 2 * LINE_HEIGHT + CELL + PAD))
+        sheet.paste(_edge_tile(canny_for, entries[0].id), (PAD, top + 2 * LINE_HEIGHT + CELL + PAD))
 
     grid_left = side_column + row_label_width
     for index, column in enumerate(columns):
@@ -97,24 +97,24 @@ def sweep_sheet(
             entry, _ = cells[(row, column)]
             x = grid_left + index * (cell_width + PAD)
             if own_edge_maps:
-                edges = _edge_tile(canny_for, entry["id"])
+                edges = _edge_tile(canny_for, entry.id)
                 sheet.paste(edges, (x + (CELL - edges.width) // 2, y + (CELL - edges.height) // 2))
                 x += CELL + PAD
             tile = _cell_tile(entry, out_dir)
             sheet.paste(tile, (x + (CELL - tile.width) // 2, y + (CELL - tile.height) // 2))
-            caption = f"F1 {f1s(entry['adherence'])}" if entry.get("adherence") else entry["status"]
-            draw.text((x, y + CELL + 2), caption, fill=status_colour(entry["status"]), font=typeface)
+            caption = f"F1 {f1s(entry.adherence)}" if entry.adherence else entry.status
+            draw.text((x, y + CELL + 2), caption, fill=status_colour(entry.status), font=typeface)
     return sheet
 
 
-def _row_label(cells: Mapping[tuple[int, int], tuple[Any, SweepPlace]], row: int) -> str:
+def _row_label(cells: Mapping[tuple[int, int], tuple[ItemOutcome, SweepPlace]], row: int) -> str:
     place = next(place for (cell_row, _), (_, place) in cells.items() if cell_row == row)
-    return place.axis_label(0)
+    return axis_label(place, 0)
 
 
-def _column_label(cells: Mapping[tuple[int, int], tuple[Any, SweepPlace]], column: int) -> str:
+def _column_label(cells: Mapping[tuple[int, int], tuple[ItemOutcome, SweepPlace]], column: int) -> str:
     place = next(place for (_, cell_column), (_, place) in cells.items() if cell_column == column)
-    return place.axis_label(1) if len(place.axes) > 1 else ""
+    return axis_label(place, 1) if len(place.axes) > 1 else ""
 
 
 def _edge_tile(canny_for: Callable[[str], np.ndarray | None] | None, item_id: str) -> Image.Image:
@@ -123,6 +123,5 @@ def _edge_tile(canny_for: Callable[[str], np.ndarray | None] | None, item_id: st
     return fit_within(tile, CELL)
 
 
-def _cell_tile(entry: Mapping[str, Any], out_dir: Path) -> Image.Image:
-    output = listed_file(out_dir, entry.get("files") or [], ".png")
-    return fit_within(outcome_tile(entry["status"], entry.get("error"), output, CELL), CELL)
+def _cell_tile(entry: ItemOutcome, out_dir: Path) -> Image.Image:
+    return fit_within(outcome_tile(entry.status, entry.error, entry.file(out_dir, ".png"), CELL), CELL)

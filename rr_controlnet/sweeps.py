@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from rr_controlnet.field_checks import Problems, check_order, checked_values, id_problem, unknown_key_message
 from rr_controlnet.fields import CANNY_KEYS, ITEM_ONLY_KEYS, SWEEPABLE, Params
-from rr_controlnet.spec import GenerationParams, Item, SweepInfo
+from rr_controlnet.spec import GenerationParams, Item, SweepPlace
 from rr_controlnet.yaml_source import line_of, shown
 
 INTEGER_FIELDS: Final = ("seed", "steps", "canny.low", "canny.high")
@@ -203,6 +203,11 @@ def label(field: str, value: Any) -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{name} {number_text(value)}"
     return f"{name} {value_text(value)}"
+
+
+def axis_label(place: SweepPlace, axis: int) -> str:
+    """A variant's values along one axis of its sweep: `ccs 0.5`, or a zip group's `p "a castle" · np "fog"`."""
+    return " · ".join(label(field, place.values[field]) for field in place.axes[axis])
 
 
 def value_text(value: Any) -> str:
@@ -416,7 +421,7 @@ def expanded(
         if own.problems:
             continue
         params = GenerationParams(**{name: values[name] for name in GenerationParams.__dataclass_fields__})
-        sweep = SweepInfo(source.id, variant.values, fields, variant.coordinates, shape)
+        sweep = SweepPlace(source.id, variant.values, fields, variant.coordinates, shape)
         items.append(replace(source, id=item_id, params=params, sweep=sweep))
     total = math.prod(shape)
     for (line, message), ids in found.items():

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from rr_controlnet.adherence import Adherence
 from rr_controlnet.errors import ItemFailed
 from rr_controlnet.images import load_image
 
@@ -90,8 +90,9 @@ def placeholder(message: str, colour: tuple[int, int, int] = MUTED, side: int = 
     return tile
 
 
-def f1s(adherence: Mapping[str, Any]) -> str:
-    return f"{adherence['strict']['f1']:.0%} / {adherence['tolerant']['f1']:.0%}"
+def f1s(adherence: Adherence) -> str:
+    """Pixel-exact / tolerant F1, as the sheets label an output."""
+    return f"{adherence.strict.f1:.0%} / {adherence.tolerant.f1:.0%}"
 
 
 def status_colour(status: str) -> tuple[int, int, int]:

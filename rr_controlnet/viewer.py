@@ -13,11 +13,14 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from rr_controlnet.errors import RrControlnetError
-from rr_controlnet.outputs import BLUEPRINT_NAME
+from rr_controlnet.outputs.names import BLUEPRINT_NAME, RECORDING_SUFFIX
 from rr_controlnet.spec import Manifest
+
+if TYPE_CHECKING:
+    from rr_controlnet.layout import LaidOut
 
 DEFAULT_GRPC_URL: Final = "rerun+http://127.0.0.1:9876/proxy"
 VIEWER_PORT: Final = 9876
@@ -66,18 +69,10 @@ def serve_batch(manifest: Manifest, out_dir: Path) -> LiveViewer:
     """
     import rerun as rr
 
-    from rr_controlnet.layout import (
-        APPLICATION_ID,
-        BATCH_BLUEPRINT_MAX_ITEMS,
-        batch_blueprint,
-        batch_properties,
-        run_recording_id,
-    )
+    from rr_controlnet.layout import APPLICATION_ID, batch_properties, items_blueprint, run_recording_id
 
     server = rr.RecordingStream(APPLICATION_ID, recording_id=run_recording_id(out_dir), send_properties=False)
-    sweeps = {item.id: item.sweep for item in manifest.items if item.sweep is not None}
-    blueprint = batch_blueprint([item.id for item in manifest.items[:BATCH_BLUEPRINT_MAX_ITEMS]], sweeps=sweeps)
-    url = server.serve_grpc(grpc_port=VIEWER_PORT, default_blueprint=blueprint)
+    url = server.serve_grpc(grpc_port=VIEWER_PORT, default_blueprint=items_blueprint(manifest.items))
     batch_properties(manifest.path, out_dir, time.time_ns()).send(server)
     rr.serve_web_viewer(web_port=WEB_VIEWER_PORT, connect_to=url, open_browser=False)
     page = f"http://localhost:{WEB_VIEWER_PORT}/?url={urllib.parse.quote(url, safe='')}"
@@ -117,33 +112,38 @@ def viewer_command(out_dir: Path, item_patterns: Sequence[str] = ()) -> list[str
     are absolute, so an id starting with '-' never reads as an option.
     """
     out_dir = Path(out_dir).resolve()
-    recordings = sorted(path for path in out_dir.glob("*.rrd") if not path.name.startswith("."))
+    recordings = sorted(path for path in out_dir.glob(f"*{RECORDING_SUFFIX}") if not path.name.startswith("."))
     if not recordings:
         raise RrControlnetError(f"{out_dir}: no .rrd files here; run `rr-controlnet batch` first")
     if item_patterns:
         recordings = [path for path in recordings if any(fnmatch.fnmatchcase(path.stem, p) for p in item_patterns)]
         if not recordings:
             raise RrControlnetError(f"{out_dir}: no item matches {' '.join(item_patterns)}")
-        blueprint = subset_blueprint([path.stem for path in recordings], _sweeps_in(out_dir))
+        blueprint = subset_blueprint(_laid_out(out_dir, [path.stem for path in recordings]))
     else:
         blueprint = out_dir / BLUEPRINT_NAME
     files = [str(path) for path in recordings] + ([str(blueprint)] if blueprint.exists() else [])
     return [rerun_executable(), *files]
 
 
-def _sweeps_in(out_dir: Path) -> dict[str, Any]:
-    """What the folder records of its sweep variants, by id."""
-    from rr_controlnet.journal import read_outcomes
+def _laid_out(out_dir: Path, item_ids: Sequence[str]) -> list[LaidOut]:
+    """These items as the folder records them (a sweep variant with its place), else by id alone."""
+    from rr_controlnet.errors import OutputFolderError
+    from rr_controlnet.outputs import ItemOutcome, OutputFolder
 
-    return {item_id: outcome.sweep for item_id, outcome in read_outcomes(out_dir).items() if outcome.sweep}
+    try:
+        recorded = OutputFolder(out_dir).read().by_id()
+    except OutputFolderError:
+        recorded = {}
+    return [recorded.get(item_id) or ItemOutcome.pending(item_id) for item_id in item_ids]
 
 
-def subset_blueprint(item_ids: Sequence[str], sweeps: dict[str, Any] | None = None) -> Path:
+def subset_blueprint(items: Sequence[LaidOut]) -> Path:
     """A blueprint with a tab for each of these items (grid tabs for sweep variants), saved where the
     viewer can read it."""
     from rr_controlnet.record import save_batch_blueprint
 
-    key = hashlib.sha256("\n".join(item_ids).encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join(item.id for item in items).encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / "rr-controlnet-view"
     folder.mkdir(exist_ok=True)
-    return save_batch_blueprint(item_ids, folder / f"{key}.rbl", sweeps)
+    return save_batch_blueprint(items, folder / f"{key}.rbl")

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import tiny_manifest
+from helpers import tiny_manifest
 
 from rr_controlnet.api import (
     BatchOptions,
@@ -74,7 +74,7 @@ def test_errors_are_exceptions_with_every_problem(tmp_path: Path) -> None:
     ]
     manifest = load_manifest(tiny_manifest(tmp_path))
     with pytest.raises(UsageError):
-        run_manifest(manifest, BatchOptions(out_dir=tmp_path / "out", save_recordings=False))
+        run_manifest(manifest, BatchOptions(out_dir=tmp_path / "out", recording=RecordingOptions(save=False)))
 
 
 def test_thread_count_is_set_for_the_batch_only(tmp_path: Path) -> None:
@@ -118,8 +118,8 @@ def test_readme_python_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         (lambda: Overrides(steps="2"), "Overrides.steps must be an integer 1..1000, got '2'"),
         (lambda: Overrides(seed=-1), "Overrides.seed must be an integer 0..9223372036854775807, got -1"),
         (lambda: Overrides(model="sdx"), "Overrides.model must be one of sdxl, sd15, "),
-        (lambda: BatchOptions(out_dir="out", preview="jpeg"), "BatchOptions.preview must be one of x0, taesd, vae"),
-        (lambda: BatchOptions(out_dir="out", latent_every=0), "BatchOptions.latent_every must be an integer 1..1000"),
+        (lambda: RecordingOptions(preview="jpeg"), "RecordingOptions.preview must be one of x0, taesd, vae"),
+        (lambda: RecordingOptions(latent_every=0), "RecordingOptions.latent_every must be an integer 1..1000"),
         (lambda: BatchOptions(out_dir="out", device="tpu"), "BatchOptions.device must be one of auto, cpu, mps, cuda"),
         (lambda: BatchOptions(out_dir="out", dtype="int8"), "BatchOptions.dtype must be one of auto, fp16, bf16, fp32"),
         (lambda: BatchOptions(out_dir="out", batch_size=1.5), "BatchOptions.batch_size must be an integer 1..1024"),

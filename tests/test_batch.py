@@ -10,20 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_manifest
+from helpers import blueprint_views, decoded_image, read_recording, run_batch, tensor, tensor_dim_names, tiny_manifest
 from PIL import Image
-from rrd_contents import blueprint_views, decoded_image, read_recording, tensor, tensor_dim_names
 
 from rr_controlnet.cli import cli
 
 STEPS = 3
 ADHERENCE_SCORES = ("f1", "precision", "recall", "f1_tolerant", "precision_tolerant", "recall_tolerant", "ssim")
-
-
-def run_batch(manifest: Path, out: Path, *args: str) -> object:
-    result = CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(out), *args])
-    assert result.exit_code == 0, result.output
-    return result
 
 
 @pytest.fixture(scope="module", params=["tiny-sd15", "tiny-sdxl"])
@@ -190,10 +183,7 @@ def test_recording_streams_are_reused_then_replaced(monkeypatch: pytest.MonkeyPa
 def test_the_batch_process_caps_malloc_arenas_before_it_loads_a_model(tmp_path: Path, monkeypatch) -> None:
     import sys
 
-    from click.testing import CliRunner
-
     from rr_controlnet import memory
-    from rr_controlnet.cli import cli
 
     if sys.platform.startswith("linux"):
         assert memory.limit_malloc_arenas()  # glibc takes the setting

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import tiny_manifest
-from rrd_contents import blueprint_views, read_recording
+from helpers import blueprint_views, read_recording, run_batch, tiny_manifest
 
 from rr_controlnet.cli import cli
 
@@ -20,8 +19,7 @@ STEPS = 4
 
 
 def batch(manifest: Path, out: Path) -> None:
-    result = CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(out), "--steps", str(STEPS)])
-    assert result.exit_code == 0, result.output
+    run_batch(manifest, out, "--steps", STEPS)
 
 
 def compare(*args: str):
@@ -166,7 +164,7 @@ def test_folders_that_are_not_outputs_are_refused(tmp_path: Path, baseline: tupl
 
 
 def test_a_folder_a_batch_is_still_writing_is_not_compared(baseline: tuple[Path, Path], tmp_path: Path) -> None:
-    from rr_controlnet.folder_lock import FolderLock
+    from rr_controlnet.outputs.lock import FolderLock
 
     _, accepted = baseline
     shutil.copytree(accepted, tmp_path / "new")

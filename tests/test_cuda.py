@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_manifest
+from helpers import read_recording, tensor, tiny_manifest
 from PIL import Image
-from rrd_contents import read_recording, tensor
 
 from rr_controlnet.api import (
     BatchOptions,

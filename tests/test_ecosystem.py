@@ -11,9 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import free_port, sample_image, tiny_manifest
+from helpers import (
+    blueprint_active_tab,
+    decoded_image,
+    free_port,
+    read_recording,
+    recording_properties,
+    sample_image,
+    tiny_manifest,
+)
 from PIL import Image
-from rrd_contents import blueprint_active_tab, decoded_image, read_recording, recording_properties
 
 from rr_controlnet.cli import cli
 from rr_controlnet.original import BUNDLED_LOGO, ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT

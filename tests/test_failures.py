@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_manifest, write_manifest
+from helpers import summary_items, tiny_manifest, write_manifest
 
 from rr_controlnet import loading
 from rr_controlnet.cli import cli
@@ -28,10 +27,6 @@ def png_with_corrupt_pixels(source: Path) -> bytes:
     crc = zlib.crc32(bytes(data[start - 4 : start + length]))
     data[start + length : start + length + 4] = crc.to_bytes(4, "big")
     return bytes(data)
-
-
-def summary_items(out: Path) -> dict[str, dict]:
-    return {item["id"]: item for item in json.loads((out / "summary.json").read_text())["items"]}
 
 
 def test_a_corrupt_image_fails_its_item_and_the_others_complete(tmp_path: Path) -> None:

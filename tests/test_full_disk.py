@@ -5,14 +5,13 @@ Runs on a small tmpfs; skipped where this process cannot mount one (mounting nee
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import tiny_manifest
+from helpers import summary_items, tiny_manifest
 
 RERUN = Path(sys.executable).with_name("rerun")
 DISK_BYTES = 2 * 1024 * 1024
@@ -45,8 +44,7 @@ def batch(manifest: Path, out: Path) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
 
-def summary(out: Path) -> dict[str, dict]:
-    return {item["id"]: item for item in json.loads((out / "summary.json").read_text())["items"]}
+summary = summary_items
 
 
 def three_horses(folder: Path) -> Path:

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tiny_manifest
+from helpers import tiny_manifest
 
-from rr_controlnet.journal import read_outcomes
+from rr_controlnet.outputs.journal import read_outcomes
 
 RERUN = Path(sys.executable).with_name("rerun")
 

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
-from conftest import tiny_manifest
+from helpers import read_recording, tiny_manifest
 from PIL import Image
-from rrd_contents import read_recording
 
 from rr_controlnet.cli import cli
 

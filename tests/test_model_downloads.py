@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import free_port, tiny_manifest, write_manifest
+from helpers import free_port, tiny_manifest, write_manifest
 from hub_stand_in import StandInHub, hub_env
 
 from rr_controlnet.hub import human_size, needed_files, pipeline_components, variant_for

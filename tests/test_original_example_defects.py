@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import write_manifest
+from helpers import decoded_image, read_recording, write_manifest
 from PIL import Image
-from rrd_contents import decoded_image, read_recording
 
 from rr_controlnet.cli import cli
 

@@ -12,20 +12,20 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import IMAGES, tiny_manifest, write_manifest
+from helpers import IMAGES, statuses, tiny_manifest, write_manifest
 
 from rr_controlnet.cli import cli
 from rr_controlnet.distributed import Shard
-from rr_controlnet.folder_lock import FolderLock, lock_name
-from rr_controlnet.journal import read_outcomes
+from rr_controlnet.outputs.journal import read_outcomes
+from rr_controlnet.outputs.lock import FolderLock
+from rr_controlnet.outputs.names import lock_name
 
 
 def run(manifest: Path, out: Path, *args: str):
     return CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(out), *args])
 
 
-def summary_statuses(out: Path) -> dict[str, str]:
-    return {item["id"]: item["status"] for item in json.loads((out / "summary.json").read_text())["items"]}
+summary_statuses = statuses
 
 
 # --- outputs never land on inputs ----------------------------------------------------------------
@@ -288,7 +288,7 @@ def test_view_passes_paths_that_never_read_as_options(tmp_path: Path) -> None:
 
 
 def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
-    from rr_controlnet.files import atomic_path
+    from rr_controlnet.outputs.files import atomic_path
 
     with atomic_path(tmp_path / "a.png") as partial:
         partial.write_bytes(b"png")

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_manifest
-from rrd_contents import read_recording
+from helpers import read_recording, run_batch, summary_items, tiny_manifest
 from stand_in import outputs_following_controls
 
 from rr_controlnet.cli import cli
@@ -22,13 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SIZE = 256  # near-copies need room for their edges; the tiny model takes 2 steps at 256 px in a second
 
 
-def batch(manifest: Path, out: Path, *args: str) -> None:
-    result = CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(out), *args])
-    assert result.exit_code == 0, result.output
-
-
-def summary_items(out: Path) -> dict[str, dict]:
-    return {item["id"]: item for item in json.loads((out / "summary.json").read_text())["items"]}
+batch = run_batch
 
 
 @pytest.fixture(scope="module")

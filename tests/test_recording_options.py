@@ -6,16 +6,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_manifest
-from rrd_contents import decoded_image, read_recording
+from helpers import decoded_image, read_recording, run_batch, tiny_manifest
 
 from rr_controlnet.cli import cli
 
 
 def run(tmp_path: Path, *args: str) -> Path:
     manifest = tiny_manifest(tmp_path, items=[{"image": "horse.png"}])
-    result = CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(tmp_path / "out"), *args])
-    assert result.exit_code == 0, result.output
+    run_batch(manifest, tmp_path / "out", *args)
     return tmp_path / "out" / "horse.rrd"
 
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from click.testing import CliRunner
-from conftest import tiny_manifest
+from helpers import run_batch, tiny_manifest
 from PIL import Image
-
-from rr_controlnet.cli import cli
 
 
 def generate(manifest: Path, out: Path, *args: str) -> Path:
-    result = CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(out), *args])
-    assert result.exit_code == 0, result.output
+    run_batch(manifest, out, *args)
     return out
 
 

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import yaml
-from click.testing import CliRunner
-from conftest import tiny_manifest
+from helpers import read_summary, run_batch, tiny_manifest
 
-from rr_controlnet.cli import cli
 from rr_controlnet.layout import item_paths
 
-
-def run(manifest: Path, out: Path, *args: str):
-    result = CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(out), *args])
-    assert result.exit_code == 0, result.output
-    return result
+run = run_batch
 
 
 def modified_times(out: Path) -> dict[str, int]:
@@ -24,8 +17,7 @@ def modified_times(out: Path) -> dict[str, int]:
     return {path.name: path.stat().st_mtime_ns for path in items}
 
 
-def summary(out: Path) -> dict:
-    return json.loads((out / "summary.json").read_text())
+summary = read_summary
 
 
 def test_unchanged_items_are_skipped(tmp_path: Path) -> None:
@@ -57,7 +49,7 @@ def test_a_changed_prompt_regenerates_only_that_item(tmp_path: Path) -> None:
 
 
 def test_the_params_hash_is_recorded_in_the_params_entity(tmp_path: Path) -> None:
-    from rrd_contents import read_recording
+    from helpers import read_recording
 
     manifest = tiny_manifest(tmp_path)
     run(manifest, tmp_path / "out")
@@ -104,7 +96,7 @@ def test_changed_recording_settings_regenerate(tmp_path: Path) -> None:
 
 
 def test_items_made_without_adherence_or_recordings_are_made_again_with_them(tmp_path: Path) -> None:
-    from rr_controlnet.api import BatchOptions, load_manifest, run_batch
+    from rr_controlnet.api import BatchOptions, RecordingOptions, load_manifest, run_batch
 
     manifest = tiny_manifest(tmp_path)
     out = tmp_path / "out"
@@ -117,7 +109,7 @@ def test_items_made_without_adherence_or_recordings_are_made_again_with_them(tmp
     assert "2 skipped" in run(manifest, out, "--no-adherence").output  # scores kept are no reason to redo
 
     streamed = tmp_path / "streamed"
-    run_batch(load_manifest(manifest), BatchOptions(out_dir=streamed, save_recordings=False))
+    run_batch(load_manifest(manifest), BatchOptions(out_dir=streamed, recording=RecordingOptions(save=False)))
     assert not list(streamed.glob("*.rrd"))
     result = run(manifest, streamed)
     assert "item 'horse': made without a recording (--no-save) before; making it again" in result.output

@@ -7,18 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IMAGES
+from helpers import IMAGES
 from PIL import Image
 
+from rr_controlnet.contact_sheet import SheetRow, contact_sheet, sheet_rows, write_overview
+from rr_controlnet.job_summary import summary_markdown
 from rr_controlnet.markdown import append_summary
-from rr_controlnet.outputs import BatchSummary, ItemOutcome
-from rr_controlnet.review import (
-    SheetRow,
-    contact_sheet,
-    sheet_rows_from_summary,
-    summary_markdown,
-    write_overview,
-)
+from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
 
 EDGES = np.zeros((64, 64), dtype=np.uint8)
 EDGES[16:48, 32] = 255
@@ -79,10 +74,15 @@ def test_write_overview_writes_a_png_atomically(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["overview.png"]
 
 
+def typed(document: dict) -> BatchSummary:
+    return BatchSummary.from_document(document)
+
+
 def summary_document(out_dir: Path) -> dict:
     params = {"prompt": "a research complex", "seed": 0}
+    files = ["astronaut.rrd", "astronaut.png"]
     items = [
-        ItemOutcome("astronaut", "done", 0, params, "abc", seconds=1.234, files=["astronaut.rrd", "astronaut.png"]),
+        ItemOutcome("astronaut", "done", 0, params, "abc", str(IMAGES / "astronaut.png"), 1.234, files),
         ItemOutcome("cat", "failed", 7, {**params, "seed": 7}, "def", seconds=0.5, error="ItemFailed: bad | pipe <b>"),
         ItemOutcome("horse", "pending", 5, {**params, "seed": 5}, "ghi"),
     ]
@@ -91,7 +91,7 @@ def summary_document(out_dir: Path) -> dict:
 
 
 def test_summary_markdown_is_a_table_with_counts_and_reasons(tmp_path: Path) -> None:
-    markdown = summary_markdown(summary_document(tmp_path))
+    markdown = summary_markdown(typed(summary_document(tmp_path)))
     lines = markdown.splitlines()
     assert lines[0].startswith("## rr-controlnet: ")
     assert "1 done, 1 failed, 1 pending" in markdown
@@ -108,11 +108,9 @@ def test_append_summary_creates_then_appends(tmp_path: Path) -> None:
     assert path.read_text() == "## first\n## second\n"
 
 
-def test_rows_from_summary_take_inputs_and_edge_maps_from_the_caller(tmp_path: Path) -> None:
-    document = summary_document(tmp_path)
-    rows = sheet_rows_from_summary(
-        tmp_path, document, inputs={"astronaut": IMAGES / "astronaut.png"}, canny_for=lambda item_id: EDGES
-    )
+def test_rows_take_recorded_inputs_and_edge_maps_from_the_caller(tmp_path: Path) -> None:
+    summary = typed(summary_document(tmp_path))
+    rows = sheet_rows(OutputFolder(tmp_path), summary.items, canny_for=lambda item_id: EDGES)
     assert [(row.item_id, row.status, row.seed) for row in rows] == [
         ("astronaut", "done", 0),
         ("cat", "failed", 7),
@@ -131,29 +129,29 @@ def many_entries(count: int, out_dir: Path) -> dict:
 
 
 def test_large_batches_get_a_paged_contact_sheet_redrawn_only_where_it_changed(tmp_path: Path) -> None:
-    from rr_controlnet.review import ROWS_PER_PAGE, write_overview_pages
+    from rr_controlnet.contact_sheet import ROWS_PER_PAGE, write_overview_pages
 
     document = many_entries(2 * ROWS_PER_PAGE + 1, tmp_path)
-    pages = write_overview_pages(tmp_path, document)
+    pages = write_overview_pages(OutputFolder(tmp_path), typed(document))
     assert [page.name for page in pages] == ["overview-001.png", "overview-002.png", "overview-003.png"]
     assert Image.open(pages[0]).height > Image.open(pages[2]).height  # 50 rows, then 1
     drawn = {page.name: page.stat().st_mtime_ns for page in pages}
 
     document["items"][ROWS_PER_PAGE]["status"] = "failed"  # the first item of page 2
-    write_overview_pages(tmp_path, document)
+    write_overview_pages(OutputFolder(tmp_path), typed(document))
     redrawn = {page.name for page in pages if page.stat().st_mtime_ns != drawn[page.name]}
     assert redrawn == {"overview-002.png"}
 
-    write_overview_pages(tmp_path, many_entries(3, tmp_path))  # a small batch again: one page, no stale ones
+    write_overview_pages(OutputFolder(tmp_path), typed(many_entries(3, tmp_path)))  # one page again, no stale ones
     assert sorted(path.name for path in tmp_path.iterdir()) == ["overview.png"]
 
 
 def test_summary_markdown_of_a_large_batch_stays_small_and_lists_failures_first(tmp_path: Path) -> None:
-    from rr_controlnet.review import TABLE_ROW_LIMIT
+    from rr_controlnet.markdown import TABLE_ROW_LIMIT
 
     document = many_entries(TABLE_ROW_LIMIT + 100, tmp_path)
     document["items"][-1].update(status="failed", error="OutOfMemoryError")
-    markdown = summary_markdown(document)
+    markdown = summary_markdown(typed(document))
     rows = [line for line in markdown.splitlines() if line.startswith("| item0")]
     assert len(rows) == TABLE_ROW_LIMIT
     assert rows[0].startswith(f"| item{TABLE_ROW_LIMIT + 99:05d} | **failed**: OutOfMemoryError")
@@ -162,30 +160,32 @@ def test_summary_markdown_of_a_large_batch_stays_small_and_lists_failures_first(
 
 
 def test_summary_markdown_names_the_statuses_it_left_out(tmp_path: Path) -> None:
-    from rr_controlnet.review import TABLE_ROW_LIMIT
+    from rr_controlnet.markdown import TABLE_ROW_LIMIT
 
     document = many_entries(TABLE_ROW_LIMIT + 200, tmp_path)
     for entry in document["items"][: TABLE_ROW_LIMIT + 100]:
         entry.update(status="failed", error="OutOfMemoryError")
-    markdown = summary_markdown(document)
+    markdown = summary_markdown(typed(document))
     assert "... and 200 more items (100 done, 100 failed): summary.json lists every item." in markdown
 
 
 def test_many_sweeps_of_long_prompts_stay_within_a_job_summary(tmp_path: Path) -> None:
-    from rr_controlnet.markdown import MAX_BYTES
-    from rr_controlnet.review import TABLE_ROW_LIMIT
+    from rr_controlnet.markdown import MAX_BYTES, TABLE_ROW_LIMIT
 
     document = many_entries(100 * 100, tmp_path)
     for number, entry in enumerate(document["items"]):
         prompt = f"variant {number % 100} of a prompt long enough to matter, " * 4
-        entry["sweep"] = {"source": f"source{number // 100}", "values": {"prompt": prompt}}
+        place = {"axes": [["prompt"]], "coordinates": [number % 100], "shape": [100]}
+        entry["sweep"] = {"source": f"source{number // 100}", "values": {"prompt": prompt}, **place}
         entry["adherence"] = {
             "strict": {"precision": 0.5, "recall": 0.5, "f1": 0.5},
             "tolerant": {"precision": 0.6, "recall": 0.6, "f1": 0.6},
             "tolerance_px": 1.0,
             "ssim": 0.1,
+            "control_edges": 10,
+            "output_edges": 10,
         }
-    markdown = summary_markdown(document)
+    markdown = summary_markdown(typed(document))
     assert len(markdown.encode()) <= MAX_BYTES
     sweep_rows = [line for line in markdown.splitlines() if line.startswith("| item0") and "| done | 50.0% |" in line]
     assert len(sweep_rows) == TABLE_ROW_LIMIT  # five sources of 100, in all
@@ -205,13 +205,13 @@ def test_markdown_is_cut_at_a_line_with_a_note_past_its_byte_limit() -> None:
 
 
 def test_batch_blueprint_file_is_bounded(tmp_path: Path) -> None:
-    from rrd_contents import blueprint_views
+    from helpers import blueprint_views
 
     from rr_controlnet.layout import BATCH_BLUEPRINT_MAX_ITEMS
     from rr_controlnet.record import save_batch_blueprint
 
-    ids = [f"item{n}" for n in range(BATCH_BLUEPRINT_MAX_ITEMS + 5)]
-    views = blueprint_views(save_batch_blueprint(ids, tmp_path / "batch.rbl"))
+    items = [ItemOutcome.pending(f"item{n}") for n in range(BATCH_BLUEPRINT_MAX_ITEMS + 5)]
+    views = blueprint_views(save_batch_blueprint(items, tmp_path / "batch.rbl"))
     assert len(views) == 9 * BATCH_BLUEPRINT_MAX_ITEMS
     assert (
         f"item{BATCH_BLUEPRINT_MAX_ITEMS - 1}: output" in views
@@ -222,7 +222,7 @@ def test_batch_blueprint_file_is_bounded(tmp_path: Path) -> None:
 def test_summary_json_is_rewritten_at_most_once_an_interval() -> None:
     import time
 
-    from rr_controlnet.journal import SummaryWriter
+    from rr_controlnet.outputs.journal import SummaryWriter
 
     writes: list[float] = []
     writer = SummaryWriter(lambda: writes.append(time.monotonic()), interval=0.3)
@@ -238,7 +238,7 @@ def test_a_timer_that_fires_during_close_writes_nothing_after_it() -> None:
     import threading
     import time
 
-    from rr_controlnet.journal import SummaryWriter
+    from rr_controlnet.outputs.journal import SummaryWriter
 
     writes: list[float] = []
     lock = threading.RLock()
@@ -257,7 +257,7 @@ def test_a_failed_background_write_is_reported_then_superseded() -> None:
     import threading
 
     from rr_controlnet.errors import OutputWriteError
-    from rr_controlnet.journal import SummaryWriter
+    from rr_controlnet.outputs.journal import SummaryWriter
 
     disk = {"full": False, "writes": 0}
     failed = threading.Event()

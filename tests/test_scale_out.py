@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import tiny_manifest
+from helpers import read_recording, run_cli, tiny_manifest
 from PIL import Image
-from rrd_contents import read_recording
 
 from rr_controlnet.cli import cli
 from rr_controlnet.distributed import Shard, launched_process, parse_shard
@@ -21,8 +20,7 @@ THREE_ITEMS = [{"image": "astronaut.png"}, {"image": "horse.png", "seed": 5}, {"
 
 
 def batch(*args: str) -> None:
-    result = CliRunner().invoke(cli, ["batch", *args])
-    assert result.exit_code == 0, result.output
+    run_cli("batch", *args)
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import sample_image, tiny_manifest, write_manifest
+from helpers import blueprint_views, read_recording, sample_image, tiny_manifest, write_manifest
 from PIL import Image
-from rrd_contents import blueprint_views, read_recording
 
 from rr_controlnet.cli import cli
 from rr_controlnet.errors import ManifestError
 from rr_controlnet.manifest import load_manifest
+from rr_controlnet.outputs import ItemOutcome
 from rr_controlnet.spec import Overrides
 
 
@@ -281,7 +281,7 @@ def test_wide_images_stay_inside_their_cells_clear_of_the_labels(tmp_path: Path)
                 {"id": item_id, "status": "done", "image": str(tmp_path / "input.png"), "files": [f"{item_id}.png"],
                  "sweep": sweep}
             )  # fmt: skip
-    sheet = np.asarray(sweep_sheet(entries, tmp_path, None)).astype(int)
+    sheet = np.asarray(sweep_sheet([ItemOutcome.from_document(entry) for entry in entries], tmp_path, None)).astype(int)
     red_pixels = (sheet[..., 0] > 200) & (sheet[..., 1] < 60) & (sheet[..., 2] < 60)
     side_column = CELL + 16  # the input and edge map, then the row labels
     columns_with_red = np.flatnonzero(red_pixels.any(axis=0))
@@ -462,5 +462,5 @@ def test_a_sweep_page_shows_each_variants_own_edge_map_when_the_sweep_changes_it
         asked.append(item_id)
         return np.zeros((64, 64), dtype=np.uint8)
 
-    sweep_sheet(entries, tmp_path, canny_for)
+    sweep_sheet([ItemOutcome.from_document(entry) for entry in entries], tmp_path, canny_for)
     assert asked == (["p_0", "p_1"] if own_edge_maps else ["p_0"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import sample_image
+from helpers import sample_image
 from PIL import Image
 
 from rr_controlnet.cli import cli

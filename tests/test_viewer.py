@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import free_port, tiny_manifest
-from rrd_contents import shown_tab
+from helpers import free_port, shown_tab, tiny_manifest
 from stand_in import outputs_following_controls
 
 from rr_controlnet.cli import cli

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import free_port, tiny_manifest
-from rrd_contents import recording_properties, shown_tab
+from helpers import free_port, recording_properties, shown_tab, tiny_manifest
 
 from rr_controlnet.layout import item_view_names, run_recording_id
 

@@ -14,22 +14,15 @@ import contextlib
 import datetime
 import json
 import os
-import re
 import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
 
+from rr_controlnet.distributed import Shard
 from rr_controlnet.errors import OutputFolderError
-
-LOCK_NAME: Final = ".rr-controlnet.lock"
-LOCK_GLOB: Final = ".rr-controlnet*.lock"
-
-
-def lock_name(shard: Any = None) -> str:
-    return f".rr-controlnet.shard-{shard.index}-of-{shard.count}.lock" if shard is not None else LOCK_NAME
+from rr_controlnet.outputs.names import LOCK_GLOB, lock_name, shard_of
 
 
 @dataclass(frozen=True)
@@ -49,7 +42,7 @@ class LockHolder:
 class FolderLock:
     """Held while a run writes into an output folder; a second run of the same items is refused."""
 
-    def __init__(self, out_dir: Path, shard: Any = None, log: Callable[[str], None] | None = None):
+    def __init__(self, out_dir: Path, shard: Shard | None = None, log: Callable[[str], None] | None = None):
         self.out_dir = Path(out_dir)
         self.shard = shard
         self.path = self.out_dir / lock_name(shard)
@@ -87,7 +80,7 @@ class FolderLock:
 
     def _live_rival(self) -> tuple[Path, LockHolder | None] | None:
         for other in sorted(self.out_dir.glob(LOCK_GLOB)):
-            if other.name == self.path.name or not _overlaps(self.shard, _shard_of_lock(other.name)):
+            if other.name == self.path.name or not _overlaps(self.shard, shard_of(other.name)):
                 continue
             try:
                 fd = os.open(other, os.O_RDONLY)
@@ -164,7 +157,7 @@ def _read_holder(fd: int) -> LockHolder | None:
     )
 
 
-def _write_holder(fd: int, shard: Any) -> None:
+def _write_holder(fd: int, shard: Shard | None) -> None:
     holder = {
         "pid": os.getpid(),
         "host": socket.gethostname(),
@@ -186,16 +179,11 @@ def _busy_message(out_dir: Path, holder: LockHolder | None, path: Path) -> str:
     )
 
 
-def _shard_of_lock(name: str) -> tuple[int, int] | None:
-    match = re.fullmatch(r"\.rr-controlnet\.shard-(\d+)-of-(\d+)\.lock", name)
-    return (int(match[1]), int(match[2])) if match else None
-
-
-def _overlaps(shard: Any, other: tuple[int, int] | None) -> bool:
+def _overlaps(shard: Shard | None, other: Shard | None) -> bool:
     """Whether two runs could write the same items: only shards I != J of the same N cannot."""
     if shard is None or other is None:
         return True
-    return shard.count != other[1] or shard.index == other[0]
+    return shard.count != other.count or shard.index == other.index
 
 
 def held_shard_locks(out_dir: Path) -> list[str]:
@@ -207,14 +195,14 @@ def running_writers(out_dir: Path) -> list[tuple[str, LockHolder | None]]:
     """The runs writing into the folder now: ("I/N" or "the whole batch", who holds the lock)."""
     held = []
     for path in sorted(Path(out_dir).glob(LOCK_GLOB)):
-        shard = _shard_of_lock(path.name)
+        shard = shard_of(path.name)
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:
             continue
         try:
             if not _try_lock(fd, exclusive=False):
-                held.append((f"{shard[0]}/{shard[1]}" if shard else "the whole batch", _read_holder(fd)))
+                held.append((str(shard) if shard else "the whole batch", _read_holder(fd)))
         finally:
             os.close(fd)
     return held

@@ -1,4 +1,4 @@
-"""What an output folder records of each item: an append-only journal, summary.json, and reading them back.
+"""The records on disk: an append-only journal, summary.json, and reading them back.
 
 Every finished item goes to the journal at once (one synced JSON line); summary.json is rewritten
 from time to time and at the end. Reading takes summaries and journals oldest first, so later
@@ -13,21 +13,14 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
-from rr_controlnet.errors import OutputFolderError, OutputWriteError
-from rr_controlnet.files import write_atomic, write_failure
-from rr_controlnet.outputs import (
-    JOURNAL_NAME,
-    SHARD_JOURNAL_GLOB,
-    SHARD_SUMMARY_GLOB,
-    SUMMARY_NAME,
-    BatchSummary,
-    ItemOutcome,
-)
+from rr_controlnet.errors import OutputWriteError
+from rr_controlnet.outputs.files import write_atomic, write_failure
+from rr_controlnet.outputs.names import JOURNAL_NAME, SHARD_JOURNAL_GLOB, SHARD_SUMMARY_GLOB, SUMMARY_NAME
+from rr_controlnet.outputs.records import BatchSummary, ItemOutcome
 
 # While a batch runs, summary.json is rewritten at most this often, and less often when rewriting it
 # takes long (a large batch): writing it may take 1/SUMMARY_COST_SHARE of the time. The journal holds
@@ -43,7 +36,7 @@ class Journal:
         self.path = Path(path)
 
     def append(self, outcome: ItemOutcome) -> None:
-        line = json.dumps(asdict(outcome), separators=(",", ":")) + "\n"
+        line = json.dumps(outcome.to_document(), separators=(",", ":")) + "\n"
         try:
             with open(self.path, "a", encoding="utf-8") as journal:
                 journal.write(line)
@@ -145,7 +138,7 @@ def read_outcomes(
     log = log or (lambda message: None)
     outcomes: dict[str, ItemOutcome] = {}
     own = set(own_names)
-    for path in _state_files(out_dir):
+    for path in state_files(out_dir):
         entries, problem = _read_state_file(path)
         if problem is not None:
             moved = _set_aside(path) if path.name in own else None
@@ -160,7 +153,7 @@ def read_outcomes(
 def read_summary_documents(out_dir: Path) -> list[dict]:
     """summary.json and every shard summary in the folder that reads as one, oldest first."""
     documents = []
-    for path in _state_files(out_dir, journals=False):
+    for path in state_files(out_dir, journals=False):
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -170,7 +163,8 @@ def read_summary_documents(out_dir: Path) -> list[dict]:
     return documents
 
 
-def _state_files(out_dir: Path, journals: bool = True) -> list[Path]:
+def state_files(out_dir: Path, journals: bool = True) -> list[Path]:
+    """summary.json, shard summaries and (with `journals`) the journals, oldest first."""
     out_dir = Path(out_dir)
     paths = [out_dir / SUMMARY_NAME, *out_dir.glob(SHARD_SUMMARY_GLOB)]
     if journals:
@@ -202,7 +196,7 @@ def _read_state_file(path: Path) -> tuple[list[ItemOutcome], str | None]:
         return [], f"is not JSON ({exc})"
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
         return [], f"is not an rr-controlnet summary (it holds {_json_kind(document)})"
-    outcomes = [ItemOutcome.from_entry(entry) for entry in document["items"]]
+    outcomes = [ItemOutcome.from_document(entry) for entry in document["items"]]
     if None in outcomes:
         return [], "has items that are not rr-controlnet outcomes"
     return outcomes, None
@@ -214,7 +208,7 @@ def _journal_entries(text: str) -> tuple[list[ItemOutcome], str | None]:
     outcomes = []
     for number, line in enumerate(complete, start=1):
         try:
-            outcome = ItemOutcome.from_entry(json.loads(line))
+            outcome = ItemOutcome.from_document(json.loads(line))
         except ValueError:
             outcome = None
         if outcome is None:
@@ -241,31 +235,3 @@ def _set_aside(path: Path) -> Path | None:
     except OSError:
         return None
     return target
-
-
-def merge_shard_summaries(out_dir: Path, log: Callable[[str], None] | None = None) -> dict:
-    """One summary document for the whole batch: every item in manifest order, newest outcome wins."""
-    documents = read_summary_documents(out_dir)
-    if not documents:
-        raise OutputFolderError(f"{out_dir}: no summary.json or shard summaries to merge")
-    outcomes = read_outcomes(out_dir, log=log)
-    order = item_order(documents, outcomes)
-    merged = {key: value for key, value in documents[-1].items() if key not in ("items", "shard", "counts")}
-    # An item no shard has reported on yet is pending, like an item a batch has not reached.
-    stub = {"status": "pending", "seed": None, "params": {}, "params_hash": ""}
-    merged["items"] = [
-        asdict(outcomes[item_id]) if item_id in outcomes else {"id": item_id, **stub} for item_id in order
-    ]
-    merged["item_ids"] = order
-    return merged
-
-
-def item_order(documents: Sequence[Mapping[str, Any]], outcomes: Mapping[str, ItemOutcome]) -> list[str]:
-    """The batch's item ids in manifest order, from the newest summary that lists them (else as recorded)."""
-    return next((doc["item_ids"] for doc in reversed(documents) if doc.get("item_ids")), None) or list(outcomes)
-
-
-def shard_state_files(out_dir: Path) -> list[Path]:
-    """Shard summaries and journals (merged into summary.json by `summarize`)."""
-    out_dir = Path(out_dir)
-    return [*out_dir.glob(SHARD_SUMMARY_GLOB), *out_dir.glob(SHARD_JOURNAL_GLOB), out_dir / JOURNAL_NAME]

@@ -1,14 +1,103 @@
-"""Reading a recorded .rrd back for assertions."""
+"""What tests share: sample images and manifests, running the command line, and reading back what a
+batch wrote (summary.json, recordings, blueprints).
+
+    manifest = tiny_manifest(tmp_path)                    # two bundled photos, 64 px, 3 steps, tiny-sd15
+    run_batch(manifest, tmp_path / "out")                 # the CLI, asserting exit 0 (or exit_code=...)
+    items = summary_items(tmp_path / "out")               # id -> summary.json entry
+    recording = read_recording(tmp_path / "out" / "horse.rrd")
+"""
 
 from __future__ import annotations
 
 import io
+import json
+import shutil
+import socket
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGES = ROOT / "manifests" / "images"
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+
+def sample_image(name: str, folder: Path) -> str:
+    """Copy a bundled sample image into `folder` and return its name."""
+    shutil.copy(IMAGES / name, folder / name)
+    return name
+
+
+def write_manifest(folder: Path, document: dict, name: str = "manifest.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def tiny_manifest(folder: Path, model: str = "tiny-sd15", items: list[dict] | None = None, **defaults) -> Path:
+    """A small manifest over two bundled photos: 64x64, 3 steps, on a tiny model."""
+    sample_image("astronaut.png", folder)
+    sample_image("horse.png", folder)
+    document = {
+        "version": 1,
+        "model": model,
+        "defaults": {"prompt": "a futuristic research complex", "steps": 3, "size": 64, **defaults},
+        "items": items if items is not None else [{"image": "astronaut.png"}, {"image": "horse.png", "seed": 5}],
+    }
+    return write_manifest(folder, document)
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for a viewer or server that must not meet another test's."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def run_cli(*args: Any, exit_code: int | None = 0) -> Any:
+    """`rr-controlnet ARGS` in this process (click's CliRunner), asserting its exit code unless None. A bug
+    raises here with its traceback rather than becoming a message."""
+    from click.testing import CliRunner
+
+    from rr_controlnet.cli import cli
+
+    result = CliRunner().invoke(cli, [str(arg) for arg in args], catch_exceptions=False)
+    if exit_code is not None:
+        assert result.exit_code == exit_code, result.output
+    return result
+
+
+def run_batch(manifest: Path, out: Path, *args: Any, exit_code: int | None = 0) -> Any:
+    """`rr-controlnet batch MANIFEST --out OUT ARGS`, asserting its exit code unless None."""
+    return run_cli("batch", manifest, "--out", out, *args, exit_code=exit_code)
+
+
+# --- what a batch wrote ---------------------------------------------------------------------------
+
+
+def read_summary(out: Path) -> dict:
+    """summary.json of an output folder, parsed."""
+    return json.loads((Path(out) / "summary.json").read_text())
+
+
+def summary_items(out: Path) -> dict[str, dict]:
+    """summary.json's entries by item id."""
+    return {item["id"]: item for item in read_summary(out)["items"]}
+
+
+def statuses(out: Path) -> dict[str, str]:
+    """Each item's status, by id, as summary.json records it."""
+    return {item_id: item["status"] for item_id, item in summary_items(out).items()}
 
 
 @dataclass
@@ -34,6 +123,7 @@ class Recording:
 
 
 def read_recording(path: Path) -> Recording:
+    """Every row an .rrd holds, by entity path (its recording properties aside)."""
     from rerun.chunk import RrdReader
 
     reader = RrdReader(str(path))

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Final
 
 from rr_controlnet.errors import OutputWriteError
+from rr_controlnet.outputs.names import PARTIAL_GLOB, PARTIAL_SUFFIX, partial_final_name
 
-PARTIAL_SUFFIX: Final = ".partial"
 # Below this much free space a failed write is reported as a full disk.
 FULL_DISK_BYTES: Final = 256 * 1024
 
@@ -122,8 +122,8 @@ def remove_stale_partials(folder: Path, final_names: Iterable[str], pattern: re.
     """
     wanted = set(final_names)
     removed = 0
-    for leftover in Path(folder).glob(f".*{PARTIAL_SUFFIX}"):
-        final_name = leftover.name[1 : -len(PARTIAL_SUFFIX)].rsplit(".", 1)[0]
+    for leftover in Path(folder).glob(PARTIAL_GLOB):
+        final_name = partial_final_name(leftover.name) or ""
         own = final_name in wanted or (pattern is not None and pattern.match(final_name))
         if own and leftover.is_file() and not leftover.is_symlink():
             leftover.unlink()

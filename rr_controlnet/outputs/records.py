@@ -1,0 +1,150 @@
+"""What an output folder records: each item's outcome, and the batch's summary of them.
+
+Typed from the moment an item finishes until the moment it is written (summary.json, the journal);
+documents read back become these records again, or are refused whole when they are not this tool's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final
+
+from rr_controlnet.adherence import Adherence
+from rr_controlnet.outputs.names import listed_file
+from rr_controlnet.spec import SweepPlace
+
+SUMMARY_VERSION: Final = 1
+STATUSES: Final = ("done", "failed", "pending")
+
+
+@dataclass
+class ItemOutcome:
+    """What became of one item: done (with verified files), failed (with the reason) or pending."""
+
+    id: str
+    status: str  # one of STATUSES
+    seed: int | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # the effective parameters (spec.GenerationParams)
+    params_hash: str = ""
+    image: str = ""  # the input image, absolute
+    seconds: float | None = None
+    files: list[str] = field(default_factory=list)
+    error: str | None = None
+    # name -> {"bytes", "sha256", "mtime_ns"} of each file, taken once the file was verified complete
+    checksums: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    adherence: Adherence | None = None  # of a done item, when scored
+    sweep: SweepPlace | None = None  # a sweep variant's source, values and place in the sweep's grid
+    size: list[int] | None = None  # [width, height] generated (params may leave them to the image's aspect)
+    input_sha256: str = ""  # of the input image's file, as it was when the item was planned
+
+    @classmethod
+    def pending(cls, item_id: str, **known: Any) -> ItemOutcome:
+        """An item not finished (yet): planned, interrupted, or known only by its id."""
+        return cls(item_id, "pending", **known)
+
+    def as_failed(self, reason: str, seconds: float, warnings: list[str] | None = None) -> ItemOutcome:
+        """This item, failed for `reason` after `seconds`."""
+        return replace(self, status="failed", error=reason, seconds=round(seconds, 3), warnings=list(warnings or []))
+
+    def file(self, folder: Path, suffix: str) -> Path | None:
+        """The first of its files with this suffix (".png", ".rrd"), in `folder`."""
+        return listed_file(folder, self.files, suffix)
+
+    def to_document(self) -> dict[str, Any]:
+        """As summary.json and the journal hold it."""
+        document = {item.name: getattr(self, item.name) for item in fields(self)}
+        document["adherence"] = self.adherence.as_dict() if self.adherence is not None else None
+        document["sweep"] = asdict(self.sweep) if self.sweep is not None else None
+        return document
+
+    @classmethod
+    def from_document(cls, entry: Any) -> ItemOutcome | None:
+        """An outcome from a summary or journal entry; None when the entry is not one of ours."""
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("id"), str):
+            return None
+        if entry.get("status") not in STATUSES:
+            return None
+        known = {item.name: entry[item.name] for item in fields(cls) if item.name in entry}
+        try:
+            adherence = known.pop("adherence", None)
+            sweep = known.pop("sweep", None)
+            outcome = cls(**{"seed": None, "params": {}, "params_hash": "", **known})
+            outcome.adherence = Adherence.from_dict(adherence) if adherence is not None else None
+            outcome.sweep = SweepPlace.from_dict(sweep) if sweep is not None else None
+        except (TypeError, KeyError, ValueError):
+            return None
+        shapes_ok = (
+            isinstance(outcome.params, dict)
+            and isinstance(outcome.files, list)
+            and all(_is_plain_name(name) for name in outcome.files)
+            and isinstance(outcome.checksums, dict)
+            and all(isinstance(checksum, dict) for checksum in outcome.checksums.values())
+            and isinstance(outcome.warnings, list)
+            and isinstance(outcome.params_hash, str)
+            and isinstance(outcome.size, list | None)
+            and isinstance(outcome.input_sha256, str)
+        )
+        return outcome if shapes_ok else None
+
+
+def _is_plain_name(name: Any) -> bool:
+    """A file name inside the output folder, as this tool writes them: no folder, nothing hidden."""
+    return isinstance(name, str) and name == Path(name).name and not name.startswith(".")
+
+
+@dataclass
+class BatchSummary:
+    """A batch as summary.json records it: the run's settings and every item's outcome, in manifest order."""
+
+    manifest: str
+    model: dict[str, Any]
+    recording_id: str
+    items: list[ItemOutcome]
+    versions: dict[str, str] = field(default_factory=dict)
+    item_ids: list[str] = field(default_factory=list)  # every item of the manifest, in order
+    shard: str | None = None  # "I/N" when this summary covers one shard's items only
+    # What the run decided besides the model and each item's parameters: scheduler, dtype, and what it
+    # recorded (preview, latent_every); the first two decide outputs too.
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> BatchSummary:
+        """A summary document's outcomes that are this tool's (others are left out)."""
+        items = [outcome for outcome in map(ItemOutcome.from_document, document.get("items", [])) if outcome]
+        return cls(
+            manifest=document.get("manifest", ""),
+            model=document.get("model") or {},
+            recording_id=document.get("recording_id", ""),
+            items=items,
+            versions=document.get("versions") or {},
+            item_ids=document.get("item_ids") or [item.id for item in items],
+            shard=document.get("shard"),
+            settings=document.get("settings") or {},
+        )
+
+    def counts(self) -> dict[str, int]:
+        return {status: sum(1 for outcome in self.items if outcome.status == status) for status in STATUSES}
+
+    def by_id(self) -> dict[str, ItemOutcome]:
+        return {outcome.id: outcome for outcome in self.items}
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "version": SUMMARY_VERSION,
+            "manifest": self.manifest,
+            "model": self.model,
+            "recording_id": self.recording_id,
+            "counts": self.counts(),
+            "versions": self.versions,
+            "item_ids": self.item_ids,
+            "shard": self.shard,
+            "settings": self.settings,
+            "items": [outcome.to_document() for outcome in self.items],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_document(), indent=2) + "\n"
