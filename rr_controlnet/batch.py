@@ -129,6 +129,7 @@ def _run_locked(
     from rr_controlnet.record import save_batch_blueprint
 
     out_dir, shard = Path(options.out_dir), options.shard
+    started = time.time()
     runtime = resolve_runtime(options.device, options.dtype)
     recording_settings = {"preview": options.preview, "latent_every": options.latent_every}
     planned = plan_items(manifest, runtime.dtype_name, shard, recording_settings)
@@ -148,6 +149,7 @@ def _run_locked(
             versions=library_versions(),
             item_ids=all_ids,
             shard=str(shard) if shard else None,
+            run=_run_record(runtime, started),
         ),
         planned,
         {p.item.id: previous[p.item.id] for p in skipped},
@@ -240,6 +242,7 @@ class _BatchState:
         from rr_controlnet.runner import pending_outcome
 
         self.summary = summary
+        self.started = time.perf_counter()  # the run's wall time counts from here: loading included
         self.order = [p.item.id for p in planned]
         self.outcomes = {p.item.id: kept.get(p.item.id) or pending_outcome(p) for p in planned}
         self.out_dir = Path(out_dir)
@@ -276,7 +279,21 @@ class _BatchState:
         self.journal.remove()
 
 
+def _run_record(runtime: Any, started: float) -> dict[str, Any]:
+    """Where the run ran and when it started (UTC); _finish adds its wall time."""
+    import datetime
+
+    started_text = datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds")
+    run = {"device": runtime.device, "dtype": runtime.dtype_name, "started": started_text}
+    if runtime.device.startswith("cuda"):
+        import torch
+
+        run["device_name"] = torch.cuda.get_device_name(runtime.device)
+    return run
+
+
 def _finish(state: _BatchState, report: BatchReport, options: BatchOptions, log: Callable[[str], None]) -> BatchReport:
+    state.summary.run["wall_seconds"] = round(time.perf_counter() - state.started, 3)
     state.close()
     report.stopped_by = state.stop.signal_name
     report.stop_reason = state.stop.reason

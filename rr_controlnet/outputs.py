@@ -128,6 +128,7 @@ class BatchSummary:
     versions: dict[str, str] = field(default_factory=dict)
     item_ids: list[str] = field(default_factory=list)  # every item of the manifest, in order
     shard: str | None = None  # "I/N" when this summary covers one shard's items only
+    run: dict[str, Any] = field(default_factory=dict)  # the run that wrote it: device, dtype, started, wall_seconds
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> BatchSummary:
@@ -140,6 +141,7 @@ class BatchSummary:
             versions=document.get("versions") or {},
             item_ids=document.get("item_ids") or [item.id for item in items],
             shard=document.get("shard"),
+            run=document.get("run") or {},
         )
 
     def counts(self) -> dict[str, int]:
@@ -155,6 +157,7 @@ class BatchSummary:
             "versions": self.versions,
             "item_ids": self.item_ids,
             "shard": self.shard,
+            "run": self.run,
             "items": [asdict(outcome) for outcome in self.items],
         }
 
