@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from rr_controlnet.batch import BatchOptions, BatchReport, run_batch, summarize_outputs
 from rr_controlnet.compare import Comparison, Thresholds, compare_folders
-from rr_controlnet.errors import UsageError
+from rr_controlnet.errors import OutputFolderError, UsageError
 from rr_controlnet.journal import read_outcomes
 from rr_controlnet.manifest import load_manifest, parse_manifest
 from rr_controlnet.original import original_manifest
@@ -59,6 +60,7 @@ __all__ = [
     "run_batch",
     "run_manifest",
     "summarize_outputs",
+    "write_review_page",
 ]
 
 
@@ -118,3 +120,32 @@ def run_manifest(
                 report.summary = summarize_outputs(options.out_dir, options.summary_to, log)
     report.live = viewer
     return report
+
+
+def write_review_page(out_dir: Path, log: Callable[[str], None] | None = None) -> Path:
+    """(Re)write OUT/index.html, the batch's review page, from OUT/summary.json; review images missing from
+    the folder are made from the item files. Returns the page's path.
+
+    Raises OutputFolderError when OUT has no summary.json of this tool, OutputWriteError when the page
+    cannot be written.
+    """
+    import json
+
+    from rr_controlnet.outputs import SUMMARY_NAME
+    from rr_controlnet.review_page import write_review_page as write_page
+
+    out_dir = Path(out_dir)
+    summary_path = out_dir / SUMMARY_NAME
+    if not out_dir.is_dir():
+        raise OutputFolderError(f"{out_dir}: not a folder")
+    try:
+        document = json.loads(summary_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        shards = sorted(path.name for path in out_dir.glob("summary.shard-*-of-*.json"))
+        hint = f" (it has shard summaries: merge them with `rr-controlnet summarize {out_dir}`)" if shards else ""
+        raise OutputFolderError(f"{out_dir}: not an rr-controlnet output folder: no {SUMMARY_NAME}{hint}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise OutputFolderError(f"{summary_path}: cannot be read as a summary ({exc})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("items"), list):
+        raise OutputFolderError(f"{summary_path}: not an rr-controlnet summary (no list of items)")
+    return write_page(out_dir, BatchSummary.from_document(document).to_document(), log)

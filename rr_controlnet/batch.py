@@ -308,15 +308,17 @@ def _finish(state: _BatchState, report: BatchReport, options: BatchOptions, log:
 
 
 def write_review(summary: BatchSummary, out_dir: Path, summary_to: Path | None) -> None:
-    """overview.png (paged for large batches) and summary.md beside the recordings; summary.md also
-    appended to `summary_to`."""
+    """overview.png (paged for large batches), summary.md and the review page (index.html) beside the
+    recordings; summary.md also appended to `summary_to`."""
     from rr_controlnet.markdown import append_summary
     from rr_controlnet.review import summary_markdown, write_overview_pages
+    from rr_controlnet.review_page import write_review_page
 
     document = summary.to_document()
     write_overview_pages(out_dir, document, canny_for=_canny_for(summary))
     markdown = summary_markdown(document)
     write_atomic(out_dir / SUMMARY_MARKDOWN_NAME, markdown)
+    write_review_page(out_dir, document)
     if summary_to is not None:
         append_summary(markdown, summary_to)
 

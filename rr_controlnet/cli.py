@@ -407,6 +407,22 @@ def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance
 
 
 @cli.command()
+@click.argument("out_dir", metavar="OUT", type=click.Path(path_type=Path))
+def review(out_dir: Path) -> None:
+    """Write OUT/index.html again: the batch's review page, from OUT/summary.json (after `summarize`, or for
+    a folder made before the page existed: missing thumbnails are made from the item files)."""
+    from rr_controlnet.api import write_review_page
+
+    try:
+        page = write_review_page(out_dir, _log)
+    except OutputWriteError as exc:
+        raise ItemsFailure(f"error: {exc}") from None
+    except RrControlnetError as exc:
+        raise UsageFailure(f"error: {exc}") from None
+    click.echo(f"review page: {page} (open it in a browser)")
+
+
+@cli.command()
 def schema() -> None:
     """Print the manifest's JSON Schema (for editors: `# yaml-language-server: $schema=...`)."""
     from rr_controlnet.schema import schema_text

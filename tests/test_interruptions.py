@@ -95,7 +95,9 @@ def test_a_signal_stops_at_the_current_step_and_keeps_finished_items(
         "astronaut.png",
         "astronaut.rrd",
         "batch.rbl",
+        "index.html",
         "overview.png",
+        "review",
         "summary.json",
         "summary.md",
     ]

@@ -1,0 +1,228 @@
+"""The review page in a real browser: OUT/index.html of a batch (the example's photos, a 2x2 sweep and an
+item that fails).
+
+Every page opens from file:// with its images loaded, no console errors and no request outside its folder.
+Driven by Debian's Chromium through Playwright, as tests/test_web_viewer.py; skipped where either is
+missing or the browser cannot start, unless CI is set. A failing check keeps a screenshot in tmp_path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from review_browser import (
+    broken_images,
+    chromium,
+    open_page,
+    png_with_corrupt_pixels,
+    sample_image,
+    write_manifest,
+)
+
+from rr_controlnet.cli import cli
+from rr_controlnet.review_page import write_review_page
+
+IN_CI = bool(os.environ.get("CI"))  # read at collection, before conftest sets CI for every test
+SWEEP = {"seed": {"count": 2}, "controlnet_conditioning_scale": [0.5, 1.0]}
+PAGE_ITEMS = [
+    {"image": "astronaut.png"},
+    {"image": "chelsea.png", "prompt": "a cat made of glowing circuitry", "seed": 7},
+    {"image": "horse.png", "resize": "fit"},
+    {"image": "coffee.png"},
+    {"id": "swept", "image": "horse.png", "sweep": SWEEP},
+    {"image": "broken.png"},
+]
+VARIANTS = ["swept_seed0_ccs0.5", "swept_seed0_ccs1", "swept_seed1_ccs0.5", "swept_seed1_ccs1"]
+
+
+def run_cli(*args: str, exit_code: int = 0):
+    result = CliRunner().invoke(cli, [str(arg) for arg in args])
+    assert result.exit_code == exit_code, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """`page`: the batch the page tests read."""
+    folder = tmp_path_factory.mktemp("review-page")
+    manifest = write_manifest(folder, PAGE_ITEMS)
+    (folder / "broken.png").write_bytes(png_with_corrupt_pixels(folder / sample_image("astronaut.png", folder)))
+    run_cli("batch", manifest, "--out", folder / "page", exit_code=1)  # one item fails
+    return {"page": folder / "page"}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        unavailable("playwright is not installed (pip install -e '.[test]')")
+    try:
+        with chromium() as launched:
+            yield launched
+    except RuntimeError as exc:
+        unavailable(str(exc))
+    except Exception as exc:
+        if type(exc).__module__.startswith("playwright"):
+            unavailable(f"Chromium does not start here: {exc}")
+        raise
+
+
+def unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI is set: the browser tests must run)")
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def review(browser, page_path: Path, tmp_path: Path, folder: Path | None = None) -> Iterator[object]:
+    """The page opened; after the test's own checks: no console errors, no request outside `folder` (the
+    page's own by default). A failure keeps a screenshot."""
+    folder = folder or page_path.parent
+    with open_page(browser, page_path) as watched:
+        try:
+            yield watched.page
+            assert watched.errors == []
+            outside = [url for url in watched.requests if not url.startswith(folder.resolve().as_uri() + "/")]
+            assert outside == []
+        except Exception:
+            screenshot = tmp_path / f"{page_path.parent.name}-{page_path.stem}.png"
+            watched.page.screenshot(path=str(screenshot), full_page=True)
+            print(f"screenshot of the page: {screenshot}")
+            raise
+
+
+def row_ids(page) -> list[str]:
+    return page.locator("#items tbody tr[data-item-id]").evaluate_all("(rows) => rows.map((row) => row.dataset.itemId)")
+
+
+# --- the batch page ----------------------------------------------------------------------------------
+
+
+def test_the_batch_page_shows_every_item_failed_first_with_its_images(runs, browser, tmp_path: Path) -> None:
+    summary = json.loads((runs["page"] / "summary.json").read_text())
+    with review(browser, runs["page"] / "index.html", tmp_path) as page:
+        ids = row_ids(page)
+        assert sorted(ids) == sorted(item["id"] for item in summary["items"])  # every item, once
+        assert ids[0] == "broken"
+        first = page.locator("#items tbody tr").first
+        assert first.get_attribute("data-status") == "failed"
+        assert "cannot decode image" in first.locator(".error").inner_text()
+        assert broken_images(page) == []
+        shown = page.locator("#items tbody img").evaluate_all("(images) => images.map((image) => image.alt)")
+        assert len(shown) == 4 * 8  # input, edge map, output and overlay of every done item; none for the failed one
+        header = page.locator("header").inner_text()
+        assert "8 done" in header and "1 failed" in header
+        assert "cpu" in header and "tiny-sd15" in header and "rerun-sdk" in header
+        assert "Wall time" in header and "not recorded" not in header
+
+
+def test_search_and_the_status_filter_narrow_the_rows(runs, browser, tmp_path: Path) -> None:
+    with review(browser, runs["page"] / "index.html", tmp_path) as page:
+        search = page.locator("input[type=search]")
+        search.fill("chelsea")
+        assert row_ids(page) == ["chelsea"]
+        search.fill("CIRCUITRY")  # prompt text, any case
+        assert row_ids(page) == ["chelsea"]
+        search.fill("ccs0.5")
+        assert row_ids(page) == ["swept_seed0_ccs0.5", "swept_seed1_ccs0.5"]
+        search.fill("")
+        page.select_option("#status-filter", "failed")
+        assert row_ids(page) == ["broken"]
+        page.select_option("#status-filter", "done")
+        statuses = page.locator("#items tbody tr").evaluate_all("(rows) => rows.map((row) => row.dataset.status)")
+        assert statuses == ["done"] * 8
+        page.locator("th button", has_text="Seed").click()  # sort by seed, ascending
+        seeds = [int(text) for text in page.locator("#items tbody tr td:nth-child(4)").all_inner_texts()]
+        assert seeds == sorted(seeds) and seeds[-1] == 7
+
+
+def test_an_items_detail_shows_its_images_side_by_side_and_its_denoising(runs, browser, tmp_path: Path) -> None:
+    with review(browser, runs["page"] / "index.html", tmp_path) as page:
+        link = page.locator("#items a", has_text="chelsea")
+        link.focus()
+        page.keyboard.press("Enter")  # by keyboard
+        dialog = page.locator("[role=dialog]")
+        dialog.wait_for(state="visible")
+        assert dialog.locator("#detail-title").inner_text().startswith("chelsea")
+        alts = dialog.locator(".large-images img").evaluate_all("(images) => images.map((image) => image.alt)")
+        assert alts == ["input of chelsea", "edge map of chelsea", "output of chelsea", "edges followed of chelsea"]
+        assert dialog.locator(".large-output").get_attribute("src") == "chelsea.png"
+        assert dialog.locator("img.filmstrip").count() == 1
+        label = dialog.locator(".step-label")
+        assert label.inner_text() == "step 2 of 2"
+        dialog.locator("input[type=range]").fill("0")
+        assert label.inner_text() == "step 1 of 2"
+        dialog.locator("button.play").click()
+        page.wait_for_function("() => document.querySelector('.step-label').textContent === 'step 2 of 2'")
+        assert "Steps: 2" in dialog.locator(".infotext").inner_text(timeout=10_000)
+        page.wait_for_function("() => !document.querySelector('.infotext').textContent.startsWith('loading')")
+        assert "Seed: 7" in dialog.locator(".infotext").inner_text()
+        assert dialog.locator("code.command").inner_text().endswith(" chelsea")
+        assert "a cat made of glowing circuitry" in dialog.locator("table.kv").first.inner_text()
+        assert broken_images(page) == []
+        page.keyboard.press("Escape")
+        dialog.wait_for(state="hidden")
+        assert page.evaluate("() => document.activeElement.textContent") == "chelsea"  # focus back on its row
+
+
+def test_a_sweep_grid_lays_out_again_when_its_axes_are_swapped(runs, browser, tmp_path: Path) -> None:
+    with review(browser, runs["page"] / "index.html", tmp_path) as page:
+        grid = page.locator("[data-sweep='swept']")
+        section = page.locator("section.sweep", has=grid)
+
+        def cells() -> list[list[str]]:
+            return grid.locator("tbody tr").evaluate_all(
+                "(rows) => rows.map((row) => [...row.querySelectorAll('[data-variant]')].map((a) => a.dataset.variant))"
+            )
+
+        # Rows along the first swept field, columns along the second, as the manifest writes them.
+        assert cells() == [["swept_seed0_ccs0.5", "swept_seed0_ccs1"], ["swept_seed1_ccs0.5", "swept_seed1_ccs1"]]
+        assert grid.locator("thead th").all_inner_texts()[1:] == ["ccs 0.5", "ccs 1"]
+        assert sorted(variant for row in cells() for variant in row) == VARIANTS
+        section.locator("select[data-axis-role=rows]").select_option(label="controlnet_conditioning_scale (ccs)")
+        assert cells() == [["swept_seed0_ccs0.5", "swept_seed1_ccs0.5"], ["swept_seed0_ccs1", "swept_seed1_ccs1"]]
+        assert grid.locator("thead th").all_inner_texts()[1:] == ["seed 0", "seed 1"]
+        section.locator("select[data-axis-role=columns]").select_option(label="(none)")
+        assert cells() == [["swept_seed0_ccs0.5"], ["swept_seed0_ccs1"]]
+        section.locator("select[data-axis]").select_option(label="seed 1")  # the field left over, as a selector
+        assert cells() == [["swept_seed1_ccs0.5"], ["swept_seed1_ccs1"]]
+        captions = grid.locator(".cell-caption").all_inner_texts()
+        assert all(caption.startswith("F1 ") and caption.endswith("%") for caption in captions)
+        assert broken_images(page) == []
+        grid.locator("[data-variant='swept_seed1_ccs1']").click()
+        assert page.locator("#detail-title").inner_text().startswith("swept_seed1_ccs1")
+
+
+# --- a larger page -----------------------------------------------------------------------------------
+
+
+def test_a_page_of_a_few_hundred_items_opens_and_pages(runs, browser, tmp_path: Path) -> None:
+    """300 items that reuse one item's review images: the page draws 100 rows at a time."""
+    source = json.loads((runs["page"] / "summary.json").read_text())
+    done = next(entry for entry in source["items"] if entry["id"] == "astronaut")
+    out = tmp_path / "many"
+    images = runs["page"] / "review" / "items" / "astronaut"
+    entries = []
+    for index in range(300):
+        item_id = f"item{index:03d}"
+        entry = dict(done, id=item_id, seed=index, files=[], checksums={})
+        entries.append(entry)
+        shutil.copytree(images, out / "review" / "items" / item_id)
+        info = (out / "review" / "items" / item_id / "info.js").read_text().replace('"astronaut"', f'"{item_id}"')
+        (out / "review" / "items" / item_id / "info.js").write_text(info)
+    write_review_page(out, dict(source, items=entries))
+    with review(browser, out / "index.html", tmp_path) as page:
+        assert row_ids(page) == [f"item{index:03d}" for index in range(100)]
+        page.locator(".pager button", has_text="Next").first.click()
+        assert row_ids(page)[0] == "item100" and len(row_ids(page)) == 100
+        page.locator("input[type=search]").fill("item299")
+        assert row_ids(page) == ["item299"]
+        assert broken_images(page) == []
