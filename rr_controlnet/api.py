@@ -57,6 +57,7 @@ __all__ = [
     "parse_manifest",
     "plan_items",
     "read_outcomes",
+    "refresh_review_links",
     "run_batch",
     "run_manifest",
     "summarize_outputs",
@@ -149,3 +150,11 @@ def write_review_page(out_dir: Path, log: Callable[[str], None] | None = None) -
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
         raise OutputFolderError(f"{summary_path}: not an rr-controlnet summary (no list of items)")
     return write_page(out_dir, BatchSummary.from_document(document).to_document(), log)
+
+
+def refresh_review_links(out_dir: Path) -> None:
+    """Point OUT's review page at the comparison in OUT/compare if there is one, and at nothing otherwise
+    (a folder accepted as a baseline is copied without its comparison)."""
+    from rr_controlnet.review_page import write_review_links
+
+    write_review_links(Path(out_dir))

@@ -381,7 +381,7 @@ def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance
     recordings, the latents at every step. Exit 0 when every item is within the thresholds, 1 when any
     changed, is missing or failed, 2 when a folder cannot be compared.
     """
-    from rr_controlnet.api import Thresholds, compare_folders
+    from rr_controlnet.api import Thresholds, compare_folders, refresh_review_links
     from rr_controlnet.compare_report import comparison_markdown, write_comparison
     from rr_controlnet.compare_report import update_baseline as accept
     from rr_controlnet.markdown import append_summary
@@ -394,12 +394,13 @@ def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance
             append_summary(comparison_markdown(comparison), summary_to)
         if update_baseline:
             accept(new, baseline)
+            refresh_review_links(baseline)
     except OutputWriteError as exc:
         raise ItemsFailure(f"error: {exc}") from None
     except RrControlnetError as exc:
         raise UsageFailure(f"error: {exc}") from None
     counts = ", ".join(f"{count} {status}" for status, count in comparison.counts().items())
-    _log(f"{counts}; report in {written[1]} and {written[2]}")
+    _log(f"{counts}; report in {written[1]} and {written[2]}; open {written[3]} in a browser")
     if update_baseline:
         _log(f"baseline updated: {baseline} is now a copy of {new}")
         sys.exit(EXIT_OK)

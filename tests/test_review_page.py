@@ -1,5 +1,5 @@
-"""The review page in a real browser: OUT/index.html of a batch (the example's photos, a 2x2 sweep and an
-item that fails).
+"""The review pages in a real browser: OUT/index.html of a batch (the example's photos, a 2x2 sweep and an
+item that fails) and NEW/compare/index.html of a comparison with a changed run.
 
 Every page opens from file:// with its images loaded, no console errors and no request outside its folder.
 Driven by Debian's Chromium through Playwright, as tests/test_web_viewer.py; skipped where either is
@@ -40,6 +40,7 @@ PAGE_ITEMS = [
     {"image": "broken.png"},
 ]
 VARIANTS = ["swept_seed0_ccs0.5", "swept_seed0_ccs1", "swept_seed1_ccs0.5", "swept_seed1_ccs1"]
+COMPARED_ITEMS = [{"image": "astronaut.png"}, {"image": "chelsea.png", "seed": 7}, {"image": "horse.png"}]
 
 
 def run_cli(*args: str, exit_code: int = 0):
@@ -50,12 +51,18 @@ def run_cli(*args: str, exit_code: int = 0):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """`page`: the batch the page tests read."""
+    """`page`: the batch the page tests read; `baseline` and `new`: a run and the same with one seed changed,
+    compared (new/compare)."""
     folder = tmp_path_factory.mktemp("review-page")
     manifest = write_manifest(folder, PAGE_ITEMS)
     (folder / "broken.png").write_bytes(png_with_corrupt_pixels(folder / sample_image("astronaut.png", folder)))
     run_cli("batch", manifest, "--out", folder / "page", exit_code=1)  # one item fails
-    return {"page": folder / "page"}
+    for name, seed in (("baseline", 7), ("new", 8)):
+        (folder / name).mkdir()
+        items = [dict(item, seed=seed) if item["image"] == "chelsea.png" else item for item in COMPARED_ITEMS]
+        run_cli("batch", write_manifest(folder / name, items), "--out", folder / name / "out")
+    run_cli("compare", folder / "baseline" / "out", folder / "new" / "out", exit_code=1)  # chelsea changed
+    return {"page": folder / "page", "baseline": folder / "baseline" / "out", "new": folder / "new" / "out"}
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +206,61 @@ def test_a_sweep_grid_lays_out_again_when_its_axes_are_swapped(runs, browser, tm
         assert broken_images(page) == []
         grid.locator("[data-variant='swept_seed1_ccs1']").click()
         assert page.locator("#detail-title").inner_text().startswith("swept_seed1_ccs1")
+
+
+# --- the comparison ----------------------------------------------------------------------------------
+
+
+def test_the_compare_page_lists_the_changed_item_first_with_its_heatmap(runs, browser, tmp_path: Path) -> None:
+    page_path = runs["new"] / "compare" / "index.html"
+    with review(browser, page_path, tmp_path, folder=runs["new"]) as page:
+        cards = page.locator("article[data-item-id]")
+        assert cards.evaluate_all("(cards) => cards.map((card) => [card.dataset.itemId, card.dataset.status])") == [
+            ["chelsea", "changed"],
+            ["astronaut", "same"],
+            ["horse", "same"],
+        ]
+        changed = cards.first
+        assert changed.locator("img.heatmap").get_attribute("alt") == "difference heatmap of chelsea"
+        assert "output differs" in changed.locator(".notes").inner_text()
+        assert changed.locator(".params-changed").inner_text().split("\n")[-1].split("\t") == ["seed", "7", "8"]
+        assert changed.locator("svg polyline").count() == 1  # the divergence by step
+        assert "parts at step 0" in changed.locator("svg").text_content()
+        assert "agree at all 2 steps" in cards.nth(1).inner_text()
+        top, slider = changed.locator("img.flick-new"), changed.locator(".flick input[type=range]")
+        clip = "(image) => image.style.clipPath"
+        assert slider.input_value() == "50" and "50%" in top.evaluate(clip)  # half of each, wiped
+        changed.locator("button.flick-toggle").click()  # flick to the baseline...
+        assert changed.locator(".flick figcaption").inner_text() == "baseline" and "100%" in top.evaluate(clip)
+        changed.locator("button.flick-toggle").click()  # ...and back to the new output
+        assert changed.locator(".flick figcaption").inner_text() == "new" and slider.input_value() == "0"
+        page.select_option("#status-filter", "same")
+        assert page.locator("article[data-item-id]").count() == 2
+        assert broken_images(page) == []
+    with review(browser, runs["new"] / "index.html", tmp_path) as batch_page:  # the run's own page links to it
+        link = batch_page.locator(".comparison-link a")
+        assert link.get_attribute("href") == "compare/index.html"
+        assert "1 changed" in batch_page.locator(".comparison-link").inner_text()
+
+
+def test_the_compare_page_works_from_a_copy_of_the_folder(runs, browser, tmp_path: Path) -> None:
+    copy = tmp_path / "downloaded"
+    shutil.copytree(runs["new"], copy)
+    with review(browser, copy / "compare" / "index.html", tmp_path, folder=copy) as page:
+        assert page.locator("article[data-item-id]").count() == 3
+        assert broken_images(page) == []
+
+
+def test_a_run_accepted_as_the_baseline_keeps_no_link_to_a_comparison_it_lacks(runs, tmp_path: Path) -> None:
+    baseline, new = tmp_path / "baseline", tmp_path / "new"
+    shutil.copytree(runs["baseline"], baseline)
+    shutil.copytree(runs["new"], new)
+    result = run_cli("compare", baseline, new, "--update-baseline")
+    assert "open " + str(new / "compare" / "index.html") in result.output
+    links = "window.RR_REVIEW_LINKS = "
+    assert json.loads((new / "review" / "links.js").read_text().removeprefix(links).rstrip(";\n"))["compare"]["href"]
+    assert not (baseline / "compare").exists()  # the accepted copy leaves the comparison behind...
+    assert (baseline / "review" / "links.js").read_text() == links + "{};\n"  # ...and its page says so
 
 
 # --- a larger page -----------------------------------------------------------------------------------
