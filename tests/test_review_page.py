@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -288,3 +289,21 @@ def test_a_page_of_a_few_hundred_items_opens_and_pages(runs, browser, tmp_path: 
         page.locator("input[type=search]").fill("item299")
         assert row_ids(page) == ["item299"]
         assert broken_images(page) == []
+
+
+def test_the_scale_benchmark_measures_the_page(runs, browser, tmp_path: Path, monkeypatch) -> None:
+    """bench/scale.py's page figures, on a small scale: they keep working between its long runs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("scale", Path(__file__).parent.parent / "bench" / "scale.py")
+    scale = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "scale", scale)  # its dataclasses look their module up
+    spec.loader.exec_module(scale)
+    out = tmp_path / "page"
+    shutil.copytree(runs["page"], out)
+    real = scale.page_figures(out, seconds_per_item=0.5)
+    assert real.items == 9 and 0 < real.share_of_item_time < 1 and real.item_files_ms > 0
+    assert 0 < real.bytes_per_item < 30 * 1024 and real.image_bytes_per_item > 0
+    synthetic = scale.synthetic_page(runs["page"], tmp_path, 200, browser)
+    assert synthetic.synthetic and synthetic.items == 200 and synthetic.bytes_per_item < 2048
+    assert synthetic.first_rows_ms is not None and synthetic.first_rows_ms > 0
