@@ -43,6 +43,7 @@ Examples:
   rr-controlnet run --img-path photo.jpg --prompt "a castle at dusk"
   rr-controlnet view manifests/example-output/
   rr-controlnet compare accepted-output/ manifests/example-output/
+  rr-controlnet review manifests/example-output/
 """
 
 

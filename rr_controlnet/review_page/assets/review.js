@@ -128,7 +128,7 @@
   }
 
   function fact(term, value) {
-    return [el("dt", { text: term }), el("dd", {}, value)];
+    return el("div", {}, el("dt", { text: term }), el("dd", {}, value));
   }
 
   // --- the items' table ---------------------------------------------------------------------------
@@ -223,7 +223,7 @@
       label,
       images,
       el("td", { class: "numeric", text: item.seed ?? "–" }),
-      el("td", { class: "prompt", title: text, text: text || "(empty)" }),
+      el("td", { class: "prompt", title: text }, el("div", { text: text || "(empty)" })),
       ...[0, 1, 2, 3].map((index) => el("td", { class: "numeric", text: item.scores ? percent(item.scores[index]) : "–" })),
       el("td", { class: "numeric", text: item.seconds !== undefined ? number(item.seconds, 2) : "–" }),
     ];
