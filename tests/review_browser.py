@@ -100,13 +100,16 @@ def broken_images(page) -> list[str]:
     return broken
 
 
-def screenshot(page_path: Path, png: Path, width: int = 900, height: int = 640) -> Path:
-    """A screenshot of a review page, reduced to a palette PNG (small enough for a README)."""
+def screenshot(page_path: Path, png: Path, width: int = 900, height: int = 500, layout_width: int = 1260) -> Path:
+    """A screenshot of a review page laid out `layout_width` CSS pixels wide and shrunk to `width`, reduced to
+    a palette PNG (small enough for a README)."""
     from PIL import Image
 
-    with chromium() as browser, open_page(browser, page_path, width, height) as watched:
+    scale = layout_width / width
+    with chromium() as browser, open_page(browser, page_path, layout_width, round(height * scale)) as watched:
         data = watched.page.screenshot()
-    image = Image.open(io.BytesIO(data)).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+    image = Image.open(io.BytesIO(data)).convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+    image = image.quantize(colors=128, method=Image.Quantize.MEDIANCUT)
     png.parent.mkdir(parents=True, exist_ok=True)
     image.save(png, optimize=True)
     return png
@@ -154,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     shot.add_argument("out_dir", type=Path)
     shot.add_argument("png", type=Path)
     shot.add_argument("--width", type=int, default=900)
-    shot.add_argument("--height", type=int, default=640)
+    shot.add_argument("--height", type=int, default=500)
     args = parser.parse_args(argv)
     path = screenshot(args.out_dir / "index.html", args.png, args.width, args.height)
     print(f"{path}: {path.stat().st_size:,} bytes")
