@@ -34,7 +34,7 @@ IN_CI = bool(os.environ.get("CI"))  # read at collection, before conftest sets C
 SWEEP = {"seed": {"count": 2}, "controlnet_conditioning_scale": [0.5, 1.0]}
 PAGE_ITEMS = [
     {"image": "astronaut.png"},
-    {"image": "chelsea.png", "prompt": "a cat made of glowing circuitry", "seed": 7},
+    {"image": "chelsea.png", "prompt": "a cat made of glowing circuitry in a café ☕", "seed": 7},
     {"image": "horse.png", "resize": "fit"},
     {"image": "coffee.png"},
     {"id": "swept", "image": "horse.png", "sweep": SWEEP},
@@ -174,7 +174,7 @@ def test_an_items_detail_shows_its_images_side_by_side_and_its_denoising(runs, b
         page.wait_for_function("() => !document.querySelector('.infotext').textContent.startsWith('loading')")
         assert "Seed: 7" in dialog.locator(".infotext").inner_text()
         assert dialog.locator("code.command").inner_text().endswith(" chelsea")
-        assert "a cat made of glowing circuitry" in dialog.locator("table.kv").first.inner_text()
+        assert "a cat made of glowing circuitry in a café ☕" in dialog.locator("table.kv").first.inner_text()
         assert broken_images(page) == []
         page.keyboard.press("Escape")
         dialog.wait_for(state="hidden")

@@ -84,8 +84,9 @@ def write_review_links(out_dir: Path) -> Path | None:
 
 
 def data_script(name: str, data: Any) -> str:
-    """A script that sets window.<name> to `data` (JSON is a JavaScript expression)."""
-    return f"window.{name} = {json.dumps(data, ensure_ascii=False, separators=(',', ':'))};\n"
+    """A script that sets window.<name> to `data` (JSON is a JavaScript expression). ASCII only: a script
+    file's encoding is the browser's guess, and every other character reads the same escaped."""
+    return f"window.{name} = {json.dumps(data, ensure_ascii=True, separators=(',', ':'))};\n"
 
 
 def page_html(title: str, scripts: Sequence[str], folder: str = REVIEW_FOLDER) -> str:
