@@ -19,9 +19,9 @@ from typing import Any, Final
 
 import numpy as np
 
-from rr_controlnet.files import write_atomic
+from rr_controlnet.files import write_atomic, write_failure
 from rr_controlnet.review_page.encode import LARGE_SIDE, jpeg, rgb_image
-from rr_controlnet.review_page.items import REVIEW_FOLDER, is_plain_id
+from rr_controlnet.review_page.items import REVIEW_FOLDER, is_plain_id, write_review_file
 from rr_controlnet.review_page.page import (
     DATA_NAME,
     PAGE_NAME,
@@ -136,7 +136,11 @@ def _pixels(path: Path | None) -> np.ndarray | None:
 
 def _save(path: Path, pixels: np.ndarray) -> tuple[int, int]:
     data, size = jpeg(rgb_image(pixels), LARGE_SIDE, quality=90)
-    write_atomic(path, data)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_review_file(path, data)
+    except OSError as exc:  # said as the other compare files say it (a full disk told apart)
+        raise write_failure(exc, path) from None
     return size
 
 

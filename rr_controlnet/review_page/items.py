@@ -110,7 +110,7 @@ def write_item_assets(out_dir: Path, item_id: str, images: ItemImages, made_from
     if strip is not None:
         encoded["steps"] = strip
     for kind, (data, _) in encoded.items():
-        _write(folder / ASSET_NAMES[kind], data)
+        write_review_file(folder / ASSET_NAMES[kind], data)
     for kind, name in ASSET_NAMES.items():  # an earlier run's file that this one has no image for
         if kind not in encoded:
             (folder / name).unlink(missing_ok=True)
@@ -121,7 +121,7 @@ def write_item_assets(out_dir: Path, item_id: str, images: ItemImages, made_from
         "steps": [step for step, _ in images.frames] if strip is not None else [],
         "infotext": images.infotext,
     }
-    _write(folder / INFO_NAME, info_script(info).encode())
+    write_review_file(folder / INFO_NAME, info_script(info).encode())
     return info
 
 
@@ -171,9 +171,9 @@ def record_item_assets(
         log(f"item {outcome.id!r}: warning: review images not written ({exc}); `rr-controlnet review` makes them")
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Write through a temporary name: a page never shows half a file. Not synced to disk: every file here
-    can be made again from the item's own files."""
+def write_review_file(path: Path, data: bytes) -> None:
+    """Write through a temporary name: a page never shows half a file. Not synced to disk (a sync per
+    thumbnail would cost more than the thumbnail): every such file can be made again from the item's own."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         partial.write_bytes(data)
