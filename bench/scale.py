@@ -6,7 +6,14 @@ For each size it writes a manifest of N items over one small photo (seeds differ
 - run: `rr-controlnet batch` in a child process: seconds to the first finished item, seconds per item
   over the whole run, the child's resident memory at 10%, 50% and 90% of the items and its peak,
   and the bytes it wrote (from /proc/<pid>/io) beside the bytes of the recordings and images it left;
-- rerun: the same command again over the finished folder (every item checked and skipped).
+- rerun: the same command again over the finished folder (every item checked and skipped);
+- the review page: seconds to write index.html and its data per item, and one item's review files
+  (thumbnails, filmstrip, info.js: what the finishing thread writes), each as a share of an item's time;
+  the page's bytes per item besides the images, and the images' own.
+
+Then a review page of --page-items items (default 20,000) built from a synthetic summary whose items all
+reuse the review files of one item of the first run (no 20,000 items are generated for it): seconds to
+write it, its bytes per item, and the time to its first rows drawn in headless Chromium (median of 3).
 
 Usage (from the repository root; 20,000 items take the better part of an hour on 2 cores)::
 
@@ -27,7 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 IMAGE: Final = ROOT / "manifests" / "images" / "horse.png"
@@ -50,12 +57,28 @@ class RunFigures:
 
 
 @dataclass
+class PageFigures:
+    """The review page of a batch: what writing it costs beside an item's time, and what it weighs."""
+
+    items: int
+    write_seconds: float  # write_review_page over the folder, every item's review files current
+    write_ms_per_item: float
+    item_files_ms: float | None  # one item's review files, as the finishing thread writes them (median of 20)
+    share_of_item_time: float | None  # (write_ms_per_item + item_files_ms) / ms per item of the run
+    bytes_per_item: float  # index.html, review/*.js and .css, every info.js: all but the images
+    image_bytes_per_item: float  # thumbnails and filmstrips
+    first_rows_ms: float | None = None  # headless Chromium: from navigation to the first rows drawn
+    synthetic: bool = False  # items that reuse one item's review files (no generation)
+
+
+@dataclass
 class SizeFigures:
     items: int
     validate_seconds: float
     run: RunFigures
     rerun_seconds: float
     rerun_exit_code: int
+    page: PageFigures | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -154,7 +177,134 @@ def measure(count: int, work: Path, env: dict[str, str]) -> SizeFigures:
         "--no-progress",
     ]
     rerun = subprocess.run(command, env=env, capture_output=True, text=True)
-    return SizeFigures(count, validate_seconds, run, time.perf_counter() - started, rerun.returncode)
+    rerun_seconds = time.perf_counter() - started
+    page = page_figures(folder / "out", run.seconds_per_item)
+    return SizeFigures(count, validate_seconds, run, rerun_seconds, rerun.returncode, page)
+
+
+# --- the review page -----------------------------------------------------------------------------
+
+
+def page_figures(out: Path, seconds_per_item: float | None) -> PageFigures:
+    from rr_controlnet.outputs import OutputFolder
+    from rr_controlnet.review_page import write_review_page
+
+    summary = OutputFolder(out).read()
+    started = time.perf_counter()
+    write_review_page(out, summary)
+    seconds = time.perf_counter() - started
+    count = len(summary.items)
+    files_ms = item_files_ms(out, summary)
+    text_bytes, image_bytes = page_bytes(out)
+    share = None
+    if seconds_per_item and files_ms is not None:
+        share = (seconds * 1000 / count + files_ms) / (seconds_per_item * 1000)
+    return PageFigures(count, seconds, seconds * 1000 / count, files_ms, share, text_bytes / count, image_bytes / count)
+
+
+def item_files_ms(out: Path, summary: Any) -> float | None:
+    """What one item's review files cost: made from its files once, then written 20 times."""
+    import statistics
+
+    from rr_controlnet.review_page import write_item_assets
+    from rr_controlnet.review_page.recorded import images_from_files
+
+    outcome = next((outcome for outcome in summary.items if outcome.status == "done"), None)
+    if outcome is None:
+        return None
+    images = images_from_files(out, outcome)
+    times = []
+    with tempfile.TemporaryDirectory(prefix="rr-controlnet-item-files-") as scratch:
+        for _ in range(20):
+            started = time.perf_counter()
+            write_item_assets(Path(scratch), outcome.id, images, "bench")
+            times.append(time.perf_counter() - started)
+    return statistics.median(times) * 1000
+
+
+def page_bytes(out: Path) -> tuple[int, int]:
+    """(bytes of the page besides its images, bytes of its images): index.html and everything in review/."""
+    text, images = (out / "index.html").stat().st_size, 0
+    for path in (out / "review").rglob("*"):
+        if path.is_file():
+            size = path.stat().st_size
+            if path.suffix in (".jpg", ".png"):
+                images += size
+            else:
+                text += size
+    return text, images
+
+
+def synthetic_page(source: Path, work: Path, count: int, browser: object = None) -> PageFigures:
+    """A page of `count` items that all reuse one done item's review files (linked, not copied); drawn in
+    `browser` (a Playwright browser), or a Chromium of its own."""
+    from rr_controlnet.outputs import BatchSummary
+    from rr_controlnet.review_page import write_review_page
+    from rr_controlnet.review_page.items import info_script, read_item_info
+
+    summary = json.loads((source / "summary.json").read_text())
+    done = next(entry for entry in summary["items"] if entry["status"] == "done")
+    images = source / "review" / "items" / done["id"]
+    info = read_item_info(source, done["id"])
+    out = work / f"page-{count}"
+    items_folder = out / "review" / "items"
+    items_folder.mkdir(parents=True)
+    entries = []
+    for index in range(count):
+        item_id = f"page{index:05d}"
+        folder = items_folder / item_id
+        folder.mkdir()
+        for path in images.iterdir():
+            if path.name != "info.js":
+                (folder / path.name).symlink_to(path)
+        (folder / "info.js").write_text(info_script(dict(info, id=item_id)))
+        entries.append(dict(done, id=item_id, seed=index, files=[], checksums={}))
+    started = time.perf_counter()
+    page_summary = dict(summary, items=entries, item_ids=[entry["id"] for entry in entries])
+    write_review_page(out, BatchSummary.from_document(page_summary))
+    seconds = time.perf_counter() - started
+    text_bytes, _ = page_bytes(out)
+    image_bytes = sum(path.stat().st_size for path in images.iterdir() if path.suffix in (".jpg", ".png"))
+    return PageFigures(
+        count,
+        seconds,
+        seconds * 1000 / count,
+        None,
+        None,
+        text_bytes / count,
+        image_bytes,
+        first_rows_ms(out / "index.html", browser),
+        synthetic=True,
+    )
+
+
+def first_rows_ms(page: Path, browser: object = None, repeats: int = 3) -> float | None:
+    """Milliseconds from navigation to the first rows drawn (the page's own mark), median of `repeats`
+    fresh tabs in headless Chromium; None where Playwright or Chromium is missing."""
+    import statistics
+
+    if browser is None:
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        try:
+            from playwright.sync_api import sync_playwright
+        except ImportError:
+            return None
+        if chromium is None:
+            return None
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            try:
+                return first_rows_ms(page, launched, repeats)
+            finally:
+                launched.close()
+    times = []
+    for _ in range(repeats):
+        tab = browser.new_page(viewport={"width": 1400, "height": 900})
+        tab.goto(page.resolve().as_uri())
+        tab.wait_for_function("() => window.rrReviewPainted !== undefined", timeout=60_000)
+        times.append(tab.evaluate("() => window.rrReviewPainted"))
+        tab.close()
+    return statistics.median(times)
 
 
 def format_table(figures: Sequence[SizeFigures], machine: str) -> str:
@@ -185,9 +335,37 @@ def format_table(figures: Sequence[SizeFigures], machine: str) -> str:
     return "\n".join(lines)
 
 
+def format_page_table(pages: Sequence[PageFigures]) -> str:
+    lines = [
+        "",
+        "review page (index.html):",
+        "",
+        f"{'items':>6} {'write s':>8} {'page ms/item':>12} {'item files ms':>13} {'share of item':>13} "
+        f"{'kB/item':>8} {'images kB/item':>14} {'first rows ms':>13}",
+    ]
+    for page in pages:
+        files = f"{page.item_files_ms:.1f}" if page.item_files_ms is not None else "-"
+        share = f"{page.share_of_item_time:.2%}" if page.share_of_item_time is not None else "-"
+        first = f"{page.first_rows_ms:.0f}" if page.first_rows_ms is not None else "-"
+        label = f"{page.items}{'*' if page.synthetic else ''}"
+        lines.append(
+            f"{label:>6} {page.write_seconds:>8.2f} {page.write_ms_per_item:>12.3f} {files:>13} {share:>13} "
+            f"{page.bytes_per_item / 1024:>8.2f} {page.image_bytes_per_item / 1024:>14.1f} {first:>13}"
+        )
+    lines += [
+        "",
+        "page ms/item: writing index.html and review/data.js once the batch is done; item files ms: one item's",
+        "thumbnails, filmstrip and info.js, written by the finishing thread beside the next item's generation;",
+        "share of item: both against the run's seconds per item. kB/item: the page's bytes besides its images.",
+        "* a synthetic summary whose items reuse one item's review files: no such batch was generated.",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, nargs="+", default=[1000, 20000])
+    parser.add_argument("--page-items", type=int, default=20000, help="a synthetic review page of this many items")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the batch process (OMP_NUM_THREADS)")
     parser.add_argument("--work", default=None, help="folder for the batches (default: a temporary folder)")
     parser.add_argument("--json", dest="json_path", default=str(ROOT / "bench" / "results" / "scale.json"))
@@ -203,10 +381,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="rr-controlnet-scale-") as temporary:
         work = Path(args.work) if args.work else Path(temporary)
         figures = [measure(count, work, env) for count in args.items]
+        pages = [size.page for size in figures if size.page is not None]
+        if args.page_items:
+            print(f"review page of {args.page_items} items (synthetic)...", file=sys.stderr, flush=True)
+            pages.append(synthetic_page(work / f"items-{args.items[0]}" / "out", work, args.page_items))
     print(format_table(figures, machine))
+    print(format_page_table(pages))
     path = Path(args.json_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": machine, "sizes": [asdict(size) for size in figures]}, indent=2) + "\n")
+    sizes = [asdict(size) for size in figures]
+    document = {"machine": machine, "sizes": sizes, "pages": [asdict(page) for page in pages]}
+    path.write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 

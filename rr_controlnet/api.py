@@ -11,7 +11,8 @@
 - a batch: run_manifest (ranks and live viewers), run_batch, BatchOptions, RecordingOptions, Overrides,
   StopRequest (stop_on_signals sets it), ProgressBars, parse_shard; generate_and_record with a model you
   loaded (loading.load_model), without the folder's bookkeeping;
-- its results: read_summary, read_outcomes, summarize_outputs (merge shards), viewer_command;
+- its results: read_summary, read_outcomes, summarize_outputs (merge shards), write_review_page,
+  viewer_command;
 - against a baseline: compare_folders, compare_runs (the report, and accepting the run);
 - scoring your own outputs: adherence;
 - model weights: fetch_models, model_statuses, models_table, cache_folders.
@@ -40,7 +41,7 @@ from rr_controlnet.compare import (
     compare_folders,
 )
 from rr_controlnet.distributed import Shard, parse_shard
-from rr_controlnet.errors import ManifestError, UsageError, WeightsUnavailable
+from rr_controlnet.errors import ManifestError, OutputFolderError, UsageError, WeightsUnavailable
 from rr_controlnet.fields import DEVICES, DTYPES, PREVIEW_MODES, RunOptions
 from rr_controlnet.hub import ComponentStatus, DownloadDisplay, FetchOutcome, cache_folders, models_table
 from rr_controlnet.manifest import load_manifest, parse_manifest
@@ -123,6 +124,7 @@ __all__ = [
     "summarize_outputs",
     "validate_manifest",
     "viewer_command",
+    "write_review_page",
 ]
 
 
@@ -353,6 +355,36 @@ def compare_runs(
     if summary_to is not None:
         append_summary(comparison_markdown(comparison), Path(summary_to))
     if update_baseline:
+        from rr_controlnet.review_page import write_review_links
+
         accept(new, Path(baseline), keep=[report_dir])
+        write_review_links(Path(baseline))  # the accepted copy has no comparison of its own to link to
         report.baseline_updated = True
     return report
+
+
+# --- the review page ------------------------------------------------------------------------------
+
+
+def write_review_page(out_dir: str | Path, log: Callable[[str], None] | None = None) -> Path:
+    """(Re)write OUT/index.html, the batch's review page, from OUT/summary.json (`rr-controlnet review`);
+    review images missing from the folder are made from the item files. Returns the page's path.
+
+    Raises OutputFolderError when OUT has no summary.json of this tool (naming shard summaries to merge
+    first), OutputWriteError when the page cannot be written.
+    """
+    from rr_controlnet.outputs.names import SHARD_SUMMARY_GLOB, SUMMARY_NAME
+    from rr_controlnet.review_page import write_review_page as write_page
+
+    folder = OutputFolder(out_dir)
+    if not folder.path.is_dir():
+        raise OutputFolderError(f"{folder.path}: not a folder")
+    if not (folder.path / SUMMARY_NAME).is_file():
+        shards = list(folder.path.glob(SHARD_SUMMARY_GLOB))
+        hint = f" (it has shard summaries: merge them with `rr-controlnet summarize {folder.path}`)" if shards else ""
+        raise OutputFolderError(f"{folder.path}: not an rr-controlnet output folder: no {SUMMARY_NAME}{hint}")
+    try:
+        summary = folder.read()
+    except OutputFolderError as exc:
+        raise OutputFolderError(f"{folder.path / SUMMARY_NAME}: {exc}") from None
+    return write_page(folder.path, summary, log)

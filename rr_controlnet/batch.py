@@ -132,9 +132,11 @@ def run_batch(
     with folder.locked(options.shard, log), _torch_threads(options.threads):
         from rr_controlnet.loading import quiet_library_logging, resolve_runtime
 
+        started = time.time()
         runtime = resolve_runtime(options.device, options.dtype)
         # 2. plan
         state, report, to_run = _plan(manifest, options, runtime, folder, stop, log)
+        state.summary.run = _run_record(runtime, started)
         if to_run and not stop.requested:
             # The libraries' advisory chatter stays off the terminal while models load and generate.
             with quiet_library_logging():
@@ -289,12 +291,13 @@ def _finish(
     shard is done, by `summarize`)."""
     from rr_controlnet.review import write_review
 
+    state.summary.run["wall_seconds"] = round(time.perf_counter() - state.started, 3)
     state.close()
     report.stopped_by = state.stop.signal_name
     report.stop_reason = state.stop.reason
     if options.shard is None:
         try:
-            write_review(state.summary, folder, options.summary_to)
+            write_review(state.summary, folder, options.summary_to, log)
         except OutputWriteError as exc:
             # The items are complete and summary.json says so; the review can be written again later.
             report.review_error = str(exc)
@@ -317,6 +320,7 @@ class _BatchState:
         from rr_controlnet.runner import pending_outcome
 
         self.summary = summary
+        self.started = time.perf_counter()  # the run's wall time counts from here: loading included
         self.order = [p.item.id for p in planned]
         self.outcomes = {
             p.item.id: _placed(kept[p.item.id], p) if p.item.id in kept else pending_outcome(p) for p in planned
@@ -353,6 +357,19 @@ class _BatchState:
         self.writer.close()
         self.writer.write_now()
         self.journal.remove()
+
+
+def _run_record(runtime: Runtime, started: float) -> dict[str, object]:
+    """Where the run ran and when it started (UTC); _finish adds its wall time."""
+    import datetime
+
+    started_text = datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds")
+    run: dict[str, object] = {"device": runtime.device, "dtype": runtime.dtype_name, "started": started_text}
+    if runtime.device.startswith("cuda"):
+        import torch
+
+        run["device_name"] = torch.cuda.get_device_name(runtime.device)
+    return run
 
 
 def _placed(outcome: ItemOutcome, planned: PlannedItem) -> ItemOutcome:

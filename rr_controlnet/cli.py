@@ -53,6 +53,7 @@ Examples:
   rr-controlnet run --img-path photo.jpg --prompt "a castle at dusk"
   rr-controlnet view manifests/example-output/
   rr-controlnet compare accepted-output/ manifests/example-output/
+  rr-controlnet review manifests/example-output/
   rr-controlnet fetch sdxl            # the weights, into the Hugging Face cache, before a batch
   rr-controlnet models                # what each model loads, and what the cache holds
 """
@@ -405,11 +406,25 @@ def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance
         raise UsageFailure(f"error: {exc}") from None
     comparison, written = report.comparison, report.written
     counts = ", ".join(f"{count} {status}" for status, count in comparison.counts().items())
-    _log(f"{counts}; report in {written[1]} and {written[2]}")
+    _log(f"{counts}; report in {written[1]} and {written[2]}; open {written[3]} in a browser")
     if update_baseline:
         _log(f"baseline updated: {baseline} is now a copy of {new}")
         sys.exit(EXIT_OK)
     sys.exit(EXIT_OK if comparison.passed else EXIT_ITEMS_FAILED)
+
+
+@cli.command()
+@click.argument("out_dir", metavar="OUT", type=click.Path(path_type=Path))
+def review(out_dir: Path) -> None:
+    """Write OUT/index.html again: the batch's review page, from OUT/summary.json (after `summarize`, or for
+    a folder made before the page existed: missing thumbnails are made from the item files)."""
+    try:
+        page = api.write_review_page(out_dir, _log)
+    except OutputWriteError as exc:
+        raise ItemsFailure(f"error: {exc}") from None
+    except RrControlnetError as exc:
+        raise UsageFailure(f"error: {exc}") from None
+    click.echo(f"review page: {page} (open it in a browser)")
 
 
 weights_dtype_option = click.option(

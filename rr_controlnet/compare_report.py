@@ -32,12 +32,15 @@ HEATMAP_FULL_SCALE: Final = 64
 
 
 def write_comparison(comparison: Comparison, out_dir: Path) -> list[Path]:
-    """compare.json, compare.md and compare.rrd in `out_dir`."""
+    """compare.json, compare.md, compare.rrd and the review page (index.html) in `out_dir`."""
+    from rr_controlnet.review_page import write_compare_page
+
     out_dir = Path(out_dir)
     document = comparison_document(comparison, relative_to=out_dir)
     json_path = write_atomic(out_dir / "compare.json", json.dumps(document, indent=2, allow_nan=False) + "\n")
     markdown_path = write_atomic(out_dir / "compare.md", comparison_markdown(comparison))
-    return [json_path, markdown_path, write_compare_recording(comparison, out_dir / "compare.rrd")]
+    recording = write_compare_recording(comparison, out_dir / "compare.rrd")
+    return [json_path, markdown_path, recording, write_compare_page(comparison, out_dir)]
 
 
 def comparison_document(comparison: Comparison, relative_to: Path | None = None) -> dict[str, Any]:
@@ -186,7 +189,7 @@ def _record_item(stream: Any, item: ItemComparison) -> None:
             )
             images[role] = png
     if item.image is not None:
-        stream.log(paths["difference"], rr.Image(_heatmap(images["baseline"], images["new"])), static=True)
+        stream.log(paths["difference"], rr.Image(difference_heatmap(images["baseline"], images["new"])), static=True)
     stream.log(paths["summary"], rr.TextDocument(_item_markdown(item), media_type=rr.MediaType.MARKDOWN), static=True)
     for role, recording in (("baseline", item.baseline_rrd), ("new", item.new_rrd)):
         if recording is None or not recording.is_file():
@@ -204,7 +207,7 @@ def _record_item(stream: Any, item: ItemComparison) -> None:
         stream.log(f"{paths['divergence']}/cosine_distance", rr.Scalars(divergence.cosine_distance))
 
 
-def _heatmap(baseline_png: Path, new_png: Path) -> np.ndarray:
+def difference_heatmap(baseline_png: Path, new_png: Path) -> np.ndarray:
     """|new - baseline|, averaged over channels, as an RGB heat map (HEATMAP_FULL_SCALE levels and up: white hot)."""
     import cv2
 

@@ -1,11 +1,11 @@
-"""The review files of a batch, written from its summary once it is done: the contact sheet
-(overview*.png) and summary.md beside the recordings, summary.md also appended to a job summary; and
-`summarize`, which merges a sharded batch's records first.
+"""The review files of a batch, written from its summary once it is done: the review page (index.html),
+the contact sheet (overview*.png) and summary.md beside the recordings, summary.md also appended to a job
+summary; and `summarize`, which merges a sharded batch's records first.
 
     write_review(summary, OutputFolder(out_dir), summary_to=Path(os.environ["GITHUB_STEP_SUMMARY"]))
 
-Edge maps are the ones the run computed, read back from the item recordings: never a second decode of
-the inputs.
+Edge maps are the ones the run computed (its review files, else the item recordings): never a second
+decode of the inputs.
 """
 
 from __future__ import annotations
@@ -24,21 +24,40 @@ from rr_controlnet.outputs.files import write_atomic
 from rr_controlnet.outputs.names import BLUEPRINT_NAME, SUMMARY_MARKDOWN_NAME, recording_name
 
 
-def write_review(summary: BatchSummary, folder: OutputFolder, summary_to: Path | None = None) -> None:
-    """overview.png (paged for large batches) and summary.md in the folder; summary.md also appended to
-    `summary_to`. Raises OutputWriteError when one cannot be written."""
-    write_overview_pages(folder, summary, canny_for=recorded_edge_maps(folder))
+def write_review(
+    summary: BatchSummary,
+    folder: OutputFolder,
+    summary_to: Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> None:
+    """The review page, overview.png (paged for large batches) and summary.md in the folder; summary.md
+    also appended to `summary_to`. Raises OutputWriteError when one cannot be written."""
+    from rr_controlnet.review_page import write_review_page
+
+    write_review_page(folder.path, summary, log)
+    write_overview_pages(folder, summary, canny_for=computed_edge_maps(folder))
     markdown = summary_markdown(summary)
     write_atomic(folder.path / SUMMARY_MARKDOWN_NAME, markdown)
     if summary_to is not None:
         append_summary(markdown, summary_to)
 
 
-def recorded_edge_maps(folder: OutputFolder) -> Callable[[str], np.ndarray | None]:
-    """An item's edge map as the run computed it, from its recording; None without a readable one."""
+def computed_edge_maps(folder: OutputFolder) -> Callable[[str], np.ndarray | None]:
+    """An item's edge map as the run computed it: its review file (written when it finished), else its
+    recording; None without a readable one."""
+    from PIL import Image
+
     from rr_controlnet.recorded import recorded_edge_map
+    from rr_controlnet.review_page.items import ASSET_NAMES, is_plain_id, item_folder
 
     def edge_map(item_id: str) -> np.ndarray | None:
+        reviewed = item_folder(folder.path, item_id) / ASSET_NAMES["canny"] if is_plain_id(item_id) else None
+        if reviewed is not None and reviewed.is_file():
+            try:
+                with Image.open(reviewed) as image:
+                    return np.asarray(image.convert("L"))
+            except (OSError, SyntaxError, ValueError):
+                pass
         path = folder.path / recording_name(item_id)
         if not path.is_file():
             return None
@@ -61,5 +80,5 @@ def summarize_outputs(
     folder = OutputFolder(out_dir)
     summary = folder.merge_shards(log)
     save_batch_blueprint(summary.items, folder.path / BLUEPRINT_NAME)
-    write_review(summary, folder, summary_to)
+    write_review(summary, folder, summary_to, log)
     return summary

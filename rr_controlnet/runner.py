@@ -31,6 +31,7 @@ from rr_controlnet.outputs.names import image_name, item_file_names, recording_n
 from rr_controlnet.plan import PlannedItem
 from rr_controlnet.record import ItemRecording, RecordingOptions, StreamPool
 from rr_controlnet.report import adherence_markdown, library_versions, params_markdown, png_text_chunks, prompt_markdown
+from rr_controlnet.review_page import ItemImages, StepFrames, record_item_assets
 from rr_controlnet.spec import StopRequest
 
 
@@ -41,6 +42,7 @@ class PreparedItem:
     control: ControlImages
     size: tuple[int, int]  # (width, height) to generate at
     cuts: list[PromptCut] = field(default_factory=list)
+    frames: StepFrames | None = None  # a few step previews for the review page
 
     @property
     def id(self) -> str:
@@ -135,7 +137,7 @@ class GroupRunner:
             return failed_outcome(planned, reason, time.perf_counter() - started)
         for cut in cuts:
             self.log(f"item {planned.item.id!r}: warning: {cut.warning()}")
-        return PreparedItem(planned, source, control, size, cuts)
+        return PreparedItem(planned, source, control, size, cuts, StepFrames(params.steps))
 
     def prepared_groups(self, planned_items: Sequence[PlannedItem], batch_size: int):
         """Prepare items in manifest order; yield runs of items that can share a pipeline call (at most
@@ -171,6 +173,8 @@ class GroupRunner:
                 started = time.perf_counter()
                 thin = data.step % self.options.latent_every == 0
                 recordings[index].log_step(data.step, data.timestep, data.latent if thin else None, data.preview)
+                if group[index].frames is not None:
+                    group[index].frames.add(data.step, data.preview)
                 self.step_seconds += time.perf_counter() - started
                 if index == 0 and progress is not None:
                     progress.step()
@@ -272,7 +276,7 @@ class GroupRunner:
         )
         png = encode_png(image, chunks)
         recording.log_output(png, result.last_step, result.last_timestep)
-        adherence = None
+        adherence, overlay = None, None
         if self.options.adherence:
             adherence, overlay = _adherence(prepared, image, lambda: self.stop.requested)
             recording.log_adherence(adherence.scalars(), overlay, adherence_markdown(adherence))
@@ -292,6 +296,11 @@ class GroupRunner:
         outcome.checksums = self.folder.checksums(names)
         outcome.warnings = _warnings(prepared)
         outcome.adherence = adherence
+        frames = prepared.frames.sampled() if prepared.frames is not None else ()
+        review = ItemImages(
+            prepared.source.pixels, prepared.control.canny, image, overlay, frames, chunks["parameters"]
+        )
+        record_item_assets(self.out_dir, outcome, review, self.log)
         return outcome
 
 

@@ -36,7 +36,9 @@ def test_writes_one_recording_and_png_per_item_and_a_summary(two_item_batch: tup
         "batch.rbl",
         "horse.png",
         "horse.rrd",
+        "index.html",
         "overview.png",
+        "review",
         "summary.json",
         "summary.md",
     ]

@@ -33,10 +33,11 @@ def test_benchmark_measures_bare_rr_controlnet_and_original(tmp_path: Path) -> N
     for way in ("rr-controlnet", "original"):
         assert by_way[way]["rrd_bytes_per_item"] > 0
         assert by_way[way]["max_output_difference_vs_bare"] == 0  # recording never changes the image
-    # The batch's own runner writes what a batch writes per item: the recording and the image.
+    # The batch's own runner writes what a batch writes per item: the recording, the image and its review files.
     assert sorted(path.name for path in (tmp_path / "recordings" / "rr-controlnet").iterdir()) == [
         "astronaut.png",
         "astronaut.rrd",
+        "review",
     ]
     assert "rr-controlnet" in completed.stdout and "original" in completed.stdout
 

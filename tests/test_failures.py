@@ -104,7 +104,9 @@ def test_failures_inside_generation_are_recorded_and_the_batch_goes_on(
         "batch.rbl",
         "fine.png",
         "fine.rrd",
+        "index.html",
         "overview.png",
+        "review",
         "summary.json",
         "summary.md",
     ]

@@ -95,7 +95,9 @@ def test_a_signal_stops_at_the_current_step_and_keeps_finished_items(
         "astronaut.png",
         "astronaut.rrd",
         "batch.rbl",
+        "index.html",
         "overview.png",
+        "review",
         "summary.json",
         "summary.md",
     ]
@@ -112,7 +114,7 @@ def test_a_killed_batch_leaves_no_truncated_final_file_and_resumes(tmp_path: Pat
     os.kill(process.pid, signal.SIGKILL)
     process.communicate(timeout=60)
     final_files = sorted(path.name for path in out.iterdir() if not path.name.startswith("."))
-    assert final_files == ["astronaut.png", "astronaut.rrd", "batch.rbl", "summary.json"]
+    assert final_files == ["astronaut.png", "astronaut.rrd", "batch.rbl", "review", "summary.json"]
     assert list(out.glob(".horse.rrd.*.partial"))  # the item in flight only ever had a temporary name
     verify(out / "astronaut.rrd")
     assert statuses(out) == {"astronaut": "done", "horse": "pending", "horse2": "pending"}

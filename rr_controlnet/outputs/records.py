@@ -110,6 +110,7 @@ class BatchSummary:
     # What the run decided besides the model and each item's parameters: scheduler, dtype, and what it
     # recorded (preview, latent_every); the first two decide outputs too.
     settings: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)  # the run that wrote it: device, dtype, started, wall_seconds
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> BatchSummary:
@@ -124,6 +125,7 @@ class BatchSummary:
             item_ids=document.get("item_ids") or [item.id for item in items],
             shard=document.get("shard"),
             settings=document.get("settings") or {},
+            run=document.get("run") or {},
         )
 
     def counts(self) -> dict[str, int]:
@@ -143,6 +145,7 @@ class BatchSummary:
             "item_ids": self.item_ids,
             "shard": self.shard,
             "settings": self.settings,
+            "run": self.run,
             "items": [outcome.to_document() for outcome in self.items],
         }
 

@@ -1,0 +1,28 @@
+"""Static HTML review pages: OUT/index.html for a batch, COMPARE/index.html for a comparison.
+
+They open from the folder in any browser, offline, with no server: data travels as scripts beside the
+page (browsers refuse to fetch local files), and every image is a small file under `review/`.
+
+    write_review_page(out_dir, json.loads((out_dir / "summary.json").read_text()))
+    write_compare_page(compare_folders(baseline, new), new / "compare")
+
+Each item's thumbnails and filmstrip are written when the item finishes (record_item_assets, on the
+runner's finishing thread); the page itself once the batch is done. Pillow and numpy only, except
+where a missing item's images are read back from its recording (rerun).
+"""
+
+from rr_controlnet.review_page.compare_page import write_compare_page
+from rr_controlnet.review_page.items import ItemImages, StepFrames, record_item_assets, write_item_assets
+from rr_controlnet.review_page.page import PAGE_NAME, page_data, write_review_links, write_review_page
+
+__all__ = [
+    "PAGE_NAME",
+    "ItemImages",
+    "StepFrames",
+    "page_data",
+    "record_item_assets",
+    "write_compare_page",
+    "write_item_assets",
+    "write_review_links",
+    "write_review_page",
+]

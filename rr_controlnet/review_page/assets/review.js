@@ -1,0 +1,270 @@
+/* The batch's review page: the header and every item in a table (sortable, filtered, searched, paged);
+   sweeps.js draws the sweeps' grids, detail.js an item's detail. Data: window.RR_REVIEW (review/data.js),
+   window.RR_REVIEW_LINKS (review/links.js). Hooks for tests and scripts: rows carry data-item-id and
+   data-status, the search box is input[type=search], a sweep's grid carries data-sweep, its cells
+   data-variant. */
+"use strict";
+
+(function () {
+  const { el, append, percent, number, seconds, folderPath, shellWord, pager } = window.RRPage;
+  const data = window.RR_REVIEW;
+  const links = window.RR_REVIEW_LINKS || {};
+  const app = document.getElementById("app");
+  const STATUSES = ["failed", "pending", "done"];
+  const PAGE_SIZES = [50, 100, 250, 1000];
+  const COLUMNS = [
+    { key: "status", label: "Status", sort: (item) => STATUSES.indexOf(item.status) },
+    { key: "id", label: "Item", sort: (item) => item.id },
+    { key: "images", label: "Input · edge map · output · edges followed" },
+    { key: "seed", label: "Seed", sort: (item) => item.seed, numeric: true },
+    { key: "prompt", label: "Prompt", sort: (item) => prompt(item) },
+    { key: "f1", label: "F1", sort: (item) => score(item, 0), numeric: true, title: "pixel-exact" },
+    { key: "f1t", label: "F1 (tol.)", sort: (item) => score(item, 1), numeric: true, title: "within 0.75% of the diagonal" },
+    { key: "precision", label: "Precision", sort: (item) => score(item, 2), numeric: true },
+    { key: "recall", label: "Recall", sort: (item) => score(item, 3), numeric: true },
+    { key: "seconds", label: "Seconds", sort: (item) => item.seconds, numeric: true },
+  ];
+  const IMAGE_KINDS = [
+    ["input", "input"],
+    ["canny", "edge map"],
+    ["output", "output"],
+    ["overlay", "edges followed"],
+  ];
+
+  const items = data.items;
+  const byId = new Map(items.map((item) => [item.id, item]));
+  const search = new Map(items.map((item) => [item.id, (item.id + "\n" + prompt(item)).toLowerCase()]));
+  const state = { query: "", status: "all", sort: null, descending: false, page: 0, size: 100 };
+  let shown = items; // the filtered, sorted items
+
+  /** Every effective parameter of an item, in the order summary.json records them. */
+  function params(item) {
+    if (item.params === null) return {};
+    const merged = Object.assign({}, data.common, item.params || {});
+    const ordered = {};
+    for (const key of data.param_order) if (key in merged) ordered[key] = merged[key];
+    return Object.assign(ordered, merged);
+  }
+  function prompt(item) {
+    return params(item).prompt || "";
+  }
+  function score(item, index) {
+    return item.scores ? item.scores[index] : -1;
+  }
+  function asset(item, kind) {
+    if (!item.assets || !item.assets[kind]) return null;
+    return `review/items/${encodeURIComponent(item.id)}/${data.asset_names[kind]}`;
+  }
+  function fileOf(item, suffix) {
+    const file = (item.files || []).find(([name]) => name.endsWith(suffix));
+    return file ? file[0] : null;
+  }
+  function statusBadge(status) {
+    return el("span", { class: `badge status-${status}`, text: status });
+  }
+  function thumb(item, kind, label) {
+    const src = asset(item, kind);
+    if (!src) return el("span", { class: "thumb missing", title: `no ${label}`, text: "–" });
+    const [width, height] = item.assets[kind];
+    return el("img", { class: `thumb thumb-${kind}`, src, alt: `${label} of ${item.id}`, width, height, decoding: "async" });
+  }
+
+  // --- header -------------------------------------------------------------------------------------
+
+  function header() {
+    const model = data.model || {};
+    const run = data.run || {};
+    const counts = STATUSES.filter((status) => data.counts[status] || status === "failed").map((status) =>
+      el("button", {
+        type: "button",
+        class: `count status-${status}`,
+        "data-filter": status,
+        onclick: () => setFilter(status),
+        text: `${data.counts[status] || 0} ${status}`,
+      }),
+    );
+    const device = run.device ? [run.device, run.device_name, run.dtype].filter(Boolean).join(", ") : "not recorded";
+    const versions = Object.entries(data.versions || {}).map(([name, version]) => `${name} ${version}`).join(", ");
+    const folder = folderPath("OUT");
+    const nav = [
+      ...data.files.summary.map((name) => el("a", { href: name, text: name })),
+      ...data.files.overview.map((name) => el("a", { href: name, text: name })),
+    ];
+    let comparison = null;
+    if (links.compare) {
+      const compareCounts = Object.entries(links.compare.counts || {})
+        .filter(([, count]) => count)
+        .map(([status, count]) => `${count} ${status}`)
+        .join(", ");
+      const baseline = links.compare.baseline ? ` against ${links.compare.baseline}` : "";
+      comparison = el(
+        "p",
+        { class: "comparison-link" },
+        el("a", { href: links.compare.href, text: `Comparison${baseline}` }),
+        compareCounts ? `: ${compareCounts}` : "",
+        links.compare.passed === false ? el("span", { class: "badge status-changed", text: "changed" }) : "",
+      );
+    }
+    return el(
+      "header",
+      { class: "page-header" },
+      el("h1", { text: data.title }),
+      el("p", { class: "muted path", text: data.manifest }),
+      el(
+        "dl",
+        { class: "facts" },
+        fact("Items", el("span", { class: "counts" }, counts, ` of ${items.length}`)),
+        fact("Model", [model.name, model.base && model.base !== model.name ? `(${model.base})` : ""].join(" ")),
+        fact("Wall time", run.wall_seconds !== undefined ? seconds(run.wall_seconds) : "not recorded"),
+        fact("Started", run.started || "not recorded"),
+        fact("Device", device),
+        fact("Libraries", versions || "not recorded"),
+        data.shard ? fact("Shard", data.shard) : null,
+      ),
+      comparison,
+      el("nav", { class: "files", "aria-label": "the batch's files" }, "Files: ", nav.flatMap((link, index) => (index ? [" · ", link] : [link]))),
+      el("p", { class: "command" }, "Open the whole batch in the Rerun viewer: ", el("code", { text: `rr-controlnet view ${shellWord(folder)}` })),
+    );
+  }
+
+  function fact(term, value) {
+    return el("div", {}, el("dt", { text: term }), el("dd", {}, value));
+  }
+
+  // --- the items' table ---------------------------------------------------------------------------
+
+  const table = el("table", { class: "items", id: "items" });
+  const pagerHolder = el("div", { class: "pager-holder" });
+  const matchCount = el("span", { class: "muted", "aria-live": "polite" });
+
+  function controls() {
+    const searchBox = el("input", {
+      type: "search",
+      placeholder: "Search id or prompt",
+      "aria-label": "Search items by id or prompt",
+      oninput: (event) => {
+        state.query = event.target.value.trim().toLowerCase();
+        state.page = 0;
+        refresh();
+      },
+    });
+    const statusSelect = el(
+      "select",
+      { id: "status-filter", "aria-label": "Show items with status", onchange: (event) => setFilter(event.target.value) },
+      ["all", ...STATUSES].map((status) => el("option", { value: status, text: status === "all" ? "all statuses" : status })),
+    );
+    return el("div", { class: "controls" }, searchBox, el("label", {}, "Status ", statusSelect), matchCount);
+  }
+
+  function setFilter(status) {
+    state.status = status;
+    state.page = 0;
+    document.getElementById("status-filter").value = status;
+    refresh();
+    document.getElementById("items-title").scrollIntoView({ block: "start" });
+  }
+
+  function tableHead() {
+    return el(
+      "thead",
+      {},
+      el(
+        "tr",
+        {},
+        COLUMNS.map((column) => {
+          const sorted = state.sort === column.key;
+          const attrs = { scope: "col", class: column.numeric ? "numeric" : "", "aria-sort": sorted ? (state.descending ? "descending" : "ascending") : null };
+          if (!column.sort) return el("th", attrs, column.label);
+          const arrow = sorted ? (state.descending ? " ▼" : " ▲") : "";
+          return el("th", attrs, el("button", { type: "button", class: "sort", title: column.title ? `sort by ${column.label} (${column.title})` : `sort by ${column.label}`, onclick: () => sortBy(column.key), text: column.label + arrow }));
+        }),
+      ),
+    );
+  }
+
+  function sortBy(key) {
+    if (state.sort === key) state.descending = !state.descending;
+    else Object.assign(state, { sort: key, descending: false }); // lowest first: the worst scores lead
+    state.page = 0;
+    refresh();
+    const button = table.querySelector(`th[aria-sort] button`);
+    if (button) button.focus();
+  }
+
+  function filtered() {
+    let list = items;
+    if (state.status !== "all") list = list.filter((item) => item.status === state.status);
+    if (state.query) list = list.filter((item) => search.get(item.id).includes(state.query));
+    if (state.sort) {
+      const key = COLUMNS.find((column) => column.key === state.sort).sort;
+      const direction = state.descending ? -1 : 1;
+      list = list.slice().sort((a, b) => {
+        const x = key(a);
+        const y = key(b);
+        const order = x === y ? 0 : x === undefined || x === null ? 1 : y === undefined || y === null ? -1 : x < y ? -1 : 1;
+        return order * direction || a.n - b.n;
+      });
+    }
+    return list;
+  }
+
+  function row(item) {
+    const status = el("td", { class: "status" }, statusBadge(item.status), item.error ? el("div", { class: "error", title: item.error, text: item.error }) : null);
+    const label = el(
+      "td",
+      { class: "item-id" },
+      el("a", { href: `#item=${encodeURIComponent(item.id)}`, text: item.id }),
+      item.sweep ? el("div", { class: "muted small", text: data.sweeps[item.sweep[0]].source + " sweep" }) : null,
+    );
+    const images = el("td", { class: "images" }, IMAGE_KINDS.map(([kind, label]) => thumb(item, kind, label)));
+    const text = prompt(item);
+    const cells = [
+      status,
+      label,
+      images,
+      el("td", { class: "numeric", text: item.seed ?? "–" }),
+      el("td", { class: "prompt", title: text }, el("div", { text: text || "(empty)" })),
+      ...[0, 1, 2, 3].map((index) => el("td", { class: "numeric", text: item.scores ? percent(item.scores[index]) : "–" })),
+      el("td", { class: "numeric", text: item.seconds !== undefined ? number(item.seconds, 2) : "–" }),
+    ];
+    return el("tr", { "data-item-id": item.id, "data-status": item.status }, cells);
+  }
+
+  function refresh() {
+    shown = filtered();
+    const pages = Math.max(1, Math.ceil(shown.length / state.size));
+    state.page = Math.min(state.page, pages - 1);
+    const start = state.page * state.size;
+    const body = el("tbody", {}, shown.slice(start, start + state.size).map(row));
+    if (!shown.length) body.append(el("tr", { class: "empty" }, el("td", { colspan: COLUMNS.length, text: "No item matches." })));
+    table.replaceChildren(tableHead(), body);
+    matchCount.textContent = shown.length === items.length ? `${items.length} items` : `${shown.length} of ${items.length} items`;
+    pagerHolder.replaceChildren(
+      pager(shown.length, state.page, state.size, PAGE_SIZES, (page, size) => {
+        Object.assign(state, { page, size });
+        refresh();
+      }, "items"),
+    );
+  }
+
+  // --- the page -----------------------------------------------------------------------------------
+
+  const main = el("main", {});
+  const review = { data, items, byId, main, params, asset, thumb, fileOf, statusBadge, IMAGE_KINDS, shown: () => shown };
+  const detail = window.RRDetail(review);
+  document.title = data.title;
+  append(
+    main,
+    header(),
+    el("section", { class: "items-section", "aria-labelledby": "items-title" }, el("h2", { id: "items-title", text: "Items" }), controls(), el("div", { class: "table-scroll" }, table), pagerHolder),
+  );
+  app.append(main, detail.dialog);
+  refresh();
+  // The first rows are drawn by the frame after next: bench/scale.py reads this mark (ms since navigation).
+  requestAnimationFrame(() => requestAnimationFrame(() => (window.rrReviewPainted = performance.now())));
+  // Sweeps come after the first rows: a large batch's table is what a reader waits for first.
+  const sweeps = window.RRSweeps(review);
+  if (sweeps) main.insertBefore(sweeps, main.querySelector(".items-section"));
+  detail.route();
+  document.body.dataset.ready = "true";
+})();

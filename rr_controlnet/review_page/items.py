@@ -1,0 +1,184 @@
+"""An item's files for the review page, written when the item finishes, in `review/items/<id>/`:
+
+    input.jpg     the input as given (INPUT_SIDE on its longer side)
+    canny.png     the edge map the model was given (1-bit)
+    output.jpg    the output (THUMB_SIDE); an item's detail shows `<id>.png` itself
+    overlay.png   the output's edges over the control's (white followed, red missed, blue added)
+    steps.jpg     up to STEP_FRAMES step previews side by side, evenly spaced over the steps
+    info.js       what the folder holds, which output it was made from, the PNG's infotext; written
+                  last, so a folder without it is incomplete
+
+Everything comes from what the run computed (pixels in memory, or read back from the item's files):
+nothing is generated or decoded by a model again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from rr_controlnet.outputs import ItemOutcome
+from rr_controlnet.outputs.names import PARTIAL_GLOB, PARTIAL_SUFFIX, image_name
+from rr_controlnet.review_page.encode import (
+    INPUT_SIDE,
+    THUMB_SIDE,
+    edge_png,
+    filmstrip,
+    jpeg,
+    palette_png,
+    rgb_image,
+)
+
+REVIEW_FOLDER: Final = "review"
+ITEMS_FOLDER: Final = "items"
+INFO_NAME: Final = "info.js"
+INFO_CALL: Final = "rrReviewItem"  # the page defines this function; an item's info.js calls it
+STEP_FRAMES: Final = 12
+ASSET_NAMES: Final = {
+    "input": "input.jpg",
+    "canny": "canny.png",
+    "output": "output.jpg",
+    "overlay": "overlay.png",
+    "steps": "steps.jpg",
+}
+_PLAIN_ID: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+class StepFrames:
+    """Up to `limit` step previews of one item, evenly spaced from its first step to its last; a frame
+    is kept (not copied) as it arrives, so the generation thread does no work for it."""
+
+    def __init__(self, steps: int, limit: int = STEP_FRAMES):
+        count = min(limit, max(0, steps))
+        self.wanted = {round(index * (steps - 1) / (count - 1)) for index in range(count)} if count > 1 else {0}
+        self.frames: dict[int, np.ndarray] = {}
+
+    def add(self, step: int, preview: np.ndarray | None) -> None:
+        if preview is not None and step in self.wanted:
+            self.frames[step] = preview
+
+    def sampled(self) -> list[tuple[int, np.ndarray]]:
+        return sorted(self.frames.items(), key=lambda pair: pair[0])
+
+
+@dataclass(frozen=True)
+class ItemImages:
+    """What an item's review files are made from; None (or no frames) where the run has none."""
+
+    input: np.ndarray | None = None  # the input as given: HxW, HxWx3 or HxWx4 uint8
+    canny: np.ndarray | None = None  # HxW, 0 or 255
+    output: np.ndarray | None = None  # HxWx3 uint8
+    overlay: np.ndarray | None = None  # HxWx3 uint8
+    frames: Sequence[tuple[int, np.ndarray]] = ()  # (step, preview) in step order
+    infotext: str | None = None  # the output PNG's `parameters` text chunk
+
+
+def is_plain_id(item_id: Any) -> bool:
+    """An id that can name a folder inside review/items (what manifests allow; summaries are not trusted)."""
+    return isinstance(item_id, str) and bool(_PLAIN_ID.fullmatch(item_id)) and ".." not in item_id
+
+
+def item_folder(out_dir: Path, item_id: str) -> Path:
+    return Path(out_dir) / REVIEW_FOLDER / ITEMS_FOLDER / item_id
+
+
+def write_item_assets(out_dir: Path, item_id: str, images: ItemImages, made_from: str) -> dict[str, Any]:
+    """Write an item's review files and, last, its info.js; return the info. `made_from` names what they
+    show (the output PNG's SHA-256), so that a page can tell files that no longer match the output."""
+    if not is_plain_id(item_id):
+        raise ValueError(f"item id {item_id!r} cannot name a folder")
+    folder = item_folder(out_dir, item_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.glob(PARTIAL_GLOB):  # from a process killed while writing here
+        leftover.unlink(missing_ok=True)
+    encoded: dict[str, tuple[bytes, tuple[int, int]]] = {}
+    if images.input is not None:
+        encoded["input"] = jpeg(rgb_image(images.input), INPUT_SIDE)
+    if images.canny is not None:
+        encoded["canny"] = edge_png(images.canny)
+    if images.output is not None:
+        encoded["output"] = jpeg(rgb_image(images.output), THUMB_SIDE)
+    if images.overlay is not None:
+        encoded["overlay"] = palette_png(images.overlay)
+    strip = filmstrip([frame for _, frame in images.frames])
+    if strip is not None:
+        encoded["steps"] = strip
+    for kind, (data, _) in encoded.items():
+        write_review_file(folder / ASSET_NAMES[kind], data)
+    for kind, name in ASSET_NAMES.items():  # an earlier run's file that this one has no image for
+        if kind not in encoded:
+            (folder / name).unlink(missing_ok=True)
+    info: dict[str, Any] = {
+        "id": item_id,
+        "made_from": made_from,
+        "assets": {kind: list(size) for kind, (_, size) in encoded.items()},
+        "steps": [step for step, _ in images.frames] if strip is not None else [],
+        "infotext": images.infotext,
+    }
+    write_review_file(folder / INFO_NAME, info_script(info).encode())
+    return info
+
+
+def info_script(info: Mapping[str, Any]) -> str:
+    """info.js: one call of the page's INFO_CALL with the info as JSON (a script, since pages opened from
+    file:// may not fetch files)."""
+    return f"{INFO_CALL}({json.dumps(info, ensure_ascii=True, separators=(',', ':'))});\n"
+
+
+def read_item_info(out_dir: Path, item_id: str) -> dict[str, Any] | None:
+    """An item's info.js as written by write_item_assets, or None when absent or not ours."""
+    if not is_plain_id(item_id):
+        return None
+    try:
+        text = (item_folder(out_dir, item_id) / INFO_NAME).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    prefix, suffix = f"{INFO_CALL}(", ");\n"
+    if not (text.startswith(prefix) and text.endswith(suffix)):
+        return None
+    try:
+        info = json.loads(text[len(prefix) : -len(suffix)])
+    except ValueError:
+        return None
+    if not isinstance(info, dict) or info.get("id") != item_id or not isinstance(info.get("assets"), dict):
+        return None
+    return info
+
+
+def output_made_from(outcome: ItemOutcome) -> str | None:
+    """What an item's review files must have been made from to be current: its output PNG's SHA-256 as
+    summary.json records it (None when it records none)."""
+    return (outcome.checksums.get(image_name(outcome.id)) or {}).get("sha256")
+
+
+def record_item_assets(
+    out_dir: Path, outcome: ItemOutcome, images: ItemImages, log: Callable[[str], None] = lambda message: None
+) -> None:
+    """The runner's hook: write a finished item's review files. A failure here never fails the item (the
+    page makes missing files from the item's own files later); it is logged as a warning."""
+    made_from = output_made_from(outcome) or ""
+    try:
+        write_item_assets(out_dir, outcome.id, images, made_from)
+    except (OSError, ValueError) as exc:
+        log(f"item {outcome.id!r}: warning: review images not written ({exc}); `rr-controlnet review` makes them")
+
+
+def write_review_file(path: Path, data: bytes) -> None:
+    """Write through a temporary name: a page never shows half a file. Not synced to disk (a sync per
+    thumbnail would cost more than the thumbnail): every such file can be made again from the item's own."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
