@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
-from rr_controlnet import __version__, hub
+from rr_controlnet import __version__, model_status
 from rr_controlnet.adherence import Adherence, EdgeScores, image_adherence
 from rr_controlnet.batch import BatchOptions, BatchReport, run_batch
 from rr_controlnet.compare import (
@@ -41,10 +41,12 @@ from rr_controlnet.compare import (
     compare_folders,
 )
 from rr_controlnet.distributed import Shard, parse_shard
+from rr_controlnet.downloads import DownloadDisplay
 from rr_controlnet.errors import ManifestError, OutputFolderError, UsageError, WeightsUnavailable
 from rr_controlnet.fields import DEVICES, DTYPES, PREVIEW_MODES, RunOptions
-from rr_controlnet.hub import ComponentStatus, DownloadDisplay, FetchOutcome, cache_folders, models_table
+from rr_controlnet.hub import cache_folders
 from rr_controlnet.manifest import load_manifest, parse_manifest
+from rr_controlnet.model_status import ComponentStatus, FetchOutcome, models_table
 from rr_controlnet.original import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT, original_manifest
 from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder, default_out_dir
 from rr_controlnet.plan import plan_items
@@ -224,7 +226,7 @@ def fetch_models(
     """
     named = _models_named(targets)
     try:
-        return hub.fetch_models(named, _dtype_name(dtype), DownloadDisplay(bars, log))
+        return model_status.fetch_models(named, _dtype_name(dtype), DownloadDisplay(bars, log))
     except WeightsUnavailable as exc:
         raise WeightsUnavailable(
             exc.reason,
@@ -239,7 +241,7 @@ def model_statuses(targets: Sequence[str] = (), dtype: str = "auto") -> list[Com
     for runs in `dtype`: repo or path, the weights that would load, whether it is cached and its size."""
     from rr_controlnet.presets import PRESETS
 
-    return hub.model_statuses(_models_named(targets or list(PRESETS)), _dtype_name(dtype))
+    return model_status.model_statuses(_models_named(targets or list(PRESETS)), _dtype_name(dtype))
 
 
 def _models_named(targets: Sequence[str]) -> list[tuple[str, ModelSpec]]:

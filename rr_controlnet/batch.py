@@ -207,7 +207,7 @@ def _load(
 ) -> tuple[LoadedModel, object]:
     """The model, and the preview decoder `--preview taesd` needs; missing weights are downloaded first,
     saying what comes, with the hub's bars as options.download_bars says."""
-    from rr_controlnet.hub import DownloadDisplay
+    from rr_controlnet.downloads import DownloadDisplay
     from rr_controlnet.loading import load_model, load_preview_decoder
     from rr_controlnet.presets import has_random_weights
 

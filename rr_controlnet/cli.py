@@ -10,33 +10,13 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
 import click
 
 from rr_controlnet import api
-from rr_controlnet.api import (
-    DEFAULT_GRPC_URL,
-    DEFAULT_MAX_ITEMS,
-    DEVICES,
-    DTYPES,
-    EXIT_CODES_BY_SIGNAL,
-    MAX_COSINE_DISTANCE,
-    MAX_MEAN_DIFFERENCE,
-    ORIGINAL_NEGATIVE_PROMPT,
-    ORIGINAL_PROMPT,
-    PRESET_NAMES,
-    PREVIEW_MODES,
-    BatchOptions,
-    LiveViewing,
-    Manifest,
-    Overrides,
-    RecordingOptions,
-    Shard,
-    StopRequest,
-)
 from rr_controlnet.errors import ManifestError, OutputWriteError, RrControlnetError
 
 EXIT_OK: Final = 0
@@ -78,16 +58,21 @@ def cli() -> None:
     """Canny ControlNet image generation in batches, recorded step by step for the Rerun viewer."""
 
 
-def _load_or_fail(manifest_path: Path, overrides: Overrides, max_items: int = DEFAULT_MAX_ITEMS) -> Manifest:
+@contextlib.contextmanager
+def _exit_codes(
+    source: str | None = None, outcome: str = "nothing was generated", written: str = "", write_code: int = 1
+) -> Iterator[None]:
+    """Our errors as messages and exit codes: a manifest's problems, every one (2); a file that could not be
+    written (`write_code`, 1 by default: what was finished is kept), `written` added; anything else (2)."""
     try:
-        return api.load_manifest(manifest_path, overrides, max_items=max_items)
+        yield
     except ManifestError as exc:
-        raise _manifest_failure(exc, str(manifest_path)) from None
-
-
-def _manifest_failure(exc: ManifestError, source: str, outcome: str = "nothing was generated") -> UsageFailure:
-    count = len(exc.problems)
-    return UsageFailure(f"{exc}\n{count} problem{'s' if count != 1 else ''} in {source}; {outcome}")
+        count, where = len(exc.problems), source or (exc.problems[0].file if exc.problems else "the manifest")
+        raise UsageFailure(f"{exc}\n{count} problem{'s' if count != 1 else ''} in {where}; {outcome}") from None
+    except OutputWriteError as exc:
+        raise (ItemsFailure if write_code == EXIT_ITEMS_FAILED else UsageFailure)(f"error: {exc}{written}") from None
+    except RrControlnetError as exc:
+        raise UsageFailure(f"error: {exc}") from None
 
 
 def summary_to_option(document: str) -> Callable:
@@ -100,33 +85,33 @@ def summary_to_option(document: str) -> Callable:
 
 
 max_items_option = click.option(
-    "--max-items", type=click.IntRange(1), default=DEFAULT_MAX_ITEMS, show_default=True,
+    "--max-items", type=click.IntRange(1), default=api.DEFAULT_MAX_ITEMS, show_default=True,
     help="Refuse a manifest whose sweeps expand it to more variants than this.",
 )  # fmt: skip
 
 
 def _run_option_range(name: str) -> click.IntRange:
-    """A numeric option's range, as BatchOptions checks it."""
+    """A numeric option's range, as api.BatchOptions checks it."""
     return click.IntRange(*api.run_option_range(name))
 
 
 def generation_options(command: Callable) -> Callable:
     """Options shared by `batch` and `run`: the model, the device and what gets recorded."""
     options = [
-        click.option("--model", type=click.Choice(PRESET_NAMES), help="Model preset; overrides the manifest's."),
+        click.option("--model", type=click.Choice(api.PRESET_NAMES), help="Model preset; overrides the manifest's."),
         click.option(
-            "--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+            "--device", type=click.Choice(api.DEVICES), default="auto", show_default=True,
             help="auto: cuda if available, else cpu.",
         ),
         click.option(
-            "--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
+            "--dtype", type=click.Choice(api.DTYPES), default="auto", show_default=True,
             help="auto: fp16 on CUDA, fp32 on CPU.",
         ),
         click.option("--steps", type=click.IntRange(1, 1000), help="Denoising steps for every item."),
         click.option("--seed", type=click.IntRange(0, 2**63 - 1), help="Seed for every item."),
         click.option("--force", is_flag=True, help="Regenerate items already up to date in the output folder."),
         click.option(
-            "--preview", type=click.Choice(PREVIEW_MODES), default="x0", show_default=True,
+            "--preview", type=click.Choice(api.PREVIEW_MODES), default="x0", show_default=True,
             help="Per-step preview: x0 = linear latent-to-RGB of the x0 estimate (near free), taesd = tiny "
                  "autoencoder on x0 (full size), vae = full VAE decode of x_t (slow, the original example's).",
         ),
@@ -146,8 +131,8 @@ def generation_options(command: Callable) -> Callable:
         click.option("--progress/--no-progress", default=None,
                      help="Progress bars on stderr, downloads' included [default: when stderr is a terminal]."),
         click.option("--spawn", is_flag=True, help="Start a Rerun viewer and stream into it live."),
-        click.option("--connect", "connect_url", is_flag=False, flag_value=DEFAULT_GRPC_URL, default=None,
-                     metavar="[URL]", help=f"Stream live to a running viewer [URL default: {DEFAULT_GRPC_URL}]."),
+        click.option("--connect", "connect_url", is_flag=False, flag_value=api.DEFAULT_GRPC_URL, default=None,
+                     metavar="[URL]", help=f"Stream live to a running viewer [URL default: {api.DEFAULT_GRPC_URL}]."),
         click.option("--serve-web", is_flag=True, help="Serve the web viewer and stream into it live."),
         click.option("--headless", is_flag=True, help="No viewer: files only."),
         click.option("--no-save", is_flag=True, help="Write no .rrd files (only with a live viewer)."),
@@ -160,7 +145,7 @@ def generation_options(command: Callable) -> Callable:
 
 @cli.command()
 @click.argument("manifest_path", metavar="MANIFEST", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--model", type=click.Choice(PRESET_NAMES), help="Model preset; overrides the manifest's model.")
+@click.option("--model", type=click.Choice(api.PRESET_NAMES), help="Model preset; overrides the manifest's model.")
 @click.option(
     "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
     help="Output folder to check the items' outputs against [default: as for batch].",
@@ -168,10 +153,8 @@ def generation_options(command: Callable) -> Callable:
 @max_items_option
 def validate(manifest_path: Path, model: str | None, out_dir: Path | None, max_items: int) -> None:
     """Check a manifest (fields, ranges, ids, sweeps, image files, outputs) without loading any model."""
-    try:
-        manifest = api.validate_manifest(manifest_path, Overrides(model=model), out_dir, max_items)
-    except ManifestError as exc:
-        raise _manifest_failure(exc, str(manifest_path)) from None
+    with _exit_codes(str(manifest_path)):
+        manifest = api.validate_manifest(manifest_path, api.Overrides(model=model), out_dir, max_items)
     variants = [item for item in manifest.items if item.sweep is not None]
     sources = len({variant.sweep.source for variant in variants})
     swept = f" ({_counted(len(variants), 'sweep variant')} of {_counted(sources, 'item')})" if variants else ""
@@ -188,13 +171,8 @@ def _counted(count: int, noun: str) -> str:
     "--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
     help="Output folder [default: MANIFEST's name + '-output', beside it].",
 )  # fmt: skip
-@click.option(
-    "--shard",
-    "shard_text",
-    metavar="I/N",
-    help="Generate only shard I of N (0-based; items round-robin), e.g. for job arrays; "
-    "then `rr-controlnet summarize OUT`.",
-)
+@click.option("--shard", "shard_text", metavar="I/N", help="Generate only shard I of N (0-based; items round-robin), "
+              "e.g. for job arrays; then `rr-controlnet summarize OUT`.")  # fmt: skip
 @max_items_option
 @generation_options
 def batch(manifest_path: Path, out_dir: Path | None, shard_text: str | None, max_items: int, **flags: Any) -> None:
@@ -203,7 +181,8 @@ def batch(manifest_path: Path, out_dir: Path | None, shard_text: str | None, max
     Under torchrun or `accelerate launch`, each process takes its share of the items on its own device,
     and rank 0 writes the summary for the whole batch once all are done.
     """
-    manifest = _load_or_fail(manifest_path, _overrides(flags), max_items)
+    with _exit_codes(str(manifest_path)):
+        manifest = api.load_manifest(manifest_path, _overrides(flags), max_items=max_items)
     try:
         shard = api.parse_shard(shard_text) if shard_text else None
     except ValueError as exc:
@@ -212,45 +191,34 @@ def batch(manifest_path: Path, out_dir: Path | None, shard_text: str | None, max
 
 
 @cli.command(epilog=EXAMPLES)
-@click.option(
-    "--img-path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Input image [default: a bundled RGBA logo, as the original example used Rerun's].",
-)
-@click.option("--prompt", default=ORIGINAL_PROMPT, show_default=True, help="Positive prompt.")
-@click.option("--negative-prompt", default=ORIGINAL_NEGATIVE_PROMPT, show_default=True, help="Negative prompt.")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("rr-controlnet-run"),
-    show_default=True,
-    help="Output folder.",
-)
+@click.option("--img-path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Input image [default: a bundled RGBA logo, as the original example used Rerun's].")  # fmt: skip
+@click.option("--prompt", default=api.ORIGINAL_PROMPT, show_default=True, help="Positive prompt.")
+@click.option("--negative-prompt", default=api.ORIGINAL_NEGATIVE_PROMPT, show_default=True, help="Negative prompt.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("rr-controlnet-run"),
+              show_default=True, help="Output folder.")  # fmt: skip
 @generation_options
 def run(img_path: Path | None, prompt: str, negative_prompt: str, out_dir: Path, **flags: Any) -> None:
     """The original Rerun example's job: one image, one prompt, SDXL; a viewer opens unless --headless."""
     overrides = _overrides(flags)
-    try:
+    with _exit_codes("the command line"):
         manifest = api.original_manifest(img_path, prompt, negative_prompt, overrides.model, overrides)
-    except ManifestError as exc:
-        raise _manifest_failure(exc, "the command line") from None
     _generate(manifest, _batch_options(out_dir, None, flags), flags, True)
 
 
-def _overrides(flags: dict[str, Any]) -> Overrides:
-    return Overrides(model=flags["model"], steps=flags["steps"], seed=flags["seed"])
+def _overrides(flags: dict[str, Any]) -> api.Overrides:
+    return api.Overrides(model=flags["model"], steps=flags["steps"], seed=flags["seed"])
 
 
-def _batch_options(out_dir: Path, shard: Shard | None, flags: dict[str, Any]) -> BatchOptions:
+def _batch_options(out_dir: Path, shard: api.Shard | None, flags: dict[str, Any]) -> api.BatchOptions:
     """The batch's options from generation_options' flags, by name."""
-    recording = RecordingOptions(
+    recording = api.RecordingOptions(
         preview=flags["preview"],
         latent_every=flags["latent_every"],
         save=not flags["no_save"],
         adherence=flags["adherence"],
     )
-    return BatchOptions(
+    return api.BatchOptions(
         out_dir=out_dir,
         device=flags["device"],
         dtype=flags["dtype"],
@@ -272,16 +240,16 @@ def _shows_bars(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else progress
 
 
-def _live_viewing(flags: dict[str, Any], viewer_by_default: bool) -> LiveViewing | None:
+def _live_viewing(flags: dict[str, Any], viewer_by_default: bool) -> api.LiveViewing | None:
     chosen = [flags["spawn"], flags["connect_url"] is not None, flags["serve_web"], flags["headless"]]
     if sum(chosen) > 1:
         raise UsageFailure("error: choose one of --spawn, --connect, --serve-web and --headless")
     if flags["connect_url"] is not None:
-        live = LiveViewing("connect", flags["connect_url"])
+        live = api.LiveViewing("connect", flags["connect_url"])
     elif flags["serve_web"]:
-        live = LiveViewing("serve-web")
+        live = api.LiveViewing("serve-web")
     elif flags["spawn"] or (viewer_by_default and not flags["headless"]):
-        live = LiveViewing("spawn")
+        live = api.LiveViewing("spawn")
     else:
         live = None
     if flags["no_save"] and live is None:
@@ -289,21 +257,15 @@ def _live_viewing(flags: dict[str, Any], viewer_by_default: bool) -> LiveViewing
     return live
 
 
-def _generate(manifest: Manifest, options: BatchOptions, flags: dict[str, Any], viewer_by_default: bool) -> None:
+def _generate(manifest: api.Manifest, options: api.BatchOptions, flags: dict[str, Any], viewer_default: bool) -> None:
     """Run the batch through the API; report what happened and exit with its code."""
     api.limit_malloc_arenas()  # before the model libraries start their threads
-    live = _live_viewing(flags, viewer_by_default)
+    live = _live_viewing(flags, viewer_default)
     bars = _shows_bars(flags["progress"])
-    stop = StopRequest()
-    with api.stop_on_signals(stop, lambda message: click.echo(message, err=True)):
-        try:
-            report = api.run_manifest(manifest, options, live, stop, api.ProgressBars() if bars else None, _log)
-        except ManifestError as exc:
-            raise _manifest_failure(exc, str(manifest.path)) from None
-        except OutputWriteError as exc:
-            raise ItemsFailure(f"error: {exc}; finished items are complete: rerun to finish the rest") from None
-        except RrControlnetError as exc:
-            raise UsageFailure(f"error: {exc}") from None
+    stop = api.StopRequest()
+    finished = "; finished items are complete: rerun to finish the rest"
+    with api.stop_on_signals(stop, _log), _exit_codes(str(manifest.path), written=finished):
+        report = api.run_manifest(manifest, options, live, stop, api.ProgressBars() if bars else None, _log)
     out_dir = options.out_dir
     counts = report.summary.counts()
     skipped = f", {len(report.skipped)} skipped (up to date)" if report.skipped else ""
@@ -313,7 +275,7 @@ def _generate(manifest: Manifest, options: BatchOptions, flags: dict[str, Any], 
     )
     if report.stopped_by:
         _log(f"stopped by {report.stopped_by}; rerun the same command to finish the rest")
-        sys.exit(EXIT_CODES_BY_SIGNAL.get(report.stopped_by, 130))
+        sys.exit(api.EXIT_CODES_BY_SIGNAL.get(report.stopped_by, 130))
     if report.stop_reason:
         _log(f"stopped: {report.stop_reason}; rerun the same command to finish the rest")
         sys.exit(EXIT_ITEMS_FAILED)
@@ -338,10 +300,8 @@ def view(out_dir: Path, item_patterns: tuple[str, ...]) -> None:
 
     ITEM ids or patterns (`cat`, `'horse*'`) open only those items, with a layout made for them.
     """
-    try:
+    with _exit_codes():
         command = api.viewer_command(out_dir, item_patterns)
-    except RrControlnetError as exc:
-        raise UsageFailure(f"error: {exc}") from None
     os.execv(command[0], command)  # noqa: S606 - the viewer replaces this process, as `rerun FILES` would
 
 
@@ -350,12 +310,8 @@ def view(out_dir: Path, item_patterns: tuple[str, ...]) -> None:
 @summary_to_option("summary.md")
 def summarize(out_dir: Path, summary_to: Path | None) -> None:
     """Merge the shard summaries in OUT (from `batch --shard I/N` runs) into one summary and blueprint."""
-    try:
+    with _exit_codes():
         summary = api.summarize_outputs(out_dir, summary_to)
-    except OutputWriteError as exc:
-        raise ItemsFailure(f"error: {exc}") from None
-    except RrControlnetError as exc:
-        raise UsageFailure(f"error: {exc}") from None
     counts = summary.counts()
     click.echo(f"{counts['done']} done, {counts['failed']} failed, {counts['pending']} pending; summary in {out_dir}")
     sys.exit(EXIT_ITEMS_FAILED if counts["failed"] else EXIT_OK)
@@ -364,33 +320,17 @@ def summarize(out_dir: Path, summary_to: Path | None) -> None:
 @cli.command()
 @click.argument("baseline", metavar="BASELINE", type=click.Path(path_type=Path, file_okay=False))
 @click.argument("new", metavar="NEW", type=click.Path(path_type=Path, file_okay=False))
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Where compare.json, compare.md and compare.rrd go [default: NEW/compare].",
-)
-@click.option(
-    "--max-cosine-distance",
-    type=click.FloatRange(0, 2),
-    default=MAX_COSINE_DISTANCE,
-    show_default=True,
-    help="Outputs further apart than this (1 - cosine similarity of the images) have changed.",
-)
-@click.option(
-    "--max-mean-difference",
-    type=click.FloatRange(0, 255),
-    default=MAX_MEAN_DIFFERENCE,
-    show_default=True,
-    help="Outputs whose mean absolute difference (0..255 levels) exceeds this have changed.",
-)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Where compare.json, compare.md and compare.rrd go [default: NEW/compare].")  # fmt: skip
+@click.option("--max-cosine-distance", type=click.FloatRange(0, 2), default=api.MAX_COSINE_DISTANCE, show_default=True,
+              help="Outputs further apart than this (1 - cosine similarity of the images) have changed.")  # fmt: skip
+@click.option("--max-mean-difference", type=click.FloatRange(0, 255), default=api.MAX_MEAN_DIFFERENCE,
+              show_default=True,
+              help="Outputs whose mean absolute difference (0..255 levels) exceeds this have changed.")  # fmt: skip
 @summary_to_option("compare.md")
-@click.option(
-    "--update-baseline",
-    is_flag=True,
-    help="After comparing, make BASELINE a copy of NEW: the new run is accepted (exit 0). A BASELINE that does "
-    "not exist yet is created (every item new).",
-)
+@click.option("--update-baseline", is_flag=True,
+              help="After comparing, make BASELINE a copy of NEW: the new run is accepted (exit 0). A BASELINE that "
+                   "does not exist yet, or is empty, becomes the first (every item new).")  # fmt: skip
 def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance: float, max_mean_difference: float,
             summary_to: Path | None, update_baseline: bool) -> None:  # fmt: skip
     """Compare the output folder NEW against BASELINE, item by item.
@@ -399,11 +339,9 @@ def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance
     recordings, the latents at every step. Exit 0 when every item is within the thresholds, 1 when any
     changed, is missing or failed, 2 when a folder cannot be compared or the report cannot be written.
     """
-    try:
+    with _exit_codes(write_code=EXIT_USAGE):  # a report that cannot be written judged nothing
         thresholds = api.Thresholds(max_cosine_distance, max_mean_difference)
         report = api.compare_runs(baseline, new, thresholds, out_dir, summary_to, update_baseline)
-    except RrControlnetError as exc:  # a report that cannot be written included: nothing was judged
-        raise UsageFailure(f"error: {exc}") from None
     comparison, written = report.comparison, report.written
     counts = ", ".join(f"{count} {status}" for status, count in comparison.counts().items())
     _log(f"{counts}; report in {written[1]} and {written[2]}; open {written[3]} in a browser")
@@ -418,17 +356,13 @@ def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance
 def review(out_dir: Path) -> None:
     """Write OUT/index.html again: the batch's review page, from OUT/summary.json (after `summarize`, or for
     a folder made before the page existed: missing thumbnails are made from the item files)."""
-    try:
+    with _exit_codes():
         page = api.write_review_page(out_dir, _log)
-    except OutputWriteError as exc:
-        raise ItemsFailure(f"error: {exc}") from None
-    except RrControlnetError as exc:
-        raise UsageFailure(f"error: {exc}") from None
     click.echo(f"review page: {page} (open it in a browser)")
 
 
 weights_dtype_option = click.option(
-    "--dtype", type=click.Choice(DTYPES), default="auto", show_default=True,
+    "--dtype", type=click.Choice(api.DTYPES), default="auto", show_default=True,
     help="For runs in this dtype: fp16 reads fp16 weight files where a repo publishes them, the others the full "
          "ones [auto: fp16 where CUDA is available, fp32 elsewhere, as batch decides].",
 )  # fmt: skip
@@ -445,7 +379,8 @@ def models(targets: tuple[str, ...], dtype: str, as_json: bool) -> None:
     import json
     from dataclasses import asdict
 
-    rows = _about_models(lambda: api.model_statuses(targets, dtype))
+    with _exit_codes(outcome="nothing was listed"):
+        rows = api.model_statuses(targets, dtype)
     folders = api.cache_folders()
     if as_json:
         click.echo(json.dumps({"components": [asdict(row) for row in rows], "caches": folders}, indent=2))
@@ -468,18 +403,8 @@ def fetch(targets: tuple[str, ...], dtype: str, progress: bool | None) -> None:
     into their folder. Already cached: says so. Offline or without the hub in reach: exit 2, naming every
     missing repo. For CI, cache ~/.cache/huggingface and ~/.cache/rr-controlnet and run this before batch.
     """
-    _about_models(lambda: api.fetch_models(targets, dtype, _shows_bars(progress), _log), "nothing was fetched")
-
-
-def _about_models(call: Callable[[], Any], outcome: str = "nothing was listed") -> Any:
-    """Run a models or fetch call; its errors become one message each and exit 2."""
-    try:
-        return call()
-    except ManifestError as exc:
-        source = exc.problems[0].file if exc.problems else "the manifest"
-        raise _manifest_failure(exc, source, outcome) from None
-    except RrControlnetError as exc:
-        raise UsageFailure(f"error: {exc}") from None
+    with _exit_codes(outcome="nothing was fetched"):
+        api.fetch_models(targets, dtype, _shows_bars(progress), _log)
 
 
 @cli.command()
@@ -499,7 +424,7 @@ def main() -> None:
     except (KeyboardInterrupt, click.exceptions.Abort):
         # Ctrl-C before any item started (while importing or loading): nothing to keep.
         click.echo("\ninterrupted", err=True)
-        sys.exit(EXIT_CODES_BY_SIGNAL["SIGINT"])
+        sys.exit(api.EXIT_CODES_BY_SIGNAL["SIGINT"])
     except Exception as exc:  # the CLI edge: users get one line, developers can ask for the traceback
         if os.environ.get(DEBUG_ENV) or getattr(sys, "_called_from_test", False):
             raise  # under tests (conftest sets the flag, and DEBUG_ENV for the CLIs they start) a bug shows whole

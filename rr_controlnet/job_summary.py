@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from rr_controlnet.markdown import TABLE_ROW_LIMIT, bounded, cell
 from rr_controlnet.outputs import STATUSES, BatchSummary, ItemOutcome
-from rr_controlnet.sweeps import value_text
+from rr_controlnet.sweep_names import value_text
 from rr_controlnet.tiles import ERROR_LIMIT, shorten
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 from rr_controlnet.spec import SweepPlace
-from rr_controlnet.sweeps import ALIASES, axis_label
+from rr_controlnet.sweep_names import ALIASES, axis_label
 
 APPLICATION_ID: Final = "rr_controlnet"
 STEP_TIMELINE: Final = "step"

@@ -9,23 +9,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from rr_controlnet.downloads import DownloadDisplay, ensure_weights, quiet_library_logging
 from rr_controlnet.errors import DeviceError, ModelLoadError, WeightsUnavailable
 from rr_controlnet.hub import (
     UNLOADED_COMPONENTS,
-    DownloadDisplay,
     HubRepo,
     RepoWeights,
-    ensure_weights,
     hub_repos,
     hub_unreachable,
     is_hub_id,
     listed_files,
     models_cache_dir,
     offline,
-    quiet_library_logging,
-    random_model_folder,
     variant_for,
 )
+from rr_controlnet.model_status import random_model_folder
 from rr_controlnet.presets import PRESETS, built_weights, native_size
 from rr_controlnet.spec import ModelSpec
 

@@ -22,216 +22,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from rr_controlnet import random_configs as configs
+
 if TYPE_CHECKING:
     import torch
     from diffusers import DiffusionPipeline
 
 RANDOM_KINDS: Final = ("tiny-sd15", "tiny-sdxl", "random-sd15", "random-sdxl")
-
-# One fixed seed per component: adding or changing one component leaves the others' weights alone.
-_COMPONENT_SEEDS: Final = {
-    "unet": 1,
-    "controlnet": 2,
-    "vae": 3,
-    "text_encoder": 4,
-    "text_encoder_2": 5,
-    "taesd": 6,
-}
-
-_TOKENIZER_MAX_LENGTH: Final = 77
-
-# --- tiny configs: diffusers' tests (tests/pipelines/controlnet/test_controlnet*.py) -------------
-
-# Three stride-2 convolutions bring the control image down to the latent size (scale factor 8).
-_TINY_CONDITIONING_CHANNELS: Final = (4, 8, 16, 32)
-
-# The down blocks a ControlNet shares with its UNet.
-_TINY_SD15_BLOCKS: Final = {
-    "block_out_channels": (4, 8),
-    "layers_per_block": 2,
-    "in_channels": 4,
-    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-    "cross_attention_dim": 32,
-    "norm_num_groups": 1,
-}
-_TINY_SD15_UNET: Final = dict(
-    _TINY_SD15_BLOCKS, sample_size=32, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D")
-)
-_TINY_SD15_CONTROLNET: Final = dict(_TINY_SD15_BLOCKS, conditioning_embedding_out_channels=_TINY_CONDITIONING_CHANNELS)
-# Four VAE blocks instead of diffusers' two: a VAE scale factor of 8, as in the real models, keeps
-# latent shapes and size rules the same as theirs and keeps the tiny models fast at real resolutions.
-_TINY_VAE: Final = {
-    "block_out_channels": (4, 8, 8, 8),
-    "in_channels": 3,
-    "out_channels": 3,
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "latent_channels": 4,
-    "norm_num_groups": 2,
-}
-_TINY_CLIP_TEXT: Final = {
-    "bos_token_id": 0,
-    "eos_token_id": 2,
-    "pad_token_id": 1,
-    "hidden_size": 32,
-    "intermediate_size": 37,
-    "layer_norm_eps": 1e-05,
-    "num_attention_heads": 4,
-    "num_hidden_layers": 5,
-    "vocab_size": 1000,
-}
-
-_TINY_SDXL_BLOCKS: Final = {
-    "block_out_channels": (32, 64),
-    "layers_per_block": 2,
-    "in_channels": 4,
-    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D"),
-    "attention_head_dim": (2, 4),
-    "use_linear_projection": True,
-    "addition_embed_type": "text_time",
-    "addition_time_embed_dim": 8,
-    "transformer_layers_per_block": (1, 2),
-    "projection_class_embeddings_input_dim": 80,  # 6 * addition_time_embed_dim + projection_dim
-    "cross_attention_dim": 64,  # the two text encoders' hidden sizes, concatenated
-}
-_TINY_SDXL_UNET: Final = dict(
-    _TINY_SDXL_BLOCKS,
-    sample_size=32,
-    out_channels=4,
-    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-)
-_TINY_SDXL_CONTROLNET: Final = dict(_TINY_SDXL_BLOCKS, conditioning_embedding_out_channels=_TINY_CONDITIONING_CHANNELS)
-_TINY_SDXL_CLIP_TEXT: Final = dict(_TINY_CLIP_TEXT, hidden_act="gelu", projection_dim=32)
-
-_TINY_DDIM: Final = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-}
-
-# --- published configs ----------------------------------------------------------------------------
-
-# stable-diffusion-v1-5/stable-diffusion-v1-5 unet/config.json (the rest are library defaults).
-_SD15_UNET: Final = {
-    "block_out_channels": (320, 640, 1280, 1280),
-    "down_block_types": (
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
-        "DownBlock2D",
-    ),
-    "up_block_types": (
-        "UpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-        "CrossAttnUpBlock2D",
-    ),
-    "layers_per_block": 2,
-    "attention_head_dim": 8,
-    "cross_attention_dim": 768,
-    "in_channels": 4,
-    "out_channels": 4,
-    "norm_num_groups": 32,
-    "sample_size": 64,
-}
-# lllyasviel/control_v11p_sd15_canny config.json.
-_SD15_CONTROLNET: Final = {
-    "block_out_channels": (320, 640, 1280, 1280),
-    "down_block_types": _SD15_UNET["down_block_types"],
-    "layers_per_block": 2,
-    "attention_head_dim": 8,
-    "cross_attention_dim": 768,
-    "in_channels": 4,
-    "norm_num_groups": 32,
-    "conditioning_embedding_out_channels": (16, 32, 96, 256),
-}
-_SD_VAE_BLOCKS: Final = {
-    "block_out_channels": (128, 256, 512, 512),
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "in_channels": 3,
-    "out_channels": 3,
-    "latent_channels": 4,
-    "layers_per_block": 2,
-    "norm_num_groups": 32,
-}
-_SD15_VAE: Final = dict(_SD_VAE_BLOCKS, sample_size=512, scaling_factor=0.18215)
-# openai/clip-vit-large-patch14, text half (as in SD1.5's and SDXL's text_encoder/config.json).
-_CLIP_VIT_L_TEXT: Final = {
-    "vocab_size": 49408,
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "max_position_embeddings": 77,
-    "hidden_act": "quick_gelu",
-    "projection_dim": 768,
-    "layer_norm_eps": 1e-05,
-    "bos_token_id": 0,
-    "eos_token_id": 2,
-    "pad_token_id": 1,
-}
-# scheduler/scheduler_config.json of SD1.5 (PNDM) and SDXL base (Euler).
-_SD15_PNDM: Final = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-}
-_SDXL_EULER: Final = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "num_train_timesteps": 1000,
-    "interpolation_type": "linear",
-    "prediction_type": "epsilon",
-    "steps_offset": 1,
-    "timestep_spacing": "leading",
-    "use_karras_sigmas": False,
-}
-
-# stabilityai/stable-diffusion-xl-base-1.0 unet/config.json.
-_SDXL_BLOCKS: Final = {
-    "block_out_channels": (320, 640, 1280),
-    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    "layers_per_block": 2,
-    "transformer_layers_per_block": (1, 2, 10),
-    "attention_head_dim": (5, 10, 20),
-    "cross_attention_dim": 2048,
-    "use_linear_projection": True,
-    "addition_embed_type": "text_time",
-    "addition_embed_type_num_heads": 64,
-    "addition_time_embed_dim": 256,
-    "projection_class_embeddings_input_dim": 2816,
-    "in_channels": 4,
-    "norm_num_groups": 32,
-}
-_SDXL_UNET: Final = dict(
-    _SDXL_BLOCKS,
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    out_channels=4,
-    sample_size=128,
-)
-# diffusers/controlnet-canny-sdxl-1.0 config.json.
-_SDXL_CONTROLNET: Final = dict(_SDXL_BLOCKS, conditioning_embedding_out_channels=(16, 32, 96, 256))
-# stabilityai/stable-diffusion-xl-base-1.0 vae/config.json.
-_SDXL_VAE: Final = dict(_SD_VAE_BLOCKS, sample_size=1024, scaling_factor=0.13025)
-# laion/CLIP-ViT-bigG-14 (OpenCLIP), text half: SDXL's text_encoder_2/config.json.
-_CLIP_BIGG_TEXT: Final = dict(
-    _CLIP_VIT_L_TEXT,
-    hidden_size=1280,
-    intermediate_size=5120,
-    num_hidden_layers=32,
-    num_attention_heads=20,
-    hidden_act="gelu",
-    projection_dim=1280,
-)
 
 
 def build_random_pipeline(kind: str, dtype: torch.dtype | None = None) -> DiffusionPipeline:
@@ -251,37 +48,37 @@ def build_random_pipeline(kind: str, dtype: torch.dtype | None = None) -> Diffus
 
     if kind == "tiny-sd15":
         return _sd15_pipeline(
-            _TINY_SD15_UNET,
-            _TINY_SD15_CONTROLNET,
-            _TINY_VAE,
-            _TINY_CLIP_TEXT,
-            DDIMScheduler(**_TINY_DDIM),
+            configs.TINY_SD15_UNET,
+            configs.TINY_SD15_CONTROLNET,
+            configs.TINY_VAE,
+            configs.TINY_CLIP_TEXT,
+            DDIMScheduler(**configs.TINY_DDIM),
             dtype,
         )
     if kind == "tiny-sdxl":
         return _sdxl_pipeline(
-            _TINY_SDXL_UNET,
-            _TINY_SDXL_CONTROLNET,
-            _TINY_VAE,
-            (_TINY_SDXL_CLIP_TEXT, _TINY_SDXL_CLIP_TEXT),
-            DDIMScheduler(**_TINY_DDIM),
+            configs.TINY_SDXL_UNET,
+            configs.TINY_SDXL_CONTROLNET,
+            configs.TINY_VAE,
+            (configs.TINY_SDXL_CLIP_TEXT, configs.TINY_SDXL_CLIP_TEXT),
+            DDIMScheduler(**configs.TINY_DDIM),
             dtype,
         )
     if kind == "random-sd15":
         return _sd15_pipeline(
-            _SD15_UNET,
-            _SD15_CONTROLNET,
-            _SD15_VAE,
-            _CLIP_VIT_L_TEXT,
-            PNDMScheduler(**_SD15_PNDM),
+            configs.SD15_UNET,
+            configs.SD15_CONTROLNET,
+            configs.SD15_VAE,
+            configs.CLIP_VIT_L_TEXT,
+            PNDMScheduler(**configs.SD15_PNDM),
             dtype,
         )
     return _sdxl_pipeline(
-        _SDXL_UNET,
-        _SDXL_CONTROLNET,
-        _SDXL_VAE,
-        (_CLIP_VIT_L_TEXT, _CLIP_BIGG_TEXT),
-        EulerDiscreteScheduler(**_SDXL_EULER),
+        configs.SDXL_UNET,
+        configs.SDXL_CONTROLNET,
+        configs.SDXL_VAE,
+        (configs.CLIP_VIT_L_TEXT, configs.CLIP_BIGG_TEXT),
+        EulerDiscreteScheduler(**configs.SDXL_EULER),
         dtype,
     )
 
@@ -356,7 +153,7 @@ def _built(component: str, build, dtype):
     import torch
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_COMPONENT_SEEDS[component])
+        torch.manual_seed(configs.COMPONENT_SEEDS[component])
         model = build().eval()
     if dtype is None or dtype == torch.float32:
         return model
@@ -426,7 +223,7 @@ def _toy_clip_tokenizer():
         Path(folder, "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
         Path(folder, "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
         # Without model_max_length the pipeline would pad prompts to an effectively infinite length.
-        return CLIPTokenizer.from_pretrained(folder, model_max_length=_TOKENIZER_MAX_LENGTH)
+        return CLIPTokenizer.from_pretrained(folder, model_max_length=configs.TOKENIZER_MAX_LENGTH)
 
 
 def _bytes_to_unicode() -> list[str]:
@@ -447,22 +244,13 @@ def _bytes_to_unicode() -> list[str]:
 
 # TAESD-style preview decoders (AutoencoderTiny): the published layout for the random kinds, a
 # tiny one for the tiny kinds; both upsample latents by 8 like the VAEs they stand beside.
-_TINY_TAESD: Final = {
-    "encoder_block_out_channels": (4, 4, 4, 4),
-    "decoder_block_out_channels": (4, 4, 4, 4),
-    "num_encoder_blocks": (1, 1, 1, 1),
-    "num_decoder_blocks": (1, 1, 1, 1),
-    "latent_channels": 4,
-}
-
-
 def build_random_preview_decoder(kind: str, dtype: Any = None) -> Any:
     """A random-weight AutoencoderTiny for `kind`: tiny for the tiny kinds, TAESD's layout otherwise."""
     if kind not in RANDOM_KINDS:
         raise ValueError(f"unknown random model kind {kind!r}: expected one of {RANDOM_KINDS}")
     from diffusers import AutoencoderTiny
 
-    config = _TINY_TAESD if kind.startswith("tiny") else {}
+    config = configs.TINY_TAESD if kind.startswith("tiny") else {}
     return _built("taesd", lambda: AutoencoderTiny(**config), dtype)
 
 

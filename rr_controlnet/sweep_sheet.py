@@ -18,7 +18,8 @@ from PIL import Image, ImageDraw
 from rr_controlnet.layout import sweep_page, sweep_tab_name
 from rr_controlnet.outputs import ItemOutcome
 from rr_controlnet.spec import SweepPlace
-from rr_controlnet.sweeps import EDGE_MAP_FIELDS, axis_label
+from rr_controlnet.sweep_names import axis_label
+from rr_controlnet.sweeps import EDGE_MAP_FIELDS
 from rr_controlnet.tiles import (
     BACKGROUND,
     LINE_HEIGHT,

@@ -101,7 +101,7 @@ def test_ids_do_not_depend_on_the_order_of_fields_or_values(tmp_path: Path) -> N
 
 
 def test_canny_variants_read_low_then_high_as_the_manifest_writes_them(tmp_path: Path) -> None:
-    from rr_controlnet.sweeps import label, value_text
+    from rr_controlnet.sweep_names import label, value_text
 
     canny = [{"low": 50, "high": 150}, {"high": 200, "low": 100}]
     assert [item_id for item_id, _ in expanded(tmp_path, item_sweep={"canny": canny})] == [
@@ -340,7 +340,7 @@ def test_a_sweep_across_two_shards_equals_one_process(swept_batch: tuple[Path, P
 
 
 def test_large_integers_stay_integers_in_ids_labels_and_summaries(tmp_path: Path) -> None:
-    from rr_controlnet.sweeps import label
+    from rr_controlnet.sweep_names import label
 
     items = load_manifest(manifest_with(tmp_path, item_sweep={"seed": [1_000_000, 2_000_000, 10**15]})).items
     assert [item.id for item in items] == ["horse_seed1000000", "horse_seed2000000", "horse_seed1000000000000000"]

@@ -295,7 +295,7 @@ def adherence_scores(adherence: Adherence | None) -> list[float] | None:
 def sweep_tables(outcomes: Sequence[ItemOutcome]) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Each swept item's grid: its axes (fields of each), how many values each has and every value's
     label; with the index of each source."""
-    from rr_controlnet.sweeps import ALIASES, axis_label, value_text
+    from rr_controlnet.sweep_names import ALIASES, axis_label, value_text
 
     tables: list[dict[str, Any]] = []
     index: dict[str, int] = {}

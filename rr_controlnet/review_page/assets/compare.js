@@ -47,22 +47,12 @@
   }
 
   function controls() {
-    const searchBox = el("input", {
-      type: "search",
-      placeholder: "Search id",
-      "aria-label": "Search items by id",
-      oninput: (event) => {
-        state.query = event.target.value.trim().toLowerCase();
-        state.page = 0;
-        refresh();
-      },
-    });
-    const statusSelect = el(
-      "select",
-      { id: "status-filter", "aria-label": "Show items with status", onchange: (event) => setFilter(event.target.value) },
-      ["all", ...STATUSES].map((status) => el("option", { value: status, text: status === "all" ? "all statuses" : status })),
-    );
-    return el("div", { class: "controls" }, searchBox, el("label", {}, "Status ", statusSelect), matchCount);
+    const onQuery = (query) => {
+      state.query = query;
+      state.page = 0;
+      refresh();
+    };
+    return RRPage.listControls(STATUSES, "id", onQuery, setFilter, matchCount);
   }
 
   function setFilter(status) {

@@ -96,10 +96,29 @@ window.RRPage = (function () {
     );
   }
 
+  /** The search box and status filter above a list, and the count of what they match: onQuery(text) as the
+      search changes, onStatus(status) as the filter does ("all" or one of statuses). */
+  function listControls(statuses, searchLabel, onQuery, onStatus, matchCount) {
+    const searchBox = el("input", {
+      type: "search",
+      placeholder: `Search ${searchLabel}`,
+      "aria-label": `Search items by ${searchLabel}`,
+      oninput: (event) => onQuery(event.target.value.trim().toLowerCase()),
+    });
+    const statusSelect = el(
+      "select",
+      { id: "status-filter", "aria-label": "Show items with status", onchange: (event) => onStatus(event.target.value) },
+      ["all", ...statuses].map((status) => el("option", { value: status, text: status === "all" ? "all statuses" : status })),
+    );
+    return el("div", { class: "controls" }, searchBox, el("label", {}, "Status ", statusSelect), matchCount);
+  }
+
   /** Images much smaller than they are shown (the tiny models' 64-pixel outputs) are drawn as pixels, not blurred. */
   function scaledClass(size) {
     return size && Math.max(size[0], size[1]) < 160 ? "pixelated" : "";
   }
 
-  return { el, append, svg, percent, number, seconds, bytes, valueText, folderPath, shellWord, pager, scaledClass };
+  return {
+    el, append, svg, percent, number, seconds, bytes, valueText, folderPath, shellWord, pager, listControls, scaledClass,
+  };
 })();

@@ -138,22 +138,12 @@
   const matchCount = el("span", { class: "muted", "aria-live": "polite" });
 
   function controls() {
-    const searchBox = el("input", {
-      type: "search",
-      placeholder: "Search id or prompt",
-      "aria-label": "Search items by id or prompt",
-      oninput: (event) => {
-        state.query = event.target.value.trim().toLowerCase();
-        state.page = 0;
-        refresh();
-      },
-    });
-    const statusSelect = el(
-      "select",
-      { id: "status-filter", "aria-label": "Show items with status", onchange: (event) => setFilter(event.target.value) },
-      ["all", ...STATUSES].map((status) => el("option", { value: status, text: status === "all" ? "all statuses" : status })),
-    );
-    return el("div", { class: "controls" }, searchBox, el("label", {}, "Status ", statusSelect), matchCount);
+    const onQuery = (query) => {
+      state.query = query;
+      state.page = 0;
+      refresh();
+    };
+    return RRPage.listControls(STATUSES, "id or prompt", onQuery, setFilter, matchCount);
   }
 
   function setFilter(status) {
