@@ -207,7 +207,7 @@ def item_files_ms(out: Path, summary: Any) -> float | None:
     import statistics
 
     from rr_controlnet.review_page import write_item_assets
-    from rr_controlnet.review_page.recorded import images_from_files
+    from rr_controlnet.review_page.from_files import images_from_files
 
     outcome = next((outcome for outcome in summary.items if outcome.status == "done"), None)
     if outcome is None:

@@ -59,12 +59,7 @@ def computed_edge_maps(folder: OutputFolder) -> Callable[[str], np.ndarray | Non
             except (OSError, SyntaxError, ValueError):
                 pass
         path = folder.path / recording_name(item_id)
-        if not path.is_file():
-            return None
-        try:
-            return recorded_edge_map(path, item_id)
-        except (OSError, RuntimeError, ValueError, Warning):
-            return None
+        return recorded_edge_map(path, item_id) if path.is_file() else None
 
     return edge_map
 

@@ -123,7 +123,7 @@ def current_item_infos(
 ) -> dict[str, dict[str, Any]]:
     """Each item's info.js where it matches the item's outcome; missing or stale ones are made again from
     the item's files (done items) or its input image (failed items, up to FAILED_INPUTS_LIMIT)."""
-    from rr_controlnet.review_page.recorded import images_from_files, input_image
+    from rr_controlnet.review_page.from_files import images_from_files, input_image
 
     infos: dict[str, dict[str, Any]] = {}
     made = 0
