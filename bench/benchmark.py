@@ -46,6 +46,7 @@ from typing import Any, Final
 import numpy as np
 
 from rr_controlnet.original import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT
+from rr_controlnet.outputs.names import image_name, recording_name
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 IMAGES_DIR: Final = ROOT / "manifests" / "images"
@@ -308,8 +309,8 @@ class RrControlnetWay:
         if outcome.status != "done":
             raise RuntimeError(f"item {bench_item.id!r}: {outcome.error}")
         callback_seconds = self.runner.step_seconds - step_seconds
-        image = np.asarray(Image.open(self.runner.out_dir / f"{bench_item.id}.png"))
-        return image, callback_seconds, (self.runner.out_dir / f"{bench_item.id}.rrd").stat().st_size
+        image = np.asarray(Image.open(self.runner.out_dir / image_name(bench_item.id)))
+        return image, callback_seconds, (self.runner.out_dir / recording_name(bench_item.id)).stat().st_size
 
 
 class OriginalWay:
@@ -328,7 +329,7 @@ class OriginalWay:
         pipe = self.model.pipe
         from rr_controlnet.generate import pipeline_arguments, to_uint8
 
-        path = out_dir / self.name / f"{bench_item.id}.rrd"
+        path = out_dir / self.name / recording_name(bench_item.id)
         path.parent.mkdir(parents=True, exist_ok=True)
         stream = rr.RecordingStream(ORIGINAL_APPLICATION_ID, recording_id=str(uuid.uuid4()))
         blueprint = rrb.Horizontal(

@@ -30,6 +30,7 @@ import numpy as np
 from rr_controlnet.adherence import Adherence
 from rr_controlnet.errors import OutputFolderError, RrControlnetError, UsageError
 from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
+from rr_controlnet.outputs.names import IMAGE_SUFFIX, RECORDING_SUFFIX
 from rr_controlnet.recorded import recorded_latents
 
 STATUSES: Final = ("same", "changed", "new", "missing", "failed")
@@ -203,13 +204,16 @@ def compare_item(
     that decide outputs differs (every item made another way is `changed`)."""
     if after is None:
         return ItemComparison(
-            item_id, "missing", ["only the baseline has this item"], baseline_png=before.file(baseline.path, ".png")
+            item_id,
+            "missing",
+            ["only the baseline has this item"],
+            baseline_png=before.file(baseline.path, IMAGE_SUFFIX),
         )
     if after.status != "done":
         reason = f"not finished in the new run: {after.status}" + (f" ({after.error})" if after.error else "")
         return ItemComparison(item_id, "failed", [reason])
     comparison = ItemComparison(item_id, "same")
-    comparison.new_png, comparison.new_rrd = after.file(new.path, ".png"), after.file(new.path, ".rrd")
+    comparison.new_png, comparison.new_rrd = after.file(new.path, IMAGE_SUFFIX), after.file(new.path, RECORDING_SUFFIX)
     damage = new.damage(after)
     if damage is not None:
         comparison.status = "failed"
@@ -220,8 +224,8 @@ def compare_item(
         comparison.notes.append("the baseline has no finished output for this item")
         return comparison
     comparison.baseline_png, comparison.baseline_rrd = (
-        before.file(baseline.path, ".png"),
-        before.file(baseline.path, ".rrd"),
+        before.file(baseline.path, IMAGE_SUFFIX),
+        before.file(baseline.path, RECORDING_SUFFIX),
     )
     damage = baseline.damage(before)
     if damage is not None:

@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from rr_controlnet.adherence import Adherence
 from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
 from rr_controlnet.outputs.files import write_atomic
-from rr_controlnet.outputs.names import OVERVIEW_NAME, is_overview_page
+from rr_controlnet.outputs.names import IMAGE_SUFFIX, OVERVIEW_NAME, is_overview_page
 from rr_controlnet.tiles import (
     BACKGROUND,
     LINE_HEIGHT,
@@ -196,7 +196,7 @@ def sheet_rows(
             prompt=outcome.params.get("prompt", ""),
             input_path=Path(outcome.image) if outcome.image else None,
             canny=canny_for(outcome.id) if canny_for else None,
-            output_path=outcome.file(folder.path, ".png"),
+            output_path=outcome.file(folder.path, IMAGE_SUFFIX),
             error=outcome.error,
             adherence=outcome.adherence,
         )

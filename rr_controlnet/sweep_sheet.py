@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from rr_controlnet.layout import sweep_page, sweep_tab_name
 from rr_controlnet.outputs import ItemOutcome
+from rr_controlnet.outputs.names import IMAGE_SUFFIX
 from rr_controlnet.spec import SweepPlace
 from rr_controlnet.sweep_names import axis_label
 from rr_controlnet.sweeps import EDGE_MAP_FIELDS
@@ -125,4 +126,4 @@ def _edge_tile(canny_for: Callable[[str], np.ndarray | None] | None, item_id: st
 
 
 def _cell_tile(entry: ItemOutcome, out_dir: Path) -> Image.Image:
-    return fit_within(outcome_tile(entry.status, entry.error, entry.file(out_dir, ".png"), CELL), CELL)
+    return fit_within(outcome_tile(entry.status, entry.error, entry.file(out_dir, IMAGE_SUFFIX), CELL), CELL)

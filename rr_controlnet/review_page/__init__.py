@@ -3,7 +3,7 @@
 They open from the folder in any browser, offline, with no server: data travels as scripts beside the
 page (browsers refuse to fetch local files), and every image is a small file under `review/`.
 
-    write_review_page(out_dir, json.loads((out_dir / "summary.json").read_text()))
+    write_review_page(out_dir, OutputFolder(out_dir).read())
     write_compare_page(compare_folders(baseline, new), new / "compare")
 
 Each item's thumbnails and filmstrip are written when the item finishes (record_item_assets, on the
