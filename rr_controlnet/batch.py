@@ -22,7 +22,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,7 +45,8 @@ from rr_controlnet.report import library_versions
 from rr_controlnet.spec import Manifest, StopRequest
 
 if TYPE_CHECKING:
-    from rr_controlnet.loading import LoadedModel, Runtime
+    from rr_controlnet.loading import Runtime
+    from rr_controlnet.local_engine import LocalEngine
     from rr_controlnet.viewer import LiveViewer
 
 
@@ -129,27 +129,36 @@ def run_batch(
     collisions = folder.collisions(manifest.items, str(manifest.path))
     if collisions:
         raise ManifestError(collisions)
-    with folder.locked(options.shard, log), _torch_threads(options.threads):
-        from rr_controlnet.loading import quiet_library_logging, resolve_runtime
+    with folder.locked(options.shard, log), _torch_threads(options.threads), _engine(options, stop) as engine:
+        from rr_controlnet.loading import quiet_library_logging
 
         started = time.time()
-        runtime = resolve_runtime(options.device, options.dtype)
         # 2. plan
-        state, report, to_run = _plan(manifest, options, runtime, folder, stop, log)
-        state.summary.run = _run_record(runtime, started)
+        state, report, to_run = _plan(manifest, options, engine.runtime, folder, stop, log)
+        state.summary.run = _run_record(engine.runtime, started)
         if to_run and not stop.requested:
             # The libraries' advisory chatter stays off the terminal while models load and generate.
             with quiet_library_logging():
                 # 3. load
-                model, preview_decoder = _load(manifest, options, runtime, log)
+                _note_random_weights(manifest, log)
+                engine.load(manifest, log)
+                state.summary.run.update(engine.describe())
                 # 4. start
                 _start(state, manifest, folder, options)
                 # 5. run
-                _run(state, manifest, options, model, preview_decoder, to_run, progress, log)
+                engine.run(state, manifest, to_run, progress, log)
         else:
             _start(state, manifest, folder, options)
         # 6. finish
         return _finish(state, report, folder, options, log)
+
+
+@contextlib.contextmanager
+def _engine(options: BatchOptions, stop: StopRequest) -> Iterator[LocalEngine]:
+    """Where the items are generated (for the batch's duration): in this process."""
+    from rr_controlnet.local_engine import LocalEngine
+
+    yield LocalEngine(options)
 
 
 @contextlib.contextmanager
@@ -175,7 +184,7 @@ def _plan(
     folder: OutputFolder,
     stop: StopRequest,
     log: Callable[[str], None],
-) -> tuple[_BatchState, BatchReport, list[PlannedItem]]:
+) -> tuple[BatchState, BatchReport, list[PlannedItem]]:
     """Fingerprint this run's items, read what earlier runs left, and split the items to make from those
     already up to date."""
     from rr_controlnet.layout import run_recording_id
@@ -198,38 +207,18 @@ def _plan(
         settings={"scheduler": manifest.scheduler, "dtype": runtime.dtype_name, **settings},
     )
     kept = {p.item.id: previous[p.item.id] for p in skipped}
-    state = _BatchState(summary, planned, kept, folder, shard, stop)
+    state = BatchState(summary, planned, kept, folder, shard, stop)
     return state, BatchReport(summary=summary, skipped=[p.item.id for p in skipped]), to_run
 
 
-def _load(
-    manifest: Manifest, options: BatchOptions, runtime: Runtime, log: Callable[[str], None]
-) -> tuple[LoadedModel, object]:
-    """The model, and the preview decoder `--preview taesd` needs; missing weights are downloaded first,
-    saying what comes, with the hub's bars as options.download_bars says."""
-    from rr_controlnet.downloads import DownloadDisplay
-    from rr_controlnet.loading import load_model, load_preview_decoder
+def _note_random_weights(manifest: Manifest, log: Callable[[str], None]) -> None:
     from rr_controlnet.presets import has_random_weights
 
     if has_random_weights(manifest.model):
         log(f"note: model {manifest.model.name!r} has random weights: it makes noise, not pictures")
-    downloads = DownloadDisplay(options.download_bars, log)
-    model = load_model(
-        manifest.model,
-        runtime,
-        manifest.scheduler,
-        options.allow_unsafe_weights,
-        options.offload,
-        options.compile_models,
-        downloads,
-    )
-    preview_decoder = None
-    if options.recording.preview == "taesd":
-        preview_decoder = load_preview_decoder(manifest.model, runtime, options.allow_unsafe_weights, downloads)
-    return model, preview_decoder
 
 
-def _start(state: _BatchState, manifest: Manifest, folder: OutputFolder, options: BatchOptions) -> None:
+def _start(state: BatchState, manifest: Manifest, folder: OutputFolder, options: BatchOptions) -> None:
     """From here the folder changes (a model that cannot be loaded left an earlier run's files as they were):
     summary.json with this run's plan, and batch.rbl for a whole batch."""
     from rr_controlnet.record import save_batch_blueprint
@@ -239,53 +228,8 @@ def _start(state: _BatchState, manifest: Manifest, folder: OutputFolder, options
         save_batch_blueprint(manifest.items, folder.path / BLUEPRINT_NAME)
 
 
-def _run(
-    state: _BatchState,
-    manifest: Manifest,
-    options: BatchOptions,
-    model: LoadedModel,
-    preview_decoder: object,
-    to_run: list[PlannedItem],
-    progress: Progress,
-    log: Callable[[str], None],
-) -> None:
-    """Every group of items through the runner; a finished item's files are written on a worker thread
-    that overlaps the next group's generation."""
-    from rr_controlnet.layout import batch_properties
-    from rr_controlnet.runner import GroupRunner
-
-    runner = GroupRunner(
-        model,
-        state.folder.path,
-        state.summary.recording_id,
-        manifest.items,
-        options.recording,
-        state.stop,
-        log,
-        preview_decoder,
-        on_outcome=state.record,
-        properties=batch_properties(manifest.path, state.folder.path, time.time_ns()),
-    )
-    progress.start(len(to_run))
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish") as finisher:
-            runner.finisher = finisher
-            for group in runner.prepared_groups(to_run, options.batch_size):
-                if isinstance(group, ItemOutcome):  # an item that could not be prepared
-                    state.record(group)
-                    progress.finish_items(1)
-                    continue
-                if state.stop.requested:
-                    break
-                for outcome in runner.run_group(group, progress):
-                    state.record(outcome)
-    finally:
-        runner.close()
-        progress.close()
-
-
 def _finish(
-    state: _BatchState, report: BatchReport, folder: OutputFolder, options: BatchOptions, log: Callable[[str], None]
+    state: BatchState, report: BatchReport, folder: OutputFolder, options: BatchOptions, log: Callable[[str], None]
 ) -> BatchReport:
     """The final summary.json; for a whole batch the review files (a sharded batch is reviewed once every
     shard is done, by `summarize`)."""
@@ -305,7 +249,7 @@ def _finish(
     return report
 
 
-class _BatchState:
+class BatchState:
     """Every planned item's latest outcome, kept in the journal at once and in summary.json soon after."""
 
     def __init__(
@@ -360,16 +304,11 @@ class _BatchState:
 
 
 def _run_record(runtime: Runtime, started: float) -> dict[str, object]:
-    """Where the run ran and when it started (UTC); _finish adds its wall time."""
+    """Where the run ran and when it started (UTC); the engine adds what it ran on, _finish its wall time."""
     import datetime
 
     started_text = datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds")
-    run: dict[str, object] = {"device": runtime.device, "dtype": runtime.dtype_name, "started": started_text}
-    if runtime.device.startswith("cuda"):
-        import torch
-
-        run["device_name"] = torch.cuda.get_device_name(runtime.device)
-    return run
+    return {"device": runtime.device, "dtype": runtime.dtype_name, "started": started_text}
 
 
 def _placed(outcome: ItemOutcome, planned: PlannedItem) -> ItemOutcome:

@@ -77,3 +77,12 @@ class OutputWriteError(RrControlnetError):
 
 class ItemFailed(RrControlnetError):
     """One item could not be generated; the batch goes on without it."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An item's failure in one line: our own errors say what went wrong in words; others are named by
+    their type."""
+    text = str(exc).strip().splitlines()
+    if isinstance(exc, RrControlnetError) and text:
+        return text[0]
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -78,13 +78,16 @@ def _image_file_problem(path: Path, mtime_ns: int, size: int) -> str | None:
     return None
 
 
-def load_image(path: Path) -> SourceImage:
-    """Decode an image fully. Raises ItemFailed for files that are not images or decode wrongly."""
+def load_image(path: Path, data: bytes | None = None) -> SourceImage:
+    """Decode an image fully, from its file or from `data` (the file's bytes, read elsewhere). Raises
+    ItemFailed for files that are not images or decode wrongly."""
+    import io
+
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        encoded = path.read_bytes()
-        with Image.open(path) as image:
+        encoded = path.read_bytes() if data is None else data
+        with Image.open(io.BytesIO(encoded)) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ItemFailed(f"image is {image.width}x{image.height}, larger than {MAX_IMAGE_PIXELS:,} pixels")
             file_format = image.format
@@ -241,10 +244,18 @@ def control_images(pixels: np.ndarray, size: tuple[int, int], resize_mode: str, 
 
 
 def prepare_input(
-    path: Path, width: int | None, height: int | None, resize_mode: str, low: int, high: int, native: int
+    path: Path,
+    width: int | None,
+    height: int | None,
+    resize_mode: str,
+    low: int,
+    high: int,
+    native: int,
+    data: bytes | None = None,
 ) -> tuple[SourceImage, ControlImages, tuple[int, int]]:
-    """Decode an item's image and make what the model sees at its generation size (width, height)."""
-    source = load_image(path)
+    """Decode an item's image (its file, or `data`, the file's bytes) and make what the model sees at its
+    generation size (width, height)."""
+    source = load_image(path, data)
     image_height, image_width = source.pixels.shape[:2]
     size = target_size((image_width, image_height), width, height, native)
     return source, control_images(source.pixels, size, resize_mode, low, high), size

@@ -111,6 +111,23 @@ def load_model(
     return LoadedModel(spec=spec, pipe=pipe, runtime=runtime, native_size=native_size(spec))
 
 
+def load_batch_models(
+    spec: ModelSpec,
+    runtime: Runtime,
+    scheduler: str | None,
+    preview: str,
+    allow_unsafe_weights: bool = False,
+    offload: bool = False,
+    compile_models: bool = False,
+    downloads: DownloadDisplay | None = None,
+) -> tuple[LoadedModel, Any]:
+    """What a batch generates with: the pipeline, and the preview decoder `preview` "taesd" needs (else None)."""
+    downloads = downloads or DownloadDisplay()
+    model = load_model(spec, runtime, scheduler, allow_unsafe_weights, offload, compile_models, downloads)
+    decoder = load_preview_decoder(spec, runtime, allow_unsafe_weights, downloads) if preview == "taesd" else None
+    return model, decoder
+
+
 def _build_pipeline(
     spec: ModelSpec, runtime: Runtime, scheduler: str | None, allow_unsafe_weights: bool, downloads: DownloadDisplay
 ) -> Any:

@@ -129,12 +129,13 @@ def _drain(pooled: PooledStream, disconnect: bool = True) -> tuple[bytes, str | 
 def _write_verified(path: Path, data: bytes, problem: str | None) -> Path:
     """Write an encoded recording or blueprint atomically, once Rerun's reader has read all of it back."""
     target = AtomicFile(path)
-    _fill_verified(target, data, problem)
+    fill_verified(target, data, problem)
     return target.commit()
 
 
-def _fill_verified(target: AtomicFile, data: bytes, problem: str | None = None) -> None:
-    """Fill the temporary file and read it back with Rerun's reader; on any failure it is discarded."""
+def fill_verified(target: AtomicFile, data: bytes, problem: str | None = None) -> None:
+    """Fill a recording's temporary file and read it back with Rerun's reader; on any failure it is discarded
+    and OutputWriteError raised (naming `problem`, what went wrong while encoding, when there was one)."""
     try:
         target.write_bytes(data)
         check = rrd_problem(target.partial)
@@ -272,17 +273,16 @@ class PooledStream:
 
 
 class ItemRecording:
-    """Records one item into its .rrd, and optionally streams it live to a viewer.
+    """Records one item into an in-memory .rrd, and optionally streams it live to a viewer.
 
-    The recording is encoded in memory and written when the item is finished: the file appears under
-    its final name only once it is complete and Rerun's reader has read it back. `path=None` writes no
-    file (live viewing only).
+    `close()` hands back the complete recording's bytes (with `save`), which delivery.write_finished writes
+    and verifies where the output folder is: in this process, or on a Ray driver.
     """
 
     def __init__(
         self,
         item_id: str,
-        path: Path | None,
+        save: bool,
         pool: StreamPool,
         blueprint: Any = None,
         mirror: Mirror | None = None,
@@ -294,12 +294,10 @@ class ItemRecording:
         self.paths = item_paths(item_id)
         self.mirror = mirror
         self.pool = pool
-        # Created now, empty: the item's name is taken while it is generated, and a killed run leaves
-        # only a temporary file behind, which the next run removes.
-        self._file = AtomicFile(Path(path)) if path is not None else None
+        self.save = save
         self._pooled: PooledStream | None = pool.acquire()
         self.stream = self._pooled.stream
-        if blueprint is not None and self._file is not None:  # each file carries its own copy
+        if blueprint is not None and save:  # each file carries its own copy
             self.stream.send_blueprint(blueprint, make_active=False, make_default=True)
         if properties is not None:
             properties.send(self.stream)
@@ -352,30 +350,20 @@ class ItemRecording:
         text = rr.TextDocument(scores_markdown, media_type=rr.MediaType.MARKDOWN)
         self._log(self.paths.adherence_scores, text, static=True)
 
-    def close(self) -> None:
-        """Complete the recording and write it to its temporary file, verified.
-
-        Raises OutputWriteError, having discarded the file, when it cannot be written whole.
-        """
+    def close(self) -> bytes | None:
+        """The complete recording's bytes (None without `save`). Raises OutputWriteError when a live-only
+        recording could not be streamed; with `save`, a complete file is what counts, and a slow live viewer
+        alone does not fail the item (the bytes are verified when they are written)."""
         data, problem = self._give_back()
-        if self._file is None:
+        if not self.save:
             if problem is not None:
                 raise OutputWriteError(f"streaming {self.paths.root} to the viewer failed: {problem}")
-            return
-        # A complete file is what counts: a slow live viewer alone does not fail the item.
-        _fill_verified(self._file, data)
-
-    def commit(self) -> Path | None:
-        """Move the closed, verified recording to its final name."""
-        return self._file.commit() if self._file else None
+            return None
+        return data
 
     def discard(self) -> None:
-        """Drop an unfinished recording: nothing appears under the final name."""
-        try:
-            self._give_back()  # what was encoded is read and dropped: the next item starts clean
-        finally:
-            if self._file:
-                self._file.discard()
+        """Drop an unfinished recording: what was encoded is read and dropped, so the next item starts clean."""
+        self._give_back()
 
     def _give_back(self) -> tuple[bytes, str | None]:
         """This item's encoded bytes; the stream goes back to the pool, unless it stopped working."""

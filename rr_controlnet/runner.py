@@ -12,26 +12,28 @@ asks the batch to stop, since every later item would fail the same way.
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rr_controlnet.adherence import Adherence, ScoringStopped, output_adherence
-from rr_controlnet.errors import OutputWriteError, RrControlnetError
+from rr_controlnet.delivery import FinishedItem
+from rr_controlnet.delivery import deliver as deliver_item
+from rr_controlnet.errors import one_line
 from rr_controlnet.generate import GenerationJob, PromptCut, StepData, batch_key, generate, prompt_cuts
 from rr_controlnet.images import ControlImages, SourceImage, encode_png, prepare_input
 from rr_controlnet.layout import LaidOut, RecordingProperties, file_blueprint, items_blueprint
 from rr_controlnet.loading import LoadedModel
 from rr_controlnet.outputs import ItemOutcome, OutputFolder
-from rr_controlnet.outputs.files import AtomicFile
-from rr_controlnet.outputs.names import image_name, item_file_names, recording_name
+from rr_controlnet.outputs.names import image_name, recording_name
 from rr_controlnet.plan import PlannedItem
 from rr_controlnet.record import ItemRecording, RecordingOptions, StreamPool
 from rr_controlnet.report import adherence_markdown, library_versions, params_markdown, png_text_chunks, prompt_markdown
-from rr_controlnet.review_page import ItemImages, StepFrames, record_item_assets
+from rr_controlnet.review_page import ItemImages, StepFrames, encode_item_assets
 from rr_controlnet.spec import StopRequest
 
 
@@ -87,6 +89,7 @@ class GroupRunner:
         finisher: Executor | None = None,
         on_outcome: Callable[[ItemOutcome], None] = lambda outcome: None,
         properties: RecordingProperties | None = None,
+        deliver: Callable[[FinishedItem], ItemOutcome] | None = None,
     ):
         self.model = model
         self.out_dir = Path(out_dir)
@@ -99,6 +102,9 @@ class GroupRunner:
         self.finisher = finisher  # None: finish each item before run_group returns
         self.on_outcome = on_outcome
         self.properties = properties  # the batch's recording name and start time, sent by every item
+        # Where finished items go: written into the folder here, or (a Ray worker) handed back to the driver.
+        self.deliver = deliver or (lambda finished: deliver_item(self.folder, finished, self.stop, self.log))
+        self.image_data: Mapping[Path, bytes] = {}  # input images' bytes where the files are elsewhere (Ray)
         self.step_seconds = 0.0  # time spent recording steps (latents and previews), for benchmarks
         self.file_blueprint = file_blueprint(blueprint_items)
         live_blueprint = self.file_blueprint
@@ -129,10 +135,11 @@ class GroupRunner:
                 params.canny_low,
                 params.canny_high,
                 self.model.native_size,
+                self.image_data.get(planned.item.image),
             )
             cuts = prompt_cuts(self.model.pipe, params)
         except Exception as exc:  # noqa: BLE001 - whatever goes wrong with one item fails that item only
-            reason = _one_line(exc)
+            reason = one_line(exc)
             self.log(f"item {planned.item.id!r}: failed: {reason}")
             return failed_outcome(planned, reason, time.perf_counter() - started)
         for cut in cuts:
@@ -191,7 +198,7 @@ class GroupRunner:
         except Exception as exc:  # noqa: BLE001 - a failure inside the pipeline fails this group only
             for recording in recordings:
                 recording.discard()
-            reason = _one_line(exc)
+            reason = one_line(exc)
             _free_accelerator_memory(exc)
             for prepared in group:
                 self.log(f"item {prepared.id!r}: failed: {reason}")
@@ -225,7 +232,7 @@ class GroupRunner:
     def _open_recording(self, prepared: PreparedItem) -> ItemRecording:
         return ItemRecording(
             prepared.id,
-            self.out_dir / recording_name(prepared.id) if self.options.save else None,
+            self.options.save,
             self.pool,
             self.file_blueprint,
             mirror=self.options.mirror,
@@ -246,25 +253,27 @@ class GroupRunner:
     # 4. finish --------------------------------------------------------------------------------
 
     def finish(self, prepared: PreparedItem, recording: ItemRecording, image: Any, result: Any, seconds: float):
-        """Write the output PNG and the recording, verified, under their final names; report the outcome."""
+        """Encode the output PNG, close the recording, and deliver both (written and verified under their
+        final names, or handed to a Ray driver); report the outcome."""
         try:
-            outcome = self._write_outputs(prepared, recording, image, result, seconds)
+            finished = self._finished(prepared, recording, image, result, seconds)
         except ScoringStopped:
             recording.discard()
             outcome = pending_outcome(prepared.planned)
-        except Exception as exc:  # noqa: BLE001 - a failed write fails this item only
+        except Exception as exc:  # noqa: BLE001 - an item that cannot be finished fails alone
             recording.discard()
-            reason = _one_line(exc)
+            reason = one_line(exc)
             self.log(f"item {prepared.id!r}: failed: {reason}")
             outcome = failed_outcome(prepared.planned, reason, seconds, _warnings(prepared))
-            if isinstance(exc, OutputWriteError) and exc.disk_full:
-                self.stop.reason = f"no space left on device in {self.out_dir}"
+        else:
+            outcome = self.deliver(finished)
         self.on_outcome(outcome)
         return outcome
 
-    def _write_outputs(
+    def _finished(
         self, prepared: PreparedItem, recording: ItemRecording, image: Any, result: Any, seconds: float
-    ) -> ItemOutcome:
+    ) -> FinishedItem:
+        """The item's files in memory: its output PNG, its recording, its review files."""
         item = prepared.planned.item
         chunks = png_text_chunks(
             item,
@@ -280,28 +289,24 @@ class GroupRunner:
         if self.options.adherence:
             adherence, overlay = _adherence(prepared, image, lambda: self.stop.requested)
             recording.log_adherence(adherence.scalars(), overlay, adherence_markdown(adherence))
-        png_file = AtomicFile(self.out_dir / image_name(item.id))
-        try:
-            png_file.write_bytes(png)
-            recording.close()  # raises, having discarded the file, when the recording is incomplete
-            recording.commit()
-            png_file.commit()
-        except BaseException:
-            png_file.discard()
-            raise
-        names = item_file_names(item.id, self.options.save)
+        data = recording.close()
+        files = {recording_name(item.id): data} if data is not None else {}
+        files[image_name(item.id)] = png
         outcome = pending_outcome(prepared.planned)
-        outcome.status, outcome.seconds, outcome.files = "done", round(seconds, 3), names
+        outcome.status, outcome.seconds, outcome.files = "done", round(seconds, 3), list(files)
         outcome.size = list(prepared.size)
-        outcome.checksums = self.folder.checksums(names)
         outcome.warnings = _warnings(prepared)
         outcome.adherence = adherence
         frames = prepared.frames.sampled() if prepared.frames is not None else ()
-        review = ItemImages(
+        images = ItemImages(
             prepared.source.pixels, prepared.control.canny, image, overlay, frames, chunks["parameters"]
         )
-        record_item_assets(self.out_dir, outcome, review, self.log)
-        return outcome
+        try:
+            review, _ = encode_item_assets(item.id, images, hashlib.sha256(png).hexdigest())
+        except (OSError, ValueError) as exc:
+            self.log(f"item {item.id!r}: warning: review images not made ({exc}); `rr-controlnet review` makes them")
+            review = {}
+        return FinishedItem(outcome, files, review)
 
 
 def _adherence(prepared: PreparedItem, image: Any, should_stop: Callable[[], bool]) -> tuple[Adherence, Any]:
@@ -316,14 +321,6 @@ def _key(prepared: PreparedItem) -> tuple:
 
 def _warnings(prepared: PreparedItem) -> list[str]:
     return [cut.warning() for cut in prepared.cuts]
-
-
-def _one_line(exc: BaseException) -> str:
-    """Our own errors say what went wrong in words; others are named by their type."""
-    text = str(exc).strip().splitlines()
-    if isinstance(exc, RrControlnetError) and text:
-        return text[0]
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _free_accelerator_memory(exc: BaseException) -> None:

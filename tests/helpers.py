@@ -13,12 +13,18 @@ import io
 import json
 import shutil
 import socket
+import subprocess
+import sys
+import threading
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import yaml
 from PIL import Image
 
@@ -80,6 +86,57 @@ def run_cli(*args: Any, exit_code: int | None = 0) -> Any:
 def run_batch(manifest: Path, out: Path, *args: Any, exit_code: int | None = 0) -> Any:
     """`rr-controlnet batch MANIFEST --out OUT ARGS`, asserting its exit code unless None."""
     return run_cli("batch", manifest, "--out", out, *args, exit_code=exit_code)
+
+
+class BatchProcess:
+    """`rr-controlnet batch MANIFEST --out OUT --progress ARGS` in a subprocess, to signal or kill; its output
+    (progress bars included, which name each item as its steps begin) collected as it comes.
+
+        batch = BatchProcess(manifest, out)
+        batch.wait_until(lambda: batch.started("horse"), "horse never started")
+        batch.process.send_signal(signal.SIGINT)
+        output = batch.finish()
+    """
+
+    def __init__(self, manifest: Path, out: Path, *args: Any):
+        command = [sys.executable, "-m", "rr_controlnet", "batch", manifest, "--out", out, "--progress", *args]
+        self.process = subprocess.Popen(
+            [str(part) for part in command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self._chunks: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while chunk := self.process.stdout.read(1):
+            self._chunks.append(chunk)
+
+    @property
+    def output(self) -> str:
+        return "".join(self._chunks)
+
+    def started(self, item_id: str) -> bool:
+        """Whether the item's steps have begun (its progress bar has appeared)."""
+        return f"{item_id}:" in self.output
+
+    def wait_until(self, condition: Callable[[], bool], failure: str, timeout: float = 120) -> None:
+        """Poll `condition` until it holds; fail the test (killing the batch) when the batch ends first or
+        `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if self.process.poll() is not None:
+                self.finish()
+                pytest.fail(f"the batch ended early ({failure}): {self.output}")
+            if time.monotonic() > deadline:
+                self.process.kill()
+                pytest.fail(f"{failure}: {self.output}")
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 300) -> str:
+        """Wait for the batch to exit; its whole output."""
+        self.process.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        return self.output
 
 
 # --- what a batch wrote ---------------------------------------------------------------------------

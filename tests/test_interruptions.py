@@ -6,38 +6,22 @@ import os
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import tiny_manifest
+from helpers import BatchProcess, tiny_manifest
 
 from rr_controlnet.outputs.journal import read_outcomes
 
 RERUN = Path(sys.executable).with_name("rerun")
 
 
-def start_batch(manifest: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "rr_controlnet", "batch", str(manifest), "--out", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+def second_item_started(batch: BatchProcess, out: Path) -> Callable[[], bool]:
+    """The first item is complete (and summarized) and the second one's steps have begun."""
+    return lambda: (
+        (out / "summary.json").exists() and statuses(out).get("astronaut") == "done" and batch.started("horse")
     )
-
-
-def wait_for_second_item_in_flight(process: subprocess.Popen, out: Path, timeout: float = 120) -> None:
-    """Wait until the first item is complete (and summarized) and the second one's temporary recording exists."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the batch ended early: {process.stdout.read()}")
-        first_done = (out / "summary.json").exists() and statuses(out).get("astronaut") == "done"
-        if first_done and list(out.glob(".horse.rrd.*.partial")):
-            return
-        time.sleep(0.05)
-    process.kill()
-    pytest.fail("the second item never started")
 
 
 def statuses(out: Path) -> dict[str, str]:
@@ -84,11 +68,11 @@ def test_a_signal_stops_at_the_current_step_and_keeps_finished_items(
 ) -> None:
     manifest = slow_manifest(tmp_path)
     out = tmp_path / "out"
-    process = start_batch(manifest, out)
-    wait_for_second_item_in_flight(process, out)
-    process.send_signal(sent)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == exit_code, output
+    batch = BatchProcess(manifest, out)
+    batch.wait_until(second_item_started(batch, out), "the second item never started")
+    batch.process.send_signal(sent)
+    output = batch.finish()
+    assert batch.process.returncode == exit_code, output
     assert f"stopped by {sent.name}" in output
     assert statuses(out) == {"astronaut": "done", "horse": "pending", "horse2": "pending"}
     assert sorted(path.name for path in out.iterdir()) == [
@@ -109,13 +93,12 @@ def test_a_signal_stops_at_the_current_step_and_keeps_finished_items(
 def test_a_killed_batch_leaves_no_truncated_final_file_and_resumes(tmp_path: Path) -> None:
     manifest = slow_manifest(tmp_path)
     out = tmp_path / "out"
-    process = start_batch(manifest, out)
-    wait_for_second_item_in_flight(process, out)
-    os.kill(process.pid, signal.SIGKILL)
-    process.communicate(timeout=60)
+    batch = BatchProcess(manifest, out)
+    batch.wait_until(second_item_started(batch, out), "the second item never started")
+    os.kill(batch.process.pid, signal.SIGKILL)
+    batch.finish()
     final_files = sorted(path.name for path in out.iterdir() if not path.name.startswith("."))
     assert final_files == ["astronaut.png", "astronaut.rrd", "batch.rbl", "review", "summary.json"]
-    assert list(out.glob(".horse.rrd.*.partial"))  # the item in flight only ever had a temporary name
     verify(out / "astronaut.rrd")
     assert statuses(out) == {"astronaut": "done", "horse": "pending", "horse2": "pending"}
     rerun_completes_without_regenerating(manifest, out)

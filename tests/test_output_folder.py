@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import IMAGES, statuses, tiny_manifest, write_manifest
+from helpers import IMAGES, BatchProcess, statuses, tiny_manifest, write_manifest
 
 from rr_controlnet.cli import cli
 from rr_controlnet.distributed import Shard
@@ -186,20 +186,12 @@ def test_two_runs_at_once_never_delete_each_others_files(tmp_path: Path) -> None
         tmp_path, items=[{"image": "horse.png", "steps": 40}, {"image": "astronaut.png", "steps": 40}]
     )
     out = tmp_path / "out"
-    first = subprocess.Popen(
-        [sys.executable, "-m", "rr_controlnet", "batch", str(manifest), "--out", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not (out / lock_name()).exists() or not list(out.glob(".horse.rrd.*.partial")):
-        assert first.poll() is None and time.monotonic() < deadline, "the first run never started its first item"
-        time.sleep(0.05)
+    first = BatchProcess(manifest, out)
+    first.wait_until(lambda: (out / lock_name()).exists() and first.started("horse"), "the first item never started")
     second = run(manifest, out, "--force")
     assert second.exit_code == 2 and "is in use by pid" in second.output
-    output, _ = first.communicate(timeout=300)
-    assert first.returncode == 0, output
+    output = first.finish()
+    assert first.process.returncode == 0, output
     assert summary_statuses(out) == {"horse": "done", "astronaut": "done"}
 
 

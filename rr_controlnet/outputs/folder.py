@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -189,9 +189,17 @@ class OutputFolder:
 
     # --- an item's files ----------------------------------------------------------------------------
 
-    def checksums(self, names: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Size, SHA-256 and modification time of finished files, to tell later whether they changed."""
-        return {name: file_checksum(self.path / name) for name in names}
+    def checksums(self, written: Mapping[str, bytes]) -> dict[str, dict[str, Any]]:
+        """Size, SHA-256 and modification time of files just written with these bytes (hashed here rather
+        than read back), to tell later whether they changed."""
+        return {
+            name: {
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "mtime_ns": os.stat(self.path / name).st_mtime_ns,
+            }
+            for name, data in written.items()
+        }
 
     def damage(self, outcome: ItemOutcome) -> str | None:
         """How an item's files differ from what its outcome recorded when they were verified, or None.

@@ -47,8 +47,17 @@ class ItemOutcome:
         return cls(item_id, "pending", **known)
 
     def as_failed(self, reason: str, seconds: float, warnings: list[str] | None = None) -> ItemOutcome:
-        """This item, failed for `reason` after `seconds`."""
-        return replace(self, status="failed", error=reason, seconds=round(seconds, 3), warnings=list(warnings or []))
+        """This item, failed for `reason` after `seconds`: no files, no scores."""
+        return replace(
+            self,
+            status="failed",
+            error=reason,
+            seconds=round(seconds, 3),
+            warnings=list(warnings or []),
+            files=[],
+            checksums={},
+            adherence=None,
+        )
 
     def file(self, folder: Path, suffix: str) -> Path | None:
         """The first of its files with this suffix (".png", ".rrd"), in `folder`."""

@@ -6,23 +6,32 @@ page (browsers refuse to fetch local files), and every image is a small file und
     write_review_page(out_dir, OutputFolder(out_dir).read())
     write_compare_page(compare_folders(baseline, new), new / "compare")
 
-Each item's thumbnails and filmstrip are written when the item finishes (record_item_assets, on the
-runner's finishing thread); the page itself once the batch is done. Pillow and numpy only, except
+Each item's thumbnails and filmstrip are encoded when the item finishes (encode_item_assets) and written
+with its other files (delivery.write_finished); the page itself once the batch is done. Pillow and numpy only, except
 where a missing item's images are read back from its recording (rerun).
 """
 
 from rr_controlnet.review_page.compare_page import write_compare_page
-from rr_controlnet.review_page.items import ItemImages, StepFrames, record_item_assets, write_item_assets
+from rr_controlnet.review_page.items import (
+    ItemImages,
+    StepFrames,
+    encode_item_assets,
+    output_made_from,
+    write_item_assets,
+    write_item_files,
+)
 from rr_controlnet.review_page.page import PAGE_NAME, page_data, write_review_links, write_review_page
 
 __all__ = [
     "PAGE_NAME",
     "ItemImages",
     "StepFrames",
+    "encode_item_assets",
+    "output_made_from",
     "page_data",
-    "record_item_assets",
     "write_compare_page",
     "write_item_assets",
+    "write_item_files",
     "write_review_links",
     "write_review_page",
 ]

@@ -18,7 +18,7 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -90,15 +90,12 @@ def item_folder(out_dir: Path, item_id: str) -> Path:
     return Path(out_dir) / REVIEW_FOLDER / ITEMS_FOLDER / item_id
 
 
-def write_item_assets(out_dir: Path, item_id: str, images: ItemImages, made_from: str) -> dict[str, Any]:
-    """Write an item's review files and, last, its info.js; return the info. `made_from` names what they
-    show (the output PNG's SHA-256), so that a page can tell files that no longer match the output."""
+def encode_item_assets(item_id: str, images: ItemImages, made_from: str) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """An item's review files, encoded where it was generated (file name in its folder -> bytes, info.js
+    last), and its info. `made_from` names what they show (the output PNG's SHA-256), so that a page can
+    tell files that no longer match the output."""
     if not is_plain_id(item_id):
         raise ValueError(f"item id {item_id!r} cannot name a folder")
-    folder = item_folder(out_dir, item_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    for leftover in folder.glob(PARTIAL_GLOB):  # from a process killed while writing here
-        leftover.unlink(missing_ok=True)
     encoded: dict[str, tuple[bytes, tuple[int, int]]] = {}
     if images.input is not None:
         encoded["input"] = jpeg(rgb_image(images.input), INPUT_SIDE)
@@ -111,11 +108,6 @@ def write_item_assets(out_dir: Path, item_id: str, images: ItemImages, made_from
     strip = filmstrip([frame for _, frame in images.frames])
     if strip is not None:
         encoded["steps"] = strip
-    for kind, (data, _) in encoded.items():
-        write_review_file(folder / ASSET_NAMES[kind], data)
-    for kind, name in ASSET_NAMES.items():  # an earlier run's file that this one has no image for
-        if kind not in encoded:
-            (folder / name).unlink(missing_ok=True)
     info: dict[str, Any] = {
         "id": item_id,
         "made_from": made_from,
@@ -123,7 +115,33 @@ def write_item_assets(out_dir: Path, item_id: str, images: ItemImages, made_from
         "steps": [step for step, _ in images.frames] if strip is not None else [],
         "infotext": images.infotext,
     }
-    write_review_file(folder / INFO_NAME, info_script(info).encode())
+    files = {ASSET_NAMES[kind]: data for kind, (data, _) in encoded.items()}
+    return {**files, INFO_NAME: info_script(info).encode()}, info
+
+
+def write_item_files(out_dir: Path, item_id: str, files: Mapping[str, bytes]) -> None:
+    """An item's encoded review files into its folder, info.js last (a folder without it is incomplete);
+    an earlier run's file that these do not replace is removed."""
+    if not is_plain_id(item_id):
+        raise ValueError(f"item id {item_id!r} cannot name a folder")
+    folder = item_folder(out_dir, item_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    for leftover in folder.glob(PARTIAL_GLOB):  # from a process killed while writing here
+        leftover.unlink(missing_ok=True)
+    for name, data in files.items():
+        if name != INFO_NAME:
+            write_review_file(folder / name, data)
+    for name in ASSET_NAMES.values():
+        if name not in files:
+            (folder / name).unlink(missing_ok=True)
+    if INFO_NAME in files:
+        write_review_file(folder / INFO_NAME, files[INFO_NAME])
+
+
+def write_item_assets(out_dir: Path, item_id: str, images: ItemImages, made_from: str) -> dict[str, Any]:
+    """Encode and write an item's review files; return its info."""
+    files, info = encode_item_assets(item_id, images, made_from)
+    write_item_files(out_dir, item_id, files)
     return info
 
 
@@ -157,18 +175,6 @@ def output_made_from(outcome: ItemOutcome) -> str | None:
     """What an item's review files must have been made from to be current: its output PNG's SHA-256 as
     summary.json records it (None when it records none)."""
     return (outcome.checksums.get(image_name(outcome.id)) or {}).get("sha256")
-
-
-def record_item_assets(
-    out_dir: Path, outcome: ItemOutcome, images: ItemImages, log: Callable[[str], None] = lambda message: None
-) -> None:
-    """The runner's hook: write a finished item's review files. A failure here never fails the item (the
-    page makes missing files from the item's own files later); it is logged as a warning."""
-    made_from = output_made_from(outcome) or ""
-    try:
-        write_item_assets(out_dir, outcome.id, images, made_from)
-    except (OSError, ValueError) as exc:
-        log(f"item {outcome.id!r}: warning: review images not written ({exc}); `rr-controlnet review` makes them")
 
 
 def write_review_file(path: Path, data: bytes) -> None:
