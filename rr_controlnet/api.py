@@ -8,9 +8,9 @@
     print(report.summary.counts())  # {'done': 4, 'failed': 0, 'pending': 0}
 
 - a manifest: load_manifest, parse_manifest, validate_manifest (outputs checked too), manifest_schema;
-- a batch: run_manifest (ranks and live viewers), run_batch, BatchOptions, RecordingOptions, Overrides,
-  StopRequest (stop_on_signals sets it), ProgressBars, parse_shard; generate_and_record with a model you
-  loaded (loading.load_model), without the folder's bookkeeping;
+- a batch: run_manifest (ranks and live viewers), run_batch, BatchOptions, RecordingOptions, RayOptions
+  (items on Ray workers), Overrides, StopRequest (stop_on_signals sets it), ProgressBars, parse_shard;
+  generate_and_record with a model you loaded (loading.load_model), without the folder's bookkeeping;
 - its results: read_summary, read_outcomes, summarize_outputs (merge shards), write_review_page,
   viewer_command;
 - against a baseline: compare_folders, compare_runs (the report, and accepting the run);
@@ -19,7 +19,7 @@
 
 Errors are rr_controlnet.errors types: ManifestError (every problem, located), OutputFolderError,
 ModelLoadError (WeightsUnavailable: offline or the hub out of reach), DeviceError, OutputWriteError,
-UsageError; per-item failures are outcomes, not errors.
+UsageError, ClusterError (a Ray cluster out of reach); per-item failures are outcomes, not errors.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder, defau
 from rr_controlnet.plan import plan_items
 from rr_controlnet.presets import PRESETS
 from rr_controlnet.progress import NoProgress, Progress, ProgressBars
+from rr_controlnet.ray_engine import RayOptions
 from rr_controlnet.record import RecordingOptions
 from rr_controlnet.review import summarize_outputs
 from rr_controlnet.runner import GroupRunner, generate_and_record
@@ -96,6 +97,7 @@ __all__ = [
     "Overrides",
     "Progress",
     "ProgressBars",
+    "RayOptions",
     "RecordingOptions",
     "Shard",
     "StopRequest",
@@ -164,9 +166,13 @@ def run_manifest(
     if process is not None:
         if options.shard is not None:
             raise UsageError("--shard cannot be combined with a launcher's ranks (RANK/WORLD_SIZE)")
+        if options.ray is not None:
+            raise UsageError("--ray runs one driver for the whole batch: start it without a launcher's ranks")
         options = replace(options, shard=process.shard, device=device_for(process, options.device))
     if not options.recording.save and live is None:
         raise UsageError("writing no recordings needs a live viewer (--spawn, --connect or --serve-web)")
+    if options.ray is not None and live is not None:
+        raise UsageError("--ray writes files only: it cannot stream to a live viewer (--spawn, --connect, --serve-web)")
     viewer = None
     if live is not None:
         viewer = start_live_viewer(

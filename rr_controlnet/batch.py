@@ -5,7 +5,8 @@
 1. check: no output may land on an input image; the output folder is made, proved writable and locked
    for this run (or this shard) before anything loads;
 2. plan: every item fingerprinted; items whose files are intact and up to date are skipped;
-3. load: the model (and a preview decoder), downloading missing weights with visible progress;
+3. load: the model (and a preview decoder), downloading missing weights with visible progress: here, or
+   on every Ray worker (options.ray; ray_engine);
 4. start: summary.json with this run's plan, and the batch's blueprint: only now does the folder change;
 5. run: each group of items prepared, generated, recorded and finished; every finished item is complete
    on disk (verified .rrd and .png) and in the journal before it counts;
@@ -40,6 +41,7 @@ from rr_controlnet.outputs.names import (
 )
 from rr_controlnet.plan import PlannedItem, plan_items, split_up_to_date
 from rr_controlnet.progress import NoProgress, Progress
+from rr_controlnet.ray_engine import RayOptions
 from rr_controlnet.record import RecordingOptions
 from rr_controlnet.report import library_versions
 from rr_controlnet.spec import Manifest, StopRequest
@@ -47,6 +49,7 @@ from rr_controlnet.spec import Manifest, StopRequest
 if TYPE_CHECKING:
     from rr_controlnet.loading import Runtime
     from rr_controlnet.local_engine import LocalEngine
+    from rr_controlnet.ray_engine import RayEngine
     from rr_controlnet.viewer import LiveViewer
 
 
@@ -68,6 +71,7 @@ class BatchOptions:
     offload: bool = False  # model CPU offload, for GPUs too small to hold every model
     compile_models: bool = False  # torch.compile the UNet and ControlNet (CUDA)
     download_bars: bool | None = None  # huggingface_hub's bars for weights downloaded first; None: on a terminal
+    ray: RayOptions | None = None  # run the items on Ray workers rather than in this process
 
     def __post_init__(self) -> None:
         from rr_controlnet.field_checks import value_problems
@@ -93,8 +97,21 @@ class BatchOptions:
             problems.append(f"BatchOptions.recording must be a RecordingOptions, got {self.recording!r}")
         if self.shard is not None and not isinstance(self.shard, Shard):
             problems.append(f"BatchOptions.shard must be a Shard (distributed.parse_shard('I/N')), got {self.shard!r}")
+        if self.ray is not None:
+            problems += _ray_problems(self)
         if problems:
             raise UsageError("; ".join(problems))
+
+
+def _ray_problems(options: BatchOptions) -> list[str]:
+    if not isinstance(options.ray, RayOptions):
+        return [f"BatchOptions.ray must be a RayOptions, got {options.ray!r}"]
+    problems = []
+    if options.shard is not None:
+        problems.append("--ray hands items out to its workers itself: it cannot be combined with --shard")
+    if options.recording.live_url is not None or options.recording.mirror is not None:
+        problems.append("--ray writes files only: it cannot stream to a live viewer (--spawn, --connect, --serve-web)")
+    return problems
 
 
 @dataclass
@@ -154,11 +171,17 @@ def run_batch(
 
 
 @contextlib.contextmanager
-def _engine(options: BatchOptions, stop: StopRequest) -> Iterator[LocalEngine]:
-    """Where the items are generated (for the batch's duration): in this process."""
-    from rr_controlnet.local_engine import LocalEngine
+def _engine(options: BatchOptions, stop: StopRequest) -> Iterator[LocalEngine | RayEngine]:
+    """Where the items are generated: in this process, or on Ray workers (connected to for the batch)."""
+    if options.ray is None:
+        from rr_controlnet.local_engine import LocalEngine
 
-    yield LocalEngine(options)
+        yield LocalEngine(options)
+        return
+    from rr_controlnet.ray_engine import RayEngine
+
+    with RayEngine(options, stop) as engine:
+        yield engine
 
 
 @contextlib.contextmanager

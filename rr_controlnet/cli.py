@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -173,13 +174,29 @@ def _counted(count: int, noun: str) -> str:
 )  # fmt: skip
 @click.option("--shard", "shard_text", metavar="I/N", help="Generate only shard I of N (0-based; items round-robin), "
               "e.g. for job arrays; then `rr-controlnet summarize OUT`.")  # fmt: skip
+@click.option("--ray", "use_ray", is_flag=True, help="Run the items on Ray workers (pip install 'rr-controlnet[ray]'); "
+              "this process writes the output folder.")  # fmt: skip
+@click.option("--ray-address", metavar="ADDRESS", help="The Ray cluster to join: HOST:PORT, or `auto` for one running "
+              "here; implies --ray [default: RAY_ADDRESS, else a Ray of the batch's own].")  # fmt: skip
+@click.option("--workers", type=click.IntRange(1), help="Ray workers [default: one per GPU in the cluster; needed "
+              "on CPUs].")  # fmt: skip
 @max_items_option
 @generation_options
-def batch(manifest_path: Path, out_dir: Path | None, shard_text: str | None, max_items: int, **flags: Any) -> None:
+def batch(
+    manifest_path: Path,
+    out_dir: Path | None,
+    shard_text: str | None,
+    use_ray: bool,
+    ray_address: str | None,
+    workers: int | None,
+    max_items: int,
+    **flags: Any,
+) -> None:
     """Generate every item of MANIFEST: one .rrd and .png per item, summary.json, summary.md, overview.png.
 
     Under torchrun or `accelerate launch`, each process takes its share of the items on its own device,
-    and rank 0 writes the summary for the whole batch once all are done.
+    and rank 0 writes the summary for the whole batch once all are done. With --ray, Ray workers take
+    the items from one queue and this process writes the folder.
     """
     with _exit_codes(str(manifest_path)):
         manifest = api.load_manifest(manifest_path, _overrides(flags), max_items=max_items)
@@ -187,7 +204,13 @@ def batch(manifest_path: Path, out_dir: Path | None, shard_text: str | None, max
         shard = api.parse_shard(shard_text) if shard_text else None
     except ValueError as exc:
         raise UsageFailure(f"error: --shard: {exc}") from None
-    _generate(manifest, _batch_options(out_dir or api.default_out_dir(manifest_path), shard, flags), flags, False)
+    if workers is not None and not (use_ray or ray_address):
+        raise UsageFailure("error: --workers sets how many Ray workers run: add --ray")
+    options = _batch_options(out_dir or api.default_out_dir(manifest_path), shard, flags)
+    if use_ray or ray_address:
+        with _exit_codes("the command line"):
+            options = replace(options, ray=api.RayOptions(ray_address, workers))
+    _generate(manifest, options, flags, False)
 
 
 @cli.command(epilog=EXAMPLES)

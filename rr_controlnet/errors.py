@@ -63,6 +63,10 @@ class DeviceError(RrControlnetError):
     """The requested device or dtype is not usable on this machine."""
 
 
+class ClusterError(RrControlnetError):
+    """A Ray cluster that cannot be reached or joined."""
+
+
 class OutputFolderError(RrControlnetError):
     """The output folder cannot be used: not creatable, not writable, or in use by another run."""
 

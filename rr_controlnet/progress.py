@@ -1,7 +1,9 @@
 """Progress of a batch, for whoever shows it: bars on a terminal, nothing in a script.
 
 A batch reports through `Progress`: `start(total)` with the number of items to generate, then
-`start_item(label, steps)`, `step()` per denoising step, `finish_items(count)`, and `close()`.
+`start_item(label, steps)`, `step()` per denoising step, `finish_items(count)`, and `close()`. A Ray
+batch, whose steps happen on its workers, reports items only, and each worker's rate through `note(text)`
+where the progress has one.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ class NoProgress:
         pass
 
     def finish_items(self, count: int) -> None:
+        pass
+
+    def note(self, text: str) -> None:
         pass
 
     def close(self) -> None:
@@ -67,6 +72,11 @@ class ProgressBars:
             self.steps = None
         if self.items is not None:
             self.items.update(count)
+
+    def note(self, text: str) -> None:
+        """A few words beside the items bar (each Ray worker's rate)."""
+        if self.items is not None:
+            self.items.set_postfix_str(text)
 
     def close(self) -> None:
         if self.steps is not None:

@@ -40,6 +40,7 @@ class ItemOutcome:
     sweep: SweepPlace | None = None  # a sweep variant's source, values and place in the sweep's grid
     size: list[int] | None = None  # [width, height] generated (params may leave them to the image's aspect)
     input_sha256: str = ""  # of the input image's file, as it was when the item was planned
+    retries: list[str] = field(default_factory=list)  # why earlier tries ended (a Ray worker that died)
 
     @classmethod
     def pending(cls, item_id: str, **known: Any) -> ItemOutcome:
@@ -96,6 +97,7 @@ class ItemOutcome:
             and isinstance(outcome.params_hash, str)
             and isinstance(outcome.size, list | None)
             and isinstance(outcome.input_sha256, str)
+            and isinstance(outcome.retries, list)
         )
         return outcome if shapes_ok else None
 

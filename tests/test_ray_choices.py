@@ -1,0 +1,142 @@
+"""What a Ray batch decides before and while it runs, without a cluster: the workers' device, how many
+there are, where the cluster is, and which items are tried again."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from helpers import sample_image, tiny_manifest, write_manifest
+
+from rr_controlnet.api import load_manifest
+from rr_controlnet.errors import ClusterError, DeviceError, UsageError
+from rr_controlnet.plan import PlannedItem, plan_items
+from rr_controlnet.ray_engine import (
+    MAX_TRIES,
+    Job,
+    Queue,
+    RayOptions,
+    cluster_runtime,
+    connect_failure,
+    estimated_cost,
+    probe_address,
+    worker_count,
+)
+
+
+def test_workers_run_on_the_clusters_gpus_not_the_drivers() -> None:
+    assert cluster_runtime("auto", "auto", gpus=4) == cluster_runtime("cuda", "fp16", gpus=4)
+    assert cluster_runtime("auto", "auto", gpus=4).device == "cuda"
+    assert cluster_runtime("auto", "auto", gpus=0).dtype_name == "fp32"
+    assert cluster_runtime("cpu", "auto", gpus=4).device == "cpu"
+    with pytest.raises(DeviceError, match="the Ray cluster has no GPUs"):
+        cluster_runtime("cuda", "auto", gpus=0)
+    with pytest.raises(DeviceError, match="each worker gets a GPU of its own; use --device cuda"):
+        cluster_runtime("cuda:1", "auto", gpus=4)
+    with pytest.raises(DeviceError, match="cuda or cpu"):
+        cluster_runtime("mps", "auto", gpus=0)
+
+
+def test_one_worker_per_gpu_unless_told_and_cpu_workers_must_be_counted() -> None:
+    gpus = cluster_runtime("auto", "auto", gpus=3)
+    assert worker_count(None, gpus, {"GPU": 3.0, "CPU": 48.0}) == 3
+    assert worker_count(2, gpus, {"GPU": 3.0}) == 2
+    with pytest.raises(UsageError, match=r"--workers N is needed for CPU workers \(the Ray cluster has 8 CPUs\)"):
+        worker_count(None, cluster_runtime("cpu", "auto", gpus=0), {"CPU": 8.0})
+
+
+def test_nothing_listening_at_the_address_is_told_at_once() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+        with pytest.raises(ClusterError, match=f"cannot reach a Ray cluster at {address}: "):
+            probe_address(address, timeout=2)
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        probe_address(f"127.0.0.1:{listening.getsockname()[1]}", timeout=2)
+    probe_address("auto")  # Ray's own to resolve
+
+
+def test_a_refused_connection_says_how_token_authentication_is_told() -> None:
+    refused = ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379")
+    message = connect_failure("10.0.0.5:6379", refused, environ={})
+    assert message.startswith("cannot connect to the Ray cluster at 10.0.0.5:6379: ConnectionError: Failed to")
+    assert "set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN" in message and "--ray-address auto" in message
+    assert "RAY_AUTH_MODE" not in connect_failure("10.0.0.5:6379", refused, environ={"RAY_AUTH_MODE": "token"})
+    assert "RAY_AUTH_MODE" not in connect_failure("auto", refused, environ={})  # Ray finds the token itself
+
+
+def test_ray_options_are_checked_on_construction() -> None:
+    assert RayOptions("10.0.0.5:6379", 4).workers == 4
+    for wrong in ({"workers": 0}, {"workers": True}, {"workers": "2"}, {"address": " "}, {"address": 6379}):
+        with pytest.raises(UsageError, match="RayOptions"):
+            RayOptions(**wrong)
+
+
+class ObjectStore:
+    """Stands in for ray's put: what was put, by ref."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def put(self, data: bytes) -> str:
+        ref = f"ref-{len(self.objects)}"
+        self.objects[ref] = data
+        return ref
+
+
+def planned_items(folder: Path, items: list[dict]) -> list[PlannedItem]:
+    """The manifest's items as a batch plans them."""
+    manifest = load_manifest(tiny_manifest(folder, items=items))
+    return plan_items(manifest, "fp32")
+
+
+def test_each_input_image_goes_into_the_object_store_once(tmp_path: Path) -> None:
+    swept = {"image": "horse.png", "sweep": {"seed": [1, 2, 3]}}
+    items = planned_items(tmp_path, [swept, {"image": "astronaut.png"}])
+    store = ObjectStore()
+    queue = Queue(store, items, batch_size=2, native=512, log=print)
+    horse, astronaut = (tmp_path / "horse.png").resolve(), (tmp_path / "astronaut.png").resolve()
+    assert list(store.objects.values()) == [horse.read_bytes(), astronaut.read_bytes()]
+    first, second = queue.take(), queue.take()
+    assert len(first.planned) == 2 and not queue
+    assert queue.images_for(first) == [[horse], "ref-0"]
+    assert queue.images_for(second) == [[horse, astronaut], "ref-0", "ref-1"]
+
+
+def test_a_dead_workers_job_goes_back_first_until_its_last_try(tmp_path: Path) -> None:
+    items = planned_items(tmp_path, [{"image": "horse.png"}, {"image": "astronaut.png"}])
+    queue = Queue(ObjectStore(), items, batch_size=1, native=512, log=print)
+    job = queue.take()
+    for attempt in range(1, MAX_TRIES):
+        assert queue.retry(job, f"worker {attempt} died", MAX_TRIES) == []
+        assert queue.take() is job  # ahead of the items that never started
+    failed = queue.retry(job, "worker 9 died", MAX_TRIES)
+    assert [(outcome.id, outcome.status) for outcome in failed] == [("horse", "failed")]
+    assert failed[0].error == f"tried {MAX_TRIES} times, and each time its worker died; the last: worker 9 died"
+    assert failed[0].retries == ["worker 1 died", "worker 2 died", "worker 9 died"]
+    assert [p.item.id for p in queue.take().planned] == ["astronaut"]
+    assert isinstance(job, Job)
+
+
+def test_the_costliest_items_go_out_first_so_the_last_to_finish_are_small(tmp_path: Path) -> None:
+    document = {
+        "version": 1,
+        "model": "tiny-sd15",
+        "defaults": {"prompt": "a horse", "steps": 20},  # no size: the image's aspect at the native size
+        "items": [
+            {"id": "small", "image": sample_image("horse.png", tmp_path), "size": 64},
+            {"id": "large", "image": "horse.png", "size": 256},
+            {"id": "native", "image": "horse.png"},
+            {"id": "long", "image": "horse.png", "size": 64, "steps": 50},
+            {"id": "small-too", "image": "horse.png", "size": 64},
+        ],
+    }
+    items = plan_items(load_manifest(write_manifest(tmp_path, document)), "fp32")
+    queue = Queue(ObjectStore(), items, batch_size=1, native=512, log=print)
+    order = [queue.take().planned[0].item.id for _ in range(len(items))]
+    assert order == ["native", "large", "long", "small", "small-too"]
+    assert estimated_cost(items[1], native=512) == 20 * 256 * 256
