@@ -18,6 +18,9 @@ write it, its bytes per item, and the time to its first rows drawn in headless C
 Usage (from the repository root; 20,000 items take the better part of an hour on 2 cores)::
 
     python bench/scale.py --items 1000 20000 --json bench/results/scale.json
+
+With --ray, instead: Ray against static shards on uneven items, and the object store's round trip
+(bench/scale_ray.py, which says what it measures).
 """
 
 from __future__ import annotations
@@ -369,7 +372,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the batch process (OMP_NUM_THREADS)")
     parser.add_argument("--work", default=None, help="folder for the batches (default: a temporary folder)")
     parser.add_argument("--json", dest="json_path", default=str(ROOT / "bench" / "results" / "scale.json"))
-    args = parser.parse_args(argv)
+    parser.add_argument("--ray", action="store_true", help="Ray vs static shards (bench/scale_ray.py); then exit")
+    given = list(sys.argv[1:] if argv is None else argv)
+    if "--ray" in given:
+        import scale_ray
+
+        return scale_ray.main([arg for arg in given if arg != "--ray"])
+    args = parser.parse_args(given)
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(args.threads),
