@@ -294,7 +294,7 @@ def format_table(engines: Sequence[dict[str, Any]], overhead: dict[str, Any], ma
     lines += [
         "",
         f"Round trip, {overhead['items'][0]} and {overhead['items'][1]} small items on one Ray worker vs one "
-        f"process: {overhead['overhead_seconds_per_item'] * 1000:.0f} ms more per item "
+        f"process: {overhead['overhead_seconds_per_item'] * 1000:+.0f} ms per item "
         f"({overhead['local_seconds_per_item'] * 1000:.0f} ms per item locally; "
         f"{overhead['bytes_back_per_item'] / 1000:.0f} kB back per item)",
     ]

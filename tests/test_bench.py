@@ -54,3 +54,32 @@ def test_adherence_benchmark_times_real_and_adversarial_maps(tmp_path: Path) -> 
     assert {row["map"] for row in report["rows"] if row["set"] == "adversarial"} >= {"grid", "every pixel"}
     assert report["methods"] and all(row["ratio"] for row in report["methods"])
     assert "| realistic | 64 |" in completed.stdout
+
+
+def test_the_ray_benchmarks_uneven_items_split_badly_by_round_robin_and_its_table_reads() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import scale_ray
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+    items = scale_ray.uneven_items()
+    assert len(items) == 24 and len({item["id"] for item in items}) == 24
+    shard_sizes = [{item["size"] for item in items[shard::2]} for shard in range(2)]
+    assert shard_sizes == [{320}, {64}]  # the premise: shard 0 of 2 gets every large item
+    engine = {
+        "manifest": "sweep",
+        "items": 24,
+        "work_seconds": 86.0,
+        "heavy_to_light": 3.4,
+        "ideal_seconds": 50.8,
+        "ray_seconds": 54.7,
+        "static_halves_seconds": 73.9,
+        "ray_vs_ideal": 1.077,
+        "static_vs_ideal": 1.454,
+        "own_ray_seconds": None,
+    }
+    trip = {"items": [24, 48], "overhead_seconds_per_item": -0.007, "local_seconds_per_item": 0.083}
+    table = scale_ray.format_table([engine], {**trip, "bytes_back_per_item": 426698}, "x86_64, 2 cores")
+    assert "| sweep | 24 | 86.0 | 50.8 | 54.7 | 73.9 | 1.08 | 1.45 | - | - |" in table
+    assert "process: -7 ms per item (83 ms per item locally; 427 kB back per item)" in table
