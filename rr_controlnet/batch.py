@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from rr_controlnet.distributed import Shard
 from rr_controlnet.errors import ManifestError, OutputWriteError, UsageError
@@ -48,8 +48,6 @@ from rr_controlnet.spec import Manifest, StopRequest
 
 if TYPE_CHECKING:
     from rr_controlnet.loading import Runtime
-    from rr_controlnet.local_engine import LocalEngine
-    from rr_controlnet.ray_engine import RayEngine
     from rr_controlnet.viewer import LiveViewer
 
 
@@ -170,8 +168,25 @@ def run_batch(
         return _finish(state, report, folder, options, log)
 
 
+class Engine(Protocol):
+    """Where a batch's items are generated: local_engine.LocalEngine (this process) or ray_engine.RayEngine."""
+
+    runtime: Runtime  # the device and dtype the items are made with: part of every item's fingerprint
+
+    def load(self, manifest: Manifest, log: Callable[[str], None]) -> None:
+        """Stage 3: the model, ready to generate (raises ModelLoadError or DeviceError)."""
+
+    def describe(self) -> dict[str, object]:
+        """What summary.json's run record adds about where the items ran."""
+
+    def run(
+        self, state: BatchState, manifest: Manifest, to_run: list[PlannedItem], progress: Progress, log: Callable
+    ) -> None:
+        """Stage 5: every item made, each outcome recorded in `state` as its item finishes."""
+
+
 @contextlib.contextmanager
-def _engine(options: BatchOptions, stop: StopRequest) -> Iterator[LocalEngine | RayEngine]:
+def _engine(options: BatchOptions, stop: StopRequest) -> Iterator[Engine]:
     """Where the items are generated: in this process, or on Ray workers (connected to for the batch)."""
     if options.ray is None:
         from rr_controlnet.local_engine import LocalEngine
