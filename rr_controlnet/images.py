@@ -100,6 +100,21 @@ def load_image(path: Path, data: bytes | None = None) -> SourceImage:
     return SourceImage(path=path, pixels=pixels, encoded=encoded, media_type=media_type)
 
 
+def oriented_size(encoded: bytes) -> tuple[int, int] | None:
+    """An image file's (width, height) as load_image's pixels have it (EXIF rotation applied), from its
+    header alone; None when it is not an image."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(encoded)) as image:
+            rotated = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # a quarter turn, mirrored or not
+            return (image.height, image.width) if rotated else (image.width, image.height)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError):
+        return None
+
+
 def _as_array(image) -> np.ndarray:
     """Keep L, RGB and RGBA as they are; expand other modes to one of them."""
     if image.mode in ("L", "RGB", "RGBA"):

@@ -295,8 +295,8 @@ class RayEngine:
         progress: Progress,
         log: Callable[[str], None],
     ) -> None:
-        """Every item through the workers, one group to each free worker at a time; each finished item is
-        written and recorded as it comes back."""
+        """Every item through the workers from one queue; each finished item is written and recorded as it
+        comes back."""
         from rr_controlnet.layout import batch_properties
         from rr_controlnet.presets import native_size
         from rr_controlnet.ray_workers import RunContext
@@ -421,24 +421,34 @@ class Job:
 
 
 class Queue:
-    """Items waiting for a worker, the costliest first (so that the last to finish are small), grouped up
-    to the batch size; their input images put in the object store once each (sweep variants share theirs).
+    """Items waiting for a worker, in the groups a single process makes (batch_groups), the costliest group
+    first (so that the last to finish are small); their input images put in the object store once each
+    (sweep variants share theirs).
     """
 
     def __init__(
         self, ray: Any, to_run: Sequence[PlannedItem], batch_size: int, native: int, log: Callable[[str], None]
     ):
+        from rr_controlnet.images import oriented_size
+
         self.ray = ray
-        ordered = sorted(to_run, key=lambda planned: -estimated_cost(planned, native))  # stable: ties in order
-        self.jobs = deque(Job(ordered[i : i + batch_size]) for i in range(0, len(ordered), batch_size))
         self.images: dict[Path, Any] = {}
+        image_sizes: dict[Path, tuple[int, int] | None] = {}
         for planned in to_run:
             path = planned.item.image
-            if path not in self.images:
+            if path not in image_sizes:
                 try:
-                    self.images[path] = ray.put(path.read_bytes())
+                    data = path.read_bytes()
                 except OSError as exc:  # the item fails on its worker, saying why
                     log(f"item {planned.item.id!r}: cannot read {path}: {exc.strerror or exc}")
+                    image_sizes[path] = None
+                    continue
+                self.images[path] = ray.put(data)
+                image_sizes[path] = oriented_size(data)
+        sizes = {p.item.id: generation_size(p, image_sizes[p.item.image], native) for p in to_run}
+        groups = batch_groups(to_run, batch_size, sizes)
+        groups.sort(key=lambda group: -sum(estimated_cost(p, sizes[p.item.id], native) for p in group))  # stable
+        self.jobs = deque(Job(group) for group in groups)
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -462,11 +472,48 @@ class Queue:
         return [replace(_failed(planned, failure), retries=list(job.retries)) for planned in job.planned]
 
 
-def estimated_cost(planned: PlannedItem, native: int) -> int:
-    """Steps x pixels (a size left to the image's aspect counted as the model's native square): near enough
-    to hand the largest items out first."""
+def generation_size(planned: PlannedItem, image_size: tuple[int, int] | None, native: int) -> tuple[int, int] | None:
+    """The (width, height) the item is generated at, as the runner derives it; None when its image cannot
+    be read here."""
+    from rr_controlnet.images import target_size
+
     params = planned.item.params
-    return params.steps * (params.width or native) * (params.height or native)
+    return target_size(image_size, params.width, params.height, native) if image_size is not None else None
+
+
+def batch_groups(
+    to_run: Sequence[PlannedItem], batch_size: int, sizes: Mapping[str, tuple[int, int] | None]
+) -> list[list[PlannedItem]]:
+    """The groups runner.prepared_groups makes in one process: runs of consecutive items that can share a
+    pipeline call, at most batch_size long. An item is generated beside the same others as in one process,
+    so its output is the same. An item whose image cannot be read stands alone (it fails on its worker)
+    without breaking the run around it, as a failed item does there."""
+    from rr_controlnet.generate import batch_key
+
+    groups: list[list[PlannedItem]] = []
+    current: list[PlannedItem] = []
+    current_key = None
+    for planned in to_run:
+        size = sizes[planned.item.id]
+        if size is None:
+            groups.append([planned])
+            continue
+        key = batch_key(planned.item.params, size)
+        if current and (len(current) >= batch_size or key != current_key):
+            groups.append(current)
+            current = []
+        current.append(planned)
+        current_key = key
+    if current:
+        groups.append(current)
+    return groups
+
+
+def estimated_cost(planned: PlannedItem, size: tuple[int, int] | None, native: int) -> int:
+    """Steps x pixels (the model's native square where the size is unknown): near enough to hand the
+    largest items out first."""
+    width, height = size or (native, native)
+    return planned.item.params.steps * width * height
 
 
 class WorkerRates:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -151,23 +150,27 @@ def ray_cluster() -> Iterator[str]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    # Ray's note of the latest cluster, which `auto` reads: written once the head is up (`ray stop` would
+    # remove it, and stop every other Ray on the machine too).
+    note = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+
+    def names_this_cluster() -> bool:
+        return note.exists() and note.read_text().strip().endswith(f":{port}")
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert head.poll() is None and time.monotonic() < deadline, "ray start --head never listened"
-                time.sleep(0.2)
+        deadline = time.monotonic() + 90
+        while not names_this_cluster():
+            assert head.poll() is None and time.monotonic() < deadline, "ray start --head never came up"
+            time.sleep(0.2)
         yield f"127.0.0.1:{port}"
     finally:
         os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
-        # Ray's note of the latest cluster would name this stopped one (`ray stop` would remove it, and
-        # stop every other Ray on the machine too).
-        note = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-        if note.exists() and note.read_text().strip().endswith(f":{port}"):
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=30)
+        if names_this_cluster():
             note.unlink()
 
 

@@ -139,4 +139,45 @@ def test_the_costliest_items_go_out_first_so_the_last_to_finish_are_small(tmp_pa
     queue = Queue(ObjectStore(), items, batch_size=1, native=512, log=print)
     order = [queue.take().planned[0].item.id for _ in range(len(items))]
     assert order == ["native", "large", "long", "small", "small-too"]
-    assert estimated_cost(items[1], native=512) == 20 * 256 * 256
+    assert estimated_cost(items[1], (256, 256), native=512) == 20 * 256 * 256
+
+
+def test_groups_are_the_ones_a_single_process_makes_so_outputs_match(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from rr_controlnet.loading import load_model, resolve_runtime
+    from rr_controlnet.runner import GroupRunner
+
+    photo = Image.open(tmp_path / sample_image("horse.png", tmp_path)).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait: a phone's photo
+    photo.save(tmp_path / "turned.jpg", exif=exif)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    document = {
+        "version": 1,
+        "model": "tiny-sd15",
+        "defaults": {"prompt": "a horse", "steps": 2, "width": 64},  # heights follow each image's aspect
+        "items": [
+            {"id": "a", "image": "horse.png"},
+            {"id": "b", "image": "horse.png", "seed": 2},
+            {"id": "broken", "image": "broken.png"},
+            {"id": "c", "image": "horse.png", "seed": 3},
+            {"id": "turned", "image": "turned.jpg"},
+            {"id": "turned-2", "image": "turned.jpg", "seed": 2},
+            {"id": "d", "image": "horse.png", "steps": 3},
+        ],
+    }
+    manifest = load_manifest(write_manifest(tmp_path, document), check_images=False)
+    planned = plan_items(manifest, "fp32")
+    model = load_model(manifest.model, resolve_runtime("cpu"))
+    runner = GroupRunner(model, tmp_path / "out", "groups", manifest.items)
+    made_here = [
+        [prepared.id for prepared in group]
+        for group in runner.prepared_groups(planned, batch_size=2)
+        if not hasattr(group, "status")  # an item that could not be prepared
+    ]
+    runner.close()
+    queue = Queue(ObjectStore(), planned, batch_size=2, native=model.native_size, log=print)
+    groups = [[p.item.id for p in queue.take().planned] for _ in range(len(queue))]
+    assert sorted(groups) == sorted([*made_here, ["broken"]])
+    assert made_here == [["a", "b"], ["c"], ["turned", "turned-2"], ["d"]]
