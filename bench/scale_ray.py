@@ -101,28 +101,31 @@ def ray_head(env: dict[str, str]) -> Iterator[str]:
         start_new_session=True,
     )
     try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if head.poll() is not None:
-                    raise SystemExit("ray start --head failed") from None
-                time.sleep(0.2)
+        while not names_cluster(port):  # Ray's note of the cluster is written once the head is up
+            if head.poll() is not None:
+                raise SystemExit("ray start --head failed")
+            time.sleep(0.2)
         yield f"127.0.0.1:{port}"
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
-        forget_cluster(port)
+        os.kill(head.pid, signal.SIGTERM)  # it stops its processes in 2 s (its whole group: in 30)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=30)
+        if names_cluster(port):  # `ray stop` would remove it, but also stops every other Ray on the machine
+            CLUSTER_NOTE.unlink()
 
 
-def forget_cluster(port: int) -> None:
-    """Remove Ray's note of the latest cluster where it names this one, now stopped: `ray stop` would
-    remove it, but also stops every other Ray on the machine."""
-    note = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-    with contextlib.suppress(OSError):
-        if note.read_text().strip().endswith(f":{port}"):
-            note.unlink()
+CLUSTER_NOTE = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+
+
+def names_cluster(port: int) -> bool:
+    """Whether Ray's note of the latest cluster (which `--ray-address auto` reads) names the one on `port`."""
+    try:
+        return CLUSTER_NOTE.read_text().strip().endswith(f":{port}")
+    except OSError:
+        return False
 
 
 def free_port() -> int:
