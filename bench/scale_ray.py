@@ -88,13 +88,14 @@ def command(manifest: Path, out: Path, *args: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def ray_head(env: dict[str, str]) -> Iterator[str]:
-    """A one-machine Ray cluster with 2 CPUs, started as `ray start --head` starts one (stopped with its
-    processes afterwards); its address. Joining it by address takes RAY_AUTH_MODE=token (in `env`)."""
+def ray_head(env: dict[str, str], cpus: int = 2) -> Iterator[str]:
+    """A one-machine Ray cluster, started as `ray start --head` starts one (token authentication on, as Ray
+    2.59 and later have it), stopped with its processes afterwards; its address. Joining it by address
+    takes RAY_AUTH_MODE=token (in `env`); `--ray-address auto` finds the token itself."""
     port = free_port()
     start = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={port}"]
     head = subprocess.Popen(
-        [*start, "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+        [*start, f"--num-cpus={cpus}", "--include-dashboard=false", "--disable-usage-stats"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -9,6 +9,7 @@ batch wrote (summary.json, recordings, blueprints).
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import shutil
@@ -58,6 +59,15 @@ def tiny_manifest(folder: Path, model: str = "tiny-sd15", items: list[dict] | No
         "items": items if items is not None else [{"image": "astronaut.png"}, {"image": "horse.png", "seed": 5}],
     }
     return write_manifest(folder, document)
+
+
+def bench_module(name: str) -> Any:
+    """A module of bench/ (the benchmarks' scripts, which are not a package)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
 
 
 def free_port() -> int:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import bench_module
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -57,12 +59,7 @@ def test_adherence_benchmark_times_real_and_adversarial_maps(tmp_path: Path) -> 
 
 
 def test_the_ray_benchmarks_uneven_items_split_badly_by_round_robin_and_its_table_reads() -> None:
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        import scale_ray
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
-
+    scale_ray = bench_module("scale_ray")
     items = scale_ray.uneven_items()
     assert len(items) == 24 and len({item["id"] for item in items}) == 24
     shard_sizes = [{item["size"] for item in items[shard::2]} for shard in range(2)]
