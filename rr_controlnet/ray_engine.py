@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from rr_controlnet.errors import ClusterError, DeviceError, ModelLoadError, RrControlnetError, UsageError, one_line
+from rr_controlnet.signals import keep_stop_handlers
 
 if TYPE_CHECKING:
     from rr_controlnet.batch import BatchOptions, BatchState
@@ -172,7 +173,8 @@ class RayEngine:
             try:
                 # "local": a Ray of the batch's own, even where `ray start` left one running (or its address
                 # file, after a crash): joining that takes --ray-address auto.
-                ray.init(address=address or "local", **settings)
+                with keep_stop_handlers():
+                    ray.init(address=address or "local", **settings)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ClusterError(connect_failure(address, exc)) from None
             self.connected_here = True

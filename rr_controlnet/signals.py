@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import Final
 
@@ -33,3 +34,19 @@ def stop_on_signals(stop: StopRequest, say: Callable[[str], None]) -> Iterator[N
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def keep_stop_handlers() -> Iterator[None]:
+    """Put this process's SIGINT and SIGTERM handlers back after the block, for a library that installs
+    its own (Ray's core worker exits at once on SIGTERM, leaving the batch's stop unheard)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread sets handlers
+        yield
+        return
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:  # None: set outside Python, nothing of ours to put back
+                signal.signal(sig, handler)

@@ -8,16 +8,14 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import (
     BatchProcess,
+    bench_module,
     free_port,
     read_recording,
     read_summary,
@@ -101,15 +99,20 @@ def test_a_worker_killed_mid_item_has_its_items_retried_elsewhere(tmp_path: Path
     assert all(entry["retries"][0].startswith("worker 1 (pid ") for entry in retried)
 
 
-def test_ctrl_c_on_the_driver_stops_the_workers_and_a_rerun_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("stop", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"]
+)
+def test_ctrl_c_or_sigterm_on_the_driver_stops_the_workers_and_a_rerun_resumes(
+    tmp_path: Path, stop: signal.Signals, exit_code: int
+) -> None:
     manifest = four_items(tmp_path, steps=40)
     out = tmp_path / "out"
     batch = BatchProcess(manifest, out, *RAY)
     batch.wait_until(lambda: "done" in statuses_so_far(out).values(), "no item finished")
-    batch.process.send_signal(signal.SIGINT)
+    batch.process.send_signal(stop)
     output = batch.finish()
-    assert batch.process.returncode == 130, output
-    assert "stopped by SIGINT" in output
+    assert batch.process.returncode == exit_code, output
+    assert f"stopped by {stop.name}" in output
     assert re.search(r"items: .*\bw[12] \d+\.\d\d/s", output), "the bar shows no worker's rate"
     assert not any(alive(pid) for pid in worker_pids(output).values())
     done = {item_id for item_id, status in statuses(out).items() if status == "done"}
@@ -140,38 +143,9 @@ def test_a_model_that_cannot_load_on_a_worker_fails_the_batch_before_it_starts(t
 
 @pytest.fixture
 def ray_cluster() -> Iterator[str]:
-    """A one-machine cluster as `ray start --head` starts one (token authentication on, as Ray 2.59 and later
-    have it), stopped with its processes afterwards; its address."""
-    port = free_port()
-    start = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={port}"]
-    head = subprocess.Popen(
-        [*start, "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    # Ray's note of the latest cluster, which `auto` reads: written once the head is up (`ray stop` would
-    # remove it, and stop every other Ray on the machine too).
-    note = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-
-    def names_this_cluster() -> bool:
-        return note.exists() and note.read_text().strip().endswith(f":{port}")
-
-    try:
-        deadline = time.monotonic() + 90
-        while not names_this_cluster():
-            assert head.poll() is None and time.monotonic() < deadline, "ray start --head never came up"
-            time.sleep(0.2)
-        yield f"127.0.0.1:{port}"
-    finally:
-        os.kill(head.pid, signal.SIGTERM)  # it stops its processes in 2 s (its whole group: in 30)
-        try:
-            head.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait(timeout=30)
-        if names_this_cluster():
-            note.unlink()
+    """A one-machine cluster as `ray start --head` starts one, as the Ray benchmark runs it; its address."""
+    with bench_module("scale_ray").ray_head(dict(os.environ), cpus=1) as address:
+        yield address
 
 
 def test_a_running_cluster_is_joined_by_its_address_or_found_on_its_head(
