@@ -344,6 +344,10 @@ class RayEngine:
                         worker = self.workers[index]
                         running[worker.run.remote(context, job.planned, *queue.images_for(job))] = (index, job)
 
+        def job_back(index: int) -> None:
+            if index in in_flight:  # a result that was ready before its worker died: the worker is gone
+                in_flight[index] -= 1
+
         while (queue or running) and not state.stop.requested:
             send_jobs()
             if not running and not loading:
@@ -372,14 +376,14 @@ class RayEngine:
                         progress.finish_items(1)
                     continue
                 except RayTaskError as exc:  # a fault in the worker's own code: the job's items fail, once
-                    in_flight[index] -= 1
+                    job_back(index)
                     reason = f"{self._name(index)}: {one_line(exc.cause)}"
                     for planned in job.planned:
                         log(f"item {planned.item.id!r}: failed: {reason}")
                         state.record(_failed(planned, reason))
                     progress.finish_items(len(job.planned))
                     continue
-                in_flight[index] -= 1
+                job_back(index)
                 send_jobs()  # the worker's next job starts before this one's files are written
                 self._record(state, job, result, log)
                 progress.finish_items(len(job.planned))
@@ -531,6 +535,8 @@ class WorkerRates:
         self.started.setdefault(index, time.monotonic())
 
     def add(self, index: int, items: int) -> None:
+        if index not in self.started:  # a worker forgotten as lost, whose last result came back after all
+            return
         now = time.monotonic()
         self.done[index] = self.done.get(index, 0) + items
         note = getattr(self.progress, "note", None)

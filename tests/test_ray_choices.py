@@ -17,6 +17,7 @@ from rr_controlnet.ray_engine import (
     Job,
     Queue,
     RayOptions,
+    WorkerRates,
     cluster_runtime,
     connect_failure,
     estimated_cost,
@@ -181,3 +182,27 @@ def test_groups_are_the_ones_a_single_process_makes_so_outputs_match(tmp_path: P
     groups = [[p.item.id for p in queue.take().planned] for _ in range(len(queue))]
     assert sorted(groups) == sorted([*made_here, ["broken"]])
     assert made_here == [["a", "b"], ["c"], ["turned", "turned-2"], ["d"]]
+
+
+def test_the_bar_shows_each_live_workers_rate_and_ignores_a_lost_ones_late_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import rr_controlnet.ray_engine as ray_engine
+
+    clock = iter([100.0, 100.0, 104.0, 110.0, 112.0])  # begin 1, begin 2, add 1, add 2, add 2
+    monkeypatch.setattr(ray_engine.time, "monotonic", lambda: next(clock))
+    notes: list[str] = []
+
+    class Bar:
+        def note(self, text: str) -> None:
+            notes.append(text)
+
+    rates = WorkerRates(Bar())
+    rates.begin(1)
+    rates.begin(2)
+    rates.add(1, 2)
+    rates.add(2, 1)
+    rates.forget(1)  # worker 1 died
+    rates.add(1, 1)  # a result it sent before dying, back after its death was seen
+    rates.add(2, 1)
+    assert notes == ["w1 0.50/s", "w1 0.20/s w2 0.10/s", "w2 0.17/s"]
