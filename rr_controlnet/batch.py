@@ -144,24 +144,20 @@ def run_batch(
     collisions = folder.collisions(manifest.items, str(manifest.path))
     if collisions:
         raise ManifestError(collisions)
-    with folder.locked(options.shard, log), _torch_threads(options.threads), _engine(options, stop) as engine:
-        from rr_controlnet.loading import quiet_library_logging
-
+    with folder.locked(options.shard, log), _engine(options, stop) as engine:
         started = time.time()
         # 2. plan
         state, report, to_run = _plan(manifest, options, engine.runtime, folder, stop, log)
         state.summary.run = _run_record(engine.runtime, started)
         if to_run and not stop.requested:
-            # The libraries' advisory chatter stays off the terminal while models load and generate.
-            with quiet_library_logging():
-                # 3. load
-                _note_random_weights(manifest, log)
-                engine.load(manifest, log)
-                state.summary.run.update(engine.describe())
-                # 4. start
-                _start(state, manifest, folder, options)
-                # 5. run
-                engine.run(state, manifest, to_run, progress, log)
+            # 3. load
+            _note_random_weights(manifest, log)
+            engine.load(manifest, log)
+            state.summary.run.update(engine.describe())
+            # 4. start
+            _start(state, manifest, folder, options)
+            # 5. run
+            engine.run(state, manifest, to_run, progress, log)
         else:
             _start(state, manifest, folder, options)
         # 6. finish
@@ -187,11 +183,13 @@ class Engine(Protocol):
 
 @contextlib.contextmanager
 def _engine(options: BatchOptions, stop: StopRequest) -> Iterator[Engine]:
-    """Where the items are generated: in this process, or on Ray workers (connected to for the batch)."""
+    """Where the items are generated: in this process (with its torch threads), or on Ray workers (connected
+    to for the batch; the driver needs no torch)."""
     if options.ray is None:
         from rr_controlnet.local_engine import LocalEngine
 
-        yield LocalEngine(options)
+        with _torch_threads(options.threads):
+            yield LocalEngine(options)
         return
     from rr_controlnet.ray_engine import RayEngine
 

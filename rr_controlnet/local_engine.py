@@ -68,6 +68,7 @@ class LocalEngine:
         progress: Progress,
         log: Callable[[str], None],
     ) -> None:
+        from rr_controlnet.downloads import quiet_library_logging
         from rr_controlnet.layout import batch_properties
         from rr_controlnet.runner import GroupRunner
 
@@ -85,7 +86,12 @@ class LocalEngine:
         )
         progress.start(len(to_run))
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish") as finisher:
+            # The libraries' advisory chatter stays off the terminal while the items generate (as while the
+            # model loads).
+            with (
+                quiet_library_logging(),
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish") as finisher,
+            ):
                 runner.finisher = finisher
                 for group in runner.prepared_groups(to_run, self.options.batch_size):
                     if isinstance(group, ItemOutcome):  # an item that could not be prepared

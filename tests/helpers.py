@@ -108,10 +108,10 @@ class BatchProcess:
         output = batch.finish()
     """
 
-    def __init__(self, manifest: Path, out: Path, *args: Any):
+    def __init__(self, manifest: Path, out: Path, *args: Any, env: dict[str, str] | None = None):
         command = [sys.executable, "-m", "rr_controlnet", "batch", manifest, "--out", out, "--progress", *args]
         self.process = subprocess.Popen(
-            [str(part) for part in command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            [str(part) for part in command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )
         self._chunks: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -153,8 +153,13 @@ def test_a_running_cluster_is_joined_by_its_address_or_found_on_its_head(
 ) -> None:
     manifest = tiny_manifest(tmp_path)
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    found = BatchProcess(manifest, tmp_path / "found", "--ray-address", "auto", "--workers", "1", "--threads", "1")
+    imports_shown = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}  # each import's time, on stderr
+    found = BatchProcess(
+        manifest, tmp_path / "found", "--ray-address", "auto", "--workers", "1", "--threads", "1", env=imports_shown
+    )
     assert found.finish() and found.process.returncode == 0, found.output  # the head's token, found by Ray
+    imported = set(re.findall(r"^import time:.*\|\s*(\S+)$", found.output, re.MULTILINE))
+    assert "ray" in imported and not imported & {"torch", "diffusers", "transformers"}  # the workers' alone
     monkeypatch.setenv("RAY_AUTH_MODE", "token")  # named by address: told to send the token
     joined = BatchProcess(manifest, tmp_path / "out", "--ray-address", ray_cluster, "--workers", "1", "--threads", "1")
     output = joined.finish()
