@@ -7,9 +7,9 @@ it anyway, so it is captured from `scheduler.step` rather than recomputed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -56,6 +56,32 @@ def batch_key(params: GenerationParams, size: tuple[int, int]) -> tuple:
         params.control_guidance_start,
         params.control_guidance_end,
     )
+
+
+T = TypeVar("T")
+
+
+def batch_runs(items: Iterable[T], batch_size: int, key: Callable[[T], tuple | None]) -> Iterator[list[T]]:
+    """The groups that share a pipeline call: runs of consecutive items with equal keys (batch_key), at most
+    batch_size long. An item whose key is None (it cannot be generated) comes out alone, without breaking
+    the run around it. Lazy: an item is taken only once the runs before it are decided.
+
+    One process (runner.GroupRunner) and the Ray queue (ray_engine.Queue) group by this alone, so an item
+    is generated beside the same others either way, and its output is the same."""
+    run: list[T] = []
+    run_key: tuple | None = None
+    for item in items:
+        item_key = key(item)
+        if item_key is None:
+            yield [item]
+            continue
+        if run and (len(run) >= batch_size or item_key != run_key):
+            yield run
+            run = []
+        run.append(item)
+        run_key = item_key
+    if run:
+        yield run
 
 
 class X0Capture:

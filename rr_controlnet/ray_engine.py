@@ -427,7 +427,7 @@ class Job:
 
 
 class Queue:
-    """Items waiting for a worker, in the groups a single process makes (batch_groups), the costliest group
+    """Items waiting for a worker, in the groups a single process makes (generate.batch_runs), the costliest group
     first (so that the last to finish are small); their input images put in the object store once each
     (sweep variants share theirs).
     """
@@ -435,6 +435,7 @@ class Queue:
     def __init__(
         self, ray: Any, to_run: Sequence[PlannedItem], batch_size: int, native: int, log: Callable[[str], None]
     ):
+        from rr_controlnet.generate import batch_runs
         from rr_controlnet.images import oriented_size
 
         self.ray = ray
@@ -452,7 +453,7 @@ class Queue:
                 self.images[path] = ray.put(data)
                 image_sizes[path] = oriented_size(data)
         sizes = {p.item.id: generation_size(p, image_sizes[p.item.image], native) for p in to_run}
-        groups = batch_groups(to_run, batch_size, sizes)
+        groups = list(batch_runs(to_run, batch_size, lambda p: _batch_key(p, sizes[p.item.id])))
         groups.sort(key=lambda group: -sum(estimated_cost(p, sizes[p.item.id], native) for p in group))  # stable
         self.jobs = deque(Job(group) for group in groups)
 
@@ -487,32 +488,11 @@ def generation_size(planned: PlannedItem, image_size: tuple[int, int] | None, na
     return target_size(image_size, params.width, params.height, native) if image_size is not None else None
 
 
-def batch_groups(
-    to_run: Sequence[PlannedItem], batch_size: int, sizes: Mapping[str, tuple[int, int] | None]
-) -> list[list[PlannedItem]]:
-    """The groups runner.prepared_groups makes in one process: runs of consecutive items that can share a
-    pipeline call, at most batch_size long. An item is generated beside the same others as in one process,
-    so its output is the same. An item whose image cannot be read stands alone (it fails on its worker)
-    without breaking the run around it, as a failed item does there."""
+def _batch_key(planned: PlannedItem, size: tuple[int, int] | None) -> tuple | None:
+    """generate.batch_key, or None for an item whose image cannot be read here (it fails on its worker)."""
     from rr_controlnet.generate import batch_key
 
-    groups: list[list[PlannedItem]] = []
-    current: list[PlannedItem] = []
-    current_key = None
-    for planned in to_run:
-        size = sizes[planned.item.id]
-        if size is None:
-            groups.append([planned])
-            continue
-        key = batch_key(planned.item.params, size)
-        if current and (len(current) >= batch_size or key != current_key):
-            groups.append(current)
-            current = []
-        current.append(planned)
-        current_key = key
-    if current:
-        groups.append(current)
-    return groups
+    return batch_key(planned.item.params, size) if size is not None else None
 
 
 def estimated_cost(planned: PlannedItem, size: tuple[int, int] | None, native: int) -> int:

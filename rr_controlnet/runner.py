@@ -24,7 +24,7 @@ from rr_controlnet.adherence import Adherence, ScoringStopped, output_adherence
 from rr_controlnet.delivery import FinishedItem
 from rr_controlnet.delivery import deliver as deliver_item
 from rr_controlnet.errors import one_line
-from rr_controlnet.generate import GenerationJob, PromptCut, StepData, batch_key, generate, prompt_cuts
+from rr_controlnet.generate import GenerationJob, PromptCut, StepData, batch_key, batch_runs, generate, prompt_cuts
 from rr_controlnet.images import ControlImages, SourceImage, encode_png, prepare_input
 from rr_controlnet.layout import LaidOut, RecordingProperties, file_blueprint, items_blueprint
 from rr_controlnet.loading import LoadedModel
@@ -149,18 +149,9 @@ class GroupRunner:
     def prepared_groups(self, planned_items: Sequence[PlannedItem], batch_size: int):
         """Prepare items in manifest order; yield runs of items that can share a pipeline call (at most
         batch_size long), or the failed outcome of an item that could not be prepared."""
-        group: list[PreparedItem] = []
-        for planned in planned_items:
-            prepared = self.prepare(planned)
-            if isinstance(prepared, ItemOutcome):
-                yield prepared
-                continue
-            if group and (len(group) >= batch_size or _key(group[0]) != _key(prepared)):
-                yield group
-                group = []
-            group.append(prepared)
-        if group:
-            yield group
+        prepared = (self.prepare(planned) for planned in planned_items)
+        for run in batch_runs(prepared, batch_size, lambda p: None if isinstance(p, ItemOutcome) else _key(p)):
+            yield run[0] if isinstance(run[0], ItemOutcome) else run
 
     # 2. generate and 3. record ----------------------------------------------------------------
 

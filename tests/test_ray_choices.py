@@ -206,3 +206,12 @@ def test_the_bar_shows_each_live_workers_rate_and_ignores_a_lost_ones_late_resul
     rates.add(1, 1)  # a result it sent before dying, back after its death was seen
     rates.add(2, 1)
     assert notes == ["w1 0.50/s", "w1 0.20/s w2 0.10/s", "w2 0.17/s"]
+
+
+def test_runs_share_a_call_while_keys_match_and_an_item_that_cannot_run_does_not_split_them() -> None:
+    from rr_controlnet.generate import batch_runs
+
+    keys = {"a": (1,), "b": (1,), "broken": None, "c": (1,), "d": (2,), "e": (2,), "f": (2,)}
+    runs = list(batch_runs(keys, 3, keys.get))
+    assert runs == [["broken"], ["a", "b", "c"], ["d", "e", "f"]]
+    assert list(batch_runs(keys, 2, keys.get)) == [["broken"], ["a", "b"], ["c"], ["d", "e"], ["f"]]
