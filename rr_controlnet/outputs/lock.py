@@ -16,7 +16,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,19 +79,10 @@ class FolderLock:
             raise OutputFolderError(_busy_message(self.out_dir, rival[1], rival[0]))
 
     def _live_rival(self) -> tuple[Path, LockHolder | None] | None:
-        for other in sorted(self.out_dir.glob(LOCK_GLOB)):
-            if other.name == self.path.name or not _overlaps(self.shard, shard_of(other.name)):
-                continue
-            try:
-                fd = os.open(other, os.O_RDONLY)
-            except OSError:
-                continue
-            try:
-                if not _try_lock(fd, exclusive=False):
-                    return other, _read_holder(fd)
-            finally:
-                os.close(fd)
-        return None
+        def rival(other: Path) -> bool:
+            return other.name != self.path.name and _overlaps(self.shard, shard_of(other.name))
+
+        return next(_held_locks(self.out_dir, rival), None)
 
     def release(self) -> None:
         if self._fd is None:
@@ -193,16 +184,28 @@ def held_shard_locks(out_dir: Path) -> list[str]:
 
 def running_writers(out_dir: Path) -> list[tuple[str, LockHolder | None]]:
     """The runs writing into the folder now: ("I/N" or "the whole batch", who holds the lock)."""
-    held = []
-    for path in sorted(Path(out_dir).glob(LOCK_GLOB)):
-        shard = shard_of(path.name)
+    return [
+        (str(shard) if (shard := shard_of(path.name)) else "the whole batch", holder)
+        for path, holder in _held_locks(Path(out_dir))
+    ]
+
+
+def _held_locks(
+    out_dir: Path, wanted: Callable[[Path], bool] = lambda path: True
+) -> Iterator[tuple[Path, LockHolder | None]]:
+    """The folder's lock files (those `wanted`) that a running process holds, in name order, with their
+    holders. A lock file is opened only when wanted, and closed before it is yielded."""
+    for path in sorted(out_dir.glob(LOCK_GLOB)):
+        if not wanted(path):
+            continue
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError:
             continue
         try:
-            if not _try_lock(fd, exclusive=False):
-                held.append((str(shard) if shard else "the whole batch", _read_holder(fd)))
+            held = not _try_lock(fd, exclusive=False)
+            holder = _read_holder(fd) if held else None
         finally:
             os.close(fd)
-    return held
+        if held:
+            yield path, holder
