@@ -292,12 +292,15 @@ def validate_manifest(
     max_items: int = DEFAULT_MAX_ITEMS,
 ) -> Manifest:
     """The manifest, checked as `rr-controlnet validate` does: every field, sweep and image file, and that
-    no output would land on an input image in `out_dir` (default: beside the manifest). Raises
-    ManifestError listing every problem; loads no model."""
+    no output would land on an input image or on someone else's file in `out_dir` (default: beside the
+    manifest). Raises ManifestError listing every problem, OutputFolderError for someone else's files;
+    loads no model."""
     manifest = load_manifest(path, overrides, max_items=max_items)
-    collisions = OutputFolder(out_dir or default_out_dir(Path(path))).collisions(manifest.items, str(path))
+    folder = OutputFolder(out_dir or default_out_dir(Path(path)))
+    collisions = folder.collisions(manifest.items, str(path))
     if collisions:
         raise ManifestError(collisions)
+    folder.refuse_foreign_files(item.id for item in manifest.items)
     return manifest
 
 

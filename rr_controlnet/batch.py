@@ -2,8 +2,8 @@
 
     report = run_batch(load_manifest("manifests/example.yaml"), BatchOptions(out_dir=Path("out")))
 
-1. check: no output may land on an input image; the output folder is made, proved writable and locked
-   for this run (or this shard) before anything loads;
+1. check: no output may land on an input image, nor on a file in a folder this tool has not written; the
+   output folder is made, proved writable and locked for this run (or this shard) before anything loads;
 2. plan: every item fingerprinted; items whose files are intact and up to date are skipped;
 3. load: the model (and a preview decoder), downloading missing weights with visible progress: here, or
    on every Ray worker (options.ray; ray_engine);
@@ -144,6 +144,7 @@ def run_batch(
     collisions = folder.collisions(manifest.items, str(manifest.path))
     if collisions:
         raise ManifestError(collisions)
+    folder.refuse_foreign_files(item.id for item in manifest.items)
     with folder.locked(options.shard, log), _engine(options, stop) as engine:
         started = time.time()
         # 2. plan

@@ -25,6 +25,7 @@ from rr_controlnet.markdown import TABLE_ROW_LIMIT, bounded, cell
 from rr_controlnet.outputs import OutputFolder
 from rr_controlnet.outputs.files import write_atomic
 from rr_controlnet.outputs.names import COMPARE_FOLDER, LOCK_GLOB, PARTIAL_GLOB
+from rr_controlnet.outputs.records import shown_path
 
 COMPARE_APPLICATION_ID: Final = f"{APPLICATION_ID}_compare"
 # Differences of this many levels or more show at full heat.
@@ -38,7 +39,7 @@ def write_comparison(comparison: Comparison, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     document = comparison_document(comparison, relative_to=out_dir)
     json_path = write_atomic(out_dir / "compare.json", json.dumps(document, indent=2, allow_nan=False) + "\n")
-    markdown_path = write_atomic(out_dir / "compare.md", comparison_markdown(comparison))
+    markdown_path = write_atomic(out_dir / "compare.md", comparison_markdown(comparison, out_dir))
     recording = write_compare_recording(comparison, out_dir / "compare.rrd")
     return [json_path, markdown_path, recording, write_compare_page(comparison, out_dir)]
 
@@ -67,12 +68,14 @@ def comparison_document(comparison: Comparison, relative_to: Path | None = None)
     return document
 
 
-def comparison_markdown(comparison: Comparison) -> str:
-    """A job summary: counts, thresholds, settings that changed, and a table of items, worst first."""
+def comparison_markdown(comparison: Comparison, out_dir: Path | None = None) -> str:
+    """A job summary: counts, thresholds, settings that changed, and a table of items, worst first; the
+    folders named relative to `out_dir`, where the comparison's files are."""
     counts = ", ".join(f"{count} {status}" for status, count in comparison.counts().items())
     limits = comparison.thresholds
     lines = [
-        f"## rr-controlnet compare: {cell(comparison.baseline)} → {cell(comparison.new)}",
+        f"## rr-controlnet compare: {cell(shown_path(comparison.baseline, out_dir))} → "
+        f"{cell(shown_path(comparison.new, out_dir))}",
         "",
         f"{counts} ({'passed' if comparison.passed else 'CHANGED'}: same means cosine distance ≤ "
         f"{limits.max_cosine_distance:g} and mean difference ≤ {limits.max_mean_difference:g} of 255 levels)",

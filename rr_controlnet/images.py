@@ -95,7 +95,10 @@ def load_image(path: Path, data: bytes | None = None) -> SourceImage:
             pixels = _as_array(ImageOps.exif_transpose(image) or image)
             orientation_applied = image.getexif().get(0x0112, 1) != 1
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as exc:
-        raise ItemFailed(f"cannot decode image {path}: {exc}") from None
+        # The file's name alone: this message is kept in the output folder, which must not show the machine's
+        # layout (the item's summary entry has the image's path).
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ItemFailed(f"cannot decode image {Path(path).name}: {reason}") from None
     media_type = None if orientation_applied else VIEWER_MEDIA_TYPES.get(file_format or "")
     return SourceImage(path=path, pixels=pixels, encoded=encoded, media_type=media_type)
 

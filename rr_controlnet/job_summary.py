@@ -7,15 +7,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 from rr_controlnet.markdown import TABLE_ROW_LIMIT, bounded, cell
 from rr_controlnet.outputs import STATUSES, BatchSummary, ItemOutcome
+from rr_controlnet.outputs.records import folder_relative
 from rr_controlnet.sweep_names import value_text
 from rr_controlnet.tiles import ERROR_LIMIT, shorten
 
 
-def summary_markdown(summary: BatchSummary) -> str:
-    """A GitHub job summary of a batch: heading, counts line and one table row per item.
+def summary_markdown(summary: BatchSummary, folder: Path | None = None) -> str:
+    """A GitHub job summary of a batch: heading (the manifest's path relative to the output `folder`),
+    counts line and one table row per item.
 
     Past TABLE_ROW_LIMIT items, failed and pending items come first and the rest are counted; the other
     tables stop at that many rows too, and the whole stays within markdown.MAX_BYTES.
@@ -23,7 +26,7 @@ def summary_markdown(summary: BatchSummary) -> str:
     items = summary.items
     counts = ", ".join(f"{count} {status}" for status, count in summary.counts().items())
     lines = [
-        f"## rr-controlnet: {cell(summary.manifest or 'batch')}",
+        f"## rr-controlnet: {cell(folder_relative(summary.manifest, folder) or 'batch')}",
         "",
         f"{counts} (model {cell(summary.model.get('name', '?'))})",
         "",

@@ -36,7 +36,7 @@ def write_review(
 
     write_review_page(folder.path, summary, log)
     write_overview_pages(folder, summary, canny_for=computed_edge_maps(folder))
-    markdown = summary_markdown(summary)
+    markdown = summary_markdown(summary, folder.path)
     write_atomic(folder.path / SUMMARY_MARKDOWN_NAME, markdown)
     if summary_to is not None:
         append_summary(markdown, summary_to)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,18 @@ def sample_image(name: str, folder: Path) -> str:
     """Copy a bundled sample image into `folder` and return its name."""
     shutil.copy(IMAGES / name, folder / name)
     return name
+
+
+def png_with_corrupt_pixels(source: Path) -> bytes:
+    """A PNG whose structure and checksums are valid but whose compressed pixels are garbage: it passes
+    validation and fails its item when decoded."""
+    data = bytearray(Path(source).read_bytes())
+    start = data.index(b"IDAT") + 4
+    length = int.from_bytes(data[start - 8 : start - 4], "big")
+    data[start + 10 : start + 60] = bytes(50)  # break the zlib stream
+    crc = zlib.crc32(bytes(data[start - 4 : start + length]))
+    data[start + length : start + length + 4] = crc.to_bytes(4, "big")
+    return bytes(data)
 
 
 def write_manifest(folder: Path, document: dict, name: str = "manifest.yaml") -> Path:

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from helpers import summary_items, tiny_manifest, write_manifest
+from helpers import png_with_corrupt_pixels, run_cli, summary_items, tiny_manifest, write_manifest
 
 from rr_controlnet import loading
-from rr_controlnet.cli import cli
 
 
 def run(manifest: Path, out: Path, *args: str):
-    return CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(out), *args])
-
-
-def png_with_corrupt_pixels(source: Path) -> bytes:
-    """A PNG whose structure and checksums are valid but whose compressed pixels are garbage."""
-    data = bytearray(source.read_bytes())
-    start = data.index(b"IDAT") + 4
-    length = int.from_bytes(data[start - 8 : start - 4], "big")
-    data[start + 10 : start + 60] = bytes(50)  # break the zlib stream
-    crc = zlib.crc32(bytes(data[start - 4 : start + length]))
-    data[start + length : start + length + 4] = crc.to_bytes(4, "big")
-    return bytes(data)
+    return run_cli("batch", manifest, "--out", out, *args, exit_code=None)
 
 
 def test_a_corrupt_image_fails_its_item_and_the_others_complete(tmp_path: Path) -> None:

@@ -11,18 +11,17 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from helpers import IMAGES, BatchProcess, statuses, tiny_manifest, write_manifest
+from helpers import IMAGES, BatchProcess, png_with_corrupt_pixels, run_cli, statuses, tiny_manifest, write_manifest
 
-from rr_controlnet.cli import cli
 from rr_controlnet.distributed import Shard
+from rr_controlnet.outputs import OutputFolder
 from rr_controlnet.outputs.journal import read_outcomes
 from rr_controlnet.outputs.lock import FolderLock
 from rr_controlnet.outputs.names import lock_name
 
 
 def run(manifest: Path, out: Path, *args: str):
-    return CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(out), *args])
+    return run_cli("batch", manifest, "--out", out, *args, exit_code=None)
 
 
 summary_statuses = statuses
@@ -48,9 +47,38 @@ def test_an_output_folder_holding_the_inputs_is_refused_before_anything_is_writt
 
 def test_validate_checks_outputs_against_inputs_too(tmp_path: Path) -> None:
     manifest = tiny_manifest(tmp_path)
-    result = CliRunner().invoke(cli, ["validate", str(manifest), "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "it would be overwritten" in result.output
-    assert CliRunner().invoke(cli, ["validate", str(manifest)]).exit_code == 0  # the default folder is fine
+    result = run_cli("validate", manifest, "--out", tmp_path, exit_code=2)
+    assert "it would be overwritten" in result.output
+    run_cli("validate", manifest)  # the default folder is fine
+
+
+def test_a_folder_of_someone_elses_files_is_refused_whole_force_included(tmp_path: Path) -> None:
+    """A folder no run of this tool wrote, holding files named like the batch's: nothing is replaced."""
+    manifest = tiny_manifest(tmp_path)
+    out = tmp_path / "site"
+    out.mkdir()
+    theirs = {"index.html": b"<h1>my site</h1>", "summary.md": b"# my notes", "overview.png": b"my picture"}
+    for name, data in theirs.items():
+        (out / name).write_bytes(data)
+    (out / "horse.PNG").write_bytes(b"my horse")  # file systems that ignore case would see horse.png
+    (out / "notes.txt").write_bytes(b"unrelated, and no reason to refuse")
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    for args in ((), ("--force",)):
+        result = run(manifest, out, *args)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == (
+            f"error: output folder {out} is not an rr-controlnet output folder and holds files a batch would "
+            "replace: horse.PNG, index.html, overview.png, summary.md; choose another folder (--out) or move them"
+        )
+        assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    result = run_cli("validate", manifest, "--out", out, exit_code=2)
+    assert "holds files a batch would replace" in result.output
+    (out / "horse.PNG").unlink()
+    for name in theirs:
+        (out / name).unlink()
+    run(manifest, out)
+    assert (out / "notes.txt").read_bytes() == b"unrelated, and no reason to refuse"
+    assert run(manifest, out, "--force").exit_code == 0  # its own folder now: its own names
 
 
 def test_an_input_named_like_a_batch_file_is_not_overwritten(tmp_path: Path) -> None:
@@ -296,3 +324,72 @@ def test_a_rerun_removes_the_overview_pages_a_killed_run_left_half_written(tmp_p
     (out / ".notes.txt.k3x9a1.partial").write_bytes(b"someone else's")
     assert run(tiny_manifest(tmp_path), out).exit_code == 0
     assert sorted(path.name for path in out.glob(".*.partial")) == [".notes.txt.k3x9a1.partial"]
+
+
+# --- no machine paths in the folder -----------------------------------------------------------------
+
+
+def _text_files_naming(folder: Path, text: str) -> list[str]:
+    """The files under `folder` that read as UTF-8 text and contain `text`."""
+    naming = []
+    for path in folder.rglob("*"):
+        if path.is_file():
+            try:
+                content = path.read_bytes().decode("utf-8")
+            except UnicodeDecodeError:
+                continue  # recordings and images
+            if text in content:
+                naming.append(str(path.relative_to(folder)))
+    return naming
+
+
+def test_no_text_file_in_the_output_folder_holds_an_absolute_path(tmp_path: Path) -> None:
+    """A CI artifact must not show the runner's layout, and its paths must stay right once downloaded."""
+    project = tmp_path / "project"
+    project.mkdir()
+    items = [
+        {"image": "astronaut.png"},
+        {"image": "horse.png", "sweep": {"seed": [1, 2]}},
+        {"id": "broken", "image": "broken.png"},
+    ]
+    manifest = tiny_manifest(project, items=items, steps=2)
+    (project / "broken.png").write_bytes(png_with_corrupt_pixels(IMAGES / "horse.png"))
+    baseline, out = project / "baseline", project / "out"
+    assert run(manifest, baseline).exit_code == 1  # the broken input fails its item
+    assert run(manifest, out, "--seed", "3").exit_code == 1
+    run_cli("compare", baseline, out, exit_code=1)
+    assert _text_files_naming(out, str(tmp_path)) == []
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["manifest"] == "../manifest.yaml"
+    assert {item["image"] for item in summary["items"]} == {"../astronaut.png", "../horse.png", "../broken.png"}
+
+    moved = tmp_path / "downloaded"
+    shutil.copytree(project, moved)
+    shutil.rmtree(project)
+    folder_summary = OutputFolder(moved / "out").read()
+    assert {outcome.image for outcome in folder_summary.items} == {
+        str(moved / name) for name in ("astronaut.png", "horse.png", "broken.png")
+    }
+    run_cli("review", moved / "out")
+    rerun = run(moved / "manifest.yaml", moved / "out", "--seed", "3")
+    assert "3 skipped (up to date)" in rerun.output  # the moved inputs are found and still the same
+
+
+def test_folders_that_recorded_absolute_paths_still_read(tmp_path: Path) -> None:
+    manifest = tiny_manifest(tmp_path)
+    out = tmp_path / "out"
+    run(manifest, out)
+    summary_file = out / "summary.json"
+    document = json.loads(summary_file.read_text())
+    document["manifest"] = str(manifest)
+    for item in document["items"]:
+        item["image"] = str(tmp_path / Path(item["image"]).name)
+    summary_file.write_text(json.dumps(document))
+    summary = OutputFolder(out).read()
+    assert summary.manifest == str(manifest)
+    assert {outcome.image for outcome in summary.items} == {
+        str(tmp_path / "astronaut.png"),
+        str(tmp_path / "horse.png"),
+    }
+    result = run(manifest, out)
+    assert result.exit_code == 0 and "2 skipped (up to date)" in result.output

@@ -26,12 +26,15 @@ from rr_controlnet.outputs import journal
 from rr_controlnet.outputs.files import remove_stale_partials
 from rr_controlnet.outputs.lock import FolderLock, LockHolder, running_writers
 from rr_controlnet.outputs.names import (
+    LOCK_GLOB,
     PROBE_PREFIX,
     SHARD_JOURNAL_GLOB,
     SHARD_SUMMARY_GLOB,
     SUMMARY_NAME,
     is_batch_file,
+    is_overview_page,
     item_file_names,
+    written_names,
 )
 from rr_controlnet.outputs.records import BatchSummary, ItemOutcome
 
@@ -70,6 +73,33 @@ class OutputFolder:
                 )
             )
         return problems
+
+    def refuse_foreign_files(self, item_ids: Iterable[str]) -> None:
+        """Raise OutputFolderError, naming them, when a folder no run of this tool has written holds files
+        of the names a batch of these items would write: they are someone else's, never to be replaced
+        (--force included). Once the folder holds this tool's summary, journal or lock, its names are the
+        tool's own."""
+        if not self.path.is_dir() or self.holds_runs():
+            return
+        wanted = written_names(list(item_ids))
+        try:
+            clashing = sorted(
+                entry.name
+                for entry in self.path.iterdir()
+                if entry.name.casefold() in wanted or is_overview_page(entry.name.casefold())
+            )
+        except OSError as exc:
+            raise OutputFolderError(f"output folder {self.path}: cannot be listed: {_reason(exc)}") from None
+        if clashing:
+            shown = ", ".join(clashing[:10]) + (f" and {len(clashing) - 10} more" if len(clashing) > 10 else "")
+            raise OutputFolderError(
+                f"output folder {self.path} is not an rr-controlnet output folder and holds files a batch would "
+                f"replace: {shown}; choose another folder (--out) or move them"
+            )
+
+    def holds_runs(self) -> bool:
+        """Whether a run of this tool has written here: a summary, a journal or a lock of its own."""
+        return bool(journal.state_files(self.path)) or any(self.path.glob(LOCK_GLOB))
 
     @contextlib.contextmanager
     def locked(self, shard: Shard | None, log: Callable[[str], None]) -> Iterator[FolderLock]:
@@ -148,7 +178,7 @@ class OutputFolder:
                 raise OutputFolderError(f"{SUMMARY_NAME} {problem}")
             raise OutputFolderError("not an rr-controlnet output folder (no summary.json or shard summaries)")
         outcomes = self.outcomes(log=log)
-        summary = BatchSummary.from_document({**documents[-1], "items": []})
+        summary = BatchSummary.from_document({**documents[-1], "items": []}, self.path)
         order = next((document["item_ids"] for document in reversed(documents) if document.get("item_ids")), None)
         order = order or list(outcomes)
         summary.items = [outcomes.get(item_id) or ItemOutcome.pending(item_id) for item_id in order]

@@ -36,7 +36,7 @@ class Journal:
         self.path = Path(path)
 
     def append(self, outcome: ItemOutcome) -> None:
-        line = json.dumps(outcome.to_document(), separators=(",", ":")) + "\n"
+        line = json.dumps(outcome.to_document(self.path.parent), separators=(",", ":")) + "\n"
         try:
             with open(self.path, "a", encoding="utf-8") as journal:
                 journal.write(line)
@@ -123,7 +123,7 @@ class SummaryWriter:
 
 
 def write_summary(summary: BatchSummary, out_dir: Path, name: str = SUMMARY_NAME) -> Path:
-    return write_atomic(Path(out_dir) / name, summary.to_json())
+    return write_atomic(Path(out_dir) / name, summary.to_json(Path(out_dir)))
 
 
 def read_outcomes(
@@ -139,7 +139,7 @@ def read_outcomes(
     outcomes: dict[str, ItemOutcome] = {}
     own = set(own_names)
     for path in state_files(out_dir):
-        entries, problem = _read_state_file(path)
+        entries, problem = _read_state_file(path, Path(out_dir))
         if problem is not None:
             moved = _set_aside(path) if path.name in own else None
             where = f"; moved to {moved.name}" if moved else ""
@@ -179,36 +179,36 @@ def state_files(out_dir: Path, journals: bool = True) -> list[Path]:
 
 def state_file_problem(path: Path) -> str | None:
     """Why a summary or journal cannot be trusted ("is not JSON (...)", "cannot be read (...)"), or None."""
-    return _read_state_file(path)[1]
+    return _read_state_file(path, path.parent)[1]
 
 
-def _read_state_file(path: Path) -> tuple[list[ItemOutcome], str | None]:
+def _read_state_file(path: Path, folder: Path) -> tuple[list[ItemOutcome], str | None]:
     """(outcomes, None), or ([], why the file cannot be trusted)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return [], f"cannot be read ({getattr(exc, 'strerror', None) or exc})"
     if path.suffix == ".jsonl":
-        return _journal_entries(text)
+        return _journal_entries(text, folder)
     try:
         document = json.loads(text)
     except ValueError as exc:
         return [], f"is not JSON ({exc})"
     if not isinstance(document, dict) or not isinstance(document.get("items"), list):
         return [], f"is not an rr-controlnet summary (it holds {_json_kind(document)})"
-    outcomes = [ItemOutcome.from_document(entry) for entry in document["items"]]
+    outcomes = [ItemOutcome.from_document(entry, folder) for entry in document["items"]]
     if None in outcomes:
         return [], "has items that are not rr-controlnet outcomes"
     return outcomes, None
 
 
-def _journal_entries(text: str) -> tuple[list[ItemOutcome], str | None]:
+def _journal_entries(text: str, folder: Path) -> tuple[list[ItemOutcome], str | None]:
     # The last piece has no newline: empty, or a line cut short by a kill, which is ignored.
     complete = text.split("\n")[:-1]
     outcomes = []
     for number, line in enumerate(complete, start=1):
         try:
-            outcome = ItemOutcome.from_document(json.loads(line))
+            outcome = ItemOutcome.from_document(json.loads(line), folder)
         except ValueError:
             outcome = None
         if outcome is None:

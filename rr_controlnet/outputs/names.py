@@ -5,6 +5,7 @@ and temporaries, with the patterns that read them back.
     <out>/summary.json                every item's outcome (a shard's: summary.shard-I-of-N.json)
     <out>/.journal.jsonl              outcomes since summary.json was last written (.journal.shard-I-of-N.jsonl)
     <out>/summary.md, overview*.png   review files; batch.rbl the batch's blueprint
+    <out>/index.html, review/         the review page and its files
     <out>/.rr-controlnet.lock         held while a run writes (a shard's: .rr-controlnet.shard-I-of-N.lock)
     <out>/.<name>.<random>.partial    a file being written; it takes its name when complete
     <out>/compare/                    what `rr-controlnet compare` writes
@@ -33,6 +34,8 @@ PARTIAL_SUFFIX: Final = ".partial"
 PARTIAL_GLOB: Final = f".*{PARTIAL_SUFFIX}"
 PROBE_PREFIX: Final = ".rr-controlnet-probe-"
 COMPARE_FOLDER: Final = "compare"
+PAGE_NAME: Final = "index.html"
+REVIEW_FOLDER: Final = "review"
 RECORDING_SUFFIX: Final = ".rrd"
 IMAGE_SUFFIX: Final = ".png"
 # Ids that would name the batch's own files (overview.png, summary.json, batch.rbl, ...).
@@ -87,6 +90,14 @@ def batch_file_names(shard: Shard | None = None) -> list[str]:
     """The files a run writes besides its items' (their temporaries are its to clean up)."""
     names = [summary_name(shard), journal_name(shard)]
     return names if shard is not None else [*names, BLUEPRINT_NAME, SUMMARY_MARKDOWN_NAME, OVERVIEW_NAME]
+
+
+def written_names(item_ids: Sequence[str]) -> set[str]:
+    """Every name (casefolded) a whole batch of these items writes at the top of its folder, overview
+    pages aside (is_overview_page): what no file of someone else's may be called there."""
+    names = {name for item_id in item_ids for name in item_file_names(item_id)}
+    names |= {*batch_file_names(), LOCK_NAME, PAGE_NAME, REVIEW_FOLDER}
+    return {name.casefold() for name in names}
 
 
 def is_batch_file(name: str) -> bool:

@@ -7,6 +7,7 @@ documents read back become these records again, or are refused whole when they a
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -29,7 +30,7 @@ class ItemOutcome:
     seed: int | None = None
     params: dict[str, Any] = field(default_factory=dict)  # the effective parameters (spec.GenerationParams)
     params_hash: str = ""
-    image: str = ""  # the input image, absolute
+    image: str = ""  # the input image: absolute here, relative to the output folder on disk
     seconds: float | None = None
     files: list[str] = field(default_factory=list)
     error: str | None = None
@@ -64,16 +65,18 @@ class ItemOutcome:
         """The first of its files with this suffix (".png", ".rrd"), in `folder`."""
         return listed_file(folder, self.files, suffix)
 
-    def to_document(self) -> dict[str, Any]:
-        """As summary.json and the journal hold it."""
+    def to_document(self, folder: Path | None = None) -> dict[str, Any]:
+        """As summary.json and the journal hold it: with `folder`, the input's path relative to it."""
         document = {item.name: getattr(self, item.name) for item in fields(self)}
+        document["image"] = folder_relative(self.image, folder)
         document["adherence"] = self.adherence.as_dict() if self.adherence is not None else None
         document["sweep"] = asdict(self.sweep) if self.sweep is not None else None
         return document
 
     @classmethod
-    def from_document(cls, entry: Any) -> ItemOutcome | None:
-        """An outcome from a summary or journal entry; None when the entry is not one of ours."""
+    def from_document(cls, entry: Any, folder: Path | None = None) -> ItemOutcome | None:
+        """An outcome from a summary or journal entry (a relative input path is `folder`'s); None when the
+        entry is not one of ours."""
         if not isinstance(entry, Mapping) or not isinstance(entry.get("id"), str):
             return None
         if entry.get("status") not in STATUSES:
@@ -83,6 +86,7 @@ class ItemOutcome:
             adherence = known.pop("adherence", None)
             sweep = known.pop("sweep", None)
             outcome = cls(**{"seed": None, "params": {}, "params_hash": "", **known})
+            outcome.image = folder_resolved(outcome.image, folder)
             outcome.adherence = Adherence.from_dict(adherence) if adherence is not None else None
             outcome.sweep = SweepPlace.from_dict(sweep) if sweep is not None else None
         except (TypeError, KeyError, ValueError):
@@ -102,6 +106,30 @@ class ItemOutcome:
         return outcome if shapes_ok else None
 
 
+def folder_relative(path: Any, folder: Path | None) -> Any:
+    """An absolute path as the output folder writes it: relative to the folder (with / between parts), so
+    that no file in it holds the machine's layout and the paths stay right where the folder is copied."""
+    if not isinstance(path, str) or not path or folder is None or not os.path.isabs(path):
+        return path
+    try:
+        return Path(os.path.relpath(path, os.path.abspath(folder))).as_posix()
+    except ValueError:  # another drive (Windows): the name alone
+        return Path(path).name
+
+
+def folder_resolved(path: Any, folder: Path | None) -> Any:
+    """A path read from the output folder, absolute again (older folders wrote absolute paths)."""
+    if not isinstance(path, str) or not path or folder is None or os.path.isabs(path):
+        return path
+    return os.path.normpath(os.path.join(os.path.abspath(folder), path))
+
+
+def shown_path(path: Path | str, relative_to: Path | None) -> str:
+    """A path as a file in the output folder names it: relative to `relative_to` (made absolute first);
+    as given without one."""
+    return str(path) if relative_to is None else folder_relative(os.path.abspath(path), relative_to)
+
+
 def _is_plain_name(name: Any) -> bool:
     """A file name inside the output folder, as this tool writes them: no folder, nothing hidden."""
     return isinstance(name, str) and name == Path(name).name and not name.startswith(".")
@@ -111,7 +139,7 @@ def _is_plain_name(name: Any) -> bool:
 class BatchSummary:
     """A batch as summary.json records it: the run's settings and every item's outcome, in manifest order."""
 
-    manifest: str
+    manifest: str  # absolute here, relative to the output folder on disk
     model: dict[str, Any]
     recording_id: str
     items: list[ItemOutcome]
@@ -124,11 +152,13 @@ class BatchSummary:
     run: dict[str, Any] = field(default_factory=dict)  # the run that wrote it: device, dtype, started, wall_seconds
 
     @classmethod
-    def from_document(cls, document: Mapping[str, Any]) -> BatchSummary:
-        """A summary document's outcomes that are this tool's (others are left out)."""
-        items = [outcome for outcome in map(ItemOutcome.from_document, document.get("items", [])) if outcome]
+    def from_document(cls, document: Mapping[str, Any], folder: Path | None = None) -> BatchSummary:
+        """A summary document's outcomes that are this tool's (others are left out); relative paths are
+        `folder`'s."""
+        entries = (ItemOutcome.from_document(entry, folder) for entry in document.get("items", []))
+        items = [outcome for outcome in entries if outcome]
         return cls(
-            manifest=document.get("manifest", ""),
+            manifest=folder_resolved(document.get("manifest", ""), folder),
             model=document.get("model") or {},
             recording_id=document.get("recording_id", ""),
             items=items,
@@ -145,10 +175,11 @@ class BatchSummary:
     def by_id(self) -> dict[str, ItemOutcome]:
         return {outcome.id: outcome for outcome in self.items}
 
-    def to_document(self) -> dict[str, Any]:
+    def to_document(self, folder: Path | None = None) -> dict[str, Any]:
+        """As summary.json holds it: with `folder`, paths relative to it."""
         return {
             "version": SUMMARY_VERSION,
-            "manifest": self.manifest,
+            "manifest": folder_relative(self.manifest, folder),
             "model": self.model,
             "recording_id": self.recording_id,
             "counts": self.counts(),
@@ -157,8 +188,8 @@ class BatchSummary:
             "shard": self.shard,
             "settings": self.settings,
             "run": self.run,
-            "items": [outcome.to_document() for outcome in self.items],
+            "items": [outcome.to_document(folder) for outcome in self.items],
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_document(), indent=2) + "\n"
+    def to_json(self, folder: Path | None = None) -> str:
+        return json.dumps(self.to_document(folder), indent=2) + "\n"

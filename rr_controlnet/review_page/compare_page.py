@@ -20,6 +20,7 @@ from typing import Any, Final
 import numpy as np
 
 from rr_controlnet.outputs.files import write_atomic, write_failure
+from rr_controlnet.outputs.records import shown_path
 from rr_controlnet.review_page.encode import LARGE_SIDE, jpeg, rgb_image
 from rr_controlnet.review_page.items import REVIEW_FOLDER, is_plain_id, write_review_file
 from rr_controlnet.review_page.page import (
@@ -48,7 +49,7 @@ def write_compare_page(comparison: Any, out_dir: Path) -> Path:
     new = Path(comparison.new)
     inside_new = _is_within(out_dir, new)
     batch_page = _relative(new / PAGE_NAME, out_dir) if inside_new and (new / PAGE_NAME).is_file() else None
-    data = compare_data(comparison, items, batch_page)
+    data = compare_data(comparison, items, batch_page, out_dir)
     copy_page_assets(review, COMPARE_ASSETS)
     write_atomic(review / DATA_NAME, data_script("RR_COMPARE", data))
     page = write_atomic(out_dir / PAGE_NAME, page_html(data["title"], [DATA_NAME, *COMPARE_SCRIPTS]))
@@ -57,8 +58,11 @@ def write_compare_page(comparison: Any, out_dir: Path) -> Path:
     return page
 
 
-def compare_data(comparison: Any, items: Sequence[Mapping[str, Any]], batch_page: str | None) -> dict[str, Any]:
-    """What the comparison page shows: header, then items worst first (as compare orders them)."""
+def compare_data(
+    comparison: Any, items: Sequence[Mapping[str, Any]], batch_page: str | None, out_dir: Path | None = None
+) -> dict[str, Any]:
+    """What the comparison page shows: header (the folders relative to `out_dir`), then items worst first
+    (as compare orders them)."""
     counts = comparison.counts()
     ordered = sorted(
         items, key=lambda item: WORST_FIRST.index(item["status"]) if item["status"] in WORST_FIRST else len(WORST_FIRST)
@@ -67,8 +71,8 @@ def compare_data(comparison: Any, items: Sequence[Mapping[str, Any]], batch_page
     return {
         "format": 1,
         "title": f"rr-controlnet compare: {baseline} → {new}",
-        "baseline": str(comparison.baseline),
-        "new": str(comparison.new),
+        "baseline": shown_path(comparison.baseline, out_dir),
+        "new": shown_path(comparison.new, out_dir),
         "counts": counts,
         "passed": comparison.passed,
         "thresholds": asdict(comparison.thresholds),

@@ -26,6 +26,7 @@ from rr_controlnet.adherence import Adherence
 from rr_controlnet.outputs import BatchSummary, ItemOutcome
 from rr_controlnet.outputs.files import write_atomic
 from rr_controlnet.outputs.names import COMPARE_FOLDER, OVERVIEW_NAME, is_overview_page
+from rr_controlnet.outputs.records import folder_relative
 from rr_controlnet.review_page.items import (
     ASSET_NAMES,
     REVIEW_FOLDER,
@@ -57,7 +58,7 @@ def write_review_page(out_dir: Path, summary: BatchSummary, log: Callable[[str],
     out_dir = Path(out_dir)
     log = log or (lambda message: None)
     infos = current_item_infos(out_dir, summary.items, log)
-    data = page_data(summary, infos, overview_pages(out_dir))
+    data = page_data(summary, infos, overview_pages(out_dir), out_dir)
     review = out_dir / REVIEW_FOLDER
     copy_page_assets(review, PAGE_ASSETS)
     write_atomic(review / DATA_NAME, data_script("RR_REVIEW", data))
@@ -199,9 +200,11 @@ def page_data(
     summary: BatchSummary,
     infos: Mapping[str, Mapping[str, Any]],
     overview: Sequence[str] = (),
+    folder: Path | None = None,
 ) -> dict[str, Any]:
-    """What the page shows, compact: the batch's header, parameters common to every item once, then per
-    item what differs; items failed first, then pending, then done, each in manifest order."""
+    """What the page shows, compact: the batch's header (paths relative to the output `folder`), parameters
+    common to every item once, then per item what differs; items failed first, then pending, then done,
+    each in manifest order."""
     outcomes = summary.items
     common = common_params(outcome.params for outcome in outcomes)
     sweeps, sweep_index = sweep_tables(outcomes)
@@ -217,7 +220,7 @@ def page_data(
     return {
         "format": DATA_FORMAT,
         "title": f"rr-controlnet: {Path(summary.manifest).name or 'batch'}",
-        "manifest": summary.manifest,
+        "manifest": folder_relative(summary.manifest, folder),
         "model": summary.model,
         "counts": {status: counts.get(status, 0) for status in STATUS_ORDER[::-1]},
         "versions": summary.versions,
