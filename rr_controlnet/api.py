@@ -24,6 +24,7 @@ UsageError, ClusterError (a Ray cluster out of reach); per-item failures are out
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -392,7 +393,8 @@ def write_review_page(out_dir: str | Path, log: Callable[[str], None] | None = N
         raise OutputFolderError(f"{folder.path}: not a folder")
     if not (folder.path / SUMMARY_NAME).is_file():
         shards = list(folder.path.glob(SHARD_SUMMARY_GLOB))
-        hint = f" (it has shard summaries: merge them with `rr-controlnet summarize {folder.path}`)" if shards else ""
+        command = shlex.join(["rr-controlnet", "summarize", str(folder.path)])
+        hint = f" (it has shard summaries: merge them with `{command}`)" if shards else ""
         raise OutputFolderError(f"{folder.path}: not an rr-controlnet output folder: no {SUMMARY_NAME}{hint}")
     try:
         summary = folder.read()

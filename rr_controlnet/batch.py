@@ -19,6 +19,7 @@ folder picks up where it stopped.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import sys
 import threading
 import time
@@ -282,7 +283,8 @@ def _finish(
         except OutputWriteError as exc:
             # The items are complete and summary.json says so; the review can be written again later.
             report.review_error = str(exc)
-            log(f"warning: {exc}; `rr-controlnet summarize {folder.path}` writes the review again")
+            command = shlex.join(["rr-controlnet", "summarize", str(folder.path)])
+            log(f"warning: {exc}; `{command}` writes the review again")
     return report
 
 

@@ -1,13 +1,15 @@
 """The command line: parses arguments, calls rr_controlnet.api, and turns errors into messages and exit codes.
 
 Exit codes: 0 every item done; 1 some items failed; 2 manifest or usage error (nothing generated);
-130 interrupted (SIGINT); 143 terminated (SIGTERM).
+70 an internal error (a bug: its traceback is written to a file); 130 interrupted (SIGINT); 143
+terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -23,6 +25,7 @@ from rr_controlnet.errors import ManifestError, OutputWriteError, RrControlnetEr
 EXIT_OK: Final = 0
 EXIT_ITEMS_FAILED: Final = 1
 EXIT_USAGE: Final = 2
+EXIT_INTERNAL_ERROR: Final = 70  # EX_SOFTWARE of sysexits.h: not a failed item, not a usage error
 DEBUG_ENV: Final = "RR_CONTROLNET_DEBUG"
 
 EXAMPLES: Final = """
@@ -294,7 +297,7 @@ def _generate(manifest: api.Manifest, options: api.BatchOptions, flags: dict[str
     skipped = f", {len(report.skipped)} skipped (up to date)" if report.skipped else ""
     _log(
         f"{counts['done']} done, {counts['failed']} failed, {counts['pending']} pending{skipped}; "
-        f"output in {out_dir} (open with: rr-controlnet view {out_dir})"
+        f"output in {out_dir} (open with: {shlex.join(['rr-controlnet', 'view', str(out_dir)])})"
     )
     if report.stopped_by:
         _log(f"stopped by {report.stopped_by}; rerun the same command to finish the rest")
@@ -448,8 +451,25 @@ def main() -> None:
         # Ctrl-C before any item started (while importing or loading): nothing to keep.
         click.echo("\ninterrupted", err=True)
         sys.exit(api.EXIT_CODES_BY_SIGNAL["SIGINT"])
-    except Exception as exc:  # the CLI edge: users get one line, developers can ask for the traceback
+    except Exception as exc:  # the CLI edge: users get one line and a file with the traceback
         if os.environ.get(DEBUG_ENV) or getattr(sys, "_called_from_test", False):
             raise  # under tests (conftest sets the flag, and DEBUG_ENV for the CLIs they start) a bug shows whole
-        click.echo(f"error: {type(exc).__name__}: {exc} (set {DEBUG_ENV}=1 for the traceback)", err=True)
-        sys.exit(EXIT_ITEMS_FAILED)
+        click.echo(f"error: internal error, {type(exc).__name__}: {exc} ({_traceback_note(exc)})", err=True)
+        sys.exit(EXIT_INTERNAL_ERROR)
+
+
+def _traceback_note(exc: BaseException) -> str:
+    """Where the traceback of an unexpected error went: a file in the temporary folder, else stderr."""
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    name = f"rr-controlnet-error-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.txt"
+    path = Path(tempfile.gettempdir()) / name
+    try:
+        path.write_text(f"rr-controlnet {api.__version__}: {' '.join(sys.argv)}\n\n{text}", encoding="utf-8")
+    except OSError:
+        click.echo(text, err=True, nl=False)
+        return "a bug: its traceback is above; please report it"
+    return f"a bug: its traceback is in {path}; please report it, or set {DEBUG_ENV}=1 to see it here"

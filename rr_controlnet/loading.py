@@ -5,6 +5,7 @@ torch and diffusers are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -274,9 +275,9 @@ def _fetched(repos: list[HubRepo], runtime: Runtime, spec: ModelSpec, downloads:
 
 def _fetch_advice(spec: ModelSpec, missing: list[tuple[str, str]]) -> str:
     fetch = (
-        f"`rr-controlnet fetch {spec.name}`"
+        f"`{shlex.join(['rr-controlnet', 'fetch', spec.name])}`"
         if spec.name in PRESETS
-        else " and ".join(f"`hf download {repo}`" for _, repo in missing)
+        else " and ".join(f"`{shlex.join(['hf', 'download', repo])}`" for _, repo in missing)
     )
     return (
         f"On a connected machine run {fetch} and copy the Hugging Face cache here (or set HF_HOME to it), "

@@ -7,7 +7,7 @@ models built) and `rr-controlnet models` (each component, what would load, what 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rr_controlnet.downloads import DownloadDisplay, ensure_weights, quiet_library_logging
@@ -40,6 +40,7 @@ class ComponentStatus:
     cached: bool | None  # on this machine; None where nothing is kept (random models)
     bytes_cached: int | None
     bytes_to_fetch: int | None  # what fetching it would download (None: not known or nothing)
+    unknown_because: str | None = None  # why the hub was not asked what fetching would download
 
 
 @dataclass(frozen=True)
@@ -113,10 +114,15 @@ def model_statuses(named: Sequence[tuple[str, ModelSpec]], dtype_name: str) -> l
     in reach) tells which weights would load and how much fetching them downloads."""
     repos = [repo for _, spec in named for repo in hub_repos(spec)]
     planned = plan_weights(repos, dtype_name, ask_hub=False)
-    if not all(entry.complete for entry in planned) and not offline() and hub_unreachable() is None:
-        planned = [entry if entry.complete else plan_weights([entry.repo], dtype_name, True)[0] for entry in planned]
+    unknown_because = None
+    if not all(entry.complete for entry in planned):
+        unknown_because = "HF_HUB_OFFLINE is set" if offline() else hub_unreachable()
+        if unknown_because is None:
+            asked = (entry if entry.complete else plan_weights([entry.repo], dtype_name, True)[0] for entry in planned)
+            planned = list(asked)
     by_repo = {entry.repo.repo: entry for entry in planned}
-    return [row for model, spec in named for row in _component_rows(model, spec, dtype_name, by_repo)]
+    rows = [row for model, spec in named for row in _component_rows(model, spec, dtype_name, by_repo)]
+    return [replace(row, unknown_because=unknown_because) if _size_text(row) == "?" else row for row in rows]
 
 
 def _component_rows(
@@ -157,9 +163,11 @@ def models_table(rows: Sequence[ComponentStatus]) -> str:
         (row.model, row.component, row.source, row.weights, _yes_no(row.cached), _size_text(row)) for row in rows
     ]
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
-    return "\n".join(
+    table = "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines
     )
+    reasons = sorted({row.unknown_because or "the hub did not say" for row in rows if _size_text(row) == "?"})
+    return table + "".join(f"\n? size not known: {reason}" for reason in reasons)
 
 
 def _yes_no(cached: bool | None) -> str:

@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 import zlib
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,14 +191,21 @@ class Row:
 class Recording:
     application_id: str
     recording_id: str
-    rows: dict[str, list[Row]] = field(default_factory=lambda: defaultdict(list))
+    rows: dict[str, list[Row]] = field(default_factory=dict)
+
+    def entity(self, entity: str) -> list[Row]:
+        """Every row of an entity; a recording without it fails the test, naming the entities it has."""
+        if entity not in self.rows:
+            pytest.fail(f"the recording has no entity {entity!r}; it has {sorted(self.rows)}")
+        return self.rows[entity]
 
     def static(self, entity: str) -> Row:
-        (row,) = [row for row in self.rows[entity] if row.static]
+        (row,) = [row for row in self.entity(entity) if row.static]
         return row
 
     def timed(self, entity: str) -> list[Row]:
-        return sorted((row for row in self.rows[entity] if not row.static), key=lambda row: row.step)
+        """An entity's rows on the step timeline, in step order; an entity that is not there fails the test."""
+        return sorted((row for row in self.entity(entity) if not row.static), key=lambda row: row.step)
 
 
 def read_recording(path: Path) -> Recording:
@@ -218,7 +224,7 @@ def read_recording(path: Path) -> Recording:
             columns = {name: batch.column(name)[index].as_py() for name in names}
             step = batch.column("step")[index].as_py() if "step" in batch.schema.names else None
             timestep = batch.column("timestep")[index].as_py() if "timestep" in batch.schema.names else None
-            recording.rows[str(chunk.entity_path)].append(Row(chunk.is_static, step, timestep, columns))
+            recording.rows.setdefault(str(chunk.entity_path), []).append(Row(chunk.is_static, step, timestep, columns))
     return recording
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +237,37 @@ def test_checking_a_recording_leaves_other_threads_warnings_alone(tmp_path: Path
     assert rrd_problem(path) is None
     path.write_bytes(path.read_bytes()[:-40])  # the footer cut off
     assert rrd_problem(path) is not None
+
+
+def test_an_unexpected_error_exits_70_and_says_where_its_traceback_is(tmp_path: Path) -> None:
+    """A bug is not a failed item (1) nor a usage error (2): its own code, one line, the traceback kept."""
+    manifest = tiny_manifest(tmp_path)
+    crash = (
+        "import sys\n"
+        "from rr_controlnet import api\n"
+        "def validate_manifest(*args, **kwargs):\n"
+        "    raise RuntimeError('a bug in validation')\n"
+        "api.validate_manifest = validate_manifest\n"
+        "from rr_controlnet.cli import main\n"
+        f"sys.argv = ['rr-controlnet', 'validate', {str(manifest)!r}]\n"
+        "main()\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "RR_CONTROLNET_DEBUG"}
+    env["TMPDIR"] = str(tmp_path)
+    result = subprocess.run([sys.executable, "-c", crash], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 70, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    (traceback_file,) = tmp_path.glob("rr-controlnet-error-*.txt")
+    assert line == (
+        f"error: internal error, RuntimeError: a bug in validation (a bug: its traceback is in {traceback_file}; "
+        "please report it, or set RR_CONTROLNET_DEBUG=1 to see it here)"
+    )
+    kept = traceback_file.read_text()
+    assert "Traceback (most recent call last)" in kept and "RuntimeError: a bug in validation" in kept
+    assert f"rr-controlnet validate {manifest}" in kept.splitlines()[0]
+
+
+def test_commands_suggested_on_the_terminal_are_shell_quoted(tmp_path: Path) -> None:
+    out = tmp_path / "my out"
+    result = run_cli("batch", tiny_manifest(tmp_path), "--out", out, "--steps", "1")
+    assert f"(open with: rr-controlnet view '{out}')" in result.output

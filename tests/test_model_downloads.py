@@ -405,3 +405,16 @@ def test_a_batch_through_the_api_leaves_the_hubs_bars_as_it_found_them(tmp_path:
         assert are_progress_bars_disabled()
     finally:
         enable_progress_bars()
+
+
+def test_models_says_why_a_size_is_not_known(tmp_path: Path) -> None:
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    for env, reason in (
+        (hub_env(unreachable, tmp_path / "hf"), f"? size not known: {unreachable} cannot be reached: "),
+        ({**hub_env(unreachable, tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}, "? size not known: HF_HUB_OFFLINE is set"),
+    ):
+        result = cli(env, "models", "sd15", "--dtype", "fp16")
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        assert [line.split()[-1] for line in lines[1:3]] == ["?", "?"]
+        assert lines[3].startswith(reason), result.stdout

@@ -6,11 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from helpers import decoded_image, read_recording, write_manifest
+from helpers import decoded_image, read_recording, run_batch, run_cli, write_manifest
 from PIL import Image
-
-from rr_controlnet.cli import cli
 
 
 def run_one(tmp_path: Path, image_name: str, **item: object) -> Path:
@@ -23,8 +20,7 @@ def run_one(tmp_path: Path, image_name: str, **item: object) -> Path:
             "items": [{"image": image_name, **item}],
         },
     )
-    result = CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 0, result.output
+    run_batch(manifest, tmp_path / "out")
     return tmp_path / "out"
 
 
@@ -65,8 +61,9 @@ def test_no_float_images_are_logged_per_step(tmp_path: Path) -> None:
     """The original logged a float32 HxWx3 image every step (about 9 MB a step at 1024x1024)."""
     Image.fromarray(np.full((64, 64, 3), 90, dtype=np.uint8)).save(tmp_path / "flat.png")
     out = run_one(tmp_path, "flat.png")
-    for row in read_recording(out / "flat.rrd").timed("/items/flat/preview"):
-        assert row.columns["EncodedImage:media_type"] == ["image/jpeg"]
+    rows = read_recording(out / "flat.rrd").timed("/items/flat/preview")
+    assert [row.step for row in rows] == [0, 1]
+    assert all(row.columns["EncodedImage:media_type"] == ["image/jpeg"] for row in rows)
 
 
 def test_cpu_only_machines_run(tmp_path: Path) -> None:
@@ -75,6 +72,5 @@ def test_cpu_only_machines_run(tmp_path: Path) -> None:
     manifest = write_manifest(
         tmp_path, {"version": 1, "model": "tiny-sd15", "defaults": {"steps": 1}, "items": [{"image": "flat.png"}]}
     )
-    result = CliRunner().invoke(cli, ["batch", str(manifest), "--device", "auto"])
-    assert result.exit_code == 0, result.output
+    run_cli("batch", manifest, "--device", "auto")
     assert (tmp_path / "manifest-output" / "flat.png").exists()
