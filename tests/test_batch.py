@@ -9,11 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from helpers import blueprint_views, decoded_image, read_recording, run_batch, tensor, tensor_dim_names, tiny_manifest
+from helpers import (
+    blueprint_views,
+    decoded_image,
+    read_recording,
+    run_batch,
+    run_cli,
+    tensor,
+    tensor_dim_names,
+    tiny_manifest,
+)
 from PIL import Image
-
-from rr_controlnet.cli import cli
 
 STEPS = 3
 ADHERENCE_SCORES = ("f1", "precision", "recall", "f1_tolerant", "precision_tolerant", "recall_tolerant", "ssim")
@@ -191,6 +197,6 @@ def test_the_batch_process_caps_malloc_arenas_before_it_loads_a_model(tmp_path: 
         assert memory.limit_malloc_arenas()  # glibc takes the setting
     calls: list[str] = []
     monkeypatch.setattr(memory, "limit_malloc_arenas", lambda: calls.append("capped") or True)
-    result = CliRunner().invoke(cli, ["batch", str(tiny_manifest(tmp_path)), "--out", str(tmp_path / "out")])
+    result = run_cli("batch", str(tiny_manifest(tmp_path)), "--out", str(tmp_path / "out"), exit_code=None)
     assert result.exit_code == 0, result.output
     assert calls == ["capped"]

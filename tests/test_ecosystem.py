@@ -10,26 +10,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from helpers import (
     blueprint_active_tab,
     decoded_image,
     free_port,
     read_recording,
     recording_properties,
+    run_cli,
     sample_image,
     tiny_manifest,
 )
 from PIL import Image
 
-from rr_controlnet.cli import cli
 from rr_controlnet.original import BUNDLED_LOGO, ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT
 
 IMPORTER = Path(sys.executable).with_name("rerun-importer-rr-controlnet")
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args))
+    return run_cli(*args, exit_code=None)
 
 
 @pytest.fixture(scope="module")

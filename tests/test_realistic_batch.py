@@ -11,11 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from helpers import read_recording, run_batch, summary_items, tiny_manifest
+from helpers import read_recording, run_batch, run_cli, summary_items, tiny_manifest
 from stand_in import outputs_following_controls
-
-from rr_controlnet.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = 256  # near-copies need room for their edges; the tiny model takes 2 steps at 256 px in a second
@@ -53,10 +50,10 @@ def test_compare_tells_near_copies_apart_and_calls_equal_ones_the_same(
     for name, kind in (("accepted", "identical"), ("again", "identical"), ("jpeg", "jpeg")):
         with outputs_following_controls({"astronaut": kind, "horse": "pure_noise"}):
             batch(manifest, tmp_path / name)
-    result = CliRunner().invoke(cli, ["compare", str(tmp_path / "accepted"), str(tmp_path / "again")])
+    result = run_cli("compare", str(tmp_path / "accepted"), str(tmp_path / "again"), exit_code=None)
     assert result.exit_code == 0, result.output
     # The same parameters, the astronaut re-encoded as JPEG (quality 50): levels apart on average, past 1.0.
-    result = CliRunner().invoke(cli, ["compare", str(tmp_path / "accepted"), str(tmp_path / "jpeg")])
+    result = run_cli("compare", str(tmp_path / "accepted"), str(tmp_path / "jpeg"), exit_code=None)
     assert result.exit_code == 1, result.output
     document = json.loads((tmp_path / "jpeg" / "compare" / "compare.json").read_text())
     astronaut, horse = document["items"]  # worst first

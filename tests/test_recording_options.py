@@ -5,10 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from helpers import decoded_image, read_recording, run_batch, tiny_manifest
-
-from rr_controlnet.cli import cli
+from helpers import decoded_image, read_recording, run_batch, run_cli, tiny_manifest
 
 
 def run(tmp_path: Path, *args: str) -> Path:
@@ -51,7 +48,7 @@ def test_latents_are_recorded_as_float16(tmp_path: Path) -> None:
 @pytest.mark.parametrize("flag", ["--offload", "--compile"])
 def test_gpu_only_options_are_refused_on_the_cpu(tmp_path: Path, flag: str) -> None:
     manifest = tiny_manifest(tmp_path)
-    result = CliRunner().invoke(cli, ["batch", str(manifest), "--device", "cpu", flag])
+    result = run_cli("batch", str(manifest), "--device", "cpu", flag, exit_code=None)
     assert result.exit_code == 2
     assert f"error: {flag} needs a CUDA device; this run is on cpu" in result.output
 

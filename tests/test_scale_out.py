@@ -9,11 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from helpers import read_recording, run_cli, tiny_manifest
 from PIL import Image
 
-from rr_controlnet.cli import cli
 from rr_controlnet.distributed import Shard, launched_process, parse_shard
 
 THREE_ITEMS = [{"image": "astronaut.png"}, {"image": "horse.png", "seed": 5}, {"id": "third", "image": "horse.png"}]
@@ -66,7 +64,7 @@ def test_shard_runs_and_summarize_give_the_same_batch(single_process: tuple[Path
     shard_files = sorted(path.name for path in out.iterdir())
     assert "third.png" not in shard_files and "horse.png" in shard_files  # items 1 and 3 belong to shard 0
     batch(str(manifest), "--out", str(out), "--shard", "0/2", "--threads", "1")
-    result = CliRunner().invoke(cli, ["summarize", str(out)])
+    result = run_cli("summarize", str(out), exit_code=None)
     assert result.exit_code == 0, result.output
     assert "3 done, 0 failed, 0 pending" in result.output
     assert_same_batch(expected, out)
@@ -76,7 +74,7 @@ def test_a_rerun_of_a_shard_resumes_its_own_items(single_process: tuple[Path, Pa
     manifest, _ = single_process
     out = tmp_path / "out"
     batch(str(manifest), "--out", str(out), "--shard", "0/2")
-    result = CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(out), "--shard", "0/2"])
+    result = run_cli("batch", str(manifest), "--out", str(out), "--shard", "0/2", exit_code=None)
     assert result.exit_code == 0 and "2 skipped (up to date)" in result.output
 
 
@@ -100,7 +98,7 @@ def test_launcher_environment_gives_the_rank() -> None:
 
 
 def test_bad_shard_option_is_a_usage_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["batch", str(tiny_manifest(tmp_path)), "--shard", "3/2"])
+    result = run_cli("batch", str(tiny_manifest(tmp_path)), "--shard", "3/2", exit_code=None)
     assert result.exit_code == 2 and "--shard: the shard index must be 0..1" in result.output
 
 

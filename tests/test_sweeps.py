@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
-from helpers import blueprint_views, read_recording, sample_image, tiny_manifest, write_manifest
+from helpers import blueprint_views, read_recording, run_cli, sample_image, tiny_manifest, write_manifest
 from PIL import Image
 
-from rr_controlnet.cli import cli
 from rr_controlnet.errors import ManifestError
 from rr_controlnet.manifest import load_manifest
 from rr_controlnet.outputs import ItemOutcome
@@ -184,19 +182,19 @@ def test_bad_sweeps_are_reported_with_their_line(tmp_path: Path, sweep: dict, ex
         f"      {line}\n" for line in yaml.safe_dump(sweep, default_flow_style=False, sort_keys=False).splitlines()
     )
     (tmp_path / "m.yaml").write_text(text)
-    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "m.yaml")])
+    result = run_cli("validate", str(tmp_path / "m.yaml"), exit_code=None)
     assert result.exit_code == 2
     assert result.output.splitlines()[0].replace(str(tmp_path / "m.yaml"), "m.yaml") == expected, text
 
 
 def test_validate_says_what_the_manifest_expands_to(tmp_path: Path) -> None:
     path = manifest_with(tmp_path, item_sweep={"seed": {"count": 3}})
-    result = CliRunner().invoke(cli, ["validate", str(path)])
+    result = run_cli("validate", str(path), exit_code=None)
     assert result.exit_code == 0 and "ok, 3 items (3 sweep variants of 1 item)" in result.output
-    result = CliRunner().invoke(cli, ["validate", str(path), "--max-items", "2"])
+    result = run_cli("validate", str(path), "--max-items", "2", exit_code=None)
     assert result.exit_code == 2 and "more than the limit of 2" in result.output
     plain = tiny_manifest(tmp_path, items=[{"id": f"h{n}", "image": "horse.png"} for n in range(5)])
-    assert CliRunner().invoke(cli, ["validate", str(plain), "--max-items", "2"]).exit_code == 0  # no sweep, no bound
+    assert run_cli("validate", str(plain), "--max-items", "2", exit_code=None).exit_code == 0  # no sweep, no bound
 
 
 # --- a sweep, run ---------------------------------------------------------------------------------
@@ -206,7 +204,7 @@ VARIANTS = ["horse_seed1_ccs0.5", "horse_seed2_ccs0.5", "horse_seed1_ccs1", "hor
 
 
 def run(*args: str):
-    result = CliRunner().invoke(cli, ["batch", *args])
+    result = run_cli("batch", *args, exit_code=None)
     assert result.exit_code == 0, result.output
     return result
 
@@ -328,7 +326,7 @@ def test_a_sweep_across_two_shards_equals_one_process(swept_batch: tuple[Path, P
     out = tmp_path / "out"
     run(str(manifest), "--out", str(out), "--shard", "0/2", "--threads", "1")
     run(str(manifest), "--out", str(out), "--shard", "1/2", "--threads", "1")
-    assert CliRunner().invoke(cli, ["summarize", str(out)]).exit_code == 0
+    assert run_cli("summarize", str(out), exit_code=None).exit_code == 0
     for item_id in [*VARIANTS, "astronaut"]:
         np.testing.assert_array_equal(
             np.asarray(Image.open(out / f"{item_id}.png")), np.asarray(Image.open(expected / f"{item_id}.png"))
@@ -389,7 +387,7 @@ items:
       steps: [2, x]
 """
     (tmp_path / "m.yaml").write_text(text)
-    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "m.yaml")])
+    result = run_cli("validate", str(tmp_path / "m.yaml"), exit_code=None)
     assert result.exit_code == 2
     lines = [line.replace(str(tmp_path / "m.yaml"), "m.yaml") for line in result.output.splitlines()]
     assert lines == [

@@ -8,11 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from helpers import sample_image
+from helpers import run_cli, sample_image
 from PIL import Image
-
-from rr_controlnet.cli import cli
 
 HEADER = "version: 1\nmodel: tiny-sd15\n"
 
@@ -20,7 +17,7 @@ HEADER = "version: 1\nmodel: tiny-sd15\n"
 def validate(folder: Path, text: str | bytes) -> tuple[int, list[str]]:
     path = folder / "m.yaml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    result = CliRunner().invoke(cli, ["validate", str(path)])
+    result = run_cli("validate", str(path), exit_code=None)
     lines = [line.replace(str(path), "m.yaml") for line in result.output.strip().splitlines()]
     return result.exit_code, lines
 
@@ -383,7 +380,7 @@ def test_a_valid_manifest_passes(folder: Path) -> None:
 def test_batch_stops_before_loading_a_model(folder: Path) -> None:
     path = folder / "m.yaml"
     path.write_text(HEADER + "items:\n  - image: astronaut.png\n    steps: 0\n")
-    result = CliRunner().invoke(cli, ["batch", str(path), "--out", str(folder / "out")])
+    result = run_cli("batch", str(path), "--out", str(folder / "out"), exit_code=None)
     assert result.exit_code == 2
     assert "steps must be an integer 1..1000, got 0" in result.output
     assert not (folder / "out").exists()
@@ -416,7 +413,7 @@ def test_validate_and_help_import_neither_torch_nor_diffusers(folder: Path) -> N
 )
 def test_the_shipped_example_manifests_are_valid(name: str, expected: str) -> None:
     example = Path(__file__).resolve().parent.parent / "manifests" / name
-    result = CliRunner().invoke(cli, ["validate", str(example)])
+    result = run_cli("validate", str(example), exit_code=None)
     assert result.exit_code == 0 and expected in result.output, result.output
 
 

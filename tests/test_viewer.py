@@ -14,11 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from helpers import free_port, shown_tab, tiny_manifest
+from helpers import free_port, run_cli, shown_tab, tiny_manifest
 from stand_in import outputs_following_controls
-
-from rr_controlnet.cli import cli
 
 VULKAN_DRIVERS = Path("/usr/share/vulkan/icd.d")
 # Read when the module is collected, before conftest's session fixture sets CI for every test.
@@ -48,8 +45,8 @@ def viewer():
 
 def test_the_batch_blueprint_shows_every_view_without_errors(viewer, tmp_path: Path) -> None:
     with outputs_following_controls("shift"):  # outputs that look like a working ControlNet's, not noise
-        result = CliRunner().invoke(
-            cli, ["batch", str(tiny_manifest(tmp_path, size=128)), "--out", str(tmp_path / "out")]
+        result = run_cli(
+            "batch", str(tiny_manifest(tmp_path, size=128)), "--out", str(tmp_path / "out"), exit_code=None
         )
     assert result.exit_code == 0, result.output
     for path in sorted((tmp_path / "out").glob("*.rrd")):
@@ -94,8 +91,8 @@ def test_the_batch_blueprint_shows_every_view_without_errors(viewer, tmp_path: P
 def test_connect_streams_every_item_live_to_a_running_viewer(viewer, tmp_path: Path) -> None:
     before = {recording.store_id for recording in viewer.get_state().recordings}
     manifest = tiny_manifest(tmp_path)
-    result = CliRunner().invoke(
-        cli, ["batch", str(manifest), "--out", str(tmp_path / "out"), "--connect", viewer.url, "--no-save"]
+    result = run_cli(
+        "batch", str(manifest), "--out", str(tmp_path / "out"), "--connect", viewer.url, "--no-save", exit_code=None
     )
     assert result.exit_code == 0, result.output
     assert not list((tmp_path / "out").glob("*.rrd"))  # --no-save: the viewer got the only copy
@@ -123,7 +120,7 @@ def test_view_opens_the_whole_batch_on_its_first_item(tmp_path: Path) -> None:
 
     from rr_controlnet.viewer import require_reachable, viewer_command
 
-    result = CliRunner().invoke(cli, ["batch", str(tiny_manifest(tmp_path)), "--out", str(tmp_path / "out")])
+    result = run_cli("batch", str(tiny_manifest(tmp_path)), "--out", str(tmp_path / "out"), exit_code=None)
     assert result.exit_code == 0, result.output
     rerun, *files = viewer_command(tmp_path / "out")
     port = free_port()
