@@ -383,7 +383,7 @@ def write_review_page(out_dir: str | Path, log: Callable[[str], None] | None = N
     review images missing from the folder are made from the item files. Returns the page's path.
 
     Raises OutputFolderError when OUT has no summary.json of this tool (naming shard summaries to merge
-    first), OutputWriteError when the page cannot be written.
+    first) or a batch is still writing it, OutputWriteError when the page cannot be written.
     """
     from rr_controlnet.outputs.names import SHARD_SUMMARY_GLOB, SUMMARY_NAME
     from rr_controlnet.review_page import write_review_page as write_page
@@ -391,6 +391,13 @@ def write_review_page(out_dir: str | Path, log: Callable[[str], None] | None = N
     folder = OutputFolder(out_dir)
     if not folder.path.is_dir():
         raise OutputFolderError(f"{folder.path}: not a folder")
+    writers = folder.running_writers()
+    if writers:  # worded as compare words it
+        shard, holder = writers[0]
+        who = holder.describe() if holder is not None else "another run"
+        raise OutputFolderError(
+            f"{folder.path}: in use: a batch is still writing it ({shard}: {who}); it writes the page when it is done"
+        )
     if not (folder.path / SUMMARY_NAME).is_file():
         shards = list(folder.path.glob(SHARD_SUMMARY_GLOB))
         command = shlex.join(["rr-controlnet", "summarize", str(folder.path)])

@@ -44,6 +44,7 @@ DIVERGENCE_COSINE_DISTANCE: Final = 1e-5
 # Run settings that decide outputs (a change makes every item `changed`), and those that only decide what
 # was recorded.
 OUTPUT_SETTINGS: Final = ("scheduler", "dtype")
+MADE_ANOTHER_WAY: Final = "made another way: "
 
 
 class CompareError(RrControlnetError):
@@ -107,6 +108,7 @@ class Comparison:
     thresholds: Thresholds
     items: list[ItemComparison]  # worst first
     settings_changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # model, libraries
+    new_outputs: str = ""  # the new run's outputs as compared (review_page.outputs_fingerprint)
 
     def counts(self) -> dict[str, int]:
         return {status: sum(1 for item in self.items if item.status == status) for status in STATUSES}
@@ -173,7 +175,9 @@ def compare_folders(
         {"model": before.model, "versions": before.versions, "settings": before.settings},
         {"model": after.model, "versions": after.versions, "settings": after.settings},
     )
-    return Comparison(Path(baseline), Path(new), thresholds, items, settings)
+    from rr_controlnet.review_page.compare_page import outputs_fingerprint
+
+    return Comparison(Path(baseline), Path(new), thresholds, items, settings, outputs_fingerprint(after))
 
 
 def _absent_or_empty(folder: Path) -> bool:
@@ -211,7 +215,9 @@ def compare_item(
         )
     if after.status != "done":
         reason = f"not finished in the new run: {after.status}" + (f" ({after.error})" if after.error else "")
-        return ItemComparison(item_id, "failed", [reason])
+        finished_before = before is not None and before.status == "done"
+        baseline_png = before.file(baseline.path, IMAGE_SUFFIX) if finished_before else None
+        return ItemComparison(item_id, "failed", [reason], baseline_png=baseline_png)  # shown beside the reason
     comparison = ItemComparison(item_id, "same")
     comparison.new_png, comparison.new_rrd = after.file(new.path, IMAGE_SUFFIX), after.file(new.path, RECORDING_SUFFIX)
     damage = new.damage(after)
@@ -237,7 +243,7 @@ def compare_item(
     made_differently = made_another_way(before, after, comparison.params_changed, run_changes or {})
     if made_differently:
         comparison.status = "changed"
-        comparison.notes.append(f"made another way: {made_differently}")
+        comparison.notes.append(f"{MADE_ANOTHER_WAY}{made_differently}")
     _compare_images(comparison, thresholds)
     if comparison.status != "failed":
         _compare_latents(comparison, thresholds)
@@ -252,8 +258,7 @@ def made_another_way(
 ) -> str:
     """What differs in how two runs made an item, in words ("" when nothing does): its effective
     parameters, the model, the output-deciding settings, its input image."""
-    reasons = [f"{name} {_shown(old)} → {_shown(new)}" for name, (old, new) in params_changed.items()]
-    reasons += [f"{name} {_shown(old)} → {_shown(new)}" for name, (old, new) in run_changes.items()]
+    reasons = changes_in_words(params_changed) + changes_in_words(run_changes)
     if before.input_sha256 and after.input_sha256 and before.input_sha256 != after.input_sha256:
         reasons.append("the input image's content")
     if not reasons and before.params_hash and after.params_hash and before.params_hash != after.params_hash:
@@ -261,6 +266,11 @@ def made_another_way(
         if not known:  # a summary from before inputs were hashed apart: the fingerprint is all there is
             reasons.append("its fingerprint (params hash; the input image or settings)")
     return "; ".join(reasons)
+
+
+def changes_in_words(changed: dict[str, tuple[Any, Any]]) -> list[str]:
+    """Each change as the `made another way` note words it: "name old → new", long values shortened."""
+    return [f"{name} {_shown(old)} → {_shown(new)}" for name, (old, new) in changed.items()]
 
 
 def _shown(value: Any) -> str:

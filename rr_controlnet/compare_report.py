@@ -46,7 +46,10 @@ def write_comparison(comparison: Comparison, out_dir: Path) -> list[Path]:
 
 def comparison_document(comparison: Comparison, relative_to: Path | None = None) -> dict[str, Any]:
     """The comparison as strict JSON values: paths relative to `relative_to` (the folder of compare.json,
-    so the report moves with the folders it compares), numbers that are not finite as null."""
+    so the report moves with the folders it compares), numbers that are not finite as null; and when it
+    was made."""
+    from rr_controlnet.review_page.compare_page import now_text
+
     base = Path(relative_to).resolve() if relative_to is not None else None
 
     def plain(value: Any) -> Any:
@@ -65,6 +68,7 @@ def comparison_document(comparison: Comparison, relative_to: Path | None = None)
     document = plain(asdict(comparison))
     document["counts"] = comparison.counts()
     document["passed"] = comparison.passed
+    document["made"] = now_text()  # with `new_outputs`: the new run's page tells a comparison gone out of date
     return document
 
 

@@ -1,6 +1,6 @@
-"""The review files of a batch, written from its summary once it is done: the review page (index.html),
-the contact sheet (overview*.png) and summary.md beside the recordings, summary.md also appended to a job
-summary; and `summarize`, which merges a sharded batch's records first.
+"""The review files of a batch, written from its summary once it is done: the contact sheet (overview*.png),
+the review page (index.html, which links the sheet) and summary.md beside the recordings, summary.md also
+appended to a job summary; and `summarize`, which merges a sharded batch's records first.
 
     write_review(summary, OutputFolder(out_dir), summary_to=Path(os.environ["GITHUB_STEP_SUMMARY"]))
 
@@ -30,12 +30,13 @@ def write_review(
     summary_to: Path | None = None,
     log: Callable[[str], None] | None = None,
 ) -> None:
-    """The review page, overview.png (paged for large batches) and summary.md in the folder; summary.md
+    """overview.png (paged for large batches), the review page and summary.md in the folder; summary.md
     also appended to `summary_to`. Raises OutputWriteError when one cannot be written."""
     from rr_controlnet.review_page import write_review_page
 
-    write_review_page(folder.path, summary, log)
-    write_overview_pages(folder, summary, canny_for=computed_edge_maps(folder))
+    # The contact sheet first, so that the page links its pages from its first write.
+    overview = write_overview_pages(folder, summary, canny_for=computed_edge_maps(folder))
+    write_review_page(folder.path, summary, log, overview=[page.name for page in overview])
     markdown = summary_markdown(summary, folder.path)
     write_atomic(folder.path / SUMMARY_MARKDOWN_NAME, markdown)
     if summary_to is not None:

@@ -213,6 +213,10 @@ def test_an_item_that_failed_in_the_new_run_is_failed(baseline: tuple[Path, Path
     assert items(new)["astronaut"]["notes"] == [
         "not finished in the new run: failed (RuntimeError: CUDA out of memory)"
     ]
+    baseline_png = os.path.relpath((accepted / "astronaut.png").resolve(), (new / "compare").resolve())
+    assert items(new)["astronaut"]["baseline_png"] == baseline_png
+    page_images = new / "compare" / "review" / "items" / "astronaut"
+    assert sorted(path.name for path in page_images.iterdir()) == ["baseline.jpg"]  # shown beside the reason
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from review_browser import (
+    IMAGES,
     broken_images,
     chromium,
     open_page,
@@ -43,6 +44,8 @@ PAGE_ITEMS = [
 ]
 VARIANTS = ["swept_seed0_ccs0.5", "swept_seed0_ccs1", "swept_seed1_ccs0.5", "swept_seed1_ccs1"]
 COMPARED_ITEMS = [{"image": "astronaut.png"}, {"image": "chelsea.png", "seed": 7}, {"image": "horse.png"}]
+# The new run's chelsea: another seed and a long prompt with no space to break it at.
+LONG_PROMPT = "masterpiece,best_quality,ultra_detailed,aerial_view,a_futuristic_research_complex," * 4
 
 
 def run_cli(*args: str, exit_code: int = 0):
@@ -53,15 +56,16 @@ def run_cli(*args: str, exit_code: int = 0):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """`page`: the batch the page tests read; `baseline` and `new`: a run and the same with one seed changed,
-    compared (new/compare)."""
+    """`page`: the batch the page tests read; `baseline` and `new`: a run and the same with one item's seed and
+    prompt changed, compared (new/compare)."""
     folder = tmp_path_factory.mktemp("review-page")
     manifest = write_manifest(folder, PAGE_ITEMS)
     (folder / "broken.png").write_bytes(png_with_corrupt_pixels(folder / sample_image("astronaut.png", folder)))
     run_cli("batch", manifest, "--out", folder / "page", exit_code=1)  # one item fails
     for name, seed in (("baseline", 7), ("new", 8)):
         (folder / name).mkdir()
-        items = [dict(item, seed=seed) if item["image"] == "chelsea.png" else item for item in COMPARED_ITEMS]
+        changed = {"seed": seed} | ({"prompt": LONG_PROMPT} if name == "new" else {})
+        items = [dict(item, **changed) if item["image"] == "chelsea.png" else item for item in COMPARED_ITEMS]
         run_cli("batch", write_manifest(folder / name, items), "--out", folder / name / "out")
     run_cli("compare", folder / "baseline" / "out", folder / "new" / "out", exit_code=1)  # chelsea changed
     return {"page": folder / "page", "baseline": folder / "baseline" / "out", "new": folder / "new" / "out"}
@@ -253,6 +257,68 @@ def test_the_compare_page_works_from_a_copy_of_the_folder(runs, browser, tmp_pat
         assert broken_images(page) == []
 
 
+def test_parameters_that_differ_are_listed_once_and_wrap_within_their_card(runs, browser, tmp_path: Path) -> None:
+    page_path = runs["new"] / "compare" / "index.html"
+    with review(browser, page_path, tmp_path, folder=runs["new"]) as page:
+        card = page.locator("article[data-item-id='chelsea']")
+        rows = card.locator(".params-changed tbody th").all_inner_texts()
+        assert rows == ["prompt", "seed"]
+        assert card.inner_text().count("masterpiece") == 4  # the prompt in its table only (four times in it)
+        assert "made another way: prompt, seed" in card.locator(".notes").inner_text()
+        fits = """(card) => {
+            const table = card.querySelector('.params-changed').getBoundingClientRect();
+            const box = card.getBoundingClientRect();
+            return card.scrollWidth <= card.clientWidth && table.right <= box.right
+                && document.documentElement.scrollWidth <= window.innerWidth;
+        }"""
+        assert page.viewport_size["width"] == 1400 and card.evaluate(fits)
+
+
+def test_a_failed_item_shows_the_baselines_output_beside_the_reason(runs, browser, tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    manifest = write_manifest(tmp_path / "m", COMPARED_ITEMS)
+    (tmp_path / "m" / "horse.png").write_bytes(png_with_corrupt_pixels(IMAGES / "horse.png"))
+    run_cli("batch", manifest, "--out", tmp_path / "new", exit_code=1)
+    run_cli("compare", runs["baseline"], tmp_path / "new", exit_code=1)
+    with review(browser, tmp_path / "new" / "compare" / "index.html", tmp_path, tmp_path / "new") as page:
+        card = page.locator("article[data-item-id='horse']")
+        assert card.get_attribute("data-status") == "failed"
+        assert "cannot decode image" in card.locator(".notes").inner_text()
+        assert card.locator("img").evaluate_all("(images) => images.map((image) => image.alt)") == [
+            "baseline output of horse"
+        ]
+        assert "the new run has none" in card.locator("figure").inner_text()
+        assert broken_images(page) == []
+
+
+def read_links(out: Path) -> dict:
+    return json.loads((out / "review" / "links.js").read_text().removeprefix("window.RR_REVIEW_LINKS = ").rstrip(";\n"))
+
+
+def test_a_comparison_is_marked_out_of_date_once_a_rerun_changes_the_outputs(runs, browser, tmp_path: Path) -> None:
+    baseline, new = tmp_path / "baseline", tmp_path / "new"
+    shutil.copytree(runs["baseline"], baseline)
+    shutil.copytree(runs["new"], new)
+    run_cli("review", new)  # a copy (a downloaded artifact) holds the outputs compared: still current
+    assert read_links(new)["compare"]["counts"]["changed"] == 1 and "stale" not in read_links(new)["compare"]
+    run_cli("batch", runs["baseline"].parent / "manifest.yaml", "--out", new)  # chelsea as the baseline made it
+    for rebuilt in (False, True):
+        if rebuilt:
+            run_cli("review", new)
+        with review(browser, new / "index.html", tmp_path) as page:
+            text = page.locator(".comparison-link").inner_text()
+            assert "out of date" in text and "1 changed" not in text
+        link = read_links(new)["compare"]
+        made = json.loads((new / "compare" / "compare.json").read_text())["made"]
+        assert link["stale"] and link["made"] == made and link["outputs_changed"] >= made and "counts" not in link
+        for time in (made, link["outputs_changed"]):  # both, as the page words them
+            assert time.replace("T", " ").replace("+00:00", " UTC") in text
+    run_cli("compare", baseline, new)  # every item the same again
+    with review(browser, new / "index.html", tmp_path) as page:
+        text = page.locator(".comparison-link").inner_text()
+        assert "3 same" in text and "out of date" not in text
+
+
 def test_a_run_accepted_as_the_baseline_keeps_no_link_to_a_comparison_it_lacks(runs, tmp_path: Path) -> None:
     baseline, new = tmp_path / "baseline", tmp_path / "new"
     shutil.copytree(runs["baseline"], baseline)
@@ -268,28 +334,64 @@ def test_a_run_accepted_as_the_baseline_keeps_no_link_to_a_comparison_it_lacks(r
 # --- a larger page -----------------------------------------------------------------------------------
 
 
-def test_a_page_of_a_few_hundred_items_opens_and_pages(runs, browser, tmp_path: Path) -> None:
-    """300 items that reuse one item's review images: the page draws 100 rows at a time."""
+def page_of(runs, out: Path, ids: list[str], entry=lambda index, entry: entry) -> Path:
+    """A page of the items `ids`, each the page batch's astronaut under another id and seed (its review
+    images reused), as `entry(index, summary entry)` makes it; returns the page's path."""
     source = json.loads((runs["page"] / "summary.json").read_text())
     done = next(entry for entry in source["items"] if entry["id"] == "astronaut")
-    out = tmp_path / "many"
     images = runs["page"] / "review" / "items" / "astronaut"
     entries = []
-    for index in range(300):
-        item_id = f"item{index:03d}"
-        entry = dict(done, id=item_id, seed=index, files=[], checksums={})
-        entries.append(entry)
+    for index, item_id in enumerate(ids):
+        entries.append(entry(index, dict(done, id=item_id, seed=index, files=[], checksums={})))
         shutil.copytree(images, out / "review" / "items" / item_id)
         info = (out / "review" / "items" / item_id / "info.js").read_text().replace('"astronaut"', f'"{item_id}"')
         (out / "review" / "items" / item_id / "info.js").write_text(info)
-    write_review_page(out, BatchSummary.from_document(dict(source, items=entries)))
-    with review(browser, out / "index.html", tmp_path) as page:
+    return write_review_page(out, BatchSummary.from_document(dict(source, items=entries)))
+
+
+def test_a_page_of_a_few_hundred_items_opens_and_pages(runs, browser, tmp_path: Path) -> None:
+    """300 items that reuse one item's review images: the page draws 100 rows at a time."""
+    page_path = page_of(runs, tmp_path / "many", [f"item{index:03d}" for index in range(300)])
+    with review(browser, page_path, tmp_path) as page:
         assert row_ids(page) == [f"item{index:03d}" for index in range(100)]
         page.locator(".pager button", has_text="Next").first.click()
         assert row_ids(page)[0] == "item100" and len(row_ids(page)) == 100
         page.locator("input[type=search]").fill("item299")
         assert row_ids(page) == ["item299"]
         assert broken_images(page) == []
+
+
+def test_sorting_by_item_reads_the_numbers_in_ids_as_numbers(runs, browser, tmp_path: Path) -> None:
+    ids = ["horse_seed109", "horse_seed99", "horse_seed9", "Horse_seed10", "horse_seed1000", "horse_seed99b"]
+    with review(browser, page_of(runs, tmp_path / "ids", ids), tmp_path) as page:
+        page.locator("th button", has_text="Item").click()
+        natural = ["horse_seed9", "Horse_seed10", "horse_seed99", "horse_seed99b", "horse_seed109", "horse_seed1000"]
+        assert row_ids(page) == natural
+        page.locator("th button", has_text="Item").click()  # descending
+        assert row_ids(page) == natural[::-1]
+
+
+def test_a_large_sweep_comes_folded_and_leaves_the_items_table_in_view(runs, browser, tmp_path: Path) -> None:
+    """A sweep of 110 variants (10 seeds x 11 scales): its grid is in the page, folded, with its hooks."""
+    scales = [round(0.1 * step, 1) for step in range(11)]
+    shape = [10, len(scales)]
+
+    def variant(index: int, entry: dict) -> dict:
+        row, column = divmod(index, len(scales))
+        values = {"seed": row, "controlnet_conditioning_scale": scales[column]}
+        sweep = {"source": "big", "values": values, "axes": [["seed"], ["controlnet_conditioning_scale"]]}
+        sweep |= {"coordinates": [row, column], "shape": shape}
+        return dict(entry, seed=row, params=dict(entry["params"], **values), sweep=sweep)
+
+    ids = [f"big_seed{row}_ccs{scale:g}" for row in range(10) for scale in scales]
+    with review(browser, page_of(runs, tmp_path / "sweep", ids, variant), tmp_path) as page:
+        assert page.locator("#items-title").bounding_box()["y"] < 900  # within the first screen
+        grid = page.locator("[data-sweep='big']")
+        assert grid.locator("[data-variant]").count() == 110 and not grid.is_visible()
+        page.locator("section.sweep summary", has_text="big: 110 variants").click()
+        assert grid.is_visible()
+        grid.locator("[data-variant='big_seed3_ccs0.7']").click()
+        assert page.locator("#detail-title").inner_text().startswith("big_seed3_ccs0.7")
 
 
 def test_the_scale_benchmark_measures_the_page(runs, browser, tmp_path: Path, monkeypatch) -> None:

@@ -212,6 +212,53 @@ def test_a_batch_writes_its_page_and_records_where_and_how_long_it_ran(batch: Pa
     assert info["made_from"] == document["items"][0]["checksums"]["horse.png"]["sha256"]
 
 
+def page_files(out: Path) -> dict:
+    data = (out / "review" / "data.js").read_text().removeprefix("window.RR_REVIEW = ").rstrip(";\n")
+    return json.loads(data)["files"]
+
+
+def test_a_batch_page_links_its_contact_sheet_from_its_first_write(batch: Path) -> None:
+    assert (batch / "overview.png").is_file()
+    assert page_files(batch)["overview"] == ["overview.png"]
+
+
+def test_two_reviews_of_one_folder_at_once_both_finish_quietly(batch: Path, tmp_path: Path) -> None:
+    """150 failed items whose input thumbnails both processes make (the review files are gone)."""
+    import shutil
+
+    document = json.loads((batch / "summary.json").read_text())
+    horse = next(entry for entry in document["items"] if entry["id"] == "horse")
+    image = str((batch / horse["image"]).resolve())
+    failed = dict(horse, status="failed", error="RuntimeError: out of memory", files=[], checksums={}, image=image)
+    items = [dict(failed, id=f"item{index:03d}") for index in range(150)]
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(batch / "overview.png", out / "overview.png")
+    (out / "summary.json").write_text(json.dumps(dict(document, items=items, item_ids=[item["id"] for item in items])))
+    command = [sys.executable, "-m", "rr_controlnet", "review", str(out)]
+    for _ in range(2):  # each time both make every item's files
+        shutil.rmtree(out / "review", ignore_errors=True)
+        reviews = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in "ab"]
+        outputs = [review.communicate(timeout=300)[0] for review in reviews]
+        assert [review.returncode for review in reviews] == [0, 0], outputs
+        assert not [line for output in outputs for line in output.splitlines() if "warning" in line], outputs
+        assert all(list(read_item_info(out, item["id"])["assets"]) == ["input"] for item in items)
+        assert sorted(path.name for path in (out / "review").glob(".*")) == []  # no lock or partial left
+
+
+def test_review_of_a_folder_whose_first_batch_still_runs_says_it_is_in_use(tmp_path: Path) -> None:
+    from rr_controlnet.outputs.lock import FolderLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with FolderLock(out):  # as a batch holds it before its first summary
+        result = CliRunner().invoke(cli, ["review", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {out}: in use: a batch is still writing it (the whole batch: pid ")
+    assert result.output.rstrip().endswith("it writes the page when it is done")
+    assert not (out / "index.html").exists()
+
+
 def test_review_makes_missing_images_from_the_item_files_without_a_model(
     batch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,11 +7,12 @@ page (browsers refuse to fetch local files), and every image is a small file und
     write_compare_page(compare_folders(baseline, new), new / "compare")
 
 Each item's thumbnails and filmstrip are encoded when the item finishes (encode_item_assets) and written
-with its other files (delivery.write_finished); the page itself once the batch is done. Pillow and numpy only, except
-where a missing item's images are read back from its recording (rerun).
+with its other files (delivery.write_finished); the page itself once the batch is done, one process at a
+time (page_lock). Pillow and numpy only, except where a missing item's images are read back from its
+recording (rerun).
 """
 
-from rr_controlnet.review_page.compare_page import write_compare_page
+from rr_controlnet.review_page.compare_page import outputs_fingerprint, write_compare_page, write_review_links
 from rr_controlnet.review_page.items import (
     ItemImages,
     StepFrames,
@@ -20,7 +21,7 @@ from rr_controlnet.review_page.items import (
     write_item_assets,
     write_item_files,
 )
-from rr_controlnet.review_page.page import PAGE_NAME, page_data, write_review_links, write_review_page
+from rr_controlnet.review_page.page import PAGE_NAME, page_data, write_review_page
 
 __all__ = [
     "PAGE_NAME",
@@ -28,6 +29,7 @@ __all__ = [
     "StepFrames",
     "encode_item_assets",
     "output_made_from",
+    "outputs_fingerprint",
     "page_data",
     "write_compare_page",
     "write_item_assets",

@@ -1,4 +1,5 @@
-"""The comparison's review page: COMPARE/index.html beside compare.json (NEW/compare by default).
+"""The comparison's review page: COMPARE/index.html beside compare.json (NEW/compare by default), and
+the batch page's link to it, NEW/review/links.js.
 
     COMPARE/index.html                 statuses worst first with their reasons, per item both outputs,
                                        their difference heatmap, the latents' divergence by step
@@ -6,11 +7,16 @@
     COMPARE/review/items/<id>/         baseline.jpg, new.jpg (same size, for flicking), heatmap.jpg
 
 The outputs are copied in (LARGE_SIDE at most), so the page works wherever the folder is moved; it
-links back to NEW's own page when it lives inside NEW.
+links back to NEW's own page when it lives inside NEW. NEW's page links to NEW/compare with its counts
+while NEW's outputs are the ones compared (compare.json's `new_outputs`, outputs_fingerprint); once a
+rerun changes them, links.js marks the comparison `stale`, with when it was made and when the outputs
+last changed.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -19,22 +25,26 @@ from typing import Any, Final
 
 import numpy as np
 
+from rr_controlnet.errors import OutputFolderError
+from rr_controlnet.outputs import BatchSummary, OutputFolder
 from rr_controlnet.outputs.files import write_atomic, write_failure
+from rr_controlnet.outputs.names import COMPARE_FOLDER
 from rr_controlnet.outputs.records import shown_path
 from rr_controlnet.review_page.encode import LARGE_SIDE, jpeg, rgb_image
 from rr_controlnet.review_page.items import REVIEW_FOLDER, is_plain_id, write_review_file
 from rr_controlnet.review_page.page import (
     DATA_NAME,
+    LINKS_NAME,
     PAGE_NAME,
     copy_page_assets,
     data_script,
     page_html,
-    write_review_links,
 )
 
 COMPARE_SCRIPTS: Final = ("page.js", "compare.js")
 COMPARE_ASSETS: Final = (*COMPARE_SCRIPTS, "review.css")
 WORST_FIRST: Final = ("failed", "missing", "changed", "new", "same")
+COMPARE_PAGE: Final = f"{COMPARE_FOLDER}/{PAGE_NAME}"
 
 
 def write_compare_page(comparison: Any, out_dir: Path) -> Path:
@@ -84,7 +94,7 @@ def compare_data(
 
 def compare_item_data(item: Any, assets: Mapping[str, Sequence[int]]) -> dict[str, Any]:
     """One item: status and reasons, image metrics, parameters that differ, the divergence by step."""
-    data: dict[str, Any] = {"id": item.id, "status": item.status, "notes": list(item.notes)}
+    data: dict[str, Any] = {"id": item.id, "status": item.status, "notes": page_notes(item)}
     if item.image is not None:
         data["image"] = asdict(item.image)
     if any(item.size):
@@ -105,6 +115,21 @@ def compare_item_data(item: Any, assets: Mapping[str, Sequence[int]]) -> dict[st
     if assets:
         data["assets"] = {kind: list(size) for kind, size in assets.items()}
     return data
+
+
+def page_notes(item: Any) -> list[str]:
+    """The item's notes, with the parameters the page's table lists in full named rather than repeated."""
+    from rr_controlnet.compare import MADE_ANOTHER_WAY, changes_in_words
+
+    listed = MADE_ANOTHER_WAY + "; ".join(changes_in_words(item.params_changed))
+    notes = []
+    for note in item.notes:
+        if item.params_changed and note.startswith(listed):
+            rest = note[len(listed) :].removeprefix("; ")
+            note = f"{MADE_ANOTHER_WAY}{', '.join(item.params_changed)} (the parameters that differ, below)"
+            note += f"; {rest}" if rest else ""
+        notes.append(note)
+    return notes
 
 
 def write_item_images(folder: Path, item: Any) -> dict[str, tuple[int, int]]:
@@ -171,3 +196,87 @@ def _relative(target: Path, start: Path) -> str:
 def _jsonable(value: Any) -> Any:
     """Parameter values as JSON has them (paths and other objects as text)."""
     return json.loads(json.dumps(value, default=str))
+
+
+# --- the batch page's link to the comparison ------------------------------------------------------------
+
+
+def write_review_links(out_dir: Path, summary: BatchSummary | None = None) -> Path | None:
+    """review/links.js: the comparison page in OUT/compare, when there is one, marked `stale` when OUT's
+    outputs (`summary`, read from OUT without one) are no longer the ones it compared. None when OUT has no
+    page."""
+    out_dir = Path(out_dir)
+    if not (out_dir / REVIEW_FOLDER).is_dir():
+        return None
+    links: dict[str, Any] = {}
+    if (out_dir / COMPARE_PAGE).is_file():
+        links["compare"] = comparison_link(out_dir, summary)
+    return write_atomic(out_dir / REVIEW_FOLDER / LINKS_NAME, data_script("RR_REVIEW_LINKS", links))
+
+
+def comparison_link(out_dir: Path, summary: BatchSummary | None) -> dict[str, Any]:
+    """The link to OUT/compare with its counts, or, when the outputs changed since, the times of both."""
+    link: dict[str, Any] = {"href": COMPARE_PAGE}
+    document = _read_json(out_dir / COMPARE_FOLDER / "compare.json")
+    if document is None:
+        return link
+    link["baseline"] = Path(str(document.get("baseline", ""))).name
+    link["made"] = document.get("made")
+    if summary is None:
+        try:
+            summary = OutputFolder(out_dir).read()
+        except OutputFolderError:
+            summary = None
+    # A comparison from before fingerprints were recorded cannot be told current: it is marked out of date.
+    if summary is not None and document.get("new_outputs") != outputs_fingerprint(summary):
+        link |= {"stale": True, "outputs_changed": outputs_changed_at(summary)}
+    else:
+        link |= {"counts": document.get("counts"), "passed": document.get("passed")}
+    return link
+
+
+def outputs_fingerprint(summary: BatchSummary) -> str:
+    """A hash over every item's id, status and its files' SHA-256 (as summary.json records them), in id
+    order: it changes whenever a run changes what the folder holds."""
+    described = sorted(
+        [outcome.id, outcome.status, [[name, _sha256(outcome.checksums, name)] for name in outcome.files]]
+        for outcome in summary.items
+    )
+    return hashlib.sha256(json.dumps(described, separators=(",", ":")).encode()).hexdigest()
+
+
+def outputs_changed_at(summary: BatchSummary) -> str | None:
+    """When the outputs last changed, as far as summary.json tells (UTC): the newest of its files' recorded
+    modification times and the end of the run that wrote it."""
+    times = [
+        sums["mtime_ns"] / 1e9
+        for outcome in summary.items
+        for sums in outcome.checksums.values()
+        if isinstance(sums, dict) and isinstance(sums.get("mtime_ns"), int)
+    ]
+    try:
+        started = datetime.datetime.fromisoformat(str(summary.run.get("started")))
+        times.append(started.timestamp() + float(summary.run.get("wall_seconds") or 0))
+    except (TypeError, ValueError):
+        pass
+    if not times:
+        return None
+    return datetime.datetime.fromtimestamp(max(times), datetime.UTC).isoformat(timespec="seconds")
+
+
+def now_text() -> str:
+    """This moment as compare.json's `made` records it (UTC, as summary.json's `run.started`)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _sha256(checksums: dict[str, Any], name: str) -> str | None:
+    sums = checksums.get(name)
+    return sums.get("sha256") if isinstance(sums, dict) else None
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None

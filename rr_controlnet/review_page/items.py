@@ -8,6 +8,8 @@
     info.js       what the folder holds, which output it was made from, the PNG's infotext; written
                   last, so a folder without it is incomplete
 
+and page_lock, which keeps the writers of a folder's review files and page one at a time.
+
 Everything comes from what the run computed (pixels in memory, or read back from the item's files):
 nothing is generated or decoded by a model again.
 """
@@ -18,14 +20,17 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
+from rr_controlnet.errors import OutputFolderError
 from rr_controlnet.outputs import ItemOutcome
+from rr_controlnet.outputs.files import write_failure
 from rr_controlnet.outputs.names import PARTIAL_GLOB, PARTIAL_SUFFIX, image_name
 from rr_controlnet.review_page.encode import (
     INPUT_SIDE,
@@ -42,6 +47,10 @@ ITEMS_FOLDER: Final = "items"
 INFO_NAME: Final = "info.js"
 INFO_CALL: Final = "rrReviewItem"  # the page defines this function; an item's info.js calls it
 STEP_FRAMES: Final = 12
+LEFTOVER_SECONDS: Final = 60
+PAGE_LOCK_NAME: Final = ".rr-controlnet.page.lock"  # the batch locks' pattern: a baseline copy leaves it out
+PAGE_LOCK_WAIT_SECONDS: Final = 600.0  # a page rebuilt from the item files of 20,000 items takes minutes
+PAGE_LOCK_POLL_SECONDS: Final = 0.05
 ASSET_NAMES: Final = {
     "input": "input.jpg",
     "canny": "canny.png",
@@ -126,8 +135,9 @@ def write_item_files(out_dir: Path, item_id: str, files: Mapping[str, bytes]) ->
         raise ValueError(f"item id {item_id!r} cannot name a folder")
     folder = item_folder(out_dir, item_id)
     folder.mkdir(parents=True, exist_ok=True)
-    for leftover in folder.glob(PARTIAL_GLOB):  # from a process killed while writing here
-        leftover.unlink(missing_ok=True)
+    for leftover in folder.glob(PARTIAL_GLOB):
+        if _left_behind(leftover):
+            leftover.unlink(missing_ok=True)
     for name, data in files.items():
         if name != INFO_NAME:
             write_review_file(folder / name, data)
@@ -136,6 +146,15 @@ def write_item_files(out_dir: Path, item_id: str, files: Mapping[str, bytes]) ->
             (folder / name).unlink(missing_ok=True)
     if INFO_NAME in files:
         write_review_file(folder / INFO_NAME, files[INFO_NAME])
+
+
+def _left_behind(partial: Path) -> bool:
+    """A temporary file a killed process left, rather than one another writer is about to rename: untouched
+    for LEFTOVER_SECONDS (a review file is written in milliseconds)."""
+    try:
+        return time.time() - partial.stat().st_mtime > LEFTOVER_SECONDS
+    except OSError:
+        return False
 
 
 def write_item_assets(out_dir: Path, item_id: str, images: ItemImages, made_from: str) -> dict[str, Any]:
@@ -188,3 +207,66 @@ def write_review_file(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             partial.unlink()
         raise
+
+
+# --- one writer of a folder's page at a time -------------------------------------------------------------
+# Two `rr-controlnet review OUT` at once (or one beside `summarize`) would each make the same items' review
+# files. An advisory lock (flock) in review/, waited for; the second writer then finds the first one's files
+# current and only writes the page again. The file is removed when released. Without flock (Windows, some
+# network file systems) no lock is taken.
+
+
+@contextlib.contextmanager
+def page_lock(folder: Path, wait: float = PAGE_LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """Hold the review folder's lock (creating the folder) while the block runs."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_failure(exc, folder) from None
+    fd = _acquire_page_lock(folder / PAGE_LOCK_NAME, wait)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                (folder / PAGE_LOCK_NAME).unlink()  # while still held: nobody locks a file about to vanish
+            os.close(fd)
+
+
+def _acquire_page_lock(path: Path, wait: float) -> int | None:
+    """The locked file's descriptor; None where the file system has no flock."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise write_failure(exc, path) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() > deadline:
+                raise OutputFolderError(
+                    f"{path.parent.parent}: another process has been writing its review page for over "
+                    f"{wait:g} s; try again once it is done"
+                ) from None
+            time.sleep(PAGE_LOCK_POLL_SECONDS)
+            continue
+        except OSError:
+            os.close(fd)
+            return None
+        if _same_file(fd, path):  # not removed by its last holder between open and lock
+            return fd
+        os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False

@@ -3,7 +3,8 @@
     OUT/index.html          the page (static: opens from file:// with no server, offline)
     OUT/review/data.js      every item, compact: sets window.RR_REVIEW (pages opened from file:// may
                             not fetch files, so data travels as a script)
-    OUT/review/links.js     pages made after the batch (the comparison): sets window.RR_REVIEW_LINKS
+    OUT/review/links.js     pages made after the batch: the comparison, marked when out of date
+                            (compare_page.py); sets window.RR_REVIEW_LINKS
     OUT/review/*.js, review.css         the page's own code, shipped in the package as they are
     OUT/review/items/<id>/  each item's thumbnails, filmstrip and info.js (items.py)
 
@@ -25,7 +26,7 @@ from typing import Any, Final
 from rr_controlnet.adherence import Adherence
 from rr_controlnet.outputs import BatchSummary, ItemOutcome
 from rr_controlnet.outputs.files import write_atomic
-from rr_controlnet.outputs.names import COMPARE_FOLDER, OVERVIEW_NAME, is_overview_page
+from rr_controlnet.outputs.names import OVERVIEW_NAME, is_overview_page
 from rr_controlnet.outputs.records import folder_relative
 from rr_controlnet.review_page.items import (
     ASSET_NAMES,
@@ -33,6 +34,7 @@ from rr_controlnet.review_page.items import (
     ItemImages,
     is_plain_id,
     output_made_from,
+    page_lock,
     read_item_info,
     write_item_assets,
 )
@@ -49,39 +51,32 @@ FAILED_INPUTS_LIMIT: Final = 200
 DATA_FORMAT: Final = 1
 
 
-def write_review_page(out_dir: Path, summary: BatchSummary, log: Callable[[str], None] | None = None) -> Path:
-    """index.html and review/ for a batch in `out_dir`; returns the page's path.
+def write_review_page(
+    out_dir: Path,
+    summary: BatchSummary,
+    log: Callable[[str], None] | None = None,
+    overview: Sequence[str] | None = None,
+) -> Path:
+    """index.html and review/ for a batch in `out_dir`; returns the page's path. `overview`: the contact
+    sheet's pages (those in the folder without it).
 
-    Raises OutputWriteError when the page cannot be written; an item whose review files cannot be made
-    is shown without them.
+    One process writes a folder's page at a time (page_lock). Raises OutputWriteError when the page cannot
+    be written, OutputFolderError when another process holds the page too long; an item whose review files
+    cannot be made is shown without them.
     """
+    from rr_controlnet.review_page.compare_page import write_review_links  # it imports this module
+
     out_dir = Path(out_dir)
     log = log or (lambda message: None)
-    infos = current_item_infos(out_dir, summary.items, log)
-    data = page_data(summary, infos, overview_pages(out_dir), out_dir)
     review = out_dir / REVIEW_FOLDER
-    copy_page_assets(review, PAGE_ASSETS)
-    write_atomic(review / DATA_NAME, data_script("RR_REVIEW", data))
-    write_review_links(out_dir)
-    return write_atomic(out_dir / PAGE_NAME, page_html(data["title"], [DATA_NAME, LINKS_NAME, *PAGE_SCRIPTS]))
-
-
-def write_review_links(out_dir: Path) -> Path | None:
-    """review/links.js: the comparison page in OUT/compare, when there is one; None when OUT has no page."""
-    out_dir = Path(out_dir)
-    if not (out_dir / REVIEW_FOLDER).is_dir():
-        return None
-    links: dict[str, Any] = {}
-    compare = out_dir / COMPARE_FOLDER
-    if (compare / PAGE_NAME).is_file():
-        links["compare"] = {"href": f"{COMPARE_FOLDER}/{PAGE_NAME}"}
-        try:
-            document = json.loads((compare / "compare.json").read_text(encoding="utf-8"))
-            links["compare"] |= {"counts": document.get("counts"), "passed": document.get("passed")}
-            links["compare"]["baseline"] = Path(str(document.get("baseline", ""))).name
-        except (OSError, ValueError, AttributeError):
-            pass
-    return write_atomic(out_dir / REVIEW_FOLDER / LINKS_NAME, data_script("RR_REVIEW_LINKS", links))
+    with page_lock(review):
+        infos = current_item_infos(out_dir, summary.items, log)
+        overview = list(overview) if overview is not None else overview_pages(out_dir)
+        data = page_data(summary, infos, overview, out_dir)
+        copy_page_assets(review, PAGE_ASSETS)
+        write_atomic(review / DATA_NAME, data_script("RR_REVIEW", data))
+        write_review_links(out_dir, summary)
+        return write_atomic(out_dir / PAGE_NAME, page_html(data["title"], [DATA_NAME, LINKS_NAME, *PAGE_SCRIPTS]))
 
 
 def data_script(name: str, data: Any) -> str:

@@ -69,7 +69,8 @@
       const only = fresh || baseline;
       if (!only) return el("div", { class: "placeholder", text: "no output to show" });
       const role = fresh ? "new" : "baseline";
-      return el("figure", {}, el("img", { src: only, alt: `${role} output of ${item.id}`, class: "large" }), el("figcaption", { text: `${role} output only` }));
+      const caption = !fresh && item.status === "failed" ? "baseline output: the new run has none (the reason is above)" : `${role} output only`;
+      return el("figure", {}, el("img", { src: only, alt: `${role} output of ${item.id}`, class: `large ${scaledClass(item.assets[role])}` }), el("figcaption", { text: caption }));
     }
     const [width, height] = item.assets.new;
     const pixels = scaledClass(item.assets.new);
@@ -158,6 +159,8 @@
     return el("table", { class: "kv" }, el("tbody", {}, rows.map(([key, value]) => el("tr", {}, el("th", { scope: "row", text: key }), el("td", { text: value })))));
   }
 
+  const shown = (value) => (value === "" ? "(empty)" : valueText(value));
+
   function paramsTable(item) {
     const changed = Object.entries(item.params || {});
     if (!changed.length) return null;
@@ -165,8 +168,8 @@
       "table",
       { class: "params-changed" },
       el("caption", { text: "Parameters that differ" }),
-      el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "parameter" }), el("th", { scope: "col", text: "baseline" }), el("th", { scope: "col", text: "new" }))),
-      el("tbody", {}, changed.map(([key, [old, now]]) => el("tr", {}, el("th", { scope: "row", text: key }), el("td", { text: valueText(old) }), el("td", { text: valueText(now) })))),
+      el("thead", {}, el("tr", {}, el("th", { scope: "col", class: "param-name", text: "parameter" }), el("th", { scope: "col", text: "baseline" }), el("th", { scope: "col", text: "new" }))),
+      el("tbody", {}, changed.map(([key, [old, now]]) => el("tr", {}, el("th", { scope: "row", text: key }), el("td", { text: shown(old) }), el("td", { text: shown(now) })))),
     );
   }
 
@@ -184,7 +187,8 @@
         data.batch_page && item.status !== "missing" ? el("a", { class: "small", href: `${data.batch_page}#item=${encodeURIComponent(item.id)}`, text: "details in the new run" }) : null,
       ),
       item.notes.length ? el("ul", { class: "notes" }, item.notes.map((note) => el("li", { text: note }))) : null,
-      el("div", { class: "compare-body" }, flicker(item), heatmap(item), el("div", { class: "compare-facts" }, divergenceChart(item), metrics(item), paramsTable(item))),
+      el("div", { class: "compare-body" }, flicker(item), heatmap(item), el("div", { class: "compare-facts" }, divergenceChart(item), metrics(item))),
+      paramsTable(item), // full width: a prompt can be long
     );
   }
 

@@ -12,9 +12,10 @@
   const app = document.getElementById("app");
   const STATUSES = ["failed", "pending", "done"];
   const PAGE_SIZES = [50, 100, 250, 1000];
+  const NATURAL = new Intl.Collator("en", { numeric: true }); // horse_seed99 before horse_seed109
   const COLUMNS = [
     { key: "status", label: "Status", sort: (item) => STATUSES.indexOf(item.status) },
-    { key: "id", label: "Item", sort: (item) => item.id },
+    { key: "id", label: "Item", sort: (item) => item.id, compare: (x, y) => NATURAL.compare(x, y) },
     { key: "images", label: "Input · edge map · output · edges followed" },
     { key: "seed", label: "Seed", sort: (item) => item.seed, numeric: true },
     { key: "prompt", label: "Prompt", sort: (item) => prompt(item) },
@@ -90,21 +91,6 @@
       ...data.files.summary.map((name) => el("a", { href: name, text: name })),
       ...data.files.overview.map((name) => el("a", { href: name, text: name })),
     ];
-    let comparison = null;
-    if (links.compare) {
-      const compareCounts = Object.entries(links.compare.counts || {})
-        .filter(([, count]) => count)
-        .map(([status, count]) => `${count} ${status}`)
-        .join(", ");
-      const baseline = links.compare.baseline ? ` against ${links.compare.baseline}` : "";
-      comparison = el(
-        "p",
-        { class: "comparison-link" },
-        el("a", { href: links.compare.href, text: `Comparison${baseline}` }),
-        compareCounts ? `: ${compareCounts}` : "",
-        links.compare.passed === false ? el("span", { class: "badge status-changed", text: "changed" }) : "",
-      );
-    }
     return el(
       "header",
       { class: "page-header" },
@@ -121,10 +107,46 @@
         fact("Libraries", versions || "not recorded"),
         data.shard ? fact("Shard", data.shard) : null,
       ),
-      comparison,
+      comparisonLink(links.compare),
       el("nav", { class: "files", "aria-label": "the batch's files" }, "Files: ", nav.flatMap((link, index) => (index ? [" · ", link] : [link]))),
       el("p", { class: "command" }, "Open the whole batch in the Rerun viewer: ", el("code", { text: `rr-controlnet view ${shellWord(folder)}` })),
     );
+  }
+
+  /** The comparison in OUT/compare: its counts while it is of these outputs; once a run has changed them,
+      marked out of date with when it was made and when the outputs changed. */
+  function comparisonLink(compare) {
+    if (!compare) return null;
+    const baseline = compare.baseline ? ` against ${compare.baseline}` : "";
+    const link = el("a", { href: compare.href, text: `Comparison${baseline}` });
+    if (compare.stale) {
+      const made = compare.made ? `made ${when(compare.made)}` : "made by an earlier version";
+      const changed = compare.outputs_changed ? ` (last at ${when(compare.outputs_changed)})` : "";
+      return el(
+        "p",
+        { class: "comparison-link stale" },
+        link,
+        " ",
+        el("span", { class: "badge status-stale", text: "out of date" }),
+        ` ${made}; the outputs have changed since${changed}: compare again for their changes.`,
+      );
+    }
+    const counts = Object.entries(compare.counts || {})
+      .filter(([, count]) => count)
+      .map(([status, count]) => `${count} ${status}`)
+      .join(", ");
+    return el(
+      "p",
+      { class: "comparison-link" },
+      link,
+      counts ? `: ${counts}` : "",
+      compare.passed === false ? el("span", { class: "badge status-changed", text: "changed" }) : "",
+    );
+  }
+
+  /** A recorded time (ISO 8601, UTC) as a person reads it. */
+  function when(text) {
+    return String(text).replace("T", " ").replace(/\+00:00$/, " UTC");
   }
 
   function fact(term, value) {
@@ -186,12 +208,14 @@
     if (state.status !== "all") list = list.filter((item) => item.status === state.status);
     if (state.query) list = list.filter((item) => search.get(item.id).includes(state.query));
     if (state.sort) {
-      const key = COLUMNS.find((column) => column.key === state.sort).sort;
+      const column = COLUMNS.find((candidate) => candidate.key === state.sort);
+      const key = column.sort;
+      const compare = column.compare || ((x, y) => (x < y ? -1 : 1));
       const direction = state.descending ? -1 : 1;
       list = list.slice().sort((a, b) => {
         const x = key(a);
         const y = key(b);
-        const order = x === y ? 0 : x === undefined || x === null ? 1 : y === undefined || y === null ? -1 : x < y ? -1 : 1;
+        const order = x === y ? 0 : x === undefined || x === null ? 1 : y === undefined || y === null ? -1 : compare(x, y);
         return order * direction || a.n - b.n;
       });
     }

@@ -1,12 +1,19 @@
 /* The batch page's sweeps: one grid per swept item, whose rows and columns the reader picks among its
    swept fields (the other fields become selectors); each cell a variant's output and its tolerant F1,
-   opening that variant's detail. The grid carries data-sweep="<source id>", its cells data-variant.
+   opening that variant's detail. Large grids, and sweeps past the first few, come folded (still in the
+   page, closed). The grid carries data-sweep="<source id>", its cells data-variant.
    review.js calls window.RRSweeps with what it knows of the batch. */
 "use strict";
 
 window.RRSweeps = function (review) {
   const { el, percent } = window.RRPage;
   const { data, items, asset, thumb } = review;
+  // Past these, grids come folded (click a title to open one), so that they never push the items' table
+  // far down the page: the first OPEN_SWEEPS sweeps of up to OPEN_VARIANTS variants each open, the list
+  // itself folded past FOLDED_LIST sweeps.
+  const OPEN_SWEEPS = 3;
+  const OPEN_VARIANTS = 24;
+  const FOLDED_LIST = 10;
 
   function sweepsSection() {
     if (!data.sweeps.length) return null;
@@ -14,16 +21,19 @@ window.RRSweeps = function (review) {
     for (const item of items) {
       if (item.sweep) variants[item.sweep[0]].set(item.sweep[1].join(","), item);
     }
+    const opened = (index) => index < OPEN_SWEEPS && variants[index].size <= OPEN_VARIANTS;
+    const cards = data.sweeps.map((sweep, index) => sweepCard(sweep, variants[index], opened(index)));
+    const title = el("h2", { id: "sweeps-title", text: `Sweeps (${data.sweeps.length})` });
+    const about = el("p", { class: "muted", text: "Each cell: a variant's output and the F1 of its edges within 0.75% of the image diagonal (the tolerant F1). Pick which swept fields go on rows and columns; a cell opens the variant." });
+    const folded = data.sweeps.length > FOLDED_LIST;
     return el(
       "section",
       { class: "sweeps", "aria-labelledby": "sweeps-title" },
-      el("h2", { id: "sweeps-title", text: `Sweeps (${data.sweeps.length})` }),
-      el("p", { class: "muted", text: "Each cell: a variant's output and the F1 of its edges within 0.75% of the image diagonal (the tolerant F1). Pick which swept fields go on rows and columns; a cell opens the variant." }),
-      data.sweeps.map((sweep, index) => sweepCard(sweep, variants[index])),
+      el("details", { class: "sweep-list", open: !folded }, el("summary", {}, title), about, cards),
     );
   }
 
-  function sweepCard(sweep, variants) {
+  function sweepCard(sweep, variants, open) {
     const axes = sweep.axes.map((fields) => fields.join(" + "));
     const short = sweep.names;
     const choice = { rows: 0, columns: axes.length > 1 ? 1 : -1, fixed: axes.map(() => 0) };
@@ -95,20 +105,24 @@ window.RRSweeps = function (review) {
     return el(
       "section",
       { class: "sweep", id, "aria-labelledby": `${id}-title` },
-      el("h3", { id: `${id}-title`, text: `${sweep.source}: ${count} variant${count === 1 ? "" : "s"} of ${axes.join(" × ")}` }),
-      el("div", { class: "sweep-controls" }, rowsSelect, columnsSelect, selectors),
       el(
-        "div",
-        { class: "sweep-body" },
-        first
-          ? el(
-              "div",
-              { class: "sweep-source" },
-              el("figure", {}, thumb(first, "input", "input"), el("figcaption", { text: "input" })),
-              el("figure", {}, thumb(first, "canny", "edge map"), el("figcaption", { text: "edge map" })),
-            )
-          : null,
-        grid,
+        "details",
+        { open },
+        el("summary", {}, el("h3", { id: `${id}-title`, text: `${sweep.source}: ${count} variant${count === 1 ? "" : "s"} of ${axes.join(" × ")}` })),
+        el("div", { class: "sweep-controls" }, rowsSelect, columnsSelect, selectors),
+        el(
+          "div",
+          { class: "sweep-body" },
+          first
+            ? el(
+                "div",
+                { class: "sweep-source" },
+                el("figure", {}, thumb(first, "input", "input"), el("figcaption", { text: "input" })),
+                el("figure", {}, thumb(first, "canny", "edge map"), el("figcaption", { text: "edge map" })),
+              )
+            : null,
+          grid,
+        ),
       ),
     );
   }
