@@ -20,7 +20,7 @@ from typing import Any, Final
 import click
 
 from rr_controlnet import api
-from rr_controlnet.errors import ManifestError, OutputWriteError, RrControlnetError
+from rr_controlnet.errors import Interrupted, ManifestError, OutputWriteError, RrControlnetError
 
 EXIT_OK: Final = 0
 EXIT_ITEMS_FAILED: Final = 1
@@ -56,6 +56,14 @@ class ItemsFailure(UsageFailure):
     exit_code = EXIT_ITEMS_FAILED
 
 
+class Stopped(UsageFailure):
+    """A stop before the batch began (while joining a Ray cluster): the signal's exit code, 130 or 143."""
+
+    def __init__(self, message: str, signal_name: str | None):
+        super().__init__(message)
+        self.exit_code = api.EXIT_CODES_BY_SIGNAL.get(signal_name or "SIGINT", 130)
+
+
 @click.group(epilog=EXAMPLES)
 @click.version_option(api.__version__, prog_name="rr-controlnet")
 def cli() -> None:
@@ -75,6 +83,8 @@ def _exit_codes(
         raise UsageFailure(f"{exc}\n{count} problem{'s' if count != 1 else ''} in {where}; {outcome}") from None
     except OutputWriteError as exc:
         raise (ItemsFailure if write_code == EXIT_ITEMS_FAILED else UsageFailure)(f"error: {exc}{written}") from None
+    except Interrupted as exc:
+        raise Stopped(f"{exc}; {outcome}", exc.signal_name) from None
     except RrControlnetError as exc:
         raise UsageFailure(f"error: {exc}") from None
 

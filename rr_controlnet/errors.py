@@ -67,6 +67,15 @@ class ClusterError(RrControlnetError):
     """A Ray cluster that cannot be reached or joined."""
 
 
+class Interrupted(RrControlnetError):
+    """A stop (Ctrl-C, SIGTERM) before the batch began, while joining a Ray cluster: nothing was generated, and
+    the output folder is as it was. `signal_name` is the signal's ("SIGINT"), None for a stop of another kind."""
+
+    def __init__(self, message: str, signal_name: str | None = None):
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
 class OutputFolderError(RrControlnetError):
     """The output folder cannot be used: not creatable, not writable, or in use by another run."""
 

@@ -2,7 +2,7 @@
 
     worker = ray.remote(ItemWorker).options(num_gpus=1, max_concurrency=2).remote(1, setup)
     report = ray.get(worker.load.remote())                      # WorkerReport: where it runs; or raises
-    result = ray.get(worker.run.remote(context, planned, [path], image_ref))   # GroupResult
+    result = ray.get(worker.run.remote(context, planned, [path], image_bytes))   # GroupResult
 
 It never touches the output folder: each finished item's files travel back, encoded, in the result, and
 the driver (ray_engine) writes them. Input images come the same way, as bytes, so a worker needs neither
@@ -131,7 +131,7 @@ class ItemWorker:
         self, context: RunContext, planned: Sequence[PlannedItem], image_paths: Sequence[Path], *images: bytes
     ) -> GroupResult:
         """Generate and record the items, in groups of at most the batch size; `images` are the bytes of
-        `image_paths` (Ray hands them over from the object store)."""
+        `image_paths`, sent with the call."""
         finishing: list[Future] = []
         outcomes: list[ItemOutcome] = []
         with self.generating:

@@ -297,3 +297,206 @@ def shown_tab(blueprint: dict) -> str | None:
     containers = {path.lstrip("/"): parts.get("ContainerBlueprint", {}) for path, parts in blueprint.items()}
     active = [fields["active_tab"] for fields in containers.values() if fields.get("active_tab")]
     return containers.get(active[0], {}).get("display_name") if len(active) == 1 else None
+
+
+# --- what may listen at a wrong Ray address, and Ray processes to kill ------------------------------
+
+
+class Listener:
+    """A TCP server on every interface of this machine, on a thread of this process, answering each
+    connection as `answer` says: bytes, sent as the connection opens; "silent" (it accepts and never
+    answers); "close" (it accepts and hangs up); or "settings" (an HTTP/2 SETTINGS frame, as a gRPC server
+    opens a connection, then nothing more). `connections` counts the connections it took.
+
+        with Listener(b"HTTP/1.1 400 Bad Request\\r\\n\\r\\n") as listener:
+            probe_address(f"127.0.0.1:{listener.port}")
+    """
+
+    SETTINGS = bytes(3) + b"\x04" + bytes(5)
+
+    def __init__(self, answer: bytes | str):
+        self.answer = answer
+        # Every interface: Ray (and its probe) reach 127.0.0.1 at this machine's own address.
+        self.server = socket.create_server(("", 0))
+        self.server.settimeout(0.1)
+        self.port = self.server.getsockname()[1]
+        self.connections = 0
+        self._open: list[socket.socket] = []
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> Listener:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._closed.set()
+        self._thread.join(timeout=10)
+        for connection in self._open:
+            connection.close()
+        self.server.close()
+
+    def _serve(self) -> None:
+        while not self._closed.is_set():
+            try:
+                connection, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            if self.answer == "close":
+                connection.close()
+                continue
+            self._open.append(connection)
+            if self.answer == "settings":
+                connection.sendall(self.SETTINGS)
+            elif isinstance(self.answer, bytes):
+                connection.sendall(self.answer)
+
+
+class HttpServer:
+    """`python -m http.server` on a free port of every interface, in a process of its own (a service that a
+    mistyped Ray address may reach); killed by its pid afterwards.
+
+        with HttpServer(tmp_path) as server:
+            run_batch(manifest, out, "--ray-address", f"127.0.0.1:{server.port}", exit_code=2)
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> HttpServer:
+        command = [sys.executable, "-m", "http.server", str(self.port), "--bind", "0.0.0.0"]
+        self.process = subprocess.Popen(
+            [*command, "--directory", str(self.folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.__exit__()
+                    pytest.fail(f"python -m http.server did not start on port {self.port}")
+                time.sleep(0.1)
+
+    def __exit__(self, *exc_info: object) -> None:
+        import os
+        import signal
+
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+
+def descendants(pid: int) -> list[Any]:
+    """The processes `pid` started, and theirs, as psutil.Process objects (which kill only the process they
+    were made for, even if its pid is reused)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def named(processes: list[Any], name: str) -> list[Any]:
+    """The processes among `processes` whose command starts with `name` (a path's last part, or a Ray
+    process title such as ray::DashboardAgent)."""
+    import psutil
+
+    found = []
+    for process in processes:
+        try:
+            command = process.cmdline()
+        except psutil.Error:
+            continue
+        if command and Path(command[0].split(" ")[0]).name == name:
+            found.append(process)
+    return found
+
+
+def kill_all(processes: list[Any]) -> None:
+    """SIGKILL each process that still runs."""
+    import psutil
+
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+
+
+class RayHead:
+    """A one-machine cluster as `ray start --head` starts one (a free port, no dashboard, token
+    authentication on, as bench/scale_ray.py starts it), with its processes at hand; afterwards stopped, and
+    every process it started killed by pid.
+
+        with RayHead() as head:
+            batch = BatchProcess(manifest, out, "--ray-address", head.address, env=head.env)
+            head.kill()                                   # the head machine goes away
+    """
+
+    def __init__(self, cpus: int = 1):
+        import os
+
+        self.cpus = cpus
+        self.env = {**os.environ, "RAY_AUTH_MODE": "token"}  # for a driver that names the address
+        self.process: subprocess.Popen | None = None
+        self.seen: list[Any] = []  # every process of the head seen so far
+        self.port = 0
+        self.address = ""
+
+    def __enter__(self) -> RayHead:
+        scale_ray = bench_module("scale_ray")
+        self.port = scale_ray.free_port()
+        start = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={self.port}"]
+        self.process = subprocess.Popen(
+            [*start, f"--num-cpus={self.cpus}", "--include-dashboard=false", "--disable-usage-stats"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while not scale_ray.names_cluster(self.port):  # Ray's note of the cluster is written once the head is up
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.__exit__()
+                pytest.fail("ray start --head failed")
+            time.sleep(0.2)
+        self.address = f"127.0.0.1:{self.port}"
+        self.processes()
+        return self
+
+    def processes(self) -> list[Any]:
+        """The head's processes now (and noted, to be killed afterwards)."""
+        now = descendants(self.process.pid)
+        self.seen += [process for process in now if process not in self.seen]
+        return now
+
+    def kill(self) -> None:
+        """The head goes away as a machine does: every process of it SIGKILLed at once."""
+        kill_all([*self.processes(), *self.seen])
+        import os
+        import signal
+
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+
+    def __exit__(self, *exc_info: object) -> None:
+        import os
+        import signal
+
+        scale_ray = bench_module("scale_ray")
+        self.processes()
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)  # it stops its processes in 2 s
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+        kill_all(self.seen)
+        if self.port and scale_ray.names_cluster(self.port):
+            scale_ray.CLUSTER_NOTE.unlink()

@@ -84,7 +84,10 @@ def test_ray_outputs_equal_a_single_process_run_at_one_thread(tmp_path: Path, ba
 
 
 def test_a_worker_killed_mid_item_has_its_items_retried_elsewhere(tmp_path: Path) -> None:
-    manifest = four_items(tmp_path, steps=40)
+    # Enough work that the dead worker's replacement loads while the other still has items to do.
+    images = ("astronaut.png", "horse.png")
+    items = [{"id": f"item-{index}", "image": images[index % 2], "seed": index} for index in range(8)]
+    manifest = tiny_manifest(tmp_path, steps=60, items=items)
     out = tmp_path / "out"
     batch = BatchProcess(manifest, out, *RAY)
     batch.wait_until(lambda: len(worker_pids(batch.output)) == 2, "the workers never became ready")
@@ -97,6 +100,12 @@ def test_a_worker_killed_mid_item_has_its_items_retried_elsewhere(tmp_path: Path
     retried = [entry for entry in items.values() if entry["retries"]]
     assert retried, "no item records the worker that died under it"
     assert all(entry["retries"][0].startswith("worker 1 (pid ") for entry in retried)
+    # Every worker that ran is in the run record: the replacement too, and the lost one says so.
+    assert "ray: worker 3 " in output and "ready, in place of a lost worker" in output
+    workers = {entry["worker"]: entry for entry in read_summary(out)["run"]["workers"]}
+    assert sorted(workers) == [1, 2, 3] and workers[3]["pid"] == worker_pids(output)[3]
+    assert workers[1]["lost"].startswith("worker 1 (pid ") and "lost" not in workers[3]
+    assert {entry["pid"] for entry in workers.values()} == set(worker_pids(output).values())
 
 
 @pytest.mark.parametrize(
@@ -185,7 +194,8 @@ def test_an_unreachable_cluster_is_one_line_and_exit_2(tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"
     result = run_batch(tiny_manifest(tmp_path), tmp_path / "out", "--ray-address", address, exit_code=2)
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach a Ray cluster at {address}: "), lines
+    assert len(lines) == 1 and lines[0].startswith(f"error: cannot reach a Ray cluster at {address}"), lines
+    assert "Connection refused" in lines[0]
 
 
 @pytest.mark.parametrize(

@@ -3,27 +3,22 @@ there are, where the cluster is, and which items are tried again."""
 
 from __future__ import annotations
 
-import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
-from helpers import sample_image, tiny_manifest, write_manifest
+from helpers import Listener, free_port, sample_image, tiny_manifest, write_manifest
 
+from rr_controlnet import ray_cluster
 from rr_controlnet.api import load_manifest
-from rr_controlnet.errors import ClusterError, DeviceError, UsageError
+from rr_controlnet.errors import ClusterError, DeviceError, Interrupted, UsageError
 from rr_controlnet.plan import PlannedItem, plan_items
-from rr_controlnet.ray_engine import (
-    MAX_TRIES,
-    Job,
-    Queue,
-    RayOptions,
-    WorkerRates,
-    cluster_runtime,
-    connect_failure,
-    estimated_cost,
-    probe_address,
-    worker_count,
-)
+from rr_controlnet.ray_cluster import ClusterWatch, Connection, Endpoint, connect_failure, probe_address
+from rr_controlnet.ray_engine import RayOptions, cluster_runtime, worker_count
+from rr_controlnet.ray_pool import WorkerRates
+from rr_controlnet.ray_queue import MAX_TRIES, Job, Queue, estimated_cost
+from rr_controlnet.spec import StopRequest
 
 
 def test_workers_run_on_the_clusters_gpus_not_the_drivers() -> None:
@@ -48,17 +43,95 @@ def test_one_worker_per_gpu_unless_told_and_cpu_workers_must_be_counted() -> Non
 
 
 def test_nothing_listening_at_the_address_is_told_at_once() -> None:
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
+    port = free_port()
     for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
-        with pytest.raises(ClusterError, match=f"cannot reach a Ray cluster at {address}: "):
+        with pytest.raises(ClusterError, match=rf"^cannot reach a Ray cluster at {address}( \(\S+\))?: .*refused"):
             probe_address(address, timeout=2)
-    with socket.socket() as listening:
-        listening.bind(("127.0.0.1", 0))
-        listening.listen()
-        probe_address(f"127.0.0.1:{listening.getsockname()[1]}", timeout=2)
-    probe_address("auto")  # Ray's own to resolve
+    with Listener("settings") as grpc:  # a gRPC server opens with HTTP/2's SETTINGS, as Ray's GCS does
+        probe_address(f"127.0.0.1:{grpc.port}", timeout=2)
+    probe_address("local")  # no address: a Ray of the batch's own
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "an HTTP server (HTTP/1.1 400 Bad Request)"),
+        (b"<!DOCTYPE HTML>\n<html><body>Error code: 505</body></html>", "an HTTP server (a web page)"),
+        (b"SSH-2.0-OpenSSH_9.6\r\n", "something else ('SSH-2.0-OpenSSH_9.6')"),
+        ("silent", "the port accepts connections, but nothing answered within 1 s"),
+        ("close", "it accepted the connection and closed it without an answer"),
+    ],
+    ids=["http", "web-page", "ssh", "silent", "hangs-up"],
+)
+def test_what_answers_at_a_wrong_address_is_named_in_one_line(answer: bytes | str, said: str) -> None:
+    with Listener(answer) as listener:
+        address = f"127.0.0.1:{listener.port}"
+        started = time.monotonic()
+        with pytest.raises(ClusterError) as raised:
+            probe_address(address, timeout=1)
+    assert time.monotonic() - started < 5
+    message = str(raised.value)
+    assert message.startswith(f"cannot reach a Ray cluster at {address}") and "\n" not in message, message
+    assert said in message and "`ray start --head` prints" in message, message
+
+
+def test_the_cluster_is_lost_once_an_endpoint_has_failed_for_long_enough() -> None:
+    now = [100.0]
+    with Listener("silent") as gcs:
+        endpoints = [Endpoint("its GCS", "127.0.0.1", gcs.port), Endpoint("this machine's raylet", "127.0.0.1", 1)]
+        watch = ClusterWatch(endpoints[:1], "the batch's own Ray", lost_after=20, clock=lambda: now[0])
+        assert watch.check(20) is None and watch.check_now() is None  # it answers
+        watch = ClusterWatch(endpoints, "the batch's own Ray", lost_after=20, clock=lambda: now[0])
+        assert watch.check(20) is None  # failing, but not for long: a blip, or a GCS restarting
+        now[0] += 19
+        assert watch.check(20) is None
+        now[0] += 2
+        assert watch.check(20) == (
+            "the batch's own Ray was lost: this machine's raylet at 127.0.0.1:1 refuses connections (Connection refused)"
+        )
+    fresh = ClusterWatch(endpoints, "the Ray cluster at 10.0.0.5:6379")
+    assert fresh.check_now().startswith("the Ray cluster at 10.0.0.5:6379 was lost: its GCS at 127.0.0.1:")  # at once
+
+
+class HangingRay:
+    """Stands in for ray, whose init does not return (as on an address where something else answers HTTP/2)
+    until released; what the connection asked of it."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.calls: list[str] = []
+
+    def is_initialized(self) -> bool:
+        return False
+
+    def init(self, **settings: object) -> None:
+        self.calls.append("init")
+        self.released.wait(60)
+        raise ConnectionError("released")
+
+    def shutdown(self) -> None:
+        self.calls.append("shutdown")
+
+
+def test_connecting_answers_a_stop_at_once_and_gives_up_after_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ray_cluster, "START_SECONDS", 1.5)
+    monkeypatch.setattr(Connection, "earlier", None)
+    ray, stop = HangingRay(), StopRequest()
+    threading.Timer(0.3, lambda: setattr(stop, "signal_name", "SIGTERM")).start()
+    started = time.monotonic()
+    with pytest.raises(
+        Interrupted, match=r"^interrupted \(SIGTERM\) while connecting to the batch's own Ray$"
+    ) as raised:
+        Connection(ray, None).open(stop)
+    assert raised.value.signal_name == "SIGTERM" and time.monotonic() - started < 1.0
+    ray.released.set()  # Ray gives up at last: the connection's thread leaves, and the next one may join
+    hanging = HangingRay()
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match=r"^a Ray of the batch's own did not start within 1.5 s$"):
+        Connection(hanging, None).open(StopRequest())
+    assert 1.5 <= time.monotonic() - started < 3
+    assert ray.calls == ["init", "shutdown"] and hanging.calls == ["init"]
+    hanging.released.set()
 
 
 def test_a_refused_connection_says_how_token_authentication_is_told() -> None:
@@ -77,40 +150,34 @@ def test_ray_options_are_checked_on_construction() -> None:
             RayOptions(**wrong)
 
 
-class ObjectStore:
-    """Stands in for ray's put: what was put, by ref."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-
-    def put(self, data: bytes) -> str:
-        ref = f"ref-{len(self.objects)}"
-        self.objects[ref] = data
-        return ref
-
-
 def planned_items(folder: Path, items: list[dict]) -> list[PlannedItem]:
     """The manifest's items as a batch plans them."""
     manifest = load_manifest(tiny_manifest(folder, items=items))
     return plan_items(manifest, "fp32")
 
 
-def test_each_input_image_goes_into_the_object_store_once(tmp_path: Path) -> None:
+def test_each_job_carries_the_bytes_of_its_input_images(tmp_path: Path) -> None:
     swept = {"image": "horse.png", "sweep": {"seed": [1, 2, 3]}}
-    items = planned_items(tmp_path, [swept, {"image": "astronaut.png"}])
-    store = ObjectStore()
-    queue = Queue(store, items, batch_size=2, native=512, log=print)
+    (tmp_path / sample_image("horse.png", tmp_path)).rename(tmp_path / "gone.png")
+    items = planned_items(tmp_path, [swept, {"image": "astronaut.png"}, {"id": "gone", "image": "gone.png"}])
+    (tmp_path / "gone.png").unlink()  # after planning: it cannot be read when the batch runs
+    lines: list[str] = []
+    queue = Queue(items, batch_size=2, native=512, log=lines.append)
     horse, astronaut = (tmp_path / "horse.png").resolve(), (tmp_path / "astronaut.png").resolve()
-    assert list(store.objects.values()) == [horse.read_bytes(), astronaut.read_bytes()]
-    first, second = queue.take(), queue.take()
-    assert len(first.planned) == 2 and not queue
-    assert queue.images_for(first) == [[horse], "ref-0"]
-    assert queue.images_for(second) == [[horse, astronaut], "ref-0", "ref-1"]
+    assert lines == [f"item 'gone': cannot read {(tmp_path / 'gone.png').resolve()}: No such file or directory"]
+    gone, first, second = (queue.take() for _ in range(len(queue)))  # unread, its cost is the native size's
+    assert [[p.item.id for p in job.planned] for job in (first, second)] == [
+        ["horse_seed1", "horse_seed2"],
+        ["horse_seed3", "astronaut"],
+    ]
+    assert queue.images_for(first) == [[horse], horse.read_bytes()]
+    assert queue.images_for(second) == [[horse, astronaut], horse.read_bytes(), astronaut.read_bytes()]
+    assert queue.images_for(gone) == [[]]  # its item fails on its worker, saying why
 
 
 def test_a_dead_workers_job_goes_back_first_until_its_last_try(tmp_path: Path) -> None:
     items = planned_items(tmp_path, [{"image": "horse.png"}, {"image": "astronaut.png"}])
-    queue = Queue(ObjectStore(), items, batch_size=1, native=512, log=print)
+    queue = Queue(items, batch_size=1, native=512, log=print)
     job = queue.take()
     for attempt in range(1, MAX_TRIES):
         assert queue.retry(job, f"worker {attempt} died", MAX_TRIES) == []
@@ -137,7 +204,7 @@ def test_the_costliest_items_go_out_first_so_the_last_to_finish_are_small(tmp_pa
         ],
     }
     items = plan_items(load_manifest(write_manifest(tmp_path, document)), "fp32")
-    queue = Queue(ObjectStore(), items, batch_size=1, native=512, log=print)
+    queue = Queue(items, batch_size=1, native=512, log=print)
     order = [queue.take().planned[0].item.id for _ in range(len(items))]
     assert order == ["native", "large", "long", "small", "small-too"]
     assert estimated_cost(items[1], (256, 256), native=512) == 20 * 256 * 256
@@ -178,7 +245,7 @@ def test_groups_are_the_ones_a_single_process_makes_so_outputs_match(tmp_path: P
         if not hasattr(group, "status")  # an item that could not be prepared
     ]
     runner.close()
-    queue = Queue(ObjectStore(), planned, batch_size=2, native=model.native_size, log=print)
+    queue = Queue(planned, batch_size=2, native=model.native_size, log=print)
     groups = [[p.item.id for p in queue.take().planned] for _ in range(len(queue))]
     assert sorted(groups) == sorted([*made_here, ["broken"]])
     assert made_here == [["a", "b"], ["c"], ["turned", "turned-2"], ["d"]]
@@ -187,10 +254,10 @@ def test_groups_are_the_ones_a_single_process_makes_so_outputs_match(tmp_path: P
 def test_the_bar_shows_each_live_workers_rate_and_ignores_a_lost_ones_late_result(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import rr_controlnet.ray_engine as ray_engine
+    import rr_controlnet.ray_pool as ray_pool
 
     clock = iter([100.0, 100.0, 104.0, 110.0, 112.0])  # begin 1, begin 2, add 1, add 2, add 2
-    monkeypatch.setattr(ray_engine.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(ray_pool.time, "monotonic", lambda: next(clock))
     notes: list[str] = []
 
     class Bar:
