@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the near-copies corpus, shared with t
 
 from near_copies import KINDS, PHOTOS, adversarial_maps, canny, near_copy, square_photo  # noqa: E402
 
-from rr_controlnet.adherence import EXACT_MATCH_BUDGET, candidate_pairs, control_adherence, maximum_matching  # noqa: E402
+from rr_controlnet.review.adherence import EXACT_MATCH_BUDGET, candidate_pairs, control_adherence, maximum_matching  # noqa: E402
 
 DEFAULT_JSON: Final = ROOT / "bench" / "results" / "adherence.json"
 

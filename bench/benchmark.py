@@ -3,7 +3,7 @@
 The same items (model, size, steps, seeds, real photos from manifests/images/) run in one process,
 three ways, interleaved per repeat (bare, rr-controlnet, original, bare, ...) so drift hits all alike:
 
-- ``bare``: ``model.pipe(...)`` with rr_controlnet.generate.pipeline_arguments, no callback.
+- ``bare``: ``model.pipe(...)`` with rr_controlnet.generation.generate.pipeline_arguments, no callback.
 - ``rr-controlnet``: what the batch does per item, through its own runner (GroupRunner.run_group):
   inputs, prompts and parameters recorded, every step's latent tensor and x0 JPEG preview, the output
   PNG encoded and written, the .rrd verified and written. The batch finishes an item on a worker thread
@@ -45,8 +45,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from rr_controlnet.original import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT
 from rr_controlnet.outputs.names import image_name, recording_name
+from rr_controlnet.run.original import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 IMAGES_DIR: Final = ROOT / "manifests" / "images"
@@ -79,7 +79,7 @@ class BenchConfig:
 class BenchItem:
     """An item prepared once (decoded, resized, edge-mapped) by the batch's own runner."""
 
-    prepared: Any  # rr_controlnet.runner.PreparedItem
+    prepared: Any  # rr_controlnet.run.runner.PreparedItem
 
     @property
     def id(self) -> str:
@@ -87,7 +87,7 @@ class BenchItem:
 
     @property
     def job(self) -> Any:
-        from rr_controlnet.generate import GenerationJob
+        from rr_controlnet.generation.generate import GenerationJob
 
         return GenerationJob(self.id, self.prepared.planned.item.params, self.prepared.control)
 
@@ -233,7 +233,7 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
 
 def bench_manifest(config: BenchConfig) -> Any:
     """The benchmark's items as a manifest: the bundled photos (cycled), seed = position."""
-    from rr_controlnet.manifest import parse_manifest
+    from rr_controlnet.manifest.document import parse_manifest
 
     items = []
     for index in range(config.items):
@@ -258,8 +258,8 @@ def bench_manifest(config: BenchConfig) -> Any:
 
 def prepare_items(runner: Any, manifest: Any, dtype_name: str) -> list[BenchItem]:
     """Every item decoded and edge-mapped once, outside the timed region."""
-    from rr_controlnet.plan import plan_items
-    from rr_controlnet.runner import PreparedItem
+    from rr_controlnet.run.plan import plan_items
+    from rr_controlnet.run.runner import PreparedItem
 
     prepared = [runner.prepare(planned) for planned in plan_items(manifest, dtype_name, recording=RECORDING)]
     failed = [entry for entry in prepared if not isinstance(entry, PreparedItem)]
@@ -286,7 +286,7 @@ class BareWay:
     def run_item(self, bench_item: BenchItem, out_dir: Path) -> tuple[np.ndarray, float, int | None]:
         import torch
 
-        from rr_controlnet.generate import pipeline_arguments, to_uint8
+        from rr_controlnet.generation.generate import pipeline_arguments, to_uint8
 
         with torch.inference_mode():
             output = self.model.pipe(**pipeline_arguments([bench_item.job]))
@@ -327,7 +327,7 @@ class OriginalWay:
         import torch
 
         pipe = self.model.pipe
-        from rr_controlnet.generate import pipeline_arguments, to_uint8
+        from rr_controlnet.generation.generate import pipeline_arguments, to_uint8
 
         path = out_dir / self.name / recording_name(bench_item.id)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -600,7 +600,7 @@ def _load_average() -> list[float]:
 
 def load_bench_model(config: BenchConfig, log: Callable[[str], None]) -> tuple[Any, float]:
     """The model the benchmark measures, loaded as a batch loads it; and the seconds loading took."""
-    from rr_controlnet.loading import load_model, resolve_runtime
+    from rr_controlnet.models.loading import load_model, resolve_runtime
 
     runtime = resolve_runtime(config.device, config.dtype)
     log(f"loading {config.model} on {runtime.device} ({runtime.dtype_name}) ...")
@@ -615,9 +615,9 @@ def measure_ways(
     config: BenchConfig, model: Any, load_seconds: float, out_dir: Path, log: Callable[[str], None]
 ) -> BenchReport:
     """The three ways over the config's items with a loaded model, interleaved, medians over the repeats."""
-    from rr_controlnet.layout import run_recording_id
-    from rr_controlnet.record import RecordingOptions
-    from rr_controlnet.runner import GroupRunner
+    from rr_controlnet.recording.layout import run_recording_id
+    from rr_controlnet.recording.write import RecordingOptions
+    from rr_controlnet.run.runner import GroupRunner
 
     load_start = _load_average()
     manifest = bench_manifest(config)
@@ -645,7 +645,7 @@ def measure_ways(
 def run_benchmark(config: BenchConfig, out_dir: Path, log: Callable[[str], None]) -> BenchReport:
     import torch
 
-    from rr_controlnet.loading import quiet_library_logging
+    from rr_controlnet.models.loading import quiet_library_logging
 
     if config.threads:
         torch.set_num_threads(config.threads)

@@ -167,7 +167,7 @@ class Models:
 
     def get(self, role: str) -> Any:
         if role not in self.loaded:
-            from rr_controlnet.loading import load_model, resolve_runtime
+            from rr_controlnet.models.loading import load_model, resolve_runtime
 
             flags = self.ROLES[role][1] if self.cuda else {}  # --compile and --offload need CUDA
             runtime = resolve_runtime(self.config.device, self.config.dtype)
@@ -229,9 +229,9 @@ class Suite:
     ) -> Any:
         """The batch's runner for `model`, recording as a batch does into a folder of its own; closed when
         the section is done."""
-        from rr_controlnet.layout import run_recording_id
-        from rr_controlnet.record import RecordingOptions
-        from rr_controlnet.runner import GroupRunner
+        from rr_controlnet.recording.layout import run_recording_id
+        from rr_controlnet.recording.write import RecordingOptions
+        from rr_controlnet.run.runner import GroupRunner
 
         folder = self.scratch / _slug(name)
         items_laid_out = bench_manifest(self.models.bench_config(role, items=items)).items
@@ -324,7 +324,7 @@ def ways_section(suite: Suite, role: str) -> Section:
 def batch_section(suite: Suite) -> Section:
     """Images per second at batch size 1 and at config.batch_size, over config.batch_items items."""
     from rr_controlnet.outputs import ItemOutcome
-    from rr_controlnet.plan import plan_items
+    from rr_controlnet.run.plan import plan_items
 
     config, models = suite.config, suite.models
     model = models.get("sd15")
@@ -370,7 +370,7 @@ def batch_section(suite: Suite) -> Section:
 
 def preview_section(suite: Suite) -> Section:
     """Seconds per step that --preview taesd and vae add over the default x0 preview."""
-    from rr_controlnet.loading import load_preview_decoder
+    from rr_controlnet.models.loading import load_preview_decoder
 
     config, models = suite.config, suite.models
     model = models.get("sd15")
@@ -538,7 +538,7 @@ def run_suite(config: SuiteConfig, out_dir: Path, log: Callable[[str], None]) ->
     section is reported and the rest still run."""
     import torch
 
-    from rr_controlnet.loading import quiet_library_logging
+    from rr_controlnet.models.loading import quiet_library_logging
 
     threads = torch.get_num_threads()
     try:

@@ -95,7 +95,7 @@ def write_manifest(folder: Path, count: int) -> Path:
 
 
 def time_validate(manifest: Path) -> float:
-    from rr_controlnet.manifest import load_manifest
+    from rr_controlnet.manifest.document import load_manifest
 
     started = time.perf_counter()
     load_manifest(manifest)
@@ -190,7 +190,7 @@ def measure(count: int, work: Path, env: dict[str, str]) -> SizeFigures:
 
 def page_figures(out: Path, seconds_per_item: float | None) -> PageFigures:
     from rr_controlnet.outputs import OutputFolder
-    from rr_controlnet.review_page import write_review_page
+    from rr_controlnet.review.pages import write_review_page
 
     summary = OutputFolder(out).read()
     started = time.perf_counter()
@@ -209,8 +209,8 @@ def item_files_ms(out: Path, summary: Any) -> float | None:
     """What one item's review files cost: made from its files once, then written 20 times."""
     import statistics
 
-    from rr_controlnet.review_page import write_item_assets
-    from rr_controlnet.review_page.from_files import images_from_files
+    from rr_controlnet.review.pages import write_item_assets
+    from rr_controlnet.review.pages.from_files import images_from_files
 
     outcome = next((outcome for outcome in summary.items if outcome.status == "done"), None)
     if outcome is None:
@@ -242,8 +242,8 @@ def synthetic_page(source: Path, work: Path, count: int, browser: object = None)
     """A page of `count` items that all reuse one done item's review files (linked, not copied); drawn in
     `browser` (a Playwright browser), or a Chromium of its own."""
     from rr_controlnet.outputs import BatchSummary
-    from rr_controlnet.review_page import write_review_page
-    from rr_controlnet.review_page.items import info_script, read_item_info
+    from rr_controlnet.review.pages import write_review_page
+    from rr_controlnet.review.pages.items import info_script, read_item_info
 
     summary = json.loads((source / "summary.json").read_text())
     done = next(entry for entry in summary["items"] if entry["status"] == "done")

@@ -48,8 +48,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from rr_controlnet.distributed import Shard
 from rr_controlnet.outputs.names import SUMMARY_NAME, summary_name
+from rr_controlnet.run.distributed import Shard
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 IMAGES: Final = ("astronaut.png", "chelsea.png", "coffee.png", "horse.png")
@@ -233,14 +233,14 @@ def run_on_ray_data(manifest_path: Path, out: Path) -> None:
     only what the timing needs."""
     import ray
 
-    from rr_controlnet.delivery import deliver
-    from rr_controlnet.layout import batch_properties, run_recording_id
-    from rr_controlnet.loading import Runtime
-    from rr_controlnet.manifest import load_manifest
+    from rr_controlnet.manifest.document import load_manifest
+    from rr_controlnet.models.loading import Runtime
     from rr_controlnet.outputs import OutputFolder
-    from rr_controlnet.plan import plan_items
-    from rr_controlnet.ray_workers import ItemWorker, RunContext, WorkerSetup
-    from rr_controlnet.record import RecordingOptions
+    from rr_controlnet.recording.layout import batch_properties, run_recording_id
+    from rr_controlnet.recording.write import RecordingOptions
+    from rr_controlnet.run.delivery import deliver
+    from rr_controlnet.run.plan import plan_items
+    from rr_controlnet.run.ray.workers import ItemWorker, RunContext, WorkerSetup
     from rr_controlnet.spec import StopRequest
 
     ray.init(address="local", include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)

@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments = parse_arguments(argv)
     except SystemExit:
         return INCOMPATIBLE
-    from rr_controlnet.memory import limit_malloc_arenas
+    from rr_controlnet.run.memory import limit_malloc_arenas
 
     limit_malloc_arenas()
     try:
@@ -71,7 +71,7 @@ def _import(arguments: argparse.Namespace) -> int:
         return INCOMPATIBLE
 
     from rr_controlnet.errors import DuplicateKeysError, ManifestError, RrControlnetError
-    from rr_controlnet.manifest import parse_manifest, read_yaml
+    from rr_controlnet.manifest.document import parse_manifest, read_yaml
 
     known_problems = []
     try:
@@ -100,10 +100,10 @@ def _import(arguments: argparse.Namespace) -> int:
 def stream_manifest(manifest: Any, arguments: argparse.Namespace) -> None:
     import rerun as rr
 
-    from rr_controlnet.batch import BatchOptions, run_batch
-    from rr_controlnet.layout import APPLICATION_ID, items_blueprint, run_recording_id
     from rr_controlnet.outputs.names import default_out_dir, recording_name
-    from rr_controlnet.record import Mirror, RecordingOptions
+    from rr_controlnet.recording.layout import APPLICATION_ID, items_blueprint, run_recording_id
+    from rr_controlnet.recording.write import Mirror, RecordingOptions
+    from rr_controlnet.run.batch import BatchOptions, run_batch
 
     out_dir = default_out_dir(manifest.path)
     prefix = arguments.entity_path_prefix or ""

@@ -93,9 +93,9 @@ class Overrides:
 
     def __post_init__(self) -> None:
         from rr_controlnet.errors import UsageError
-        from rr_controlnet.field_checks import value_problems
-        from rr_controlnet.fields import Params
-        from rr_controlnet.presets import PRESETS
+        from rr_controlnet.manifest.checks import value_problems
+        from rr_controlnet.manifest.fields import Params
+        from rr_controlnet.models.presets import PRESETS
 
         given = {name: getattr(self, name) for name in ("steps", "seed") if getattr(self, name) is not None}
         problems = value_problems(Params, given, "Overrides")

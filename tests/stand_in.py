@@ -36,7 +36,7 @@ def outputs_following_controls(kinds: str | Mapping[str, str]) -> Iterator[None]
 
 def install(kinds: str | Mapping[str, str]):
     """Replace the runner's pipeline call; returns a function that puts the real one back."""
-    from rr_controlnet import runner
+    from rr_controlnet.run import runner
 
     real_generate = runner.generate
 
@@ -55,7 +55,7 @@ def install(kinds: str | Mapping[str, str]):
 def slow_matching(seconds: float, started: Path) -> None:
     """Make control adherence's matching take `seconds` longer, touching `started` as it begins: time for a
     signal to arrive while an output is being scored."""
-    from rr_controlnet import adherence
+    from rr_controlnet.review import adherence
 
     real_matching = adherence.maximum_matching
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rr_controlnet.adherence import (
+from rr_controlnet.review.adherence import (
     EXTRA,
     FOLLOWED,
     MISSED,
@@ -14,7 +14,7 @@ from rr_controlnet.adherence import (
     strict_scores,
     tolerant_scores,
 )
-from rr_controlnet.compare import cosine_distance, output_difference
+from rr_controlnet.review.compare import cosine_distance, output_difference
 
 
 def edge_map(size: int = 512) -> np.ndarray:

@@ -87,7 +87,7 @@ def test_thread_count_is_set_for_the_batch_only(tmp_path: Path) -> None:
 
 
 def test_generate_and_record_writes_complete_items_with_a_loaded_model(tmp_path: Path) -> None:
-    from rr_controlnet.loading import load_model, resolve_runtime
+    from rr_controlnet.models.loading import load_model, resolve_runtime
 
     manifest = load_manifest(tiny_manifest(tmp_path))
     runtime = resolve_runtime("cpu")

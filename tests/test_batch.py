@@ -151,7 +151,7 @@ def test_python_dash_m_runs_the_same_cli() -> None:
 
 
 def test_large_batches_keep_the_full_blueprint_out_of_each_item_file() -> None:
-    from rr_controlnet.layout import FULL_BLUEPRINT_MAX_ITEMS, file_blueprint_items
+    from rr_controlnet.recording.layout import FULL_BLUEPRINT_MAX_ITEMS, file_blueprint_items
 
     small = [f"item{index}" for index in range(FULL_BLUEPRINT_MAX_ITEMS)]
     assert file_blueprint_items(small) == small
@@ -176,7 +176,7 @@ def test_control_adherence_is_recorded_and_summarized(two_item_batch: tuple[str,
 
 
 def test_recording_streams_are_reused_then_replaced(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rr_controlnet import record
+    from rr_controlnet.recording import write as record
 
     monkeypatch.setattr(record, "STREAM_ITEMS", 2)
     pool = record.StreamPool("a-recording")
@@ -191,7 +191,7 @@ def test_recording_streams_are_reused_then_replaced(monkeypatch: pytest.MonkeyPa
 def test_the_batch_process_caps_malloc_arenas_before_it_loads_a_model(tmp_path: Path, monkeypatch) -> None:
     import sys
 
-    from rr_controlnet import memory
+    from rr_controlnet.run import memory
 
     if sys.platform.startswith("linux"):
         assert memory.limit_malloc_arenas()  # glibc takes the setting

@@ -83,7 +83,7 @@ def test_compile_and_offload_complete(tmp_path: Path, flag: str) -> None:
 
 
 def test_an_induced_nan_fails_its_item(tmp_path: Path) -> None:
-    from rr_controlnet.loading import load_model, resolve_runtime
+    from rr_controlnet.models.loading import load_model, resolve_runtime
 
     manifest = load_manifest(tiny_manifest(tmp_path))
     runtime = resolve_runtime("cuda", "fp16")

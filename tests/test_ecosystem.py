@@ -22,7 +22,7 @@ from helpers import (
 )
 from PIL import Image
 
-from rr_controlnet.original import BUNDLED_LOGO, ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT
+from rr_controlnet.run.original import BUNDLED_LOGO, ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT
 
 IMPORTER = Path(sys.executable).with_name("rerun-importer-rr-controlnet")
 
@@ -205,8 +205,8 @@ def test_connect_refuses_to_start_without_a_viewer(tmp_path: Path) -> None:
 def test_spawn_hands_rerun_an_enabled_recording(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import rerun as rr
 
-    from rr_controlnet import viewer
-    from rr_controlnet.manifest import load_manifest
+    from rr_controlnet.manifest.document import load_manifest
+    from rr_controlnet.recording import viewer
 
     spawned = {}
     monkeypatch.setattr(rr, "spawn", lambda **kwargs: spawned.update(kwargs))
@@ -232,9 +232,9 @@ def test_ctrl_c_before_any_item_exits_130(monkeypatch: pytest.MonkeyPatch) -> No
 def test_serve_web_serves_the_viewer_page_and_a_grpc_endpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import urllib.request
 
-    from rr_controlnet import viewer
-    from rr_controlnet.layout import run_recording_id
-    from rr_controlnet.manifest import load_manifest
+    from rr_controlnet.manifest.document import load_manifest
+    from rr_controlnet.recording import viewer
+    from rr_controlnet.recording.layout import run_recording_id
 
     # Free ports: the servers live as long as this process, and other runs may hold the defaults.
     monkeypatch.setattr(viewer, "VIEWER_PORT", free_port())

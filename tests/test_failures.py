@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import png_with_corrupt_pixels, run_cli, summary_items, tiny_manifest, write_manifest
 
-from rr_controlnet import loading
+from rr_controlnet.models import loading
 
 
 def run(manifest: Path, out: Path, *args: str):
@@ -216,7 +216,7 @@ def test_checking_a_recording_leaves_other_threads_warnings_alone(tmp_path: Path
 
     import rerun as rr
 
-    from rr_controlnet.record import rrd_problem
+    from rr_controlnet.recording.write import rrd_problem
 
     stream = rr.RecordingStream("rr_controlnet_test", send_properties=False)
     binary = stream.binary_stream()

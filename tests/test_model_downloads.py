@@ -21,8 +21,8 @@ import torch
 from helpers import free_port, tiny_manifest, write_manifest
 from hub_stand_in import StandInHub, hub_env
 
-from rr_controlnet.hub import human_size, needed_files, pipeline_components, variant_for
-from rr_controlnet.random_models import build_random_pipeline
+from rr_controlnet.models.hub import human_size, needed_files, pipeline_components, variant_for
+from rr_controlnet.models.random_models import build_random_pipeline
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SD15_CONTROLNET = "lllyasviel/control_v11p_sd15_canny"

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from helpers import IMAGES, BatchProcess, png_with_corrupt_pixels, run_cli, statuses, tiny_manifest, write_manifest
 
-from rr_controlnet.distributed import Shard
 from rr_controlnet.outputs import OutputFolder
 from rr_controlnet.outputs.journal import read_outcomes
 from rr_controlnet.outputs.lock import FolderLock
 from rr_controlnet.outputs.names import lock_name
+from rr_controlnet.run.distributed import Shard
 
 
 def run(manifest: Path, out: Path, *args: str):
@@ -299,7 +299,7 @@ def test_a_journal_with_a_broken_line_inside_is_not_trusted(tmp_path: Path) -> N
 
 
 def test_view_passes_paths_that_never_read_as_options(tmp_path: Path) -> None:
-    from rr_controlnet.viewer import viewer_command
+    from rr_controlnet.recording.viewer import viewer_command
 
     (tmp_path / "-rf.rrd").write_bytes(b"")
     (tmp_path / "cat.rrd").write_bytes(b"")

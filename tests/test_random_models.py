@@ -16,7 +16,7 @@ from diffusers import (
 )
 from PIL import Image
 
-from rr_controlnet.random_models import RANDOM_KINDS, build_random_pipeline, save_random_pipeline
+from rr_controlnet.models.random_models import RANDOM_KINDS, build_random_pipeline, save_random_pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_CLASSES = {
@@ -66,7 +66,7 @@ def saved(request, tmp_path_factory) -> tuple[str, Path]:
 
 
 def test_importing_the_module_does_not_import_torch():
-    code = "import rr_controlnet.random_models, sys; assert 'torch' not in sys.modules"
+    code = "import rr_controlnet.models.random_models, sys; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from helpers import Listener, free_port, sample_image, tiny_manifest, write_manifest
 
-from rr_controlnet import ray_cluster
 from rr_controlnet.api import load_manifest
 from rr_controlnet.errors import ClusterError, DeviceError, Interrupted, UsageError
-from rr_controlnet.plan import PlannedItem, plan_items
-from rr_controlnet.ray_cluster import ClusterWatch, Connection, Endpoint, connect_failure, probe_address
-from rr_controlnet.ray_engine import RayOptions, cluster_runtime, worker_count
-from rr_controlnet.ray_pool import WorkerRates
-from rr_controlnet.ray_queue import MAX_TRIES, Job, Queue, estimated_cost
+from rr_controlnet.run.plan import PlannedItem, plan_items
+from rr_controlnet.run.ray import cluster as ray_cluster
+from rr_controlnet.run.ray.cluster import ClusterWatch, Connection, Endpoint, connect_failure, probe_address
+from rr_controlnet.run.ray.engine import RayOptions, cluster_runtime, worker_count
+from rr_controlnet.run.ray.pool import WorkerRates
+from rr_controlnet.run.ray.queue import MAX_TRIES, Job, Queue, estimated_cost
 from rr_controlnet.spec import StopRequest
 
 
@@ -213,8 +213,8 @@ def test_the_costliest_items_go_out_first_so_the_last_to_finish_are_small(tmp_pa
 def test_groups_are_the_ones_a_single_process_makes_so_outputs_match(tmp_path: Path) -> None:
     from PIL import Image
 
-    from rr_controlnet.loading import load_model, resolve_runtime
-    from rr_controlnet.runner import GroupRunner
+    from rr_controlnet.models.loading import load_model, resolve_runtime
+    from rr_controlnet.run.runner import GroupRunner
 
     photo = Image.open(tmp_path / sample_image("horse.png", tmp_path)).convert("RGB")
     exif = Image.Exif()
@@ -254,7 +254,7 @@ def test_groups_are_the_ones_a_single_process_makes_so_outputs_match(tmp_path: P
 def test_the_bar_shows_each_live_workers_rate_and_ignores_a_lost_ones_late_result(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import rr_controlnet.ray_pool as ray_pool
+    import rr_controlnet.run.ray.pool as ray_pool
 
     clock = iter([100.0, 100.0, 104.0, 110.0, 112.0])  # begin 1, begin 2, add 1, add 2, add 2
     monkeypatch.setattr(ray_pool.time, "monotonic", lambda: next(clock))
@@ -276,7 +276,7 @@ def test_the_bar_shows_each_live_workers_rate_and_ignores_a_lost_ones_late_resul
 
 
 def test_runs_share_a_call_while_keys_match_and_an_item_that_cannot_run_does_not_split_them() -> None:
-    from rr_controlnet.generate import batch_runs
+    from rr_controlnet.generation.generate import batch_runs
 
     keys = {"a": (1,), "b": (1,), "broken": None, "c": (1,), "d": (2,), "e": (2,), "f": (2,)}
     runs = list(batch_runs(keys, 3, keys.get))

@@ -56,11 +56,11 @@ def test_ci_installs_the_cpu_torch_wheel_before_the_project() -> None:
 
 
 def test_the_docs_field_table_is_the_models() -> None:
-    from rr_controlnet.fields import field_table
+    from rr_controlnet.manifest.fields import field_table
 
     manifest_doc = (ROOT / "docs" / "manifest.md").read_text()
     assert field_table() in manifest_doc, (
-        "regenerate docs/manifest.md's table: python -c 'from rr_controlnet.fields import field_table; "
+        "regenerate docs/manifest.md's table: python -c 'from rr_controlnet.manifest.fields import field_table; "
         "print(field_table())'"
     )
 
@@ -82,7 +82,7 @@ def test_every_command_line_names_commands_and_options_that_exist(path: Path) ->
 
 @pytest.mark.parametrize("path", DOCUMENTS, ids=lambda path: path.name)
 def test_every_manifest_and_ci_recipe_in_the_docs_reads(path: Path) -> None:
-    from rr_controlnet.manifest import parse_manifest
+    from rr_controlnet.manifest.document import parse_manifest
 
     for block in blocks(path, "yaml"):
         document = yaml.safe_load(block)

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from near_copies import adversarial_maps, canny, near_copy, square_photo
 
-from rr_controlnet import adherence as adherence_module
-from rr_controlnet.adherence import (
+from rr_controlnet.api import adherence
+from rr_controlnet.errors import UsageError
+from rr_controlnet.review import adherence as adherence_module
+from rr_controlnet.review.adherence import (
     EXACT_MATCH_BUDGET,
     ONE_TO_ONE,
     UPPER_BOUND,
@@ -23,8 +25,6 @@ from rr_controlnet.adherence import (
     control_adherence,
     tolerant_scores,
 )
-from rr_controlnet.api import adherence
-from rr_controlnet.errors import UsageError
 
 # A hang guard, not a performance figure (those are in bench/benchmark.py): the old matching never
 # returned on some of these maps.

@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from helpers import read_summary, run_batch, tiny_manifest
 
-from rr_controlnet.layout import item_paths
+from rr_controlnet.recording.layout import item_paths
 
 run = run_batch
 

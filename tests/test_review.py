@@ -10,10 +10,10 @@ import pytest
 from helpers import IMAGES
 from PIL import Image
 
-from rr_controlnet.contact_sheet import SheetRow, contact_sheet, sheet_rows, write_overview
-from rr_controlnet.job_summary import summary_markdown
-from rr_controlnet.markdown import append_summary
 from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
+from rr_controlnet.review.contact_sheet import SheetRow, contact_sheet, sheet_rows, write_overview
+from rr_controlnet.review.job_summary import summary_markdown
+from rr_controlnet.review.markdown import append_summary
 
 EDGES = np.zeros((64, 64), dtype=np.uint8)
 EDGES[16:48, 32] = 255
@@ -129,7 +129,7 @@ def many_entries(count: int, out_dir: Path) -> dict:
 
 
 def test_large_batches_get_a_paged_contact_sheet_redrawn_only_where_it_changed(tmp_path: Path) -> None:
-    from rr_controlnet.contact_sheet import ROWS_PER_PAGE, write_overview_pages
+    from rr_controlnet.review.contact_sheet import ROWS_PER_PAGE, write_overview_pages
 
     document = many_entries(2 * ROWS_PER_PAGE + 1, tmp_path)
     pages = write_overview_pages(OutputFolder(tmp_path), typed(document))
@@ -147,7 +147,7 @@ def test_large_batches_get_a_paged_contact_sheet_redrawn_only_where_it_changed(t
 
 
 def test_summary_markdown_of_a_large_batch_stays_small_and_lists_failures_first(tmp_path: Path) -> None:
-    from rr_controlnet.markdown import TABLE_ROW_LIMIT
+    from rr_controlnet.review.markdown import TABLE_ROW_LIMIT
 
     document = many_entries(TABLE_ROW_LIMIT + 100, tmp_path)
     document["items"][-1].update(status="failed", error="OutOfMemoryError")
@@ -160,7 +160,7 @@ def test_summary_markdown_of_a_large_batch_stays_small_and_lists_failures_first(
 
 
 def test_summary_markdown_names_the_statuses_it_left_out(tmp_path: Path) -> None:
-    from rr_controlnet.markdown import TABLE_ROW_LIMIT
+    from rr_controlnet.review.markdown import TABLE_ROW_LIMIT
 
     document = many_entries(TABLE_ROW_LIMIT + 200, tmp_path)
     for entry in document["items"][: TABLE_ROW_LIMIT + 100]:
@@ -170,7 +170,7 @@ def test_summary_markdown_names_the_statuses_it_left_out(tmp_path: Path) -> None
 
 
 def test_many_sweeps_of_long_prompts_stay_within_a_job_summary(tmp_path: Path) -> None:
-    from rr_controlnet.markdown import MAX_BYTES, TABLE_ROW_LIMIT
+    from rr_controlnet.review.markdown import MAX_BYTES, TABLE_ROW_LIMIT
 
     document = many_entries(100 * 100, tmp_path)
     for number, entry in enumerate(document["items"]):
@@ -194,7 +194,7 @@ def test_many_sweeps_of_long_prompts_stay_within_a_job_summary(tmp_path: Path) -
 
 
 def test_markdown_is_cut_at_a_line_with_a_note_past_its_byte_limit() -> None:
-    from rr_controlnet.markdown import MAX_BYTES, bounded
+    from rr_controlnet.review.markdown import MAX_BYTES, bounded
 
     lines = ["| " + "x" * 998 + " |"] * 1000
     text = bounded(lines, "summary.json")
@@ -207,8 +207,8 @@ def test_markdown_is_cut_at_a_line_with_a_note_past_its_byte_limit() -> None:
 def test_batch_blueprint_file_is_bounded(tmp_path: Path) -> None:
     from helpers import blueprint_views
 
-    from rr_controlnet.layout import BATCH_BLUEPRINT_MAX_ITEMS
-    from rr_controlnet.record import save_batch_blueprint
+    from rr_controlnet.recording.layout import BATCH_BLUEPRINT_MAX_ITEMS
+    from rr_controlnet.recording.write import save_batch_blueprint
 
     items = [ItemOutcome.pending(f"item{n}") for n in range(BATCH_BLUEPRINT_MAX_ITEMS + 5)]
     views = blueprint_views(save_batch_blueprint(items, tmp_path / "batch.rbl"))

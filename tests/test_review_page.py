@@ -30,7 +30,7 @@ from review_browser import (
 
 from rr_controlnet.cli import cli
 from rr_controlnet.outputs import BatchSummary
-from rr_controlnet.review_page import write_review_page
+from rr_controlnet.review.pages import write_review_page
 
 IN_CI = bool(os.environ.get("CI"))  # read at collection, before conftest sets CI for every test
 SWEEP = {"seed": {"count": 2}, "controlnet_conditioning_scale": [0.5, 1.0]}

@@ -17,10 +17,10 @@ from review_browser import write_manifest
 
 from rr_controlnet.cli import cli
 from rr_controlnet.outputs import BatchSummary, ItemOutcome
-from rr_controlnet.review_page import StepFrames, page_data, write_review_page
-from rr_controlnet.review_page.encode import EDGE_SIDE, edge_png, palette_png
-from rr_controlnet.review_page.items import read_item_info
-from rr_controlnet.review_page.page import sweep_tables
+from rr_controlnet.review.pages import StepFrames, page_data, write_review_page
+from rr_controlnet.review.pages.encode import EDGE_SIDE, edge_png, palette_png
+from rr_controlnet.review.pages.items import read_item_info
+from rr_controlnet.review.pages.page import sweep_tables
 
 ADHERENCE = {
     "strict": {"precision": 0.25, "recall": 0.5, "f1": 0.333333},
@@ -264,7 +264,7 @@ def test_review_makes_missing_images_from_the_item_files_without_a_model(
 ) -> None:
     import shutil
 
-    from rr_controlnet import loading
+    from rr_controlnet.models import loading
 
     monkeypatch.setattr(loading, "load_model", lambda *args, **kwargs: pytest.fail("review loaded a model"))
     out = tmp_path / "out"
@@ -304,7 +304,7 @@ def test_review_replaces_images_that_no_longer_match_the_output(batch: Path, tmp
 
 def test_writing_a_page_needs_neither_torch_nor_rerun(batch: Path) -> None:
     script = (
-        "import sys; from pathlib import Path; from rr_controlnet.review_page import write_review_page; "
+        "import sys; from pathlib import Path; from rr_controlnet.review.pages import write_review_page; "
         "from rr_controlnet.outputs import OutputFolder; "
         f"out = Path({str(batch)!r}); write_review_page(out, OutputFolder(out).read()); "
         "print(sorted(name for name in ('torch', 'rerun', 'diffusers') if name in sys.modules))"

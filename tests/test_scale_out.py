@@ -12,7 +12,7 @@ import pytest
 from helpers import read_recording, run_cli, tiny_manifest
 from PIL import Image
 
-from rr_controlnet.distributed import Shard, launched_process, parse_shard
+from rr_controlnet.run.distributed import Shard, launched_process, parse_shard
 
 THREE_ITEMS = [{"image": "astronaut.png"}, {"image": "horse.png", "seed": 5}, {"id": "third", "image": "horse.png"}]
 
@@ -103,7 +103,7 @@ def test_bad_shard_option_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_each_launched_process_gets_its_own_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rr_controlnet.distributed import LaunchedProcess, device_for
+    from rr_controlnet.run.distributed import LaunchedProcess, device_for
 
     process = LaunchedProcess(rank=5, world_size=8, local_rank=1)
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)

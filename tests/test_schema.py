@@ -11,8 +11,8 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from rr_controlnet.errors import ManifestError
-from rr_controlnet.manifest import PARAM_KEYS, load_manifest
-from rr_controlnet.schema import manifest_json_schema, schema_text
+from rr_controlnet.manifest.document import PARAM_KEYS, load_manifest
+from rr_controlnet.manifest.schema import manifest_json_schema, schema_text
 
 MANIFESTS = Path(__file__).resolve().parent.parent / "manifests"
 SCHEMA = manifest_json_schema()
@@ -25,7 +25,7 @@ def manifest(defaults: dict[str, Any] | None = None, **item: Any) -> dict[str, A
 
 def test_checked_in_schema_file_is_current() -> None:
     text = (MANIFESTS / "manifest.schema.json").read_text()
-    assert text == schema_text(), "regenerate: python -m rr_controlnet.schema > manifests/manifest.schema.json"
+    assert text == schema_text(), "regenerate: python -m rr_controlnet.manifest.schema > manifests/manifest.schema.json"
     assert json.loads(text) == SCHEMA
 
 
@@ -128,7 +128,7 @@ def test_schema_bounds_match_load_manifest(tmp_path: Path, field: str) -> None:
 
 
 def test_every_scheduler_the_manifest_accepts_can_be_loaded() -> None:
-    from rr_controlnet.fields import SCHEDULERS
-    from rr_controlnet.loading import SCHEDULER_CLASSES
+    from rr_controlnet.manifest.fields import SCHEDULERS
+    from rr_controlnet.models.loading import SCHEDULER_CLASSES
 
     assert list(SCHEDULERS) == list(SCHEDULER_CLASSES) == SCHEMA["properties"]["scheduler"]["enum"]

@@ -13,7 +13,7 @@ from helpers import blueprint_views, read_recording, run_cli, sample_image, tiny
 from PIL import Image
 
 from rr_controlnet.errors import ManifestError
-from rr_controlnet.manifest import load_manifest
+from rr_controlnet.manifest.document import load_manifest
 from rr_controlnet.outputs import ItemOutcome
 from rr_controlnet.spec import Overrides
 
@@ -99,7 +99,7 @@ def test_ids_do_not_depend_on_the_order_of_fields_or_values(tmp_path: Path) -> N
 
 
 def test_canny_variants_read_low_then_high_as_the_manifest_writes_them(tmp_path: Path) -> None:
-    from rr_controlnet.sweep_names import label, value_text
+    from rr_controlnet.manifest.sweep_names import label, value_text
 
     canny = [{"low": 50, "high": 150}, {"high": 200, "low": 100}]
     assert [item_id for item_id, _ in expanded(tmp_path, item_sweep={"canny": canny})] == [
@@ -259,7 +259,7 @@ def test_the_contact_sheet_draws_the_sweep_as_a_labelled_grid(swept_batch: tuple
 
 
 def test_wide_images_stay_inside_their_cells_clear_of_the_labels(tmp_path: Path) -> None:
-    from rr_controlnet.sweep_sheet import CELL, sweep_sheet
+    from rr_controlnet.review.sweep_sheet import CELL, sweep_sheet
 
     red = Image.new("RGB", (200, 50), (255, 0, 0))  # wider than a cell, as a panorama would be
     red.save(tmp_path / "input.png")
@@ -301,7 +301,7 @@ def test_editing_one_swept_value_regenerates_only_its_variants(swept_batch: tupl
 def test_batch_size_groups_the_variants_that_share_a_pipeline_call(
     swept_batch: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rr_controlnet import runner
+    from rr_controlnet.run import runner
 
     manifest, solo = swept_batch
     calls: list[list[str]] = []
@@ -338,7 +338,7 @@ def test_a_sweep_across_two_shards_equals_one_process(swept_batch: tuple[Path, P
 
 
 def test_large_integers_stay_integers_in_ids_labels_and_summaries(tmp_path: Path) -> None:
-    from rr_controlnet.sweep_names import label
+    from rr_controlnet.manifest.sweep_names import label
 
     items = load_manifest(manifest_with(tmp_path, item_sweep={"seed": [1_000_000, 2_000_000, 10**15]})).items
     assert [item.id for item in items] == ["horse_seed1000000", "horse_seed2000000", "horse_seed1000000000000000"]
@@ -434,7 +434,7 @@ def test_a_rerun_after_a_value_is_inserted_keeps_every_grid_whole(swept_batch: t
 def test_a_sweep_page_shows_each_variants_own_edge_map_when_the_sweep_changes_it(
     tmp_path: Path, swept: str, own_edge_maps: bool
 ) -> None:
-    from rr_controlnet.sweep_sheet import sweep_sheet
+    from rr_controlnet.review.sweep_sheet import sweep_sheet
 
     Image.new("RGB", (64, 64), (90, 90, 90)).save(tmp_path / "input.png")
     values = {"seed": [1, 2], "canny.low": [50, 100], "size": [[64, 64], [96, 64]]}[swept]

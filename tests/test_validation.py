@@ -418,7 +418,7 @@ def test_the_shipped_example_manifests_are_valid(name: str, expected: str) -> No
 
 
 def test_item_values_override_defaults_and_cli_overrides_both(folder: Path) -> None:
-    from rr_controlnet.manifest import Overrides, load_manifest
+    from rr_controlnet.manifest.document import Overrides, load_manifest
 
     path = folder / "m.yaml"
     path.write_text(
@@ -460,7 +460,7 @@ def test_an_unusable_output_folder_is_refused_before_the_model_libraries_load(fo
 
 
 def test_unknown_keys_are_matched_without_the_prefix_they_share() -> None:
-    from rr_controlnet.field_checks import unknown_key_message
+    from rr_controlnet.manifest.checks import unknown_key_message
 
     swept = ("sweep.prompt", "sweep.seed", "sweep.canny.low", "sweep.canny.high", "sweep.zip")
     assert unknown_key_message("sweep.colour", swept) == f"unknown key 'sweep.colour'; known keys: {', '.join(swept)}"

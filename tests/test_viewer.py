@@ -118,7 +118,7 @@ def test_view_opens_the_whole_batch_on_its_first_item(tmp_path: Path) -> None:
     require_vulkan()
     from rerun.experimental import ViewerClient
 
-    from rr_controlnet.viewer import require_reachable, viewer_command
+    from rr_controlnet.recording.viewer import require_reachable, viewer_command
 
     result = run_cli("batch", str(tiny_manifest(tmp_path)), "--out", str(tmp_path / "out"), exit_code=None)
     assert result.exit_code == 0, result.output

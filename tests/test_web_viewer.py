@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from helpers import free_port, recording_properties, shown_tab, tiny_manifest
 
-from rr_controlnet.layout import item_view_names, run_recording_id
+from rr_controlnet.recording.layout import item_view_names, run_recording_id
 
 # Read when the module is collected, before conftest's session fixture sets CI for every test.
 IN_CI = bool(os.environ.get("CI"))
@@ -50,7 +50,7 @@ RUN_SECONDS = 180  # the batch: start, import, build tiny models, generate two i
 PAGE_SECONDS = 90  # one page: load the viewer, receive the recording, lay it out
 # Runs the CLI on free ports: a fixed port may be held by another test run on the same machine.
 CLI_ON_PORTS = (
-    "import sys; from rr_controlnet import viewer; "
+    "import sys; from rr_controlnet.recording import viewer; "
     "viewer.VIEWER_PORT, viewer.WEB_VIEWER_PORT = int(sys.argv.pop(1)), int(sys.argv.pop(1)); "
     "from rr_controlnet.cli import main; main()"
 )

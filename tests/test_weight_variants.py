@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rr_controlnet.loading import Runtime, load_model, weights_variant
-from rr_controlnet.random_models import build_random_pipeline
+from rr_controlnet.models.loading import Runtime, load_model, weights_variant
+from rr_controlnet.models.random_models import build_random_pipeline
 from rr_controlnet.spec import ModelSpec
 
 # The fp16 files below hold this bias where the full files hold the built one: which files loaded shows.

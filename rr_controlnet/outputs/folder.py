@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from rr_controlnet.distributed import Shard
 from rr_controlnet.errors import OutputFolderError, Problem
 from rr_controlnet.outputs import journal
 from rr_controlnet.outputs.files import remove_stale_partials
@@ -37,6 +36,7 @@ from rr_controlnet.outputs.names import (
     written_names,
 )
 from rr_controlnet.outputs.records import BatchSummary, ItemOutcome
+from rr_controlnet.run.distributed import Shard
 
 
 class OutputFolder:

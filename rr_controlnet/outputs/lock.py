@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rr_controlnet.distributed import Shard
 from rr_controlnet.errors import OutputFolderError
 from rr_controlnet.outputs.names import LOCK_GLOB, lock_name, shard_of
+from rr_controlnet.run.distributed import Shard
 
 
 @dataclass(frozen=True)

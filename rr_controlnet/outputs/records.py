@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
 
-from rr_controlnet.adherence import Adherence
 from rr_controlnet.outputs.names import listed_file
+from rr_controlnet.review.adherence import Adherence
 from rr_controlnet.spec import SweepPlace
 
 SUMMARY_VERSION: Final = 1

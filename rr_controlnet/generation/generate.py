@@ -1,0 +1,260 @@
+"""One pipeline call for one or more items, with a per-step callback that costs almost nothing.
+
+Each step hands the observer the noisy latents x_t and a preview image. The preview comes from the
+x0 estimate (what the image will become), which reads far better than x_t; the scheduler computes
+it anyway, so it is captured from `scheduler.step` rather than recomputed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from rr_controlnet.generation.previews import latent_to_rgb
+from rr_controlnet.images import ControlImages
+from rr_controlnet.models.loading import LoadedModel
+from rr_controlnet.spec import GenerationParams
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    item_id: str
+    params: GenerationParams
+    control: ControlImages
+
+
+@dataclass(frozen=True)
+class StepData:
+    step: int
+    timestep: int
+    latent: np.ndarray  # CxHxW float16: x_t as the scheduler left it
+    preview: np.ndarray | None  # HxWx3 uint8
+
+
+@dataclass
+class GenerationResult:
+    images: list[np.ndarray | None]  # HxWx3 uint8 per job; None where the job failed
+    failures: list[str | None]  # a one-line reason per failed job
+    interrupted: bool
+    last_step: int
+    last_timestep: int
+
+
+StepObserver = Callable[[int, StepData], None]  # (job index, step data)
+
+
+def batch_key(params: GenerationParams, size: tuple[int, int]) -> tuple:
+    """Items with equal keys can share one pipeline call."""
+    return (
+        size,
+        params.steps,
+        params.guidance_scale,
+        params.controlnet_conditioning_scale,
+        params.control_guidance_start,
+        params.control_guidance_end,
+    )
+
+
+T = TypeVar("T")
+
+
+def batch_runs(items: Iterable[T], batch_size: int, key: Callable[[T], tuple | None]) -> Iterator[list[T]]:
+    """The groups that share a pipeline call: runs of consecutive items with equal keys (batch_key), at most
+    batch_size long. An item whose key is None (it cannot be generated) comes out alone, without breaking
+    the run around it. Lazy: an item is taken only once the runs before it are decided.
+
+    One process (runner.GroupRunner) and the Ray queue (ray_engine.Queue) group by this alone, so an item
+    is generated beside the same others either way, and its output is the same."""
+    run: list[T] = []
+    run_key: tuple | None = None
+    for item in items:
+        item_key = key(item)
+        if item_key is None:
+            yield [item]
+            continue
+        if run and (len(run) >= batch_size or item_key != run_key):
+            yield run
+            run = []
+        run.append(item)
+        run_key = item_key
+    if run:
+        yield run
+
+
+class X0Capture:
+    """Wraps a scheduler's step() to keep its x0 estimate (pred_original_sample) of the last step."""
+
+    def __init__(self, scheduler: Any):
+        self.scheduler = scheduler
+        self.latest: Any = None
+        self._original_step = scheduler.step
+
+    def __enter__(self) -> X0Capture:
+        self.scheduler.step = self._step
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.scheduler.step  # the instance attribute; the class method shows through again
+
+    def _step(self, model_output: Any, timestep: Any, sample: Any, *args: Any, **kwargs: Any) -> Any:
+        result = self._original_step(model_output, timestep, sample, *args, **kwargs)
+        self.latest = self._x0_from(result, model_output, timestep, sample)
+        return result
+
+    def _x0_from(self, result: Any, model_output: Any, timestep: Any, sample: Any) -> Any:
+        predicted = getattr(result, "pred_original_sample", None)
+        if predicted is None and isinstance(result, tuple) and len(result) > 1:
+            predicted = result[1]
+        if predicted is not None:
+            return predicted
+        config = self.scheduler.config
+        # Multistep solvers (UniPC, DPM++) keep the converted model output, which is x0 there.
+        outputs = getattr(self.scheduler, "model_outputs", None)
+        predicts_x0 = config.get("predict_x0", False) or str(config.get("algorithm_type", "")).endswith("dpmsolver++")
+        if outputs and outputs[-1] is not None and predicts_x0:
+            return outputs[-1]
+        alphas = getattr(self.scheduler, "alphas_cumprod", None)
+        if alphas is None:
+            return None
+        alpha = alphas[int(timestep)].to(sample.device, sample.dtype)
+        if config.get("prediction_type", "epsilon") == "v_prediction":
+            return alpha.sqrt() * sample - (1 - alpha).sqrt() * model_output
+        return (sample - (1 - alpha).sqrt() * model_output) / alpha.sqrt()
+
+
+@dataclass(frozen=True)
+class PromptCut:
+    """A prompt longer than the text encoder reads: CLIP sees its first `limit` tokens only."""
+
+    field: str  # "prompt" or "negative_prompt"
+    tokens: int  # start and end markers included
+    limit: int
+    read: str  # the text the encoder read, decoded from the tokens it kept
+
+    def warning(self) -> str:
+        return (
+            f"{self.field} is {self.tokens} tokens, the text encoder reads {self.limit}: "
+            f"the rest was cut off (it read {_shortened(self.read)!r})"
+        )
+
+
+def prompt_cuts(pipe: Any, params: GenerationParams) -> list[PromptCut]:
+    """The prompts of an item that its pipeline's tokenizers truncate, and what they keep of them."""
+    tokenizers = [getattr(pipe, name, None) for name in ("tokenizer", "tokenizer_2")]
+    cuts = []
+    for field in ("prompt", "negative_prompt"):
+        text = getattr(params, field)
+        for tokenizer in filter(None, tokenizers):
+            limit = int(tokenizer.model_max_length)
+            tokens = len(tokenizer(text).input_ids)
+            if tokens > limit:
+                kept = tokenizer(text, truncation=True, max_length=limit).input_ids
+                cuts.append(PromptCut(field, tokens, limit, tokenizer.decode(kept, skip_special_tokens=True)))
+                break
+    return cuts
+
+
+def _shortened(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else "..." + text[-(limit - 3) :]
+
+
+def generate(
+    model: LoadedModel,
+    jobs: Sequence[GenerationJob],
+    on_step: StepObserver | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    preview_mode: str = "x0",
+    preview_decoder: Any = None,
+) -> GenerationResult:
+    """Run one pipeline call for jobs that share a batch_key; one generator per job."""
+    import torch
+
+    pipe = model.pipe
+    state = {"step": -1, "timestep": -1, "interrupted": False}
+
+    def step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+        state["step"], state["timestep"] = step, round(float(timestep))
+        if on_step is not None:
+            latents = tensors["latents"]
+            x0 = capture.latest if capture.latest is not None else latents
+            previews = _previews(model, preview_mode, preview_decoder, latents, x0)
+            host_latents = latents.detach().to(torch.float16).cpu().numpy()  # the one copy to host
+            for index in range(len(jobs)):
+                preview = previews[index] if previews is not None else None
+                on_step(index, StepData(step, state["timestep"], host_latents[index], preview))
+        if should_stop():
+            state["interrupted"] = True
+            pipeline._interrupt = True  # diffusers skips the remaining steps
+        return tensors
+
+    with X0Capture(pipe.scheduler) as capture, torch.inference_mode():
+        output = pipe(
+            **pipeline_arguments(jobs), callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=["latents"]
+        )
+    images: list[np.ndarray | None] = []
+    failures: list[str | None] = []
+    for array in output.images:
+        if not np.isfinite(array).all():
+            images.append(None)
+            failures.append("the output has NaN or infinite values (try --dtype fp32 or bf16)")
+        else:
+            images.append(to_uint8(array))
+            failures.append(None)
+    return GenerationResult(images, failures, state["interrupted"], state["step"], state["timestep"])
+
+
+def pipeline_arguments(jobs: Sequence[GenerationJob]) -> dict[str, Any]:
+    """The pipeline call's arguments for jobs that share a batch_key: one generator per job, so that each
+    job's output is what it would be alone."""
+    import torch
+    from PIL import Image
+
+    first = jobs[0].params
+    height, width = jobs[0].control.canny.shape
+    return {
+        "prompt": [job.params.prompt for job in jobs],
+        "negative_prompt": [job.params.negative_prompt for job in jobs],
+        "image": [Image.fromarray(job.control.canny_rgb) for job in jobs],
+        "height": height,
+        "width": width,
+        "num_inference_steps": first.steps,
+        "guidance_scale": first.guidance_scale,
+        "controlnet_conditioning_scale": first.controlnet_conditioning_scale,
+        "control_guidance_start": first.control_guidance_start,
+        "control_guidance_end": first.control_guidance_end,
+        "generator": [torch.Generator(device="cpu").manual_seed(job.params.seed) for job in jobs],
+        "output_type": "np",
+    }
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """A pipeline's float image in 0..1 as uint8 pixels."""
+    return (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def _previews(model: LoadedModel, mode: str, decoder: Any, latents: Any, x0: Any) -> list[np.ndarray] | None:
+    """HxWx3 uint8 preview per job, or None when previews are off."""
+    if mode == "none":
+        return None
+    if mode == "x0":
+        host = x0.detach().float().cpu().numpy()
+        return [latent_to_rgb(latent, model.family) for latent in host]
+    if mode == "vae":
+        # The original example's behaviour: a full VAE decode of x_t at every step (slow).
+        vae = model.pipe.vae
+        decoded = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        return _to_uint8(decoded)
+    if mode == "taesd":
+        decoded = decoder.decode(x0.to(decoder.dtype), return_dict=False)[0]
+        return _to_uint8(decoded)
+    raise ValueError(f"unknown preview mode {mode!r}")
+
+
+def _to_uint8(decoded: Any) -> list[np.ndarray]:
+    import torch
+
+    images = ((decoded.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return [image.permute(1, 2, 0).cpu().numpy() for image in images]

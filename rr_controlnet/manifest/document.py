@@ -1,0 +1,353 @@
+"""Read a manifest (version 1): YAML in, checked items with their effective parameters out.
+
+    manifest = load_manifest("manifests/example.yaml", Overrides(model="tiny-sd15", steps=4))
+
+The fields and their rules are the models of `rr_controlnet.manifest.fields`; this module applies them to a
+YAML document part by part, so that every problem is reported at once, each with its file, line,
+item and field, and merges defaults, item values and command-line overrides into each item's
+effective parameters. Validating never imports torch or diffusers, and never runs anything from the
+file (YAML is loaded safely).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rr_controlnet.errors import DuplicateKeysError, ManifestError, Problem
+from rr_controlnet.images import image_file_problem
+from rr_controlnet.manifest.checks import (
+    FieldValues,
+    Problems,
+    check_order,
+    check_unknown_keys,
+    checked_values,
+    id_problem,
+    kind_of,
+    validated_model,
+)
+from rr_controlnet.manifest.fields import (
+    MANIFEST_VERSION,
+    MODEL_KEYS,
+    ORDERED_PAIRS,
+    PARAM_KEYS,
+    SCHEDULERS,
+    SWEEPABLE,
+    TOP_LEVEL_KEYS,
+    ItemFields,
+    ManifestFields,
+    ModelWeights,
+    Params,
+    builtin_defaults,
+    expectation,
+)
+from rr_controlnet.manifest.sweeps import (
+    DEFAULT_MAX_ITEMS,
+    Axis,
+    combine,
+    expanded,
+    flat_names,
+    sweep_axes,
+    variant_count,
+)
+from rr_controlnet.manifest.yaml_source import line_of, read_yaml, shown
+from rr_controlnet.models.presets import PRESETS, family_defaults, model_spec_from_preset
+from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec, Overrides
+
+__all__ = ["PARAM_KEYS", "load_manifest", "parse_manifest", "read_yaml"]
+
+
+def load_manifest(
+    path: str | Path,
+    overrides: Overrides | None = None,
+    check_images: bool = True,
+    max_items: int = DEFAULT_MAX_ITEMS,
+) -> Manifest:
+    """Read, check, merge and expand (sweeps) a manifest. Raises ManifestError listing every problem found."""
+    path = Path(path)
+    try:
+        raw, problems = read_yaml(path), []
+    except DuplicateKeysError as exc:  # reported with whatever else is wrong
+        raw, problems = exc.data, exc.problems
+    return parse_manifest(raw, path, overrides, check_images, max_items, problems)
+
+
+def parse_manifest(
+    raw: Any,
+    path: Path,
+    overrides: Overrides | None = None,
+    check_images: bool = True,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    known_problems: Sequence[Problem] = (),
+) -> Manifest:
+    """Check, merge and expand an already parsed manifest; relative paths are taken from `path`'s folder.
+
+    A manifest that expands (sweeps) to more than `max_items` items is refused before anything is built.
+    `known_problems` (found while reading it) are reported with the others.
+    """
+    overrides = overrides or Overrides()
+    problems = Problems(path)
+    problems.problems.extend(known_problems)
+    if not isinstance(raw, Mapping):
+        found = "an empty file" if raw is None else kind_of(raw)
+        problems.add(1, "", f"a manifest must be a mapping with 'version' and 'items', got {found}")
+        raise ManifestError(problems.sorted())
+    check_unknown_keys(raw, TOP_LEVEL_KEYS, "", problems)
+    if raw.get("version", MANIFEST_VERSION) != MANIFEST_VERSION:
+        problems.add(line_of(raw, "version"), "", f"version must be {MANIFEST_VERSION}, got {shown(raw['version'])}")
+
+    if overrides.model is not None:
+        model = _check_model(overrides.model, None, path.parent, problems)
+    else:
+        model = _check_model(raw.get("model"), line_of(raw, "model"), path.parent, problems)
+
+    scheduler = raw.get("scheduler")
+    if scheduler is not None and scheduler not in SCHEDULERS:
+        message = f"scheduler must be {expectation(ManifestFields, 'scheduler')}, got {shown(scheduler)}"
+        problems.add(line_of(raw, "scheduler"), "", message)
+
+    defaults = FieldValues()
+    defaults_raw = raw.get("defaults") or {}
+    if not isinstance(defaults_raw, Mapping):
+        problems.add(line_of(raw, "defaults"), "defaults", f"defaults must be a mapping, got {shown(defaults_raw)}")
+    else:
+        defaults = checked_values(Params, defaults_raw, "defaults", problems)
+    default_sweep = defaults_raw if isinstance(defaults_raw, Mapping) else {}
+    # Rules across fields that the defaults break on their own are reported once, for the defaults, and
+    # not again for every item that leaves those fields alone.
+    broken_in_defaults = _defaults_order_problems(model, defaults, line_of(raw, "defaults"), default_sweep, problems)
+
+    checked: list[tuple[Item, dict, dict, list[Axis], set[str]]] = []
+    items_raw = _items_list(raw, problems)
+    for index, item_raw in enumerate(items_raw, start=1):
+        entry_line = line_of(items_raw, index - 1)
+        entry = _check_item(
+            item_raw, index, entry_line, path, model, defaults, default_sweep, overrides, problems, max_items,
+            broken_in_defaults,
+        )  # fmt: skip
+        if entry is not None:
+            checked.append(entry)
+    # The bound is on what sweeps add: a long manifest written out item by item is the user's to make.
+    swept = [(entry[0], variant_count(entry[3])) for entry in checked if entry[3]]
+    if sum(count for _, count in swept) > max_items:
+        largest, count = max(swept, key=lambda pair: pair[1])
+        problems.add(
+            largest.line,
+            f"item {largest.id!r} (#{largest.index})",
+            f"sweeps expand the manifest to {sum(count for _, count in swept):,} variants, more than the limit "
+            f"of {max_items:,} (this item's sweep alone gives {count:,}); sweep fewer values or raise --max-items",
+        )
+        raise ManifestError(problems.sorted())
+
+    items: list[Item] = []
+    first_of_id: dict[str, tuple[int, int | None]] = {}
+    for source, merged, lines, axes, skip in checked:
+        items += expanded(source, merged, lines, axes, problems, skip)
+    items = [replace(item, position=position) for position, item in enumerate(items, start=1)]
+    unique: list[Item] = []
+    for item in items:
+        if item.id in first_of_id:
+            first_index, first_line = first_of_id[item.id]
+            at = f"line {first_line}" if first_line else f"#{first_index}"
+            message = f"id {item.id!r} is already used by item #{first_index} ({at}); give each item a unique id"
+            problems.add(item.line, f"item {item.id!r} (#{item.index})", message)
+            continue
+        first_of_id[item.id] = (item.index, item.line)
+        unique.append(item)
+    items = unique
+    if check_images:
+        for item in {item.index: item for item in items}.values():  # once per manifest entry
+            problem = image_file_problem(item.image)
+            if problem:
+                where = f"item {(item.sweep.source if item.sweep else item.id)!r} (#{item.index})"
+                problems.add(line_of(items_raw[item.index - 1], "image"), where, problem)
+
+    if problems.problems:
+        raise ManifestError(problems.sorted())
+    assert model is not None  # a None model always comes with a problem
+    return Manifest(path=path, model=model, scheduler=scheduler, items=tuple(items))
+
+
+def _items_list(raw: Mapping, problems: Problems) -> list:
+    items_raw = raw.get("items")
+    if items_raw is None:
+        problems.add(line_of(raw), "", "items is missing: list at least one item with an image")
+        return []
+    if not isinstance(items_raw, list):
+        problems.add(line_of(raw, "items"), "", f"items must be a list, got {kind_of(items_raw)}")
+        return []
+    if not items_raw:
+        problems.add(line_of(raw, "items"), "", "items is empty: list at least one item with an image")
+    return items_raw
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+
+def _check_model(raw: Any, line: int | None, base_dir: Path, problems: Problems) -> ModelSpec | None:
+    if raw is None:
+        raw = ManifestFields.model_fields["model"].default
+    if isinstance(raw, str):
+        if raw not in PRESETS:
+            close = difflib.get_close_matches(raw, list(PRESETS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; presets: {', '.join(PRESETS)}"
+            problems.add(line, "model", f"unknown model preset {shown(raw)}{hint}")
+            return None
+        return model_spec_from_preset(raw)
+    if not isinstance(raw, Mapping):
+        problems.add(line, "model", f"model must be a preset name or a mapping, got {shown(raw)}")
+        return None
+    weights = validated_model(ModelWeights, dict(raw), raw, "model", "model.", problems)
+    if weights is None:
+        return None
+    sources = {key: _resolve_model_source(getattr(weights, key), base_dir) for key in MODEL_KEYS if key != "family"}
+    absent = [
+        key for key, source in sources.items() if source and Path(source).is_absolute() and not Path(source).exists()
+    ]
+    for key in absent:
+        message = f"model.{key} {shown(getattr(weights, key))}: no such file or folder ({sources[key]})"
+        problems.add(line_of(raw, key), "model", message)
+    if absent:
+        return None
+    family = weights.family or _detect_family(sources["config"] or sources["base"])
+    if family is None:
+        message = "model.family (sd15 or sdxl) is required: it cannot be read from model.base"
+        problems.add(line_of(raw), "model", message)
+        return None
+    return ModelSpec("custom", family, sources["base"], sources["controlnet"], sources["vae"], sources["config"])
+
+
+def _resolve_model_source(value: str | None, base_dir: Path) -> str | None:
+    """Local paths (relative to the manifest) become absolute; anything else is a hub id."""
+    if value is None:
+        return None
+    candidate = (base_dir / value).expanduser()
+    if value.startswith((".", "/", "~")) or candidate.exists():
+        return str(candidate.resolve())
+    return value
+
+
+def _detect_family(source: str | None) -> str | None:
+    """Read the pipeline class from a local diffusers folder, without importing diffusers."""
+    if source is None:
+        return None
+    index = Path(source) / "model_index.json"
+    try:
+        class_name = json.loads(index.read_text()).get("_class_name", "")
+    except (OSError, ValueError):
+        return None
+    return "sdxl" if "XL" in class_name else "sd15"
+
+
+# --- items ---------------------------------------------------------------------------------------
+
+
+def _defaults_order_problems(
+    model: ModelSpec | None, defaults: FieldValues, line: int | None, default_sweep: Mapping, problems: Problems
+) -> set[str]:
+    """Report the rules across fields that the defaults' own values break (fields the defaults sweep are
+    checked per variant); return the flat names of the fields involved."""
+    merged = {**builtin_defaults(), **family_defaults(model.family if model else "sd15"), **defaults.values}
+    swept = {name for field in _swept_fields(default_sweep) for name in flat_names(field)}
+    found = Problems(Path(problems.file))
+    check_order(merged, defaults.lines, line, "defaults", found, skip=swept)
+    for problem in found.problems:
+        problems.add(problem.line, problem.where, problem.message)
+    broken = set()
+    for pair in ORDERED_PAIRS:
+        names = [name.replace(".", "_") for name in pair]
+        if merged[names[0]] >= merged[names[1]] and not set(names) & swept:
+            broken |= set(names)
+    return broken
+
+
+def _swept_fields(container: Any) -> list[str]:
+    """The sweepable fields a defaults' or item's sweep names, whatever their values."""
+    sweep = container.get("sweep") if isinstance(container, Mapping) else None
+    if not isinstance(sweep, Mapping):
+        return []
+    names = []
+    for key, spec in sweep.items():
+        groups = (spec if isinstance(spec, list) else [spec]) if key == "zip" else [{key: None}]
+        names += [name for group in groups if isinstance(group, Mapping) for name in group if name in SWEEPABLE]
+    return names
+
+
+def _check_item(
+    raw: Any,
+    index: int,
+    entry_line: int | None,
+    manifest_path: Path,
+    model: ModelSpec | None,
+    defaults: FieldValues,
+    default_sweep: Mapping,
+    overrides: Overrides,
+    problems: Problems,
+    max_items: int = DEFAULT_MAX_ITEMS,
+    broken_in_defaults: set[str] = frozenset(),
+) -> tuple[Item, dict, dict, list[Axis], set[str]] | None:
+    """The item with its effective parameters (flat, with the lines they were set on), its sweep's axes and
+    the rules across fields its variants leave unchecked (those the defaults break, which it does not
+    touch). An item with problems of its own is returned too (its variants may have more to report);
+    None when it cannot be made at all (not a mapping, an unusable id, no model)."""
+    if not isinstance(raw, Mapping):
+        problems.add(entry_line, f"item #{index}", f"an item must be a mapping with an image, got {shown(raw)}")
+        return None
+    image_raw = raw.get("image")
+    item_id = raw["id"] if "id" in raw else _derived_id(image_raw) if isinstance(image_raw, str) else None
+    where = f"item {shown(item_id)} (#{index})" if isinstance(item_id, str) and item_id else f"item #{index}"
+    wrong_id = id_problem(item_id)
+    if wrong_id:
+        origin = "id" if "id" in raw else f"id derived from image {shown(image_raw)}"
+        problems.add(line_of(raw, "id") if "id" in raw else line_of(raw, "image"), where, f"{origin} {wrong_id}")
+    values = checked_values(ItemFields, raw, where, problems)
+    merged, item_lines = _merge(model.family if model else "sd15", defaults, values, overrides)
+    lines = {**defaults.lines, **item_lines}
+    axes = combine(
+        sweep_axes(default_sweep, "defaults", problems, merged["seed"], max_items),
+        sweep_axes(raw, where, problems, merged["seed"], max_items),
+    )
+    # Rules across fields are checked on the merged values even when other fields are wrong, so that
+    # every problem shows at once; a rule whose fields are swept is checked on each variant instead, and
+    # one that only the defaults break was reported for the defaults.
+    swept = {name for axis in axes for field in axis.fields for name in flat_names(field)}
+    unchecked = swept | _untouched(broken_in_defaults, values.values)
+    check_order(merged, lines, line_of(raw), where, problems, skip=unchecked)
+    if wrong_id or model is None:
+        return None
+    params = GenerationParams(**{name: merged[name] for name in GenerationParams.__dataclass_fields__})
+    image = (manifest_path.parent / image_raw).expanduser() if isinstance(image_raw, str) else manifest_path
+    item = Item(id=item_id, image=image, params=params, index=index, line=line_of(raw))
+    return item, merged, lines, axes, _untouched(broken_in_defaults, {*values.values, *swept})
+
+
+def _untouched(broken: set[str], touched: Any) -> set[str]:
+    """The fields of the ordered pairs the defaults break that an item (or its sweep) sets neither of."""
+    untouched = set()
+    for pair in ORDERED_PAIRS:
+        names = {name.replace(".", "_") for name in pair}
+        if names <= broken and not names & set(touched):
+            untouched |= names
+    return untouched
+
+
+def _merge(family: str, defaults: FieldValues, item: FieldValues, overrides: Overrides) -> tuple[dict, dict]:
+    """Effective parameters: built-in and family defaults, then `defaults`, the item, the command line."""
+    merged = {**builtin_defaults(), **family_defaults(family), **defaults.values}
+    # A size given on the item replaces the defaults' size as a whole, never one side of it.
+    if "width" in item.values or "height" in item.values:
+        merged["width"] = merged["height"] = None
+    merged.update(item.values)
+    if overrides.steps is not None:
+        merged["steps"] = overrides.steps
+    if overrides.seed is not None:
+        merged["seed"] = overrides.seed
+    return merged, item.lines
+
+
+def _derived_id(image: str) -> str:
+    return Path(image).stem

@@ -1,0 +1,135 @@
+"""What a recording and an output image say about their item: parameters as text, PNG metadata, versions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+from importlib import metadata
+from typing import Any, Final
+
+from rr_controlnet.review.adherence import EXACT_MATCH_BUDGET, UPPER_BOUND, Adherence
+from rr_controlnet.spec import GenerationParams, Item, ModelSpec
+
+VERSIONED_PACKAGES: Final = ("rr-controlnet", "diffusers", "torch", "transformers", "rerun-sdk")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def prompt_markdown(params: GenerationParams, seen: Mapping[str, str] | None = None) -> str:
+    """Both prompts; where the text encoder cut one short, also the part it read."""
+    negative = params.negative_prompt or "*(none)*"
+    text = f"## Prompt\n\n{params.prompt or '*(empty)*'}\n\n## Negative prompt\n\n{negative}\n"
+    for field, read in (seen or {}).items():
+        title = "Prompt" if field == "prompt" else "Negative prompt"
+        text += f"\n## {title} as the text encoder read it (the rest was cut off)\n\n{read}\n"
+    return text
+
+
+def params_markdown(
+    item: Item,
+    model: ModelSpec,
+    context: dict[str, Any],
+    params_hash: str,
+    versions: dict[str, str],
+    warnings: list[str] | None = None,
+) -> str:
+    """Every effective parameter, the model and the libraries, as a markdown table."""
+    rows = [("item", item.id), ("image", str(item.image)), ("params hash", params_hash)]
+    if item.sweep is not None:
+        rows.append(("sweep of", item.sweep.source))
+        rows += [(f"swept: {field}", _cell(value)) for field, value in item.sweep.values.items()]
+    rows += [
+        (name, _cell(value)) for name, value in asdict(item.params).items() if name not in ("prompt", "negative_prompt")
+    ]
+    rows += [(f"model.{name}", _cell(value)) for name, value in asdict(model).items() if value is not None]
+    rows += [(name, _cell(value)) for name, value in context.items()]
+    rows += [(f"version: {name}", version) for name, version in versions.items()]
+    rows += [("warning", _cell(warning)) for warning in warnings or []]
+    lines = ["| parameter | value |", "| --- | --- |"] + [f"| {name} | {value} |" for name, value in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    return "auto" if value is None else str(value).replace("|", "\\|")
+
+
+def png_text_chunks(
+    item: Item,
+    model: ModelSpec,
+    sampler: str,
+    size: tuple[int, int],
+    params_hash: str,
+    seen: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """`parameters` in the format common Stable Diffusion tools read, plus all parameters as JSON.
+
+    `parameters` carries the prompts as the text encoder read them (cut at its token limit), so the
+    image's metadata reproduces what was generated; the JSON keeps the prompts as written as well.
+    """
+    params = item.params
+    seen = dict(seen or {})
+    width, height = size
+    controlnet = (
+        f'"Module: canny, Model: {model.controlnet}, Weight: {params.controlnet_conditioning_scale:g}, '
+        f"Guidance Start: {params.control_guidance_start:g}, Guidance End: {params.control_guidance_end:g}, "
+        f'Threshold A: {params.canny_low}, Threshold B: {params.canny_high}, Resize Mode: {params.resize}"'
+    )
+    settings = [
+        f"Steps: {params.steps}",
+        f"Sampler: {sampler}",
+        f"CFG scale: {params.guidance_scale:g}",
+        f"Seed: {params.seed}",
+        f"Size: {width}x{height}",
+        f"Model: {model.base}",
+        f"ControlNet 0: {controlnet}",
+    ]
+    prompt = seen.get("prompt", params.prompt)
+    negative = seen.get("negative_prompt", params.negative_prompt)
+    parameters = f"{prompt}\nNegative prompt: {negative}\n{', '.join(settings)}"
+    full = {
+        "id": item.id,
+        "params": asdict(params),
+        "model": asdict(model),
+        "size": [width, height],
+        "sampler": sampler,
+        "params_hash": params_hash,
+    }
+    if seen:
+        full["text_encoder_read"] = seen
+    if item.sweep is not None:
+        full["sweep"] = {"source": item.sweep.source, "values": item.sweep.values}
+    return {"parameters": parameters, "rr-controlnet": json.dumps(full, sort_keys=True)}
+
+
+def adherence_markdown(adherence: Adherence) -> str:
+    """Control adherence as a markdown table, with what each row means."""
+    strict, tolerant = adherence.strict, adherence.tolerant
+    rows = [
+        ("F1", strict.f1, tolerant.f1),
+        ("precision (output edges on control edges)", strict.precision, tolerant.precision),
+        ("recall (control edges the output follows)", strict.recall, tolerant.recall),
+    ]
+    lines = [
+        f"| score | pixel-exact | within {adherence.tolerance_px:.1f} px |",
+        "| --- | ---: | ---: |",
+        *(f"| {name} | {exact:.1%} | {near:.1%} |" for name, exact, near in rows),
+        f"| SSIM of the edge maps | {adherence.ssim:.3f} | |",
+        "",
+        f"{adherence.output_edges:,} output edge pixels, {adherence.control_edges:,} control edge pixels. "
+        "Overlay: white = control edge followed, red = missed, blue = an edge the control does not have.",
+    ]
+    if adherence.matching == UPPER_BOUND:
+        lines.append(
+            f"\nMore than {EXACT_MATCH_BUDGET:,} edge pixels on one map: the tolerant scores are an upper bound "
+            "(edge pixels with an edge of the other map within the tolerance), not a one-to-one matching."
+        )
+    return "\n".join(lines) + "\n"

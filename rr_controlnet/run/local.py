@@ -1,0 +1,107 @@
+"""A batch's items generated in this process, on one device (ray_engine spreads them over workers).
+
+batch.run_batch drives either engine the same way: `runtime` before planning, `load` (stage 3),
+`describe` for summary.json's run record, and `run` (stage 5), which records every outcome in the batch's
+state as its item finishes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from rr_controlnet.outputs import ItemOutcome
+
+if TYPE_CHECKING:
+    from rr_controlnet.models.loading import LoadedModel
+    from rr_controlnet.run.batch import BatchOptions, BatchState
+    from rr_controlnet.run.plan import PlannedItem
+    from rr_controlnet.run.progress import Progress
+    from rr_controlnet.spec import Manifest
+
+
+class LocalEngine:
+    """Items generated in this process, on one device: a group at a time, each finished item's files written
+    on a worker thread that overlaps the next group's generation."""
+
+    def __init__(self, options: BatchOptions):
+        from rr_controlnet.models.loading import resolve_runtime
+
+        self.options = options
+        self.runtime = resolve_runtime(options.device, options.dtype)
+        self.model: LoadedModel | None = None
+        self.preview_decoder: object = None
+
+    def load(self, manifest: Manifest, log: Callable[[str], None]) -> None:
+        """The model, and the preview decoder `--preview taesd` needs; missing weights are downloaded
+        first, saying what comes, with the hub's bars as options.download_bars says."""
+        from rr_controlnet.models.downloads import DownloadDisplay
+        from rr_controlnet.models.loading import load_batch_models
+
+        options = self.options
+        self.model, self.preview_decoder = load_batch_models(
+            manifest.model,
+            self.runtime,
+            manifest.scheduler,
+            options.recording.preview,
+            options.allow_unsafe_weights,
+            options.offload,
+            options.compile_models,
+            DownloadDisplay(options.download_bars, log),
+        )
+
+    def describe(self) -> dict[str, object]:
+        """For summary.json's run record: the GPU's name."""
+        if not self.runtime.device.startswith("cuda"):
+            return {}
+        import torch
+
+        return {"device_name": torch.cuda.get_device_name(self.runtime.device)}
+
+    def run(
+        self,
+        state: BatchState,
+        manifest: Manifest,
+        to_run: list[PlannedItem],
+        progress: Progress,
+        log: Callable[[str], None],
+    ) -> None:
+        from rr_controlnet.models.downloads import quiet_library_logging
+        from rr_controlnet.recording.layout import batch_properties
+        from rr_controlnet.run.runner import GroupRunner
+
+        runner = GroupRunner(
+            self.model,
+            state.folder.path,
+            state.summary.recording_id,
+            manifest.items,
+            self.options.recording,
+            state.stop,
+            log,
+            self.preview_decoder,
+            on_outcome=state.record,
+            properties=batch_properties(manifest.path, state.folder.path, time.time_ns()),
+        )
+        progress.start(len(to_run))
+        try:
+            # The libraries' advisory chatter stays off the terminal while the items generate (as while the
+            # model loads).
+            with (
+                quiet_library_logging(),
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="rr-controlnet-finish") as finisher,
+            ):
+                runner.finisher = finisher
+                for group in runner.prepared_groups(to_run, self.options.batch_size):
+                    if isinstance(group, ItemOutcome):  # an item that could not be prepared
+                        state.record(group)
+                        progress.finish_items(1)
+                        continue
+                    if state.stop.requested:
+                        break
+                    for outcome in runner.run_group(group, progress):
+                        state.record(outcome)
+        finally:
+            runner.close()
+            progress.close()
