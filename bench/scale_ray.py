@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.outputs.names import SUMMARY_NAME, summary_name
-from rr_controlnet.run.distributed import Shard
+from rr_controlnet.spec import Shard
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 IMAGES: Final = ("astronaut.png", "chelsea.png", "coffee.png", "horse.png")

@@ -34,16 +34,21 @@ from rr_controlnet import __version__
 from rr_controlnet.errors import ManifestError, OutputFolderError, UsageError, WeightsUnavailable
 from rr_controlnet.manifest.document import load_manifest, parse_manifest
 from rr_controlnet.manifest.fields import DEVICES, DTYPES, PREVIEW_MODES, RunOptions
+from rr_controlnet.manifest.overrides import Overrides
+from rr_controlnet.manifest.schema import schema_text
 from rr_controlnet.manifest.sweeps import DEFAULT_MAX_ITEMS
 from rr_controlnet.models import status as model_status
 from rr_controlnet.models.downloads import DownloadDisplay
 from rr_controlnet.models.hub import cache_folders
-from rr_controlnet.models.presets import PRESETS
+from rr_controlnet.models.loading import resolve_runtime
+from rr_controlnet.models.presets import PRESETS, model_spec_from_preset
 from rr_controlnet.models.status import ComponentStatus, FetchOutcome, models_table
 from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder, default_out_dir
-from rr_controlnet.recording.viewer import DEFAULT_GRPC_URL, viewer_command
+from rr_controlnet.outputs.names import SHARD_SUMMARY_GLOB, SUMMARY_NAME
+from rr_controlnet.outputs.records import Adherence, EdgeScores
+from rr_controlnet.recording.viewer import DEFAULT_GRPC_URL, start_live_viewer, viewer_command
 from rr_controlnet.recording.write import RecordingOptions
-from rr_controlnet.review.adherence import Adherence, EdgeScores, image_adherence
+from rr_controlnet.review.adherence import image_adherence
 from rr_controlnet.review.compare import (
     MAX_COSINE_DISTANCE,
     MAX_MEAN_DIFFERENCE,
@@ -52,16 +57,22 @@ from rr_controlnet.review.compare import (
     Thresholds,
     compare_folders,
 )
+from rr_controlnet.review.compare_files import check_baseline_update, comparison_markdown, write_comparison
+from rr_controlnet.review.compare_files import update_baseline as accept
+from rr_controlnet.review.markdown import append_summary
+from rr_controlnet.review.pages import write_review_links
+from rr_controlnet.review.pages import write_review_page as write_page
 from rr_controlnet.review.review_files import summarize_outputs
+from rr_controlnet.run import memory
 from rr_controlnet.run.batch import BatchOptions, BatchReport, run_batch
-from rr_controlnet.run.distributed import Shard, parse_shard
+from rr_controlnet.run.distributed import ProcessGroup, device_for, launched_process
 from rr_controlnet.run.original import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT, original_manifest
 from rr_controlnet.run.plan import plan_items
 from rr_controlnet.run.progress import NoProgress, Progress, ProgressBars
 from rr_controlnet.run.ray.engine import RayOptions
 from rr_controlnet.run.runner import GroupRunner, generate_and_record
 from rr_controlnet.run.signals import EXIT_CODES_BY_SIGNAL, stop_on_signals
-from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec, Overrides, StopRequest
+from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec, Shard, StopRequest, parse_shard
 
 PRESET_NAMES: Final = tuple(PRESETS)
 
@@ -161,8 +172,6 @@ def run_manifest(
     manifest = _as_manifest(manifest)
     if not isinstance(options, BatchOptions):
         raise UsageError(f"options must be a BatchOptions, got {type(options).__name__}")
-    from rr_controlnet.recording.viewer import start_live_viewer
-    from rr_controlnet.run.distributed import ProcessGroup, device_for, launched_process
 
     process = launched_process()
     if process is not None:
@@ -247,14 +256,12 @@ def fetch_models(
 def model_statuses(targets: Sequence[str] = (), dtype: str = "auto") -> list[ComponentStatus]:
     """Each component of the presets or manifests `targets` (every preset when none) as this machine holds it
     for runs in `dtype`: repo or path, the weights that would load, whether it is cached and its size."""
-    from rr_controlnet.models.presets import PRESETS
 
     return model_status.model_statuses(_models_named(targets or list(PRESETS)), _dtype_name(dtype))
 
 
 def _models_named(targets: Sequence[str]) -> list[tuple[str, ModelSpec]]:
     """Each target with the model it names: a preset, or a manifest's model (read without its images)."""
-    from rr_controlnet.models.presets import PRESETS, model_spec_from_preset
 
     named = []
     for target in targets:
@@ -271,7 +278,6 @@ def _dtype_name(dtype: str) -> str:
     """ "auto" as a batch on this machine resolves it (fp16 with CUDA, fp32 without); other names as they are."""
     if dtype != "auto":
         return dtype
-    from rr_controlnet.models.loading import resolve_runtime
 
     return resolve_runtime("auto", "auto").dtype_name
 
@@ -279,7 +285,6 @@ def _dtype_name(dtype: str) -> str:
 def limit_malloc_arenas() -> bool:
     """Cap glibc's malloc arenas for a batch process (memory that fragments across threads otherwise); call
     it before the model libraries start their threads. True where the setting took."""
-    from rr_controlnet.run import memory
 
     return memory.limit_malloc_arenas()
 
@@ -308,7 +313,6 @@ def validate_manifest(
 
 def manifest_schema() -> str:
     """The manifest's JSON Schema, as text (`rr-controlnet schema`)."""
-    from rr_controlnet.manifest.schema import schema_text
 
     return schema_text()
 
@@ -355,9 +359,6 @@ def compare_runs(
     NEW/compare), append compare.md to `summary_to`, and with `update_baseline` accept the run (BASELINE
     becomes a copy of NEW; a missing or empty BASELINE becomes the first). Raises CompareError for folders
     that cannot be compared or updated, OutputWriteError for a report that cannot be written."""
-    from rr_controlnet.review.compare_files import check_baseline_update, comparison_markdown, write_comparison
-    from rr_controlnet.review.compare_files import update_baseline as accept
-    from rr_controlnet.review.markdown import append_summary
 
     new = Path(new)
     report_dir = Path(out_dir) if out_dir is not None else new / "compare"
@@ -368,8 +369,6 @@ def compare_runs(
     if summary_to is not None:
         append_summary(comparison_markdown(comparison), Path(summary_to))
     if update_baseline:
-        from rr_controlnet.review.pages import write_review_links
-
         accept(new, Path(baseline), keep=[report_dir])
         write_review_links(Path(baseline))  # the accepted copy has no comparison of its own to link to
         report.baseline_updated = True
@@ -386,8 +385,6 @@ def write_review_page(out_dir: str | Path, log: Callable[[str], None] | None = N
     Raises OutputFolderError when OUT has no summary.json of this tool (naming shard summaries to merge
     first) or a batch is still writing it, OutputWriteError when the page cannot be written.
     """
-    from rr_controlnet.outputs.names import SHARD_SUMMARY_GLOB, SUMMARY_NAME
-    from rr_controlnet.review.pages import write_review_page as write_page
 
     folder = OutputFolder(out_dir)
     if not folder.path.is_dir():

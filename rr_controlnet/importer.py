@@ -18,6 +18,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from rr_controlnet.errors import DuplicateKeysError, ManifestError, RrControlnetError
+from rr_controlnet.manifest.document import parse_manifest, read_yaml
+from rr_controlnet.outputs.names import default_out_dir, recording_name
+from rr_controlnet.recording.layout import APPLICATION_ID, items_blueprint, run_recording_id
+from rr_controlnet.recording.write import Mirror, RecordingOptions
+from rr_controlnet.run.batch import BatchOptions, run_batch
+from rr_controlnet.run.memory import limit_malloc_arenas
+
 INCOMPATIBLE: Final = 66  # rr.EXTERNAL_IMPORTER_INCOMPATIBLE_EXIT_CODE, without importing rerun
 MANIFEST_SUFFIXES: Final = (".yaml", ".yml")
 
@@ -55,7 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments = parse_arguments(argv)
     except SystemExit:
         return INCOMPATIBLE
-    from rr_controlnet.run.memory import limit_malloc_arenas
 
     limit_malloc_arenas()
     try:
@@ -69,9 +76,6 @@ def _import(arguments: argparse.Namespace) -> int:
     path = Path(arguments.path)
     if not path.is_file() or path.suffix.lower() not in MANIFEST_SUFFIXES:
         return INCOMPATIBLE
-
-    from rr_controlnet.errors import DuplicateKeysError, ManifestError, RrControlnetError
-    from rr_controlnet.manifest.document import parse_manifest, read_yaml
 
     known_problems = []
     try:
@@ -99,11 +103,6 @@ def _import(arguments: argparse.Namespace) -> int:
 
 def stream_manifest(manifest: Any, arguments: argparse.Namespace) -> None:
     import rerun as rr
-
-    from rr_controlnet.outputs.names import default_out_dir, recording_name
-    from rr_controlnet.recording.layout import APPLICATION_ID, items_blueprint, run_recording_id
-    from rr_controlnet.recording.write import Mirror, RecordingOptions
-    from rr_controlnet.run.batch import BatchOptions, run_batch
 
     out_dir = default_out_dir(manifest.path)
     prefix = arguments.entity_path_prefix or ""

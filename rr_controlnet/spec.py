@@ -1,4 +1,5 @@
-"""What flows between the stages: a manifest's items with their effective parameters, and the model to load.
+"""What flows between the stages: a manifest's items with their effective parameters, the model to load,
+and the shard of a batch a process runs.
 
 Plain frozen dataclasses with no dependencies, so every stage (and users of the Python API) can
 import them without pulling in YAML, torch or Rerun.
@@ -6,10 +7,11 @@ import them without pulling in YAML, torch or Rerun.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 
 @dataclass(frozen=True)
@@ -82,29 +84,6 @@ class Manifest:
     items: tuple[Item, ...]
 
 
-@dataclass(frozen=True)
-class Overrides:
-    """Values given on the command line; they win over everything in the manifest. Checked on
-    construction with the manifest's own rules (UsageError naming the field)."""
-
-    model: str | None = None
-    steps: int | None = None
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        from rr_controlnet.errors import UsageError
-        from rr_controlnet.manifest.checks import value_problems
-        from rr_controlnet.manifest.fields import Params
-        from rr_controlnet.models.presets import PRESETS
-
-        given = {name: getattr(self, name) for name in ("steps", "seed") if getattr(self, name) is not None}
-        problems = value_problems(Params, given, "Overrides")
-        if self.model is not None and self.model not in PRESETS:
-            problems.append(f"Overrides.model must be one of {', '.join(PRESETS)}, got {self.model!r}")
-        if problems:
-            raise UsageError("; ".join(problems))
-
-
 @dataclass
 class StopRequest:
     """Asks a running batch to stop at the next denoising step: a signal, or the batch's own decision."""
@@ -115,3 +94,32 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signal_name is not None or self.reason is not None
+
+
+SHARD_PATTERN: Final = re.compile(r"^(\d+)/(\d+)$")
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 0-based
+    count: int
+
+    def owns(self, position: int) -> bool:
+        """Whether the item at this 1-based manifest position belongs to this shard."""
+        return (position - 1) % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(text: str) -> Shard:
+    """`I/N` with 0 <= I < N, as in `--shard 0/4`."""
+    match = SHARD_PATTERN.match(text.strip())
+    if not match:
+        raise ValueError(f"expected I/N such as 0/4, got {text!r}")
+    index, count = int(match[1]), int(match[2])
+    if count < 1:
+        raise ValueError(f"the number of shards must be at least 1, got {text!r}")
+    if not 0 <= index < count:
+        raise ValueError(f"the shard index must be 0..{max(count - 1, 0)} for {count} shards, got {text!r}")
+    return Shard(index, count)

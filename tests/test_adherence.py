@@ -14,7 +14,7 @@ from rr_controlnet.review.adherence import (
     strict_scores,
     tolerant_scores,
 )
-from rr_controlnet.review.compare import cosine_distance, output_difference
+from rr_controlnet.review.differences import cosine_distance, output_difference
 
 
 def edge_map(size: int = 512) -> np.ndarray:

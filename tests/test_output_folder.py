@@ -17,7 +17,7 @@ from rr_controlnet.outputs import OutputFolder
 from rr_controlnet.outputs.journal import read_outcomes
 from rr_controlnet.outputs.lock import FolderLock
 from rr_controlnet.outputs.names import lock_name
-from rr_controlnet.run.distributed import Shard
+from rr_controlnet.spec import Shard
 
 
 def run(manifest: Path, out: Path, *args: str):

@@ -12,7 +12,8 @@ import pytest
 from helpers import read_recording, run_cli, tiny_manifest
 from PIL import Image
 
-from rr_controlnet.run.distributed import Shard, launched_process, parse_shard
+from rr_controlnet.run.distributed import launched_process
+from rr_controlnet.spec import Shard, parse_shard
 
 THREE_ITEMS = [{"image": "astronaut.png"}, {"image": "horse.png", "seed": 5}, {"id": "third", "image": "horse.png"}]
 

@@ -14,8 +14,8 @@ from PIL import Image
 
 from rr_controlnet.errors import ManifestError
 from rr_controlnet.manifest.document import load_manifest
+from rr_controlnet.manifest.overrides import Overrides
 from rr_controlnet.outputs import ItemOutcome
-from rr_controlnet.spec import Overrides
 
 
 def manifest_with(folder: Path, sweep: dict | None = None, item_sweep: dict | None = None, **item) -> Path:

@@ -45,6 +45,7 @@ from rr_controlnet.manifest.fields import (
     builtin_defaults,
     expectation,
 )
+from rr_controlnet.manifest.overrides import Overrides
 from rr_controlnet.manifest.sweeps import (
     DEFAULT_MAX_ITEMS,
     Axis,
@@ -56,7 +57,7 @@ from rr_controlnet.manifest.sweeps import (
 )
 from rr_controlnet.manifest.yaml_source import line_of, read_yaml, shown
 from rr_controlnet.models.presets import PRESETS, family_defaults, model_spec_from_preset
-from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec, Overrides
+from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec
 
 __all__ = ["PARAM_KEYS", "load_manifest", "parse_manifest", "read_yaml"]
 

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Final, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from rr_controlnet.manifest.yaml_source import shown
+
 MANIFEST_VERSION: Final = 1
 MAX_SIDE: Final = 4096
 SIDE_MULTIPLE: Final = 8
@@ -308,7 +310,6 @@ def expectation(model: type[BaseModel], name: str) -> str:
 
 
 def _shown(value: Any) -> str:
-    from rr_controlnet.manifest.yaml_source import shown
 
     return shown(value)
 

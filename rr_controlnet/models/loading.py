@@ -24,7 +24,12 @@ from rr_controlnet.models.hub import (
     offline,
     variant_for,
 )
-from rr_controlnet.models.presets import PRESETS, built_weights, native_size
+from rr_controlnet.models.presets import FAMILY_PREVIEW_DECODER, PRESETS, built_weights, native_size
+from rr_controlnet.models.random_models import (
+    build_random_pipeline,
+    build_random_preview_decoder,
+    save_random_preview_decoder,
+)
 from rr_controlnet.models.status import random_model_folder
 from rr_controlnet.spec import ModelSpec
 
@@ -135,7 +140,6 @@ def _build_pipeline(
     built = built_weights(spec)
     if built == "random":
         # Real-size architectures with random weights: built in memory (saving them is gigabytes).
-        from rr_controlnet.models.random_models import build_random_pipeline
 
         pipe = build_random_pipeline(spec.name, dtype=runtime.torch_dtype)
     elif built == "tiny":
@@ -179,12 +183,8 @@ def _load_preview_decoder(
 ) -> Any:
     import diffusers
 
-    from rr_controlnet.models.presets import FAMILY_PREVIEW_DECODER
-
     built = built_weights(spec)
     if built is not None:
-        from rr_controlnet.models.random_models import build_random_preview_decoder, save_random_preview_decoder
-
         if built == "random":
             decoder = build_random_preview_decoder(spec.name, dtype=runtime.torch_dtype)
             return decoder.to(runtime.device)

@@ -25,6 +25,7 @@ from rr_controlnet.models.hub import (
     variant_for,
 )
 from rr_controlnet.models.presets import built_weights
+from rr_controlnet.models.random_models import save_random_pipeline
 from rr_controlnet.spec import ModelSpec
 
 
@@ -54,7 +55,6 @@ class FetchOutcome:
 
 def random_model_folder(name: str) -> Path:
     """The diffusers folder of a tiny model, built and saved on first use."""
-    from rr_controlnet.models.random_models import save_random_pipeline
 
     folder = models_cache_dir() / "models" / name
     if not (folder / PIPELINE_INDEX).exists():

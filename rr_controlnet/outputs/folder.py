@@ -36,7 +36,7 @@ from rr_controlnet.outputs.names import (
     written_names,
 )
 from rr_controlnet.outputs.records import BatchSummary, ItemOutcome
-from rr_controlnet.run.distributed import Shard
+from rr_controlnet.spec import Shard
 
 
 class OutputFolder:

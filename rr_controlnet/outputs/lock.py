@@ -22,7 +22,7 @@ from pathlib import Path
 
 from rr_controlnet.errors import OutputFolderError
 from rr_controlnet.outputs.names import LOCK_GLOB, lock_name, shard_of
-from rr_controlnet.run.distributed import Shard
+from rr_controlnet.spec import Shard
 
 
 @dataclass(frozen=True)

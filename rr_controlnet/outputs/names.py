@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from rr_controlnet.run.distributed import Shard
+from rr_controlnet.spec import Shard
 
 SUMMARY_NAME: Final = "summary.json"
 SUMMARY_MARKDOWN_NAME: Final = "summary.md"

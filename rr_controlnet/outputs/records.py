@@ -6,6 +6,8 @@ documents read back become these records again, or are refused whole when they a
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -14,11 +16,55 @@ from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.outputs.names import listed_file
-from rr_controlnet.review.adherence import Adherence
 from rr_controlnet.spec import SweepPlace
 
 SUMMARY_VERSION: Final = 1
 STATUSES: Final = ("done", "failed", "pending")
+
+
+ONE_TO_ONE: Final = "one-to-one"
+UPPER_BOUND: Final = "upper-bound"
+
+
+@dataclass(frozen=True)
+class EdgeScores:
+    precision: float
+    recall: float
+    f1: float
+
+
+@dataclass(frozen=True)
+class Adherence:
+    strict: EdgeScores
+    tolerant: EdgeScores
+    tolerance_px: float
+    ssim: float
+    control_edges: int  # edge pixels of the control map
+    output_edges: int  # edge pixels of the output's own Canny map
+    matching: str = ONE_TO_ONE  # how the tolerant scores were found: ONE_TO_ONE or UPPER_BOUND
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> Adherence:
+        """From summary.json's `adherence` (as_dict's); raises KeyError, TypeError or ValueError otherwise."""
+        return cls(
+            strict=EdgeScores(**document["strict"]),
+            tolerant=EdgeScores(**document["tolerant"]),
+            tolerance_px=float(document["tolerance_px"]),
+            ssim=float(document["ssim"]),
+            control_edges=int(document["control_edges"]),
+            output_edges=int(document["output_edges"]),
+            matching=str(document.get("matching", ONE_TO_ONE)),
+        )
+
+    def scalars(self) -> dict[str, float]:
+        """The scores recorded as scalars: f1, precision, recall (strict, then _tolerant), ssim."""
+        scores = {}
+        for kind, suffix in ((self.strict, ""), (self.tolerant, "_tolerant")):
+            scores |= {f"f1{suffix}": kind.f1, f"precision{suffix}": kind.precision, f"recall{suffix}": kind.recall}
+        return {**scores, "ssim": self.ssim}
 
 
 @dataclass
@@ -193,3 +239,42 @@ class BatchSummary:
 
     def to_json(self, folder: Path | None = None) -> str:
         return json.dumps(self.to_document(folder), indent=2) + "\n"
+
+
+def outputs_fingerprint(summary: BatchSummary) -> str:
+    """A hash over every item's id, status and its files' SHA-256 (as summary.json records them), in id
+    order: it changes whenever a run changes what the folder holds."""
+    described = sorted(
+        [outcome.id, outcome.status, [[name, _sha256(outcome.checksums, name)] for name in outcome.files]]
+        for outcome in summary.items
+    )
+    return hashlib.sha256(json.dumps(described, separators=(",", ":")).encode()).hexdigest()
+
+
+def outputs_changed_at(summary: BatchSummary) -> str | None:
+    """When the outputs last changed, as far as summary.json tells (UTC): the newest of its files' recorded
+    modification times and the end of the run that wrote it."""
+    times = [
+        sums["mtime_ns"] / 1e9
+        for outcome in summary.items
+        for sums in outcome.checksums.values()
+        if isinstance(sums, dict) and isinstance(sums.get("mtime_ns"), int)
+    ]
+    try:
+        started = datetime.datetime.fromisoformat(str(summary.run.get("started")))
+        times.append(started.timestamp() + float(summary.run.get("wall_seconds") or 0))
+    except (TypeError, ValueError):
+        pass
+    if not times:
+        return None
+    return datetime.datetime.fromtimestamp(max(times), datetime.UTC).isoformat(timespec="seconds")
+
+
+def now_text() -> str:
+    """This moment as compare.json's `made` records it (UTC, as summary.json's `run.started`)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _sha256(checksums: dict[str, Any], name: str) -> str | None:
+    sums = checksums.get(name)
+    return sums.get("sha256") if isinstance(sums, dict) else None

@@ -8,7 +8,6 @@ from dataclasses import asdict
 from importlib import metadata
 from typing import Any, Final
 
-from rr_controlnet.review.adherence import EXACT_MATCH_BUDGET, UPPER_BOUND, Adherence
 from rr_controlnet.spec import GenerationParams, Item, ModelSpec
 
 VERSIONED_PACKAGES: Final = ("rr-controlnet", "diffusers", "torch", "transformers", "rerun-sdk")
@@ -108,28 +107,3 @@ def png_text_chunks(
     if item.sweep is not None:
         full["sweep"] = {"source": item.sweep.source, "values": item.sweep.values}
     return {"parameters": parameters, "rr-controlnet": json.dumps(full, sort_keys=True)}
-
-
-def adherence_markdown(adherence: Adherence) -> str:
-    """Control adherence as a markdown table, with what each row means."""
-    strict, tolerant = adherence.strict, adherence.tolerant
-    rows = [
-        ("F1", strict.f1, tolerant.f1),
-        ("precision (output edges on control edges)", strict.precision, tolerant.precision),
-        ("recall (control edges the output follows)", strict.recall, tolerant.recall),
-    ]
-    lines = [
-        f"| score | pixel-exact | within {adherence.tolerance_px:.1f} px |",
-        "| --- | ---: | ---: |",
-        *(f"| {name} | {exact:.1%} | {near:.1%} |" for name, exact, near in rows),
-        f"| SSIM of the edge maps | {adherence.ssim:.3f} | |",
-        "",
-        f"{adherence.output_edges:,} output edge pixels, {adherence.control_edges:,} control edge pixels. "
-        "Overlay: white = control edge followed, red = missed, blue = an edge the control does not have.",
-    ]
-    if adherence.matching == UPPER_BOUND:
-        lines.append(
-            f"\nMore than {EXACT_MATCH_BUDGET:,} edge pixels on one map: the tolerant scores are an upper bound "
-            "(edge pixels with an edge of the other map within the tolerance), not a one-to-one matching."
-        )
-    return "\n".join(lines) + "\n"

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from rr_controlnet.errors import RrControlnetError
+from rr_controlnet.errors import OutputFolderError, RrControlnetError
+from rr_controlnet.outputs import ItemOutcome, OutputFolder
 from rr_controlnet.outputs.names import BLUEPRINT_NAME, RECORDING_SUFFIX
+from rr_controlnet.recording.layout import APPLICATION_ID, batch_properties, items_blueprint, run_recording_id
+from rr_controlnet.recording.write import save_batch_blueprint
 from rr_controlnet.spec import Manifest
 
 if TYPE_CHECKING:
@@ -42,8 +45,6 @@ def start_live_viewer(
     """Spawn, connect to, or serve a viewer for a batch; None when the output goes to files only."""
     import rerun as rr
 
-    from rr_controlnet.recording.layout import APPLICATION_ID
-
     if connect_url:
         require_reachable(connect_url)
         return LiveViewer(connect_url, f"streaming to {connect_url}")
@@ -68,8 +69,6 @@ def serve_batch(manifest: Manifest, out_dir: Path) -> LiveViewer:
     blueprint for a default that arrives later (the item streams' own).
     """
     import rerun as rr
-
-    from rr_controlnet.recording.layout import APPLICATION_ID, batch_properties, items_blueprint, run_recording_id
 
     server = rr.RecordingStream(APPLICATION_ID, recording_id=run_recording_id(out_dir), send_properties=False)
     url = server.serve_grpc(grpc_port=VIEWER_PORT, default_blueprint=items_blueprint(manifest.items))
@@ -128,8 +127,6 @@ def viewer_command(out_dir: Path, item_patterns: Sequence[str] = ()) -> list[str
 
 def _laid_out(out_dir: Path, item_ids: Sequence[str]) -> list[LaidOut]:
     """These items as the folder records them (a sweep variant with its place), else by id alone."""
-    from rr_controlnet.errors import OutputFolderError
-    from rr_controlnet.outputs import ItemOutcome, OutputFolder
 
     try:
         recorded = OutputFolder(out_dir).read().by_id()
@@ -141,7 +138,6 @@ def _laid_out(out_dir: Path, item_ids: Sequence[str]) -> list[LaidOut]:
 def subset_blueprint(items: Sequence[LaidOut]) -> Path:
     """A blueprint with a tab for each of these items (grid tabs for sweep variants), saved where the
     viewer can read it."""
-    from rr_controlnet.recording.write import save_batch_blueprint
 
     key = hashlib.sha256("\n".join(item.id for item in items).encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / "rr-controlnet-view"

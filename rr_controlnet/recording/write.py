@@ -16,8 +16,10 @@ from typing import Any, Final
 
 import numpy as np
 
-from rr_controlnet.errors import OutputWriteError
+from rr_controlnet.errors import OutputWriteError, UsageError
 from rr_controlnet.images import encode_png
+from rr_controlnet.manifest.checks import value_problems
+from rr_controlnet.manifest.fields import RunOptions
 from rr_controlnet.outputs.files import AtomicFile
 from rr_controlnet.recording.layout import (
     APPLICATION_ID,
@@ -179,9 +181,6 @@ class RecordingOptions:
     adherence: bool = True  # score each output's edges against its control (scikit-image, SciPy)
 
     def __post_init__(self) -> None:
-        from rr_controlnet.errors import UsageError
-        from rr_controlnet.manifest.checks import value_problems
-        from rr_controlnet.manifest.fields import RunOptions
 
         given = {"preview": self.preview, "latent_every": self.latent_every}
         problems = value_problems(RunOptions, given, "RecordingOptions")

@@ -26,13 +26,16 @@ scikit-image and SciPy are imported inside the functions: `--help` and `validate
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
 
-from rr_controlnet.errors import RrControlnetError
+from rr_controlnet.errors import ItemFailed, RrControlnetError, UsageError
+from rr_controlnet.images import canny_edges, control_images, is_edge_map, model_rgb, pixels_of
+from rr_controlnet.manifest.checks import value_problems
+from rr_controlnet.manifest.fields import Canny, Params
+from rr_controlnet.outputs.records import ONE_TO_ONE, UPPER_BOUND, Adherence, EdgeScores
 
 TOLERANCE_FRACTION: Final = 0.0075  # of the image diagonal, as in the BSDS benchmark
 MATCH_NEIGHBOURS: Final = 16
@@ -40,8 +43,6 @@ MATCH_NEIGHBOURS: Final = 16
 # Real outputs stay inside it (near-copies of a textured photo at 1024 x 1024 have about 37,000); the
 # slowest maps measured at the budget, random dots on both maps, take about a second (bench/adherence.py).
 EXACT_MATCH_BUDGET: Final = 40_000
-ONE_TO_ONE: Final = "one-to-one"
-UPPER_BOUND: Final = "upper-bound"
 # Colours of the overlay: control edges the output follows, control edges it misses, edges it adds.
 FOLLOWED: Final = (255, 255, 255)
 MISSED: Final = (255, 64, 64)
@@ -50,47 +51,6 @@ EXTRA: Final = (64, 200, 255)
 
 class ScoringStopped(RrControlnetError):
     """The batch was asked to stop while an output was being scored."""
-
-
-@dataclass(frozen=True)
-class EdgeScores:
-    precision: float
-    recall: float
-    f1: float
-
-
-@dataclass(frozen=True)
-class Adherence:
-    strict: EdgeScores
-    tolerant: EdgeScores
-    tolerance_px: float
-    ssim: float
-    control_edges: int  # edge pixels of the control map
-    output_edges: int  # edge pixels of the output's own Canny map
-    matching: str = ONE_TO_ONE  # how the tolerant scores were found: ONE_TO_ONE or UPPER_BOUND
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, document: Mapping[str, Any]) -> Adherence:
-        """From summary.json's `adherence` (as_dict's); raises KeyError, TypeError or ValueError otherwise."""
-        return cls(
-            strict=EdgeScores(**document["strict"]),
-            tolerant=EdgeScores(**document["tolerant"]),
-            tolerance_px=float(document["tolerance_px"]),
-            ssim=float(document["ssim"]),
-            control_edges=int(document["control_edges"]),
-            output_edges=int(document["output_edges"]),
-            matching=str(document.get("matching", ONE_TO_ONE)),
-        )
-
-    def scalars(self) -> dict[str, float]:
-        """The scores recorded as scalars: f1, precision, recall (strict, then _tolerant), ssim."""
-        scores = {}
-        for kind, suffix in ((self.strict, ""), (self.tolerant, "_tolerant")):
-            scores |= {f"f1{suffix}": kind.f1, f"precision{suffix}": kind.precision, f"recall{suffix}": kind.recall}
-        return {**scores, "ssim": self.ssim}
 
 
 def _rounded(scores: EdgeScores) -> EdgeScores:
@@ -144,7 +104,6 @@ def output_adherence(
 ) -> tuple[Adherence, np.ndarray]:
     """An output image (HxWx3 uint8) scored as the batch scores it: its Canny edges at the item's thresholds
     against the control edge map it was conditioned on; and the overlay."""
-    from rr_controlnet.images import canny_edges
 
     return control_adherence(control_edges, canny_edges(output_rgb, low, high), should_stop)
 
@@ -157,10 +116,6 @@ def image_adherence(output: Any, control: Any, low: int = 100, high: int = 200, 
     control is an image, resized to the output's size (`resize`: crop, fit or stretch, as in a manifest)
     whose Canny edges are taken at `low`/`high`. Raises UsageError naming what is wrong.
     """
-    from rr_controlnet.errors import ItemFailed, UsageError
-    from rr_controlnet.images import control_images, is_edge_map, model_rgb, pixels_of
-    from rr_controlnet.manifest.checks import value_problems
-    from rr_controlnet.manifest.fields import Canny, Params
 
     problems = value_problems(Canny, {"low": low, "high": high}) + value_problems(Params, {"resize": resize})
     if not problems and low >= high:
@@ -328,3 +283,28 @@ def _scores(matches: int, control_count: int, output_count: int) -> EdgeScores:
     recall = matches / control_count if control_count else float(output_count == 0)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return EdgeScores(precision, recall, f1)
+
+
+def adherence_markdown(adherence: Adherence) -> str:
+    """Control adherence as a markdown table, with what each row means."""
+    strict, tolerant = adherence.strict, adherence.tolerant
+    rows = [
+        ("F1", strict.f1, tolerant.f1),
+        ("precision (output edges on control edges)", strict.precision, tolerant.precision),
+        ("recall (control edges the output follows)", strict.recall, tolerant.recall),
+    ]
+    lines = [
+        f"| score | pixel-exact | within {adherence.tolerance_px:.1f} px |",
+        "| --- | ---: | ---: |",
+        *(f"| {name} | {exact:.1%} | {near:.1%} |" for name, exact, near in rows),
+        f"| SSIM of the edge maps | {adherence.ssim:.3f} | |",
+        "",
+        f"{adherence.output_edges:,} output edge pixels, {adherence.control_edges:,} control edge pixels. "
+        "Overlay: white = control edge followed, red = missed, blue = an edge the control does not have.",
+    ]
+    if adherence.matching == UPPER_BOUND:
+        lines.append(
+            f"\nMore than {EXACT_MATCH_BUDGET:,} edge pixels on one map: the tolerant scores are an upper bound "
+            "(edge pixels with an edge of the other map within the tolerance), not a one-to-one matching."
+        )
+    return "\n".join(lines) + "\n"

@@ -27,11 +27,13 @@ from typing import Any, Final
 
 import numpy as np
 
-from rr_controlnet.errors import OutputFolderError, RrControlnetError, UsageError
+from rr_controlnet.errors import ItemFailed, OutputFolderError, RrControlnetError, UsageError
+from rr_controlnet.images import load_image
 from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
 from rr_controlnet.outputs.names import IMAGE_SUFFIX, RECORDING_SUFFIX
+from rr_controlnet.outputs.records import Adherence, outputs_fingerprint
 from rr_controlnet.recording.read import recorded_latents
-from rr_controlnet.review.adherence import Adherence
+from rr_controlnet.review.differences import ImageDifference, cosine_distance, output_difference
 
 STATUSES: Final = ("same", "changed", "new", "missing", "failed")
 WORST_FIRST: Final = ("failed", "missing", "changed", "new", "same")
@@ -69,15 +71,6 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
-class ImageDifference:
-    max_abs: int  # 0..255
-    mean_abs: float
-    psnr: float | None  # None: identical images (infinite)
-    ssim: float
-    cosine_distance: float  # 1 - cosine similarity of the flattened images, as diffusers' tests measure
-
-
-@dataclass(frozen=True)
 class StepDivergence:
     step: int
     rms: float
@@ -108,7 +101,7 @@ class Comparison:
     thresholds: Thresholds
     items: list[ItemComparison]  # worst first
     settings_changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # model, libraries
-    new_outputs: str = ""  # the new run's outputs as compared (review_page.outputs_fingerprint)
+    new_outputs: str = ""  # the new run's outputs as compared (outputs.records.outputs_fingerprint)
 
     def counts(self) -> dict[str, int]:
         return {status: sum(1 for item in self.items if item.status == status) for status in STATUSES}
@@ -175,7 +168,6 @@ def compare_folders(
         {"model": before.model, "versions": before.versions, "settings": before.settings},
         {"model": after.model, "versions": after.versions, "settings": after.settings},
     )
-    from rr_controlnet.review.pages.compare_page import outputs_fingerprint
 
     return Comparison(Path(baseline), Path(new), thresholds, items, settings, outputs_fingerprint(after))
 
@@ -307,8 +299,6 @@ def _compare_images(comparison: ItemComparison, thresholds: Thresholds) -> None:
 
 
 def _load_png(path: Path | None, role: str) -> tuple[np.ndarray | None, str | None]:
-    from rr_controlnet.errors import ItemFailed
-    from rr_controlnet.images import load_image
 
     if path is None or not path.is_file():
         return None, f"{role} output missing: {path.name if path else 'no image listed'}"
@@ -317,41 +307,6 @@ def _load_png(path: Path | None, role: str) -> tuple[np.ndarray | None, str | No
     except ItemFailed as exc:
         return None, f"{role} output unreadable: {exc}"
     return (pixels if pixels.ndim == 3 else np.repeat(pixels[:, :, None], 3, axis=2))[:, :, :3], None
-
-
-def output_difference(before: np.ndarray, after: np.ndarray) -> ImageDifference:
-    """Max and mean absolute difference (0..255), PSNR, SSIM and cosine distance of two same-size images."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    from rr_controlnet.review.adherence import ssim_window
-
-    before, after = np.asarray(before), np.asarray(after)
-    difference = np.abs(before.astype(np.int16) - after.astype(np.int16))
-    identical = not difference.any()
-    window = ssim_window(before.shape)
-    ssim = (
-        1.0
-        if identical or window < 3
-        else structural_similarity(before, after, channel_axis=-1, data_range=255, win_size=window)
-    )
-    return ImageDifference(
-        max_abs=int(difference.max()),
-        mean_abs=round(float(difference.mean()), 6),
-        psnr=None if identical else round(float(peak_signal_noise_ratio(before, after, data_range=255)), 4),
-        ssim=round(float(ssim), 6),
-        cosine_distance=cosine_distance(before, after),
-    )
-
-
-def cosine_distance(first: np.ndarray, second: np.ndarray) -> float:
-    """1 - cosine similarity of two arrays, flattened (diffusers' numpy_cosine_similarity_distance)."""
-    a, b = np.asarray(first, dtype=np.float64).ravel(), np.asarray(second, dtype=np.float64).ravel()
-    if np.array_equal(a, b):
-        return 0.0
-    norms = np.linalg.norm(a) * np.linalg.norm(b)
-    if norms == 0:
-        return 1.0
-    return float(max(0.0, 1.0 - float(a @ b) / norms))
 
 
 def _compare_latents(comparison: ItemComparison, thresholds: Thresholds) -> None:

@@ -17,24 +17,24 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
-
 from rr_controlnet.outputs import OutputFolder
 from rr_controlnet.outputs.files import write_atomic
 from rr_controlnet.outputs.names import COMPARE_FOLDER, LOCK_GLOB, PARTIAL_GLOB
-from rr_controlnet.outputs.records import shown_path
+from rr_controlnet.outputs.records import now_text, shown_path
 from rr_controlnet.recording.layout import APPLICATION_ID, BATCH_BLUEPRINT_MAX_ITEMS, STEP_TIMELINE
+from rr_controlnet.recording.read import recorded_previews
+from rr_controlnet.recording.write import save_stream
 from rr_controlnet.review.compare import CompareError, Comparison, ItemComparison
+from rr_controlnet.review.differences import IMAGE_METRICS, difference_heatmap, metric_rows
 from rr_controlnet.review.markdown import TABLE_ROW_LIMIT, bounded, cell
+from rr_controlnet.review.pages import write_compare_page
 
 COMPARE_APPLICATION_ID: Final = f"{APPLICATION_ID}_compare"
 # Differences of this many levels or more show at full heat.
-HEATMAP_FULL_SCALE: Final = 64
 
 
 def write_comparison(comparison: Comparison, out_dir: Path) -> list[Path]:
     """compare.json, compare.md, compare.rrd and the review page (index.html) in `out_dir`."""
-    from rr_controlnet.review.pages import write_compare_page
 
     out_dir = Path(out_dir)
     document = comparison_document(comparison, relative_to=out_dir)
@@ -48,7 +48,6 @@ def comparison_document(comparison: Comparison, relative_to: Path | None = None)
     """The comparison as strict JSON values: paths relative to `relative_to` (the folder of compare.json,
     so the report moves with the folders it compares), numbers that are not finite as null; and when it
     was made."""
-    from rr_controlnet.review.pages.compare_page import now_text
 
     base = Path(relative_to).resolve() if relative_to is not None else None
 
@@ -94,9 +93,9 @@ def comparison_markdown(comparison: Comparison, out_dir: Path | None = None) -> 
         ]
     lines += [
         "",
-        "| item | status | mean diff | max diff | PSNR | SSIM | cosine distance | diverges from step | F1 change "
-        "| notes |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| item | status | " + " | ".join(metric.column for metric in IMAGE_METRICS) + " | diverges from step "
+        "| F1 change | notes |",
+        "| --- | --- | " + "---: | " * len(IMAGE_METRICS) + "---: | ---: | --- |",
     ]
     lines += [_row(item) for item in comparison.items[:TABLE_ROW_LIMIT]]
     if len(comparison.items) > TABLE_ROW_LIMIT:
@@ -105,17 +104,7 @@ def comparison_markdown(comparison: Comparison, out_dir: Path | None = None) -> 
 
 
 def _row(item: ItemComparison) -> str:
-    image = item.image
-    metrics = ["", "", "", "", ""]
-    if image is not None:
-        psnr = "∞" if image.psnr is None else f"{image.psnr:.1f}"
-        metrics = [
-            f"{image.mean_abs:.2f}",
-            str(image.max_abs),
-            psnr,
-            f"{image.ssim:.4f}",
-            f"{image.cosine_distance:.2e}",
-        ]
+    metrics = [""] * len(IMAGE_METRICS) if item.image is None else [text for _, text in metric_rows(item.image)]
     diverges = "" if item.first_divergent_step is None else str(item.first_divergent_step)
     f1 = item.adherence_change.get("f1")
     notes = item.notes + [f"{key}: {old!r} → {new!r}" for key, (old, new) in item.params_changed.items()]
@@ -170,8 +159,6 @@ def compare_blueprint(items: list[ItemComparison]) -> Any:
 def write_compare_recording(comparison: Comparison, path: Path) -> Path:
     import rerun as rr
 
-    from rr_controlnet.recording.write import save_stream
-
     recording_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"rr-controlnet-compare:{Path(path).resolve()}"))
     stream = rr.RecordingStream(COMPARE_APPLICATION_ID, recording_id=recording_id, send_properties=False)
     binary = stream.binary_stream()
@@ -184,8 +171,6 @@ def write_compare_recording(comparison: Comparison, path: Path) -> Path:
 
 def _record_item(stream: Any, item: ItemComparison) -> None:
     import rerun as rr
-
-    from rr_controlnet.recording.read import recorded_previews
 
     paths = compare_paths(item.id)
     images = {}
@@ -214,29 +199,10 @@ def _record_item(stream: Any, item: ItemComparison) -> None:
         stream.log(f"{paths['divergence']}/cosine_distance", rr.Scalars(divergence.cosine_distance))
 
 
-def difference_heatmap(baseline_png: Path, new_png: Path) -> np.ndarray:
-    """|new - baseline|, averaged over channels, as an RGB heat map (HEATMAP_FULL_SCALE levels and up: white hot)."""
-    import cv2
-
-    from rr_controlnet.images import load_image
-
-    before = load_image(baseline_png).pixels.astype(np.int16)
-    after = load_image(new_png).pixels.astype(np.int16)
-    difference = np.abs(after - before)
-    difference = difference.mean(axis=2) if difference.ndim == 3 else difference
-    scaled = np.clip(difference * (255.0 / HEATMAP_FULL_SCALE), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
-
-
 def _item_markdown(item: ItemComparison) -> str:
     lines = [f"## {item.id}: {item.status}", ""]
     if item.image is not None:
-        image = item.image
-        psnr = "identical" if image.psnr is None else f"{image.psnr:.2f} dB"
-        lines.append(
-            f"mean difference {image.mean_abs:.3f}, max {image.max_abs} (of 255); PSNR {psnr}; SSIM {image.ssim:.4f}; "
-            f"cosine distance {image.cosine_distance:.3e}"
-        )
+        lines.append("; ".join(f"{label} {text}" for label, text in metric_rows(item.image)))
     if item.first_divergent_step is not None:
         lines.append(f"\nthe latents part from step {item.first_divergent_step}")
     elif item.divergence:

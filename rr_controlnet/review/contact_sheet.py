@@ -21,7 +21,8 @@ from PIL import Image, ImageDraw
 from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
 from rr_controlnet.outputs.files import write_atomic
 from rr_controlnet.outputs.names import IMAGE_SUFFIX, OVERVIEW_NAME, is_overview_page
-from rr_controlnet.review.adherence import Adherence
+from rr_controlnet.outputs.records import Adherence
+from rr_controlnet.review.sweep_sheet import sweep_pages, sweep_sheet
 from rr_controlnet.review.tiles import (
     BACKGROUND,
     LINE_HEIGHT,
@@ -121,7 +122,6 @@ def write_overview_pages(folder: OutputFolder, summary: BatchSummary, canny_for:
     A page whose items are as they were when it was drawn (a fingerprint in its PNG) is kept as it is,
     so a rerun of a large batch redraws only the pages of the items it changed.
     """
-    from rr_controlnet.review.sweep_sheet import sweep_pages, sweep_sheet
 
     out_dir = folder.path
     plain = [outcome for outcome in summary.items if outcome.sweep is None]

@@ -19,9 +19,13 @@ import numpy as np
 from rr_controlnet.outputs import BatchSummary, OutputFolder
 from rr_controlnet.outputs.files import write_atomic
 from rr_controlnet.outputs.names import BLUEPRINT_NAME, SUMMARY_MARKDOWN_NAME, recording_name
+from rr_controlnet.recording.read import recorded_edge_map
+from rr_controlnet.recording.write import save_batch_blueprint
 from rr_controlnet.review.contact_sheet import write_overview_pages
 from rr_controlnet.review.job_summary import summary_markdown
 from rr_controlnet.review.markdown import append_summary
+from rr_controlnet.review.pages import write_review_page
+from rr_controlnet.review.pages.items import ASSET_NAMES, is_plain_id, item_folder
 
 
 def write_review(
@@ -32,7 +36,6 @@ def write_review(
 ) -> None:
     """overview.png (paged for large batches), the review page and summary.md in the folder; summary.md
     also appended to `summary_to`. Raises OutputWriteError when one cannot be written."""
-    from rr_controlnet.review.pages import write_review_page
 
     # The contact sheet first, so that the page links its pages from its first write.
     overview = write_overview_pages(folder, summary, canny_for=computed_edge_maps(folder))
@@ -47,9 +50,6 @@ def computed_edge_maps(folder: OutputFolder) -> Callable[[str], np.ndarray | Non
     """An item's edge map as the run computed it: its review file (written when it finished), else its
     recording; None without a readable one."""
     from PIL import Image
-
-    from rr_controlnet.recording.read import recorded_edge_map
-    from rr_controlnet.review.pages.items import ASSET_NAMES, is_plain_id, item_folder
 
     def edge_map(item_id: str) -> np.ndarray | None:
         reviewed = item_folder(folder.path, item_id) / ASSET_NAMES["canny"] if is_plain_id(item_id) else None
@@ -70,7 +70,6 @@ def summarize_outputs(
 ) -> BatchSummary:
     """A sharded batch made whole: every shard's records merged into summary.json (shard files removed
     unless a shard still runs), then its blueprint and review files, as one process would have written."""
-    from rr_controlnet.recording.write import save_batch_blueprint
 
     log = log or (lambda message: print(message, file=sys.stderr))
     folder = OutputFolder(out_dir)

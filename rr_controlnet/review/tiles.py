@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rr_controlnet.errors import ItemFailed
 from rr_controlnet.images import load_image
-from rr_controlnet.review.adherence import Adherence
+from rr_controlnet.outputs.records import Adherence
 
 THUMB_HEIGHT: Final = 192
 MAX_THUMB_ASPECT: Final = 2  # panoramas shrink rather than widen the sheet

@@ -29,6 +29,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from rr_controlnet.errors import ManifestError, OutputWriteError, UsageError
+from rr_controlnet.manifest.checks import value_problems
+from rr_controlnet.manifest.fields import RunOptions
+from rr_controlnet.models.presets import has_random_weights
 from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
 from rr_controlnet.outputs.journal import Journal, SummaryWriter, write_summary
 from rr_controlnet.outputs.names import (
@@ -40,12 +43,15 @@ from rr_controlnet.outputs.names import (
     summary_name,
 )
 from rr_controlnet.recording.item_text import library_versions
-from rr_controlnet.recording.write import RecordingOptions
-from rr_controlnet.run.distributed import Shard
+from rr_controlnet.recording.layout import run_recording_id
+from rr_controlnet.recording.write import RecordingOptions, save_batch_blueprint
+from rr_controlnet.review.review_files import write_review
+from rr_controlnet.run.local import LocalEngine
 from rr_controlnet.run.plan import PlannedItem, plan_items, split_up_to_date
 from rr_controlnet.run.progress import NoProgress, Progress
-from rr_controlnet.run.ray.engine import RayOptions
-from rr_controlnet.spec import Manifest, StopRequest
+from rr_controlnet.run.ray.engine import RayEngine, RayOptions
+from rr_controlnet.run.runner import pending_outcome
+from rr_controlnet.spec import Manifest, Shard, StopRequest
 
 if TYPE_CHECKING:
     from rr_controlnet.models.loading import Runtime
@@ -73,8 +79,6 @@ class BatchOptions:
     ray: RayOptions | None = None  # run the items on Ray workers rather than in this process
 
     def __post_init__(self) -> None:
-        from rr_controlnet.manifest.checks import value_problems
-        from rr_controlnet.manifest.fields import RunOptions
 
         own = {name: getattr(self, name) for name in ("device", "dtype", "batch_size", "threads")}
         problems = value_problems(RunOptions, own, "BatchOptions")
@@ -188,12 +192,9 @@ def _engine(options: BatchOptions, stop: StopRequest) -> Iterator[Engine]:
     """Where the items are generated: in this process (with its torch threads), or on Ray workers (connected
     to for the batch; the driver needs no torch)."""
     if options.ray is None:
-        from rr_controlnet.run.local import LocalEngine
-
         with _torch_threads(options.threads):
             yield LocalEngine(options)
         return
-    from rr_controlnet.run.ray.engine import RayEngine
 
     with RayEngine(options, stop) as engine:
         yield engine
@@ -225,7 +226,6 @@ def _plan(
 ) -> tuple[BatchState, BatchReport, list[PlannedItem]]:
     """Fingerprint this run's items, read what earlier runs left, and split the items to make from those
     already up to date."""
-    from rr_controlnet.recording.layout import run_recording_id
 
     shard, recording = options.shard, options.recording
     settings = {"preview": recording.preview, "latent_every": recording.latent_every}
@@ -250,7 +250,6 @@ def _plan(
 
 
 def _note_random_weights(manifest: Manifest, log: Callable[[str], None]) -> None:
-    from rr_controlnet.models.presets import has_random_weights
 
     if has_random_weights(manifest.model):
         log(f"note: model {manifest.model.name!r} has random weights: it makes noise, not pictures")
@@ -259,7 +258,6 @@ def _note_random_weights(manifest: Manifest, log: Callable[[str], None]) -> None
 def _start(state: BatchState, manifest: Manifest, folder: OutputFolder, options: BatchOptions) -> None:
     """From here the folder changes (a model that cannot be loaded left an earlier run's files as they were):
     summary.json with this run's plan, and batch.rbl for a whole batch."""
-    from rr_controlnet.recording.write import save_batch_blueprint
 
     state.start()
     if options.shard is None:
@@ -271,7 +269,6 @@ def _finish(
 ) -> BatchReport:
     """The final summary.json; for a whole batch the review files (a sharded batch is reviewed once every
     shard is done, by `summarize`)."""
-    from rr_controlnet.review.review_files import write_review
 
     state.summary.run["wall_seconds"] = round(time.perf_counter() - state.started, 3)
     state.close()
@@ -300,7 +297,6 @@ class BatchState:
         shard: Shard | None,
         stop: StopRequest,
     ):
-        from rr_controlnet.run.runner import pending_outcome
 
         self.summary = summary
         self.started = time.perf_counter()  # the run's wall time counts from here: loading included

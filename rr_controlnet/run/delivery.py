@@ -19,6 +19,8 @@ from rr_controlnet.errors import OutputWriteError, one_line
 from rr_controlnet.outputs import ItemOutcome, OutputFolder
 from rr_controlnet.outputs.files import AtomicFile
 from rr_controlnet.outputs.names import RECORDING_SUFFIX
+from rr_controlnet.recording.write import fill_verified
+from rr_controlnet.review.pages import write_item_files
 from rr_controlnet.spec import StopRequest
 
 
@@ -49,8 +51,6 @@ def write_finished(folder: OutputFolder, finished: FinishedItem, log: Callable[[
     """Write and verify a finished item's files, then give them their final names; return its outcome with
     the files' checksums. Raises OutputWriteError (a full disk told apart) with nothing left under a final
     name. Review files are written last and never fail the item (a page makes missing ones later)."""
-    from rr_controlnet.recording.write import fill_verified
-    from rr_controlnet.review.pages import write_item_files
 
     outcome = finished.outcome
     written: list[AtomicFile] = []

@@ -9,38 +9,10 @@ them into the batch's summary.json.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
 
-SHARD_PATTERN: Final = re.compile(r"^(\d+)/(\d+)$")
-
-
-@dataclass(frozen=True)
-class Shard:
-    index: int  # 0-based
-    count: int
-
-    def owns(self, position: int) -> bool:
-        """Whether the item at this 1-based manifest position belongs to this shard."""
-        return (position - 1) % self.count == self.index
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
-
-def parse_shard(text: str) -> Shard:
-    """`I/N` with 0 <= I < N, as in `--shard 0/4`."""
-    match = SHARD_PATTERN.match(text.strip())
-    if not match:
-        raise ValueError(f"expected I/N such as 0/4, got {text!r}")
-    index, count = int(match[1]), int(match[2])
-    if count < 1:
-        raise ValueError(f"the number of shards must be at least 1, got {text!r}")
-    if not 0 <= index < count:
-        raise ValueError(f"the shard index must be 0..{max(count - 1, 0)} for {count} shards, got {text!r}")
-    return Shard(index, count)
+from rr_controlnet.spec import Shard
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from rr_controlnet.models.downloads import DownloadDisplay, quiet_library_logging
+from rr_controlnet.models.loading import load_batch_models, resolve_runtime
 from rr_controlnet.outputs import ItemOutcome
+from rr_controlnet.recording.layout import batch_properties
+from rr_controlnet.run.runner import GroupRunner
 
 if TYPE_CHECKING:
     from rr_controlnet.models.loading import LoadedModel
@@ -27,7 +31,6 @@ class LocalEngine:
     on a worker thread that overlaps the next group's generation."""
 
     def __init__(self, options: BatchOptions):
-        from rr_controlnet.models.loading import resolve_runtime
 
         self.options = options
         self.runtime = resolve_runtime(options.device, options.dtype)
@@ -37,8 +40,6 @@ class LocalEngine:
     def load(self, manifest: Manifest, log: Callable[[str], None]) -> None:
         """The model, and the preview decoder `--preview taesd` needs; missing weights are downloaded
         first, saying what comes, with the hub's bars as options.download_bars says."""
-        from rr_controlnet.models.downloads import DownloadDisplay
-        from rr_controlnet.models.loading import load_batch_models
 
         options = self.options
         self.model, self.preview_decoder = load_batch_models(
@@ -68,9 +69,6 @@ class LocalEngine:
         progress: Progress,
         log: Callable[[str], None],
     ) -> None:
-        from rr_controlnet.models.downloads import quiet_library_logging
-        from rr_controlnet.recording.layout import batch_properties
-        from rr_controlnet.run.runner import GroupRunner
 
         runner = GroupRunner(
             self.model,

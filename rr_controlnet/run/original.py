@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Final
 
 from rr_controlnet.manifest.document import parse_manifest
-from rr_controlnet.spec import Manifest, Overrides
+from rr_controlnet.manifest.overrides import Overrides
+from rr_controlnet.spec import Manifest
 
-BUNDLED_LOGO: Final = Path(__file__).resolve().parent / "assets" / "logo.png"
+BUNDLED_LOGO: Final = Path(__file__).resolve().parents[1] / "assets" / "logo.png"
 ORIGINAL_PROMPT: Final = "aerial view, a futuristic research complex in a bright foggy jungle, hard lighting"
 ORIGINAL_NEGATIVE_PROMPT: Final = "low quality, bad quality, sketches"
 ORIGINAL_CONDITIONING_SCALE: Final = 0.5

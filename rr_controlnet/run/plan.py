@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.outputs import ItemOutcome, OutputFolder, item_file_names
-from rr_controlnet.run.distributed import Shard
-from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec
+from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec, Shard
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from rr_controlnet.images import ControlImages, SourceImage, encode_png, prepare
 from rr_controlnet.models.loading import LoadedModel
 from rr_controlnet.outputs import ItemOutcome, OutputFolder
 from rr_controlnet.outputs.names import image_name, recording_name
+from rr_controlnet.outputs.records import Adherence
 from rr_controlnet.recording.item_text import (
-    adherence_markdown,
     library_versions,
     params_markdown,
     png_text_chunks,
@@ -43,7 +43,7 @@ from rr_controlnet.recording.item_text import (
 )
 from rr_controlnet.recording.layout import LaidOut, RecordingProperties, file_blueprint, items_blueprint
 from rr_controlnet.recording.write import ItemRecording, RecordingOptions, StreamPool
-from rr_controlnet.review.adherence import Adherence, ScoringStopped, output_adherence
+from rr_controlnet.review.adherence import ScoringStopped, adherence_markdown, output_adherence
 from rr_controlnet.review.pages import ItemImages, StepFrames, encode_item_assets
 from rr_controlnet.run.delivery import FinishedItem
 from rr_controlnet.run.delivery import deliver as deliver_item

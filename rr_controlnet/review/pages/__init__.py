@@ -12,7 +12,9 @@ time (page_lock). Pillow and numpy only, except where a missing item's images ar
 recording (rerun).
 """
 
-from rr_controlnet.review.pages.compare_page import outputs_fingerprint, write_compare_page, write_review_links
+from rr_controlnet.outputs.records import outputs_fingerprint
+from rr_controlnet.review.pages.compare_page import write_compare_page
+from rr_controlnet.review.pages.html import PAGE_NAME
 from rr_controlnet.review.pages.items import (
     ItemImages,
     StepFrames,
@@ -21,7 +23,8 @@ from rr_controlnet.review.pages.items import (
     write_item_assets,
     write_item_files,
 )
-from rr_controlnet.review.pages.page import PAGE_NAME, page_data, write_review_page
+from rr_controlnet.review.pages.links import write_review_links
+from rr_controlnet.review.pages.page import page_data, write_review_page
 
 __all__ = [
     "PAGE_NAME",

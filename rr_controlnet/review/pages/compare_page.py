@@ -15,8 +15,6 @@ last changed.
 
 from __future__ import annotations
 
-import datetime
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -25,26 +23,19 @@ from typing import Any, Final
 
 import numpy as np
 
-from rr_controlnet.errors import OutputFolderError
-from rr_controlnet.outputs import BatchSummary, OutputFolder
+from rr_controlnet.errors import ItemFailed
+from rr_controlnet.images import load_image
 from rr_controlnet.outputs.files import write_atomic, write_failure
-from rr_controlnet.outputs.names import COMPARE_FOLDER
 from rr_controlnet.outputs.records import shown_path
+from rr_controlnet.review.compare import MADE_ANOTHER_WAY, WORST_FIRST, changes_in_words
+from rr_controlnet.review.differences import difference_heatmap, metric_rows
 from rr_controlnet.review.pages.encode import LARGE_SIDE, jpeg, rgb_image
+from rr_controlnet.review.pages.html import DATA_NAME, PAGE_NAME, copy_page_assets, data_script, page_html
 from rr_controlnet.review.pages.items import REVIEW_FOLDER, is_plain_id, write_review_file
-from rr_controlnet.review.pages.page import (
-    DATA_NAME,
-    LINKS_NAME,
-    PAGE_NAME,
-    copy_page_assets,
-    data_script,
-    page_html,
-)
+from rr_controlnet.review.pages.links import write_review_links
 
 COMPARE_SCRIPTS: Final = ("page.js", "compare.js")
 COMPARE_ASSETS: Final = (*COMPARE_SCRIPTS, "review.css")
-WORST_FIRST: Final = ("failed", "missing", "changed", "new", "same")
-COMPARE_PAGE: Final = f"{COMPARE_FOLDER}/{PAGE_NAME}"
 
 
 def write_compare_page(comparison: Any, out_dir: Path) -> Path:
@@ -83,6 +74,7 @@ def compare_data(
         "title": f"rr-controlnet compare: {baseline} → {new}",
         "baseline": shown_path(comparison.baseline, out_dir),
         "new": shown_path(comparison.new, out_dir),
+        "statuses": list(WORST_FIRST),
         "counts": counts,
         "passed": comparison.passed,
         "thresholds": asdict(comparison.thresholds),
@@ -97,6 +89,7 @@ def compare_item_data(item: Any, assets: Mapping[str, Sequence[int]]) -> dict[st
     data: dict[str, Any] = {"id": item.id, "status": item.status, "notes": page_notes(item)}
     if item.image is not None:
         data["image"] = asdict(item.image)
+        data["image_rows"] = metric_rows(item.image)
     if any(item.size):
         data["size"] = list(item.size)
     if item.params_changed:
@@ -119,7 +112,6 @@ def compare_item_data(item: Any, assets: Mapping[str, Sequence[int]]) -> dict[st
 
 def page_notes(item: Any) -> list[str]:
     """The item's notes, with the parameters the page's table lists in full named rather than repeated."""
-    from rr_controlnet.review.compare import MADE_ANOTHER_WAY, changes_in_words
 
     listed = MADE_ANOTHER_WAY + "; ".join(changes_in_words(item.params_changed))
     notes = []
@@ -135,8 +127,6 @@ def page_notes(item: Any) -> list[str]:
 def write_item_images(folder: Path, item: Any) -> dict[str, tuple[int, int]]:
     """baseline.jpg and new.jpg (the outputs, same scale) and heatmap.jpg (their difference, where both
     have one size) in `folder`; returns the size of each written."""
-    from rr_controlnet.review.compare_files import difference_heatmap
-
     written: dict[str, tuple[int, int]] = {}
     outputs = {role: _pixels(getattr(item, f"{role}_png")) for role in ("baseline", "new")}
     for role, pixels in outputs.items():
@@ -152,8 +142,6 @@ def write_item_images(folder: Path, item: Any) -> dict[str, tuple[int, int]]:
 
 
 def _pixels(path: Path | None) -> np.ndarray | None:
-    from rr_controlnet.errors import ItemFailed
-    from rr_controlnet.images import load_image
 
     if path is None or not Path(path).is_file():
         return None
@@ -196,87 +184,3 @@ def _relative(target: Path, start: Path) -> str:
 def _jsonable(value: Any) -> Any:
     """Parameter values as JSON has them (paths and other objects as text)."""
     return json.loads(json.dumps(value, default=str))
-
-
-# --- the batch page's link to the comparison ------------------------------------------------------------
-
-
-def write_review_links(out_dir: Path, summary: BatchSummary | None = None) -> Path | None:
-    """review/links.js: the comparison page in OUT/compare, when there is one, marked `stale` when OUT's
-    outputs (`summary`, read from OUT without one) are no longer the ones it compared. None when OUT has no
-    page."""
-    out_dir = Path(out_dir)
-    if not (out_dir / REVIEW_FOLDER).is_dir():
-        return None
-    links: dict[str, Any] = {}
-    if (out_dir / COMPARE_PAGE).is_file():
-        links["compare"] = comparison_link(out_dir, summary)
-    return write_atomic(out_dir / REVIEW_FOLDER / LINKS_NAME, data_script("RR_REVIEW_LINKS", links))
-
-
-def comparison_link(out_dir: Path, summary: BatchSummary | None) -> dict[str, Any]:
-    """The link to OUT/compare with its counts, or, when the outputs changed since, the times of both."""
-    link: dict[str, Any] = {"href": COMPARE_PAGE}
-    document = _read_json(out_dir / COMPARE_FOLDER / "compare.json")
-    if document is None:
-        return link
-    link["baseline"] = Path(str(document.get("baseline", ""))).name
-    link["made"] = document.get("made")
-    if summary is None:
-        try:
-            summary = OutputFolder(out_dir).read()
-        except OutputFolderError:
-            summary = None
-    # A comparison from before fingerprints were recorded cannot be told current: it is marked out of date.
-    if summary is not None and document.get("new_outputs") != outputs_fingerprint(summary):
-        link |= {"stale": True, "outputs_changed": outputs_changed_at(summary)}
-    else:
-        link |= {"counts": document.get("counts"), "passed": document.get("passed")}
-    return link
-
-
-def outputs_fingerprint(summary: BatchSummary) -> str:
-    """A hash over every item's id, status and its files' SHA-256 (as summary.json records them), in id
-    order: it changes whenever a run changes what the folder holds."""
-    described = sorted(
-        [outcome.id, outcome.status, [[name, _sha256(outcome.checksums, name)] for name in outcome.files]]
-        for outcome in summary.items
-    )
-    return hashlib.sha256(json.dumps(described, separators=(",", ":")).encode()).hexdigest()
-
-
-def outputs_changed_at(summary: BatchSummary) -> str | None:
-    """When the outputs last changed, as far as summary.json tells (UTC): the newest of its files' recorded
-    modification times and the end of the run that wrote it."""
-    times = [
-        sums["mtime_ns"] / 1e9
-        for outcome in summary.items
-        for sums in outcome.checksums.values()
-        if isinstance(sums, dict) and isinstance(sums.get("mtime_ns"), int)
-    ]
-    try:
-        started = datetime.datetime.fromisoformat(str(summary.run.get("started")))
-        times.append(started.timestamp() + float(summary.run.get("wall_seconds") or 0))
-    except (TypeError, ValueError):
-        pass
-    if not times:
-        return None
-    return datetime.datetime.fromtimestamp(max(times), datetime.UTC).isoformat(timespec="seconds")
-
-
-def now_text() -> str:
-    """This moment as compare.json's `made` records it (UTC, as summary.json's `run.started`)."""
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-
-
-def _sha256(checksums: dict[str, Any], name: str) -> str | None:
-    sums = checksums.get(name)
-    return sums.get("sha256") if isinstance(sums, dict) else None
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return document if isinstance(document, dict) else None

@@ -13,6 +13,8 @@ from typing import Final
 import numpy as np
 from PIL import Image
 
+from rr_controlnet.review.tiles import display_rgb
+
 THUMB_SIDE: Final = 160  # the table's and the sweep grids' thumbnails, longer side
 INPUT_SIDE: Final = 256  # the input, shown small in the table and larger in an item's detail
 EDGE_SIDE: Final = 512  # edge maps and overlays: full size up to this, shrunk by max-pooling past it
@@ -23,7 +25,6 @@ JPEG_QUALITY: Final = 82
 
 def rgb_image(pixels: np.ndarray) -> Image.Image:
     """An RGB image of gray, RGB or RGBA uint8 pixels; transparency shows over mid grey."""
-    from rr_controlnet.review.tiles import display_rgb
 
     return display_rgb(pixels)
 

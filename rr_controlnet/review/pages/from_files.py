@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from rr_controlnet.errors import ItemFailed
+from rr_controlnet.images import image_file_problem, load_image
 from rr_controlnet.outputs import ItemOutcome
 from rr_controlnet.outputs.names import IMAGE_SUFFIX, RECORDING_SUFFIX
 from rr_controlnet.recording.read import recorded_images
@@ -43,8 +45,6 @@ def images_from_files(out_dir: Path, outcome: ItemOutcome) -> ItemImages:
 
 def input_image(path: Path) -> np.ndarray | None:
     """An input image file's pixels (a failed item's input, shown beside its reason), or None."""
-    from rr_controlnet.errors import ItemFailed
-    from rr_controlnet.images import image_file_problem, load_image
 
     if image_file_problem(Path(path)) is not None:
         return None

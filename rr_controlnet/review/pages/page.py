@@ -4,7 +4,7 @@
     OUT/review/data.js      every item, compact: sets window.RR_REVIEW (pages opened from file:// may
                             not fetch files, so data travels as a script)
     OUT/review/links.js     pages made after the batch: the comparison, marked when out of date
-                            (compare_page.py); sets window.RR_REVIEW_LINKS
+                            (links.py); sets window.RR_REVIEW_LINKS
     OUT/review/*.js, review.css         the page's own code, shipped in the package as they are
     OUT/review/items/<id>/  each item's thumbnails, filmstrip and info.js (items.py)
 
@@ -14,20 +14,19 @@ files (recorded.py) while the page is written.
 
 from __future__ import annotations
 
-import html
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
+from rr_controlnet.manifest.sweep_names import ALIASES, axis_label, value_text
 from rr_controlnet.outputs import BatchSummary, ItemOutcome
 from rr_controlnet.outputs.files import write_atomic
 from rr_controlnet.outputs.names import OVERVIEW_NAME, is_overview_page
-from rr_controlnet.outputs.records import folder_relative
-from rr_controlnet.review.adherence import Adherence
+from rr_controlnet.outputs.records import Adherence, folder_relative
+from rr_controlnet.review.pages.from_files import images_from_files, input_image
+from rr_controlnet.review.pages.html import DATA_NAME, LINKS_NAME, PAGE_NAME, copy_page_assets, data_script, page_html
 from rr_controlnet.review.pages.items import (
     ASSET_NAMES,
     REVIEW_FOLDER,
@@ -38,10 +37,8 @@ from rr_controlnet.review.pages.items import (
     read_item_info,
     write_item_assets,
 )
+from rr_controlnet.review.pages.links import write_review_links
 
-PAGE_NAME: Final = "index.html"
-DATA_NAME: Final = "data.js"
-LINKS_NAME: Final = "links.js"
 PAGE_SCRIPTS: Final = ("page.js", "sweeps.js", "detail.js", "review.js")  # page.js: shared with the comparison
 PAGE_ASSETS: Final = (*PAGE_SCRIPTS, "review.css")
 STATUS_ORDER: Final = ("failed", "pending", "done")
@@ -64,8 +61,6 @@ def write_review_page(
     be written, OutputFolderError when another process holds the page too long; an item whose review files
     cannot be made is shown without them.
     """
-    from rr_controlnet.review.pages.compare_page import write_review_links  # it imports this module
-
     out_dir = Path(out_dir)
     log = log or (lambda message: None)
     review = out_dir / REVIEW_FOLDER
@@ -79,38 +74,6 @@ def write_review_page(
         return write_atomic(out_dir / PAGE_NAME, page_html(data["title"], [DATA_NAME, LINKS_NAME, *PAGE_SCRIPTS]))
 
 
-def data_script(name: str, data: Any) -> str:
-    """A script that sets window.<name> to `data` (JSON is a JavaScript expression). ASCII only: a script
-    file's encoding is the browser's guess, and every other character reads the same escaped."""
-    return f"window.{name} = {json.dumps(data, ensure_ascii=True, separators=(',', ':'))};\n"
-
-
-def page_html(title: str, scripts: Sequence[str], folder: str = REVIEW_FOLDER) -> str:
-    """The page itself: an empty shell that its scripts (all in `folder`) fill from the data script."""
-    tags = "".join(f'<script src="{folder}/{name}"></script>\n' for name in scripts)
-    return (
-        "<!doctype html>\n"
-        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{html.escape(title)}</title>\n"
-        f'<link rel="stylesheet" href="{folder}/review.css">\n'
-        "</head>\n<body>\n"
-        '<noscript><p class="noscript">This page needs JavaScript. Without it, the .md and .json files '
-        "beside it list every item.</p></noscript>\n"
-        '<div id="app"></div>\n'
-        f"{tags}"
-        "</body>\n</html>\n"
-    )
-
-
-def copy_page_assets(folder: Path, names: Sequence[str]) -> None:
-    """The page's own scripts and stylesheet, as the package ships them (rewritten only when they differ)."""
-    for name in names:
-        shipped = (resources.files("rr_controlnet.review.pages") / "assets" / name).read_bytes()
-        if _read_bytes(folder / name) != shipped:
-            write_atomic(folder / name, shipped)
-
-
 # --- the items' review files -------------------------------------------------------------------------
 
 
@@ -119,7 +82,6 @@ def current_item_infos(
 ) -> dict[str, dict[str, Any]]:
     """Each item's info.js where it matches the item's outcome; missing or stale ones are made again from
     the item's files (done items) or its input image (failed items, up to FAILED_INPUTS_LIMIT)."""
-    from rr_controlnet.review.pages.from_files import images_from_files, input_image
 
     infos: dict[str, dict[str, Any]] = {}
     made = 0
@@ -293,7 +255,6 @@ def adherence_scores(adherence: Adherence | None) -> list[float] | None:
 def sweep_tables(outcomes: Sequence[ItemOutcome]) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Each swept item's grid: its axes (fields of each), how many values each has and every value's
     label; with the index of each source."""
-    from rr_controlnet.manifest.sweep_names import ALIASES, axis_label, value_text
 
     tables: list[dict[str, Any]] = []
     index: dict[str, int] = {}
@@ -320,10 +281,3 @@ def sweep_tables(outcomes: Sequence[ItemOutcome]) -> tuple[list[dict[str, Any]],
                 fields = place.axes[axis]
                 table["values"][axis][coordinate] = ", ".join(value_text(place.values[field]) for field in fields)
     return tables, index
-
-
-def _read_bytes(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None

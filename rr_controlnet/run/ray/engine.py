@@ -32,9 +32,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rr_controlnet.errors import DeviceError, UsageError
+from rr_controlnet.models.loading import Runtime
+from rr_controlnet.models.presets import native_size
+from rr_controlnet.recording.layout import batch_properties
 from rr_controlnet.run.ray.cluster import ClusterWatch, Connection, import_ray, node_check
 from rr_controlnet.run.ray.pool import JOBS_PER_WORKER, Drive, WorkerPool
 from rr_controlnet.run.ray.queue import Queue
+from rr_controlnet.run.ray.workers import ItemWorker, RunContext, WorkerSetup
 from rr_controlnet.run.signals import keep_stop_handlers
 
 if TYPE_CHECKING:
@@ -65,7 +69,6 @@ class RayOptions:
 
 def cluster_runtime(device: str, dtype: str, gpus: float) -> Runtime:
     """The device and dtype every worker runs with, from the cluster's GPUs (not the driver's)."""
-    from rr_controlnet.models.loading import Runtime
 
     if device == "auto":
         device = "cuda" if gpus >= 1 else "cpu"
@@ -153,7 +156,6 @@ class RayEngine:
     def load(self, manifest: Manifest, log: Callable[[str], None]) -> None:
         """Start the workers; each loads the model. Raises ModelLoadError (or DeviceError) when one cannot,
         ClusterError when the cluster is lost meanwhile, before anything in the output folder changes."""
-        from rr_controlnet.run.ray.workers import WorkerSetup
 
         options = self.options
         setup = WorkerSetup(
@@ -172,7 +174,6 @@ class RayEngine:
 
     def _actor(self, index: int, setup: Any) -> Any:
         """A new worker actor (its model not yet loading)."""
-        from rr_controlnet.run.ray.workers import ItemWorker
 
         actor_class = self.ray.remote(ItemWorker).options(
             num_cpus=self._cpus_per_worker(),
@@ -200,9 +201,6 @@ class RayEngine:
     ) -> None:
         """Every item through the workers from one queue; each finished item is written and recorded as it
         comes back."""
-        from rr_controlnet.models.presets import native_size
-        from rr_controlnet.recording.layout import batch_properties
-        from rr_controlnet.run.ray.workers import RunContext
 
         if state.stop.requested:  # stopped while the workers loaded
             return

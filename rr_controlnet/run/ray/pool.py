@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 from rr_controlnet.errors import ClusterError, DeviceError, ModelLoadError, RrControlnetError, one_line
+from rr_controlnet.run.delivery import deliver
 from rr_controlnet.run.ray.cluster import dismiss
 from rr_controlnet.run.ray.queue import MAX_TRIES, Job, Queue, failed_outcome
 
@@ -300,7 +301,6 @@ class Drive:
     def record(self, job: Job, result: Any) -> None:
         """A job's results into the folder: finished items written and verified, every outcome recorded
         with the job's earlier tries."""
-        from rr_controlnet.run.delivery import deliver
 
         state = self.state
         for line in result.log:

@@ -19,6 +19,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from rr_controlnet.generation.generate import batch_key, batch_runs
+from rr_controlnet.images import oriented_size, target_size
+from rr_controlnet.run.runner import failed_outcome as failed
+
 if TYPE_CHECKING:
     from rr_controlnet.outputs import ItemOutcome
     from rr_controlnet.run.plan import PlannedItem
@@ -41,8 +45,6 @@ class Queue:
     """
 
     def __init__(self, to_run: Sequence[PlannedItem], batch_size: int, native: int, log: Callable[[str], None]):
-        from rr_controlnet.generation.generate import batch_runs
-        from rr_controlnet.images import oriented_size
 
         self.log = log
         image_sizes: dict[Path, tuple[int, int] | None] = {}
@@ -92,7 +94,6 @@ class Queue:
 def generation_size(planned: PlannedItem, image_size: tuple[int, int] | None, native: int) -> tuple[int, int] | None:
     """The (width, height) the item is generated at, as the runner derives it; None when its image cannot
     be read here."""
-    from rr_controlnet.images import target_size
 
     params = planned.item.params
     return target_size(image_size, params.width, params.height, native) if image_size is not None else None
@@ -100,7 +101,6 @@ def generation_size(planned: PlannedItem, image_size: tuple[int, int] | None, na
 
 def _batch_key(planned: PlannedItem, size: tuple[int, int] | None) -> tuple | None:
     """generate.batch_key, or None for an item whose image cannot be read here (it fails on its worker)."""
-    from rr_controlnet.generation.generate import batch_key
 
     return batch_key(planned.item.params, size) if size is not None else None
 
@@ -114,6 +114,5 @@ def estimated_cost(planned: PlannedItem, size: tuple[int, int] | None, native: i
 
 def failed_outcome(planned: PlannedItem, reason: str) -> ItemOutcome:
     """The item failed, for `reason`, without a second spent on it here."""
-    from rr_controlnet.run.runner import failed_outcome as failed
 
     return failed(planned, reason, 0.0)

@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rr_controlnet.models.loading import Runtime
+from rr_controlnet.models.downloads import DownloadDisplay
+from rr_controlnet.models.loading import Runtime, load_batch_models
 from rr_controlnet.outputs import ItemOutcome
 from rr_controlnet.recording.layout import RecordingProperties
 from rr_controlnet.recording.write import RecordingOptions
 from rr_controlnet.run.delivery import FinishedItem
 from rr_controlnet.run.plan import PlannedItem
+from rr_controlnet.run.runner import GroupRunner
 from rr_controlnet.spec import Manifest
 
 
@@ -102,8 +104,6 @@ class ItemWorker:
     def load(self) -> WorkerReport:
         """Load the model (weights missing from this node's cache are downloaded first); raises
         ModelLoadError or DeviceError, which fail the whole batch."""
-        from rr_controlnet.models.downloads import DownloadDisplay
-        from rr_controlnet.models.loading import load_batch_models
 
         setup = self.setup
         if setup.threads:
@@ -154,7 +154,6 @@ class ItemWorker:
 
     def _runner(self, context: RunContext) -> Any:
         """The group runner for this run, made once (its recording streams are reused item to item)."""
-        from rr_controlnet.run.runner import GroupRunner
 
         if self.runner is None or self.context != context:
             if self.runner is not None:

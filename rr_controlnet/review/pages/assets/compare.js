@@ -5,10 +5,10 @@
 "use strict";
 
 (function () {
-  const { el, svg, append, percent, number, valueText, pager, scaledClass } = window.RRPage;
+  const { el, svg, append, percent, valueText, pager, scaledClass } = window.RRPage;
   const data = window.RR_COMPARE;
   const app = document.getElementById("app");
-  const STATUSES = ["failed", "missing", "changed", "new", "same"];
+  const STATUSES = data.statuses; // worst first, as compare orders them
   const PAGE_SIZES = [10, 25, 50, 100];
   const state = { query: "", status: "all", page: 0, size: 25 };
   const list = el("div", { class: "compare-list" });
@@ -147,12 +147,7 @@
 
   function metrics(item) {
     const rows = [];
-    if (item.image) {
-      const image = item.image;
-      rows.push(["mean difference", `${number(image.mean_abs, 2)} of 255`], ["max difference", String(image.max_abs)]);
-      rows.push(["PSNR", image.psnr === null ? "identical" : `${number(image.psnr, 1)} dB`], ["SSIM", number(image.ssim, 4)]);
-      rows.push(["cosine distance", image.cosine_distance.toExponential(2)]);
-    }
+    rows.push(...(item.image_rows || [])); // labels and values as the comparison's one table of metrics words them
     if (item.size) rows.push(["size (baseline, new)", item.size.map((size) => (size ? size.join("×") : "–")).join(", ")]);
     for (const [key, change] of Object.entries(item.adherence || {})) rows.push([`${key} change`, (change >= 0 ? "+" : "") + percent(change)]);
     if (!rows.length) return null;
