@@ -64,12 +64,13 @@ from rr_controlnet.review.pages import write_review_links
 from rr_controlnet.review.pages import write_review_page as write_page
 from rr_controlnet.review.review_files import summarize_outputs
 from rr_controlnet.run import memory
-from rr_controlnet.run.batch import BatchOptions, BatchReport, run_batch
+from rr_controlnet.run.batch import BatchReport, run_batch
 from rr_controlnet.run.distributed import ProcessGroup, device_for, launched_process
+from rr_controlnet.run.options import BatchOptions, LocalOptions, live_refused
 from rr_controlnet.run.original import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT, original_manifest
 from rr_controlnet.run.plan import plan_items
 from rr_controlnet.run.progress import NoProgress, Progress, ProgressBars
-from rr_controlnet.run.ray.engine import RayOptions
+from rr_controlnet.run.ray.options import RayOptions
 from rr_controlnet.run.runner import GroupRunner, generate_and_record
 from rr_controlnet.run.signals import EXIT_CODES_BY_SIGNAL, stop_on_signals
 from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec, Shard, StopRequest, parse_shard
@@ -110,6 +111,7 @@ __all__ = [
     "Overrides",
     "Progress",
     "ProgressBars",
+    "LocalOptions",
     "RayOptions",
     "RecordingOptions",
     "Shard",
@@ -177,13 +179,15 @@ def run_manifest(
     if process is not None:
         if options.shard is not None:
             raise UsageError("--shard cannot be combined with a launcher's ranks (RANK/WORLD_SIZE)")
-        if options.ray is not None:
-            raise UsageError("--ray runs one driver for the whole batch: start it without a launcher's ranks")
+        if not isinstance(options.engine, LocalOptions):
+            raise UsageError(
+                f"--{options.engine.name} runs one driver for the whole batch: start it without a launcher's ranks"
+            )
         options = replace(options, shard=process.shard, device=device_for(process, options.device))
     if not options.recording.save and live is None:
         raise UsageError("writing no recordings needs a live viewer (--spawn, --connect or --serve-web)")
-    if options.ray is not None and live is not None:
-        raise UsageError("--ray writes files only: it cannot stream to a live viewer (--spawn, --connect, --serve-web)")
+    if live is not None and not options.engine.streams_live:
+        raise UsageError(live_refused(options.engine.name))
     viewer = None
     if live is not None:
         viewer = start_live_viewer(

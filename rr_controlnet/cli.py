@@ -222,7 +222,7 @@ def batch(
     options = _batch_options(out_dir or api.default_out_dir(manifest_path), shard, flags)
     if use_ray or ray_address:
         with _exit_codes("the command line"):
-            options = replace(options, ray=api.RayOptions(ray_address, workers))
+            options = replace(options, engine=api.RayOptions(ray_address, workers))
     _generate(manifest, options, flags, False)
 
 

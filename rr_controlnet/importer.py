@@ -23,8 +23,9 @@ from rr_controlnet.manifest.document import parse_manifest, read_yaml
 from rr_controlnet.outputs.names import default_out_dir, recording_name
 from rr_controlnet.recording.layout import APPLICATION_ID, items_blueprint, run_recording_id
 from rr_controlnet.recording.write import Mirror, RecordingOptions
-from rr_controlnet.run.batch import BatchOptions, run_batch
+from rr_controlnet.run.batch import run_batch
 from rr_controlnet.run.memory import limit_malloc_arenas
+from rr_controlnet.run.options import BatchOptions
 
 INCOMPATIBLE: Final = 66  # rr.EXTERNAL_IMPORTER_INCOMPATIBLE_EXIT_CODE, without importing rerun
 MANIFEST_SUFFIXES: Final = (".yaml", ".yml")

@@ -15,7 +15,8 @@ from rr_controlnet.errors import ClusterError, DeviceError, Interrupted, UsageEr
 from rr_controlnet.run.plan import PlannedItem, plan_items
 from rr_controlnet.run.ray import cluster as ray_cluster
 from rr_controlnet.run.ray.cluster import ClusterWatch, Connection, Endpoint, connect_failure, probe_address
-from rr_controlnet.run.ray.engine import RayOptions, cluster_runtime, worker_count
+from rr_controlnet.run.ray.engine import cluster_runtime, worker_count
+from rr_controlnet.run.ray.options import RayOptions
 from rr_controlnet.run.ray.pool import WorkerRates
 from rr_controlnet.run.ray.queue import MAX_TRIES, Job, Queue, estimated_cost
 from rr_controlnet.spec import StopRequest

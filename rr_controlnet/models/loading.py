@@ -79,9 +79,7 @@ def resolve_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
         raise DeviceError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     if device == "mps" and not torch.backends.mps.is_available():
         raise DeviceError("--device mps: MPS is not available on this machine; use --device cpu")
-    if dtype == "auto":
-        dtype = "fp32" if device == "cpu" else "fp16"
-    return Runtime(device=device, dtype_name=dtype)
+    return Runtime(device=device, dtype_name=auto_dtype(device) if dtype == "auto" else dtype)
 
 
 def load_model(
@@ -117,21 +115,42 @@ def load_model(
     return LoadedModel(spec=spec, pipe=pipe, runtime=runtime, native_size=native_size(spec))
 
 
-def load_batch_models(
-    spec: ModelSpec,
-    runtime: Runtime,
-    scheduler: str | None,
-    preview: str,
-    allow_unsafe_weights: bool = False,
-    offload: bool = False,
-    compile_models: bool = False,
-    downloads: DownloadDisplay | None = None,
-) -> tuple[LoadedModel, Any]:
+@dataclass(frozen=True)
+class LoadRequest:
+    """What a batch loads, the same in every engine: the model onto a runtime, and what generating with it
+    needs (the scheduler, the preview decoder, how weights may be read and placed)."""
+
+    spec: ModelSpec
+    runtime: Runtime
+    scheduler: str | None = None
+    preview: str = "x0"  # "taesd" loads a preview decoder too
+    allow_unsafe_weights: bool = False
+    offload: bool = False
+    compile_models: bool = False
+
+
+def load_batch_models(request: LoadRequest, downloads: DownloadDisplay | None = None) -> tuple[LoadedModel, Any]:
     """What a batch generates with: the pipeline, and the preview decoder `preview` "taesd" needs (else None)."""
     downloads = downloads or DownloadDisplay()
-    model = load_model(spec, runtime, scheduler, allow_unsafe_weights, offload, compile_models, downloads)
-    decoder = load_preview_decoder(spec, runtime, allow_unsafe_weights, downloads) if preview == "taesd" else None
+    spec, runtime = request.spec, request.runtime
+    model = load_model(
+        spec,
+        runtime,
+        request.scheduler,
+        request.allow_unsafe_weights,
+        request.offload,
+        request.compile_models,
+        downloads,
+    )
+    decoder = None
+    if request.preview == "taesd":
+        decoder = load_preview_decoder(spec, runtime, request.allow_unsafe_weights, downloads)
     return model, decoder
+
+
+def auto_dtype(device: str) -> str:
+    """The dtype "auto" means on a device: full precision on the CPU, half on accelerators."""
+    return "fp32" if device == "cpu" else "fp16"
 
 
 def _build_pipeline(

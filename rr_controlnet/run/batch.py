@@ -6,7 +6,7 @@
    output folder is made, proved writable and locked for this run (or this shard) before anything loads;
 2. plan: every item fingerprinted; items whose files are intact and up to date are skipped;
 3. load: the model (and a preview decoder), downloading missing weights with visible progress: here, or
-   on every Ray worker (options.ray; ray_engine);
+   on every Ray worker (options.engine; engines.py);
 4. start: summary.json with this run's plan, and the batch's blueprint: only now does the folder change;
 5. run: each group of items prepared, generated, recorded and finished; every finished item is complete
    on disk (verified .rrd and .png) and in the journal before it counts;
@@ -18,22 +18,16 @@ folder picks up where it stopped.
 
 from __future__ import annotations
 
-import contextlib
 import shlex
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
-from rr_controlnet.errors import ManifestError, OutputWriteError, UsageError
-from rr_controlnet.manifest.checks import value_problems
-from rr_controlnet.manifest.fields import RunOptions
+from rr_controlnet.errors import ManifestError, OutputWriteError
 from rr_controlnet.models.presets import has_random_weights
-from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
-from rr_controlnet.outputs.journal import Journal, SummaryWriter, write_summary
+from rr_controlnet.outputs import BatchSummary, OutputFolder
 from rr_controlnet.outputs.names import (
     BLUEPRINT_NAME,
     OVERVIEW_PAGE_PATTERN,
@@ -44,77 +38,18 @@ from rr_controlnet.outputs.names import (
 )
 from rr_controlnet.recording.item_text import library_versions
 from rr_controlnet.recording.layout import run_recording_id
-from rr_controlnet.recording.write import RecordingOptions, save_batch_blueprint
+from rr_controlnet.recording.write import save_batch_blueprint
 from rr_controlnet.review.review_files import write_review
-from rr_controlnet.run.local import LocalEngine
+from rr_controlnet.run.engines import open_engine
+from rr_controlnet.run.options import BatchOptions
 from rr_controlnet.run.plan import PlannedItem, plan_items, split_up_to_date
 from rr_controlnet.run.progress import NoProgress, Progress
-from rr_controlnet.run.ray.engine import RayEngine, RayOptions
-from rr_controlnet.run.runner import pending_outcome
-from rr_controlnet.spec import Manifest, Shard, StopRequest
+from rr_controlnet.run.state import BatchState
+from rr_controlnet.spec import Manifest, StopRequest
 
 if TYPE_CHECKING:
     from rr_controlnet.models.loading import Runtime
     from rr_controlnet.recording.viewer import LiveViewer
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    """How a batch runs; checked on construction with the command line's rules (UsageError naming every
-    wrong field). Paths may be str or Path."""
-
-    out_dir: Path
-    device: str = "auto"
-    dtype: str = "auto"
-    force: bool = False
-    batch_size: int = 1
-    allow_unsafe_weights: bool = False
-    threads: int | None = None  # torch CPU threads (CPU results depend on it); None leaves torch's choice
-    recording: RecordingOptions = field(default_factory=RecordingOptions)  # what is recorded and scored, where it goes
-    summary_to: Path | None = None  # a file to append summary.md to, such as $GITHUB_STEP_SUMMARY
-    shard: Shard | None = None  # generate only this shard's items
-    offload: bool = False  # model CPU offload, for GPUs too small to hold every model
-    compile_models: bool = False  # torch.compile the UNet and ControlNet (CUDA)
-    download_bars: bool | None = None  # huggingface_hub's bars for weights downloaded first; None: on a terminal
-    ray: RayOptions | None = None  # run the items on Ray workers rather than in this process
-
-    def __post_init__(self) -> None:
-
-        own = {name: getattr(self, name) for name in ("device", "dtype", "batch_size", "threads")}
-        problems = value_problems(RunOptions, own, "BatchOptions")
-        for name in ("out_dir", "summary_to"):
-            value = getattr(self, name)
-            if isinstance(value, str) and value:
-                object.__setattr__(self, name, Path(value))
-            elif not isinstance(value, Path) and not (value is None and name == "summary_to"):
-                problems.append(f"BatchOptions.{name} must be a path (str or Path), got {value!r}")
-        flags = ("force", "allow_unsafe_weights", "offload", "compile_models")
-        problems += [
-            f"BatchOptions.{name} must be True or False, got {getattr(self, name)!r}"
-            for name in flags
-            if not isinstance(getattr(self, name), bool)
-        ]
-        if self.download_bars not in (None, True, False):
-            problems.append(f"BatchOptions.download_bars must be True, False or None, got {self.download_bars!r}")
-        if not isinstance(self.recording, RecordingOptions):
-            problems.append(f"BatchOptions.recording must be a RecordingOptions, got {self.recording!r}")
-        if self.shard is not None and not isinstance(self.shard, Shard):
-            problems.append(f"BatchOptions.shard must be a Shard (distributed.parse_shard('I/N')), got {self.shard!r}")
-        if self.ray is not None:
-            problems += _ray_problems(self)
-        if problems:
-            raise UsageError("; ".join(problems))
-
-
-def _ray_problems(options: BatchOptions) -> list[str]:
-    if not isinstance(options.ray, RayOptions):
-        return [f"BatchOptions.ray must be a RayOptions, got {options.ray!r}"]
-    problems = []
-    if options.shard is not None:
-        problems.append("--ray hands items out to its workers itself: it cannot be combined with --shard")
-    if options.recording.live_url is not None or options.recording.mirror is not None:
-        problems.append("--ray writes files only: it cannot stream to a live viewer (--spawn, --connect, --serve-web)")
-    return problems
 
 
 @dataclass
@@ -150,7 +85,7 @@ def run_batch(
     if collisions:
         raise ManifestError(collisions)
     folder.refuse_foreign_files(item.id for item in manifest.items)
-    with folder.locked(options.shard, log), _engine(options, stop) as engine:
+    with folder.locked(options.shard, log), open_engine(options, stop) as engine:
         started = time.time()
         # 2. plan
         state, report, to_run = _plan(manifest, options, engine.runtime, folder, stop, log)
@@ -168,52 +103,6 @@ def run_batch(
             _start(state, manifest, folder, options)
         # 6. finish
         return _finish(state, report, folder, options, log)
-
-
-class Engine(Protocol):
-    """Where a batch's items are generated: local_engine.LocalEngine (this process) or ray_engine.RayEngine."""
-
-    runtime: Runtime  # the device and dtype the items are made with: part of every item's fingerprint
-
-    def load(self, manifest: Manifest, log: Callable[[str], None]) -> None:
-        """Stage 3: the model, ready to generate (raises ModelLoadError or DeviceError)."""
-
-    def describe(self) -> dict[str, object]:
-        """What summary.json's run record adds about where the items ran."""
-
-    def run(
-        self, state: BatchState, manifest: Manifest, to_run: list[PlannedItem], progress: Progress, log: Callable
-    ) -> None:
-        """Stage 5: every item made, each outcome recorded in `state` as its item finishes."""
-
-
-@contextlib.contextmanager
-def _engine(options: BatchOptions, stop: StopRequest) -> Iterator[Engine]:
-    """Where the items are generated: in this process (with its torch threads), or on Ray workers (connected
-    to for the batch; the driver needs no torch)."""
-    if options.ray is None:
-        with _torch_threads(options.threads):
-            yield LocalEngine(options)
-        return
-
-    with RayEngine(options, stop) as engine:
-        yield engine
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """torch's CPU thread count for the block (restored after); None leaves it as it is."""
-    if not threads:
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _plan(
@@ -285,68 +174,9 @@ def _finish(
     return report
 
 
-class BatchState:
-    """Every planned item's latest outcome, kept in the journal at once and in summary.json soon after."""
-
-    def __init__(
-        self,
-        summary: BatchSummary,
-        planned: list[PlannedItem],
-        kept: dict[str, ItemOutcome],
-        folder: OutputFolder,
-        shard: Shard | None,
-        stop: StopRequest,
-    ):
-
-        self.summary = summary
-        self.started = time.perf_counter()  # the run's wall time counts from here: loading included
-        self.order = [p.item.id for p in planned]
-        self.outcomes = {
-            p.item.id: _placed(kept[p.item.id], p) if p.item.id in kept else pending_outcome(p) for p in planned
-        }
-        self.folder = folder
-        self.summary_file = summary_name(shard)
-        self.journal = Journal(folder.path / journal_name(shard))
-        self.stop = stop
-        self.lock = threading.RLock()
-        self.writer = SummaryWriter(self.write_summary, self.lock)
-
-    def start(self) -> None:
-        """summary.json with this run's plan; it holds everything the journal held, so that starts empty."""
-        self.writer.write_now()
-        self.journal.remove()
-
-    def record(self, outcome: ItemOutcome) -> None:
-        """Called from the batch's thread and the finisher thread alike."""
-        with self.lock:
-            self.outcomes[outcome.id] = outcome
-            try:
-                self.journal.append(outcome)
-                self.writer.changed()
-            except OutputWriteError as exc:
-                self.stop.reason = self.stop.reason or str(exc)
-
-    def write_summary(self) -> None:
-        with self.lock:
-            self.summary.items = [self.outcomes[item_id] for item_id in self.order]
-            write_summary(self.summary, self.folder.path, self.summary_file)
-
-    def close(self) -> None:
-        """The final summary.json; the journal is then redundant."""
-        self.writer.close()
-        self.writer.write_now()
-        self.journal.remove()
-
-
 def _run_record(runtime: Runtime, started: float) -> dict[str, object]:
     """Where the run ran and when it started (UTC); the engine adds what it ran on, _finish its wall time."""
     import datetime
 
     started_text = datetime.datetime.fromtimestamp(started, datetime.UTC).isoformat(timespec="seconds")
     return {"device": runtime.device, "dtype": runtime.dtype_name, "started": started_text}
-
-
-def _placed(outcome: ItemOutcome, planned: PlannedItem) -> ItemOutcome:
-    """An up-to-date item's earlier outcome with its place in this run's sweep (a value inserted into the
-    sweep moves the variants after it), so every grid drawn from the summary is whole."""
-    return replace(outcome, sweep=planned.item.sweep)

@@ -1,4 +1,4 @@
-"""A batch's items generated in this process, on one device (ray_engine spreads them over workers).
+"""A batch's items generated in this process, on one device (run/ray spreads them over workers).
 
 batch.run_batch drives either engine the same way: `runtime` before planning, `load` (stage 3),
 `describe` for summary.json's run record, and `run` (stage 5), which records every outcome in the batch's
@@ -7,8 +7,9 @@ state as its item finishes.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -20,22 +21,31 @@ from rr_controlnet.run.runner import GroupRunner
 
 if TYPE_CHECKING:
     from rr_controlnet.models.loading import LoadedModel
-    from rr_controlnet.run.batch import BatchOptions, BatchState
+    from rr_controlnet.run.options import BatchOptions
     from rr_controlnet.run.plan import PlannedItem
     from rr_controlnet.run.progress import Progress
-    from rr_controlnet.spec import Manifest
+    from rr_controlnet.run.state import BatchState
+    from rr_controlnet.spec import Manifest, StopRequest
 
 
 class LocalEngine:
     """Items generated in this process, on one device: a group at a time, each finished item's files written
     on a worker thread that overlaps the next group's generation."""
 
-    def __init__(self, options: BatchOptions):
+    def __init__(self, options: BatchOptions, stop: StopRequest | None = None):
 
         self.options = options
         self.runtime = resolve_runtime(options.device, options.dtype)
         self.model: LoadedModel | None = None
         self.preview_decoder: object = None
+        self._threads = _torch_threads(options.threads)
+
+    def __enter__(self) -> LocalEngine:
+        self._threads.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._threads.__exit__(*exc_info)
 
     def load(self, manifest: Manifest, log: Callable[[str], None]) -> None:
         """The model, and the preview decoder `--preview taesd` needs; missing weights are downloaded
@@ -43,14 +53,7 @@ class LocalEngine:
 
         options = self.options
         self.model, self.preview_decoder = load_batch_models(
-            manifest.model,
-            self.runtime,
-            manifest.scheduler,
-            options.recording.preview,
-            options.allow_unsafe_weights,
-            options.offload,
-            options.compile_models,
-            DownloadDisplay(options.download_bars, log),
+            options.load_request(manifest, self.runtime), DownloadDisplay(options.download_bars, log)
         )
 
     def describe(self) -> dict[str, object]:
@@ -103,3 +106,19 @@ class LocalEngine:
         finally:
             runner.close()
             progress.close()
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's CPU thread count for the block (restored after); None leaves it as it is."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

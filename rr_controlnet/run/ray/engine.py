@@ -1,6 +1,6 @@
 """Batches past one machine, on Ray: a dynamic queue of items across workers that each load the model once.
 
-    options = BatchOptions(out_dir=Path("out"), ray=RayOptions(workers=2))
+    options = BatchOptions(out_dir=Path("out"), engine=RayOptions(workers=2))
     report = run_batch(manifest, options)           # batch.run_batch runs it through RayEngine
 
 The driver (this process) owns the output folder exactly as a single process does: the lock, the
@@ -28,43 +28,26 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rr_controlnet.errors import DeviceError, UsageError
-from rr_controlnet.models.loading import Runtime
+from rr_controlnet.models.loading import Runtime, auto_dtype
 from rr_controlnet.models.presets import native_size
 from rr_controlnet.recording.layout import batch_properties
 from rr_controlnet.run.ray.cluster import ClusterWatch, Connection, import_ray, node_check
+from rr_controlnet.run.ray.options import RayOptions
 from rr_controlnet.run.ray.pool import JOBS_PER_WORKER, Drive, WorkerPool
 from rr_controlnet.run.ray.queue import Queue
 from rr_controlnet.run.ray.workers import ItemWorker, RunContext, WorkerSetup
 from rr_controlnet.run.signals import keep_stop_handlers
 
 if TYPE_CHECKING:
-    from rr_controlnet.models.loading import Runtime
-    from rr_controlnet.run.batch import BatchOptions, BatchState
+    from rr_controlnet.models.loading import Runtime, auto_dtype
+    from rr_controlnet.run.options import BatchOptions
     from rr_controlnet.run.plan import PlannedItem
     from rr_controlnet.run.progress import Progress
+    from rr_controlnet.run.state import BatchState
     from rr_controlnet.spec import Manifest, StopRequest
-
-
-@dataclass(frozen=True)
-class RayOptions:
-    """Where and how wide a batch runs on Ray; checked on construction (UsageError)."""
-
-    address: str | None = None  # HOST:PORT, ray://HOST:PORT or "auto"; None: RAY_ADDRESS, else a local Ray
-    workers: int | None = None  # None: one per GPU in the cluster (required where it has none)
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.address is not None and (not isinstance(self.address, str) or not self.address.strip()):
-            problems.append(f"RayOptions.address must be a Ray address such as 10.0.0.5:6379, got {self.address!r}")
-        workers = self.workers
-        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
-            problems.append(f"RayOptions.workers must be a whole number of at least 1, got {workers!r}")
-        if problems:
-            raise UsageError("; ".join(problems))
 
 
 def cluster_runtime(device: str, dtype: str, gpus: float) -> Runtime:
@@ -78,9 +61,7 @@ def cluster_runtime(device: str, dtype: str, gpus: float) -> Runtime:
         raise DeviceError("--device cuda: the Ray cluster has no GPUs; use --device cpu with --workers N")
     if device not in ("cuda", "cpu"):
         raise DeviceError(f"--device {device}: Ray workers run on cuda or cpu")
-    if dtype == "auto":
-        dtype = "fp32" if device == "cpu" else "fp16"
-    return Runtime(device=device, dtype_name=dtype)
+    return Runtime(device=device, dtype_name=auto_dtype(device) if dtype == "auto" else dtype)
 
 
 def worker_count(requested: int | None, runtime: Runtime, resources: Mapping[str, float]) -> int:
@@ -99,7 +80,7 @@ class RayEngine:
 
     def __init__(self, options: BatchOptions, stop: StopRequest):
         self.options = options
-        self.ray_options: RayOptions = options.ray
+        self.ray_options: RayOptions = options.engine
         self.stop = stop  # a stop while connecting or loading leaves the batch before it starts
         self.ray: Any = None
         self.connection: Connection | None = None
@@ -160,13 +141,10 @@ class RayEngine:
         options = self.options
         setup = WorkerSetup(
             manifest,
-            self.runtime,
+            options.load_request(manifest, self.runtime),
             options.recording,
             options.batch_size,
             options.threads,
-            options.allow_unsafe_weights,
-            options.offload,
-            options.compile_models,
         )
         self.pool = WorkerPool(self.ray, lambda index: self._actor(index, setup), self.watch, self.stop, log)
         log(f"ray: starting {self.count} worker{'s' if self.count != 1 else ''} ({self.runtime.device})")

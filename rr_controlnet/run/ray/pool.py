@@ -28,10 +28,10 @@ from rr_controlnet.run.ray.cluster import dismiss
 from rr_controlnet.run.ray.queue import MAX_TRIES, Job, Queue, failed_outcome
 
 if TYPE_CHECKING:
-    from rr_controlnet.run.batch import BatchState
     from rr_controlnet.run.progress import Progress
     from rr_controlnet.run.ray.cluster import ClusterWatch
     from rr_controlnet.run.ray.workers import WorkerReport
+    from rr_controlnet.run.state import BatchState
     from rr_controlnet.spec import StopRequest
 
 JOBS_PER_WORKER: Final = 2  # one generating, one being finished (ray_workers.ItemWorker overlaps them)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rr_controlnet.models.downloads import DownloadDisplay
-from rr_controlnet.models.loading import Runtime, load_batch_models
+from rr_controlnet.models.loading import LoadRequest, Runtime, load_batch_models
 from rr_controlnet.outputs import ItemOutcome
 from rr_controlnet.recording.layout import RecordingProperties
 from rr_controlnet.recording.write import RecordingOptions
@@ -37,13 +37,14 @@ class WorkerSetup:
     """What every worker loads and runs with, sent once as it starts."""
 
     manifest: Manifest
-    runtime: Runtime  # the cluster's: "cuda" is the worker's own GPU (Ray sets CUDA_VISIBLE_DEVICES)
+    load: LoadRequest  # on the cluster's runtime: "cuda" is the worker's own GPU (Ray sets CUDA_VISIBLE_DEVICES)
     recording: RecordingOptions
     batch_size: int = 1
     threads: int | None = None  # torch CPU threads; None: as many as the worker's CPUs (Ray sets OMP_NUM_THREADS)
-    allow_unsafe_weights: bool = False
-    offload: bool = False
-    compile_models: bool = False
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.load.runtime
 
 
 @dataclass(frozen=True)
@@ -110,16 +111,7 @@ class ItemWorker:
             import torch
 
             torch.set_num_threads(setup.threads)
-        self.model, self.preview_decoder = load_batch_models(
-            setup.manifest.model,
-            setup.runtime,
-            setup.manifest.scheduler,
-            setup.recording.preview,
-            setup.allow_unsafe_weights,
-            setup.offload,
-            setup.compile_models,
-            DownloadDisplay(bars=False, log=self._log),
-        )
+        self.model, self.preview_decoder = load_batch_models(setup.load, DownloadDisplay(bars=False, log=self._log))
         device_name = None
         if setup.runtime.device.startswith("cuda"):
             import torch
