@@ -99,3 +99,11 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, RrControlnetError) and text:
         return text[0]
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class CompareError(RrControlnetError):
+    """A folder that cannot be compared (not an output of this tool, unreadable)."""
+
+
+class ScoringStopped(RrControlnetError):
+    """The batch was asked to stop while an output was being scored."""

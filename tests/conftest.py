@@ -13,6 +13,14 @@ def pytest_configure(config: pytest.Config) -> None:
     sys._called_from_test = True  # the CLI re-raises what it does not expect, as simonw/llm's does
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that drives a browser is an integration test, as are whole files that start Ray, viewers or
+    benchmarks (their own `pytestmark`): `-m "not integration"` is the fast loop."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny models are built once per session into a private cache, never into the user's home."""

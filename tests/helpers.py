@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -40,6 +41,18 @@ def sample_image(name: str, folder: Path) -> str:
     """Copy a bundled sample image into `folder` and return its name."""
     shutil.copy(IMAGES / name, folder / name)
     return name
+
+
+# Read as the tests are collected, before conftest sets CI for every test's own processes.
+IN_CI = bool(os.environ.get("CI"))
+
+
+def unavailable(reason: str) -> None:
+    """Skips a test that needs what this machine lacks (a browser, a Vulkan driver, a tmpfs); with CI set,
+    fails it instead: there, everything must run."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI is set: this test must run)")
+    pytest.skip(reason)
 
 
 def png_with_corrupt_pixels(source: Path) -> bytes:

@@ -14,7 +14,6 @@ import contextlib
 import io
 import shutil
 import sys
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,17 +136,6 @@ def write_manifest(folder: Path, items: list[dict], steps: int = 2, size: int = 
     path = folder / "manifest.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
-
-
-def png_with_corrupt_pixels(source: Path) -> bytes:
-    """A PNG whose structure and checksums are valid but whose compressed pixels are garbage."""
-    data = bytearray(source.read_bytes())
-    start = data.index(b"IDAT") + 4
-    length = int.from_bytes(data[start - 8 : start - 4], "big")
-    data[start + 10 : start + 60] = bytes(50)  # break the zlib stream
-    crc = zlib.crc32(bytes(data[start - 4 : start + length]))
-    data[start + length : start + length + 4] = crc.to_bytes(4, "big")
-    return bytes(data)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from click.testing import CliRunner
-from helpers import blueprint_views, read_recording, run_batch, tiny_manifest
-
-from rr_controlnet.cli import cli
+from helpers import blueprint_views, read_recording, run_batch, run_cli, tiny_manifest
 
 ITEMS = [{"image": "astronaut.png"}, {"image": "horse.png", "seed": 5}, {"id": "third", "image": "horse.png"}]
 STEPS = 4
@@ -23,7 +20,7 @@ def batch(manifest: Path, out: Path) -> None:
 
 
 def compare(*args: str):
-    return CliRunner().invoke(cli, ["compare", *map(str, args)])
+    return run_cli("compare", *args, exit_code=None)
 
 
 def statuses(folder: Path) -> dict[str, str]:

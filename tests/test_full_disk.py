@@ -1,6 +1,7 @@
 """A full disk fails what does not fit, leaves no broken file under a final name, and never hangs.
 
-Runs on a small tmpfs; skipped where this process cannot mount one (mounting needs root).
+Runs on a small tmpfs; skipped where this process cannot mount one (mounting needs root), failed instead
+with CI set.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import summary_items, tiny_manifest
+from helpers import summary_items, tiny_manifest, unavailable
 
 RERUN = Path(sys.executable).with_name("rerun")
 DISK_BYTES = 2 * 1024 * 1024
@@ -25,7 +26,7 @@ def small_disk(tmp_path: Path):
         ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES}", "tmpfs", str(disk)], capture_output=True
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+        unavailable(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     yield disk
     subprocess.run(["umount", str(disk)], check=False)
 

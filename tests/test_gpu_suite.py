@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.integration
+
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 

@@ -1,4 +1,4 @@
-"""Regression tests for the defects of the original Rerun controlnet example (see the README)."""
+"""Regression tests for the defects of the original Rerun controlnet example: one test per defect, each named for it."""
 
 from __future__ import annotations
 

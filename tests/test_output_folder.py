@@ -11,7 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import IMAGES, BatchProcess, png_with_corrupt_pixels, run_cli, statuses, tiny_manifest, write_manifest
+from helpers import (
+    IMAGES,
+    BatchProcess,
+    png_with_corrupt_pixels,
+    run_cli,
+    statuses,
+    tiny_manifest,
+    unavailable,
+    write_manifest,
+)
 
 from rr_controlnet.outputs import OutputFolder
 from rr_controlnet.outputs.journal import read_outcomes
@@ -151,7 +160,7 @@ def read_only_folder(tmp_path: Path):
     folder.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+        unavailable(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
     yield folder
     subprocess.run(["umount", str(folder)], check=False)
 

@@ -31,6 +31,8 @@ from helpers import (
     tiny_manifest,
 )
 
+pytestmark = pytest.mark.integration
+
 pytest.importorskip("ray", reason="the ray extra: pip install 'rr-controlnet[ray]'")
 
 RAY = ("--ray", "--workers", "2", "--threads", "1")

@@ -10,29 +10,25 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from helpers import png_with_corrupt_pixels, run_cli, unavailable
 from review_browser import (
     IMAGES,
     broken_images,
     chromium,
     open_page,
-    png_with_corrupt_pixels,
     sample_image,
     write_manifest,
 )
 
-from rr_controlnet.cli import cli
 from rr_controlnet.outputs import BatchSummary
 from rr_controlnet.review.pages import write_review_page
 
-IN_CI = bool(os.environ.get("CI"))  # read at collection, before conftest sets CI for every test
 SWEEP = {"seed": {"count": 2}, "controlnet_conditioning_scale": [0.5, 1.0]}
 PAGE_ITEMS = [
     {"image": "astronaut.png"},
@@ -46,12 +42,6 @@ VARIANTS = ["swept_seed0_ccs0.5", "swept_seed0_ccs1", "swept_seed1_ccs0.5", "swe
 COMPARED_ITEMS = [{"image": "astronaut.png"}, {"image": "chelsea.png", "seed": 7}, {"image": "horse.png"}]
 # The new run's chelsea: another seed and a long prompt with no space to break it at.
 LONG_PROMPT = "masterpiece,best_quality,ultra_detailed,aerial_view,a_futuristic_research_complex," * 4
-
-
-def run_cli(*args: str, exit_code: int = 0):
-    result = CliRunner().invoke(cli, [str(arg) for arg in args])
-    assert result.exit_code == exit_code, result.output
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +76,6 @@ def browser() -> Iterator[object]:
         if type(exc).__module__.startswith("playwright"):
             unavailable(f"Chromium does not start here: {exc}")
         raise
-
-
-def unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason} (CI is set: the browser tests must run)")
-    pytest.skip(reason)
 
 
 @contextlib.contextmanager

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from helpers import run_cli
 from PIL import Image
 from review_browser import write_manifest
 
-from rr_controlnet.cli import cli
 from rr_controlnet.outputs import BatchSummary, ItemOutcome
 from rr_controlnet.review.pages import StepFrames, page_data, write_review_page
 from rr_controlnet.review.pages.encode import EDGE_SIDE, edge_png, palette_png
@@ -181,7 +180,7 @@ def test_an_overlay_keeps_its_exact_colours_in_a_small_palette() -> None:
 def batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("review-data")
     manifest = write_manifest(folder, [{"image": "horse.png"}, {"image": "chelsea.png", "seed": 3}], steps=3)
-    result = CliRunner().invoke(cli, ["batch", str(manifest), "--out", str(folder / "out")])
+    result = run_cli("batch", str(manifest), "--out", str(folder / "out"), exit_code=None)
     assert result.exit_code == 0, result.output
     return folder / "out"
 
@@ -252,7 +251,7 @@ def test_review_of_a_folder_whose_first_batch_still_runs_says_it_is_in_use(tmp_p
     out = tmp_path / "out"
     out.mkdir()
     with FolderLock(out):  # as a batch holds it before its first summary
-        result = CliRunner().invoke(cli, ["review", str(out)])
+        result = run_cli("review", str(out), exit_code=None)
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"error: {out}: in use: a batch is still writing it (the whole batch: pid ")
     assert result.output.rstrip().endswith("it writes the page when it is done")
@@ -272,7 +271,7 @@ def test_review_makes_missing_images_from_the_item_files_without_a_model(
     written = review_files(out, "chelsea")
     shutil.rmtree(out / "review")
     (out / "index.html").unlink()
-    result = CliRunner().invoke(cli, ["review", str(out)])
+    result = run_cli("review", str(out), exit_code=None)
     assert result.exit_code == 0, result.output
     assert f"review page: {out / 'index.html'}" in result.output
     remade = review_files(out, "chelsea")
@@ -298,7 +297,7 @@ def test_review_replaces_images_that_no_longer_match_the_output(batch: Path, tmp
     (folder / "info.js").write_text(
         (folder / "info.js").read_text().replace(read_item_info(out, "horse")["made_from"], "0" * 64)
     )
-    assert CliRunner().invoke(cli, ["review", str(out)]).exit_code == 0
+    assert run_cli("review", str(out), exit_code=None).exit_code == 0
     assert (folder / "output.jpg").read_bytes() == (batch / "review" / "items" / "horse" / "output.jpg").read_bytes()
 
 
@@ -326,7 +325,7 @@ def test_review_of_a_folder_that_is_not_an_output_folder_says_so_in_one_line(tmp
         (target / "summary.shard-0-of-2.json").write_text('{"items": []}')
     if kind == "not a summary":
         (target / "summary.json").write_text("[1, 2, 3]")
-    result = CliRunner().invoke(cli, ["review", str(target)])
+    result = run_cli("review", str(target), exit_code=None)
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output

@@ -48,6 +48,7 @@ def assert_same_batch(expected: Path, actual: Path) -> None:
     assert recording_ids == {summary["recording_id"]}
 
 
+@pytest.mark.integration
 def test_torchrun_processes_split_the_items_and_rank_0_summarizes(single_process: tuple[Path, Path]) -> None:
     manifest, expected = single_process
     out = manifest.parent / "torchrun-out"

@@ -129,6 +129,6 @@ def test_schema_bounds_match_load_manifest(tmp_path: Path, field: str) -> None:
 
 def test_every_scheduler_the_manifest_accepts_can_be_loaded() -> None:
     from rr_controlnet.manifest.fields import SCHEDULERS
-    from rr_controlnet.models.loading import SCHEDULER_CLASSES
+    from rr_controlnet.models.schedulers import SCHEDULER_CLASSES
 
     assert list(SCHEDULERS) == list(SCHEDULER_CLASSES) == SCHEMA["properties"]["scheduler"]["enum"]

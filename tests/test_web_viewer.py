@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import queue
 import re
 import shutil
@@ -29,12 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import free_port, recording_properties, shown_tab, tiny_manifest
+from helpers import free_port, recording_properties, shown_tab, tiny_manifest, unavailable
 
 from rr_controlnet.recording.layout import item_view_names, run_recording_id
 
+pytestmark = pytest.mark.integration
+
 # Read when the module is collected, before conftest's session fixture sets CI for every test.
-IN_CI = bool(os.environ.get("CI"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",  # WebGL falls back to software rendering (SwiftShader)
@@ -54,12 +54,6 @@ CLI_ON_PORTS = (
     "viewer.VIEWER_PORT, viewer.WEB_VIEWER_PORT = int(sys.argv.pop(1)), int(sys.argv.pop(1)); "
     "from rr_controlnet.cli import main; main()"
 )
-
-
-def unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason} (CI is set: the browser test must run)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """The manifest's fields, defined once: type, range, default and meaning of everything a manifest may say.
 
 `rr-controlnet validate` checks manifests against these models, `rr-controlnet schema` derives the
-JSON Schema from them, and README's field table is `field_table()`. Every object is closed (unknown
+JSON Schema from them, and docs/manifest.md's field table is `field_table()`. Every object is closed (unknown
 keys are refused) and strict (YAML's "20" is not a number, `true` is not an integer).
 """
 
@@ -13,13 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from pydantic_core import PydanticCustomError
 
 from rr_controlnet.manifest.yaml_source import shown
+from rr_controlnet.models.schedulers import SCHEDULER_CLASSES
 
 MANIFEST_VERSION: Final = 1
 MAX_SIDE: Final = 4096
 SIDE_MULTIPLE: Final = 8
 MAX_SEED: Final = 2**63 - 1
 ID_PATTERN: Final = r"^[A-Za-z0-9_.-]+$"
-Scheduler = Literal["ddim", "euler", "euler_a", "dpmpp_2m", "unipc", "pndm", "ddpm"]
+Scheduler = Literal[*SCHEDULER_CLASSES]
 SCHEDULERS: Final = get_args(Scheduler)
 # The fields a sweep may vary (canny as a whole, or one threshold).
 SWEEPABLE: Final = (
@@ -314,11 +315,11 @@ def _shown(value: Any) -> str:
     return shown(value)
 
 
-# --- README ------------------------------------------------------------------------------------
+# --- docs/manifest.md's table ---------------------------------------------------------------------------
 
 
 def field_table() -> str:
-    """README's table of an item's fields, from the models above."""
+    """docs/manifest.md's table of an item's fields, from the models above."""
     rows = ["| field | takes | default | meaning |", "| --- | --- | --- | --- |"]
     for model, names in ((ItemFields, ITEM_ONLY_KEYS), (Params, PARAM_KEYS)):
         for name in names:

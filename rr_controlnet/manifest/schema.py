@@ -16,8 +16,8 @@ from rr_controlnet.manifest.fields import MANIFEST_VERSION, ManifestFields
 from rr_controlnet.models.presets import PRESETS
 
 DIALECT: Final = "https://json-schema.org/draft/2020-12/schema"
-# Keys of the models' json_schema_extra that are for README's table, not for the schema.
-_README_ONLY: Final = ("default_text",)
+# Keys of the models' json_schema_extra that are for docs/manifest.md's table, not for the schema.
+_TABLE_ONLY: Final = ("default_text",)
 
 
 def manifest_json_schema() -> dict[str, Any]:
@@ -52,7 +52,7 @@ def _inlined(node: Any, definitions: dict[str, Any]) -> Any:
 
 
 def _tidy(schema: Any) -> Any:
-    """Drop what pydantic adds for its own use (titles, `null` defaults); README's default texts become
+    """Drop what pydantic adds for its own use (titles, `null` defaults); the table's default texts become
     part of the description where the schema has no default of its own."""
     if isinstance(schema, list):
         return [_tidy(entry) for entry in schema]
@@ -62,7 +62,7 @@ def _tidy(schema: Any) -> Any:
     if schema.get("default_text") and schema.get("default") is None and "description" in schema:
         schema = {**schema, "description": f"{schema['description']} Default: {schema['default_text']}."}
     for key, value in schema.items():
-        if key in ("title", *_README_ONLY) or (key == "default" and value is None):
+        if key in ("title", *_TABLE_ONLY) or (key == "default" and value is None):
             continue
         if key == "properties":
             tidy[key] = {name: _tidy(field) for name, field in value.items()}

@@ -30,19 +30,11 @@ from rr_controlnet.models.random_models import (
     build_random_preview_decoder,
     save_random_preview_decoder,
 )
+from rr_controlnet.models.schedulers import make_scheduler
 from rr_controlnet.models.status import random_model_folder
 from rr_controlnet.spec import ModelSpec
 
 UNSAFE_WEIGHT_SUFFIXES: Final = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
-SCHEDULER_CLASSES: Final = {
-    "ddim": ("DDIMScheduler", {}),
-    "euler": ("EulerDiscreteScheduler", {}),
-    "euler_a": ("EulerAncestralDiscreteScheduler", {}),
-    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
-    "unipc": ("UniPCMultistepScheduler", {}),
-    "pndm": ("PNDMScheduler", {}),
-    "ddpm": ("DDPMScheduler", {}),
-}
 
 
 @dataclass(frozen=True)
@@ -223,13 +215,6 @@ def _load_preview_decoder(
         diffusers.AutoencoderTiny, source, "preview decoder", runtime.torch_dtype, allow_unsafe_weights, fetched
     )
     return decoder.to(runtime.device)
-
-
-def make_scheduler(name: str, config: Any) -> Any:
-    import diffusers
-
-    class_name, extra = SCHEDULER_CLASSES[name]
-    return getattr(diffusers, class_name).from_config(config, **extra)
 
 
 def pipeline_class(family: str) -> Any:

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from rr_controlnet.errors import ItemFailed, RrControlnetError, UsageError
+from rr_controlnet.errors import ItemFailed, ScoringStopped, UsageError
 from rr_controlnet.images import canny_edges, control_images, is_edge_map, model_rgb, pixels_of
 from rr_controlnet.manifest.checks import value_problems
 from rr_controlnet.manifest.fields import Canny, Params
@@ -47,10 +47,6 @@ EXACT_MATCH_BUDGET: Final = 40_000
 FOLLOWED: Final = (255, 255, 255)
 MISSED: Final = (255, 64, 64)
 EXTRA: Final = (64, 200, 255)
-
-
-class ScoringStopped(RrControlnetError):
-    """The batch was asked to stop while an output was being scored."""
 
 
 def _rounded(scores: EdgeScores) -> EdgeScores:

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from rr_controlnet.errors import ItemFailed, OutputFolderError, RrControlnetError, UsageError
+from rr_controlnet.errors import CompareError, ItemFailed, OutputFolderError, UsageError
 from rr_controlnet.images import load_image
 from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
 from rr_controlnet.outputs.names import IMAGE_SUFFIX, RECORDING_SUFFIX
@@ -47,10 +47,6 @@ DIVERGENCE_COSINE_DISTANCE: Final = 1e-5
 # was recorded.
 OUTPUT_SETTINGS: Final = ("scheduler", "dtype")
 MADE_ANOTHER_WAY: Final = "made another way: "
-
-
-class CompareError(RrControlnetError):
-    """A folder that cannot be compared (not an output of this tool, unreadable)."""
 
 
 @dataclass(frozen=True)

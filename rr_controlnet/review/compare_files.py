@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Final
 
+from rr_controlnet.errors import CompareError
 from rr_controlnet.outputs import OutputFolder
 from rr_controlnet.outputs.files import write_atomic
 from rr_controlnet.outputs.names import COMPARE_FOLDER, LOCK_GLOB, PARTIAL_GLOB
@@ -24,7 +25,7 @@ from rr_controlnet.outputs.records import now_text, shown_path
 from rr_controlnet.recording.layout import APPLICATION_ID, BATCH_BLUEPRINT_MAX_ITEMS, STEP_TIMELINE
 from rr_controlnet.recording.read import recorded_previews
 from rr_controlnet.recording.write import save_stream
-from rr_controlnet.review.compare import CompareError, Comparison, ItemComparison
+from rr_controlnet.review.compare import Comparison, ItemComparison
 from rr_controlnet.review.differences import IMAGE_METRICS, difference_heatmap, metric_rows
 from rr_controlnet.review.markdown import TABLE_ROW_LIMIT, bounded, cell
 from rr_controlnet.review.pages import write_compare_page

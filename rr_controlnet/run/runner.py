@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rr_controlnet.errors import one_line
+from rr_controlnet.errors import ScoringStopped, one_line
 from rr_controlnet.generation.generate import (
     GenerationJob,
     PromptCut,
@@ -43,7 +43,7 @@ from rr_controlnet.recording.item_text import (
 )
 from rr_controlnet.recording.layout import LaidOut, RecordingProperties, file_blueprint, items_blueprint
 from rr_controlnet.recording.write import ItemRecording, RecordingOptions, StreamPool
-from rr_controlnet.review.adherence import ScoringStopped, adherence_markdown, output_adherence
+from rr_controlnet.review.adherence import adherence_markdown, output_adherence
 from rr_controlnet.review.pages import ItemImages, StepFrames, encode_item_assets
 from rr_controlnet.run.delivery import FinishedItem
 from rr_controlnet.run.delivery import deliver as deliver_item

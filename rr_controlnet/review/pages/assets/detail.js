@@ -139,7 +139,8 @@ window.RRDetail = function (review) {
   }
 
   function scoreTable(item) {
-    const [f1, f1t, precision, recall, ssim] = item.scores;
+    const names = window.RR_REVIEW.score_names;
+    const [f1, f1t, precision, recall, ssim] = ["f1", "f1_tolerant", "precision", "recall", "ssim"].map((name) => item.scores[names.indexOf(name)]);
     const rows = [
       ["F1 (pixel-exact)", percent(f1)],
       ["F1 (within 0.75% of the diagonal)", percent(f1t)],

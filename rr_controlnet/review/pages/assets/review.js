@@ -13,17 +13,24 @@
   const STATUSES = ["failed", "pending", "done"];
   const PAGE_SIZES = [50, 100, 250, 1000];
   const NATURAL = new Intl.Collator("en", { numeric: true }); // horse_seed99 before horse_seed109
+  const numericCell = (text) => el("td", { class: "numeric", text });
+  const scoreColumn = (key, name, label, title) => ({
+    key, label, title, numeric: true,
+    sort: (item) => score(item, name),
+    cell: (item) => numericCell(item.scores ? percent(score(item, name)) : "–"),
+  });
+  // Each column: its header, how it sorts (none: not sortable) and its cell. A new column is one entry here.
   const COLUMNS = [
-    { key: "status", label: "Status", sort: (item) => STATUSES.indexOf(item.status) },
-    { key: "id", label: "Item", sort: (item) => item.id, compare: (x, y) => NATURAL.compare(x, y) },
-    { key: "images", label: "Input · edge map · output · edges followed" },
-    { key: "seed", label: "Seed", sort: (item) => item.seed, numeric: true },
-    { key: "prompt", label: "Prompt", sort: (item) => prompt(item) },
-    { key: "f1", label: "F1", sort: (item) => score(item, 0), numeric: true, title: "pixel-exact" },
-    { key: "f1t", label: "F1 (tol.)", sort: (item) => score(item, 1), numeric: true, title: "within 0.75% of the diagonal" },
-    { key: "precision", label: "Precision", sort: (item) => score(item, 2), numeric: true },
-    { key: "recall", label: "Recall", sort: (item) => score(item, 3), numeric: true },
-    { key: "seconds", label: "Seconds", sort: (item) => item.seconds, numeric: true },
+    { key: "status", label: "Status", sort: (item) => STATUSES.indexOf(item.status), cell: statusCell },
+    { key: "id", label: "Item", sort: (item) => item.id, compare: (x, y) => NATURAL.compare(x, y), cell: idCell },
+    { key: "images", label: "Input · edge map · output · edges followed", cell: (item) => el("td", { class: "images" }, IMAGE_KINDS.map(([kind, label]) => thumb(item, kind, label))) },
+    { key: "seed", label: "Seed", sort: (item) => item.seed, numeric: true, cell: (item) => numericCell(item.seed ?? "–") },
+    { key: "prompt", label: "Prompt", sort: (item) => prompt(item), cell: promptCell },
+    scoreColumn("f1", "f1", "F1", "pixel-exact"),
+    scoreColumn("f1t", "f1_tolerant", "F1 (tol.)", "within 0.75% of the diagonal"),
+    scoreColumn("precision", "precision", "Precision"),
+    scoreColumn("recall", "recall", "Recall"),
+    { key: "seconds", label: "Seconds", sort: (item) => item.seconds, numeric: true, cell: (item) => numericCell(item.seconds !== undefined ? number(item.seconds, 2) : "–") },
   ];
   const IMAGE_KINDS = [
     ["input", "input"],
@@ -49,8 +56,9 @@
   function prompt(item) {
     return params(item).prompt || "";
   }
-  function score(item, index) {
-    return item.scores ? item.scores[index] : -1;
+  /** A score by name (data.score_names), -1 where the item was not scored. */
+  function score(item, name) {
+    return item.scores ? item.scores[data.score_names.indexOf(name)] : -1;
   }
   function asset(item, kind) {
     if (!item.assets || !item.assets[kind]) return null;
@@ -222,26 +230,24 @@
     return list;
   }
 
-  function row(item) {
-    const status = el("td", { class: "status" }, statusBadge(item.status), item.error ? el("div", { class: "error", title: item.error, text: item.error }) : null);
-    const label = el(
+  function statusCell(item) {
+    return el("td", { class: "status" }, statusBadge(item.status), item.error ? el("div", { class: "error", title: item.error, text: item.error }) : null);
+  }
+  function idCell(item) {
+    return el(
       "td",
       { class: "item-id" },
       el("a", { href: `#item=${encodeURIComponent(item.id)}`, text: item.id }),
       item.sweep ? el("div", { class: "muted small", text: data.sweeps[item.sweep[0]].source + " sweep" }) : null,
     );
-    const images = el("td", { class: "images" }, IMAGE_KINDS.map(([kind, label]) => thumb(item, kind, label)));
+  }
+  function promptCell(item) {
     const text = prompt(item);
-    const cells = [
-      status,
-      label,
-      images,
-      el("td", { class: "numeric", text: item.seed ?? "–" }),
-      el("td", { class: "prompt", title: text }, el("div", { text: text || "(empty)" })),
-      ...[0, 1, 2, 3].map((index) => el("td", { class: "numeric", text: item.scores ? percent(item.scores[index]) : "–" })),
-      el("td", { class: "numeric", text: item.seconds !== undefined ? number(item.seconds, 2) : "–" }),
-    ];
-    return el("tr", { "data-item-id": item.id, "data-status": item.status }, cells);
+    return el("td", { class: "prompt", title: text }, el("div", { text: text || "(empty)" }));
+  }
+
+  function row(item) {
+    return el("tr", { "data-item-id": item.id, "data-status": item.status }, COLUMNS.map((column) => column.cell(item)));
   }
 
   function refresh() {

@@ -129,7 +129,7 @@ window.RRSweeps = function (review) {
 
   function sweepCell(item) {
     if (!item) return el("span", { class: "muted", text: "–" });
-    const caption = item.scores ? `F1 ${percent(item.scores[1])}` : item.status;
+    const caption = item.scores ? `F1 ${percent(item.scores[window.RR_REVIEW.score_names.indexOf("f1_tolerant")])}` : item.status;
     const image = asset(item, "output")
       ? el("img", { src: asset(item, "output"), alt: `output of ${item.id}`, loading: "lazy", decoding: "async", width: item.assets.output[0], height: item.assets.output[1] })
       : el("span", { class: `cell-status status-${item.status}`, text: item.status });
