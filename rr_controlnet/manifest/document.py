@@ -93,34 +93,8 @@ def parse_manifest(
     overrides = overrides or Overrides()
     problems = Problems(path)
     problems.problems.extend(known_problems)
-    if not isinstance(raw, Mapping):
-        found = "an empty file" if raw is None else kind_of(raw)
-        problems.add(1, "", f"a manifest must be a mapping with 'version' and 'items', got {found}")
-        raise ManifestError(problems.sorted())
-    check_unknown_keys(raw, TOP_LEVEL_KEYS, "", problems)
-    if raw.get("version", MANIFEST_VERSION) != MANIFEST_VERSION:
-        problems.add(line_of(raw, "version"), "", f"version must be {MANIFEST_VERSION}, got {shown(raw['version'])}")
-
-    if overrides.model is not None:
-        model = _check_model(overrides.model, None, path.parent, problems)
-    else:
-        model = _check_model(raw.get("model"), line_of(raw, "model"), path.parent, problems)
-
-    scheduler = raw.get("scheduler")
-    if scheduler is not None and scheduler not in SCHEDULERS:
-        message = f"scheduler must be {expectation(ManifestFields, 'scheduler')}, got {shown(scheduler)}"
-        problems.add(line_of(raw, "scheduler"), "", message)
-
-    defaults = FieldValues()
-    defaults_raw = raw.get("defaults") or {}
-    if not isinstance(defaults_raw, Mapping):
-        problems.add(line_of(raw, "defaults"), "defaults", f"defaults must be a mapping, got {shown(defaults_raw)}")
-    else:
-        defaults = checked_values(Params, defaults_raw, "defaults", problems)
-    default_sweep = defaults_raw if isinstance(defaults_raw, Mapping) else {}
-    # Rules across fields that the defaults break on their own are reported once, for the defaults, and
-    # not again for every item that leaves those fields alone.
-    broken_in_defaults = _defaults_order_problems(model, defaults, line_of(raw, "defaults"), default_sweep, problems)
+    model, scheduler = _check_top_level(raw, path, overrides, problems)
+    defaults, default_sweep, broken_in_defaults = _check_defaults(raw, model, problems)
 
     checked: list[tuple[Item, dict, dict, list[Axis], set[str]]] = []
     items_raw = _items_list(raw, problems)
@@ -132,23 +106,75 @@ def parse_manifest(
         )  # fmt: skip
         if entry is not None:
             checked.append(entry)
-    # The bound is on what sweeps add: a long manifest written out item by item is the user's to make.
-    swept = [(entry[0], variant_count(entry[3])) for entry in checked if entry[3]]
-    if sum(count for _, count in swept) > max_items:
-        largest, count = max(swept, key=lambda pair: pair[1])
-        problems.add(
-            largest.line,
-            f"item {largest.id!r} (#{largest.index})",
-            f"sweeps expand the manifest to {sum(count for _, count in swept):,} variants, more than the limit "
-            f"of {max_items:,} (this item's sweep alone gives {count:,}); sweep fewer values or raise --max-items",
-        )
-        raise ManifestError(problems.sorted())
+    _check_sweep_bound([(entry[0], entry[3]) for entry in checked], max_items, problems)
 
     items: list[Item] = []
-    first_of_id: dict[str, tuple[int, int | None]] = {}
     for source, merged, lines, axes, skip in checked:
         items += expanded(source, merged, lines, axes, problems, skip)
-    items = [replace(item, position=position) for position, item in enumerate(items, start=1)]
+    items = _unique([replace(item, position=position) for position, item in enumerate(items, start=1)], problems)
+    if check_images:
+        _check_image_files(items, items_raw, problems)
+    if problems.problems:
+        raise ManifestError(problems.sorted())
+    assert model is not None  # a None model always comes with a problem
+    return Manifest(path=path, model=model, scheduler=scheduler, items=tuple(items))
+
+
+def _check_top_level(raw: Any, path: Path, overrides: Overrides, problems: Problems) -> tuple[ModelSpec | None, Any]:
+    """The document's own keys: a mapping, its version, the model (or the command line's) and the scheduler.
+    A document that is no mapping at all is refused at once."""
+    if not isinstance(raw, Mapping):
+        found = "an empty file" if raw is None else kind_of(raw)
+        problems.add(1, "", f"a manifest must be a mapping with 'version' and 'items', got {found}")
+        raise ManifestError(problems.sorted())
+    check_unknown_keys(raw, TOP_LEVEL_KEYS, "", problems)
+    if raw.get("version", MANIFEST_VERSION) != MANIFEST_VERSION:
+        problems.add(line_of(raw, "version"), "", f"version must be {MANIFEST_VERSION}, got {shown(raw['version'])}")
+    if overrides.model is not None:
+        model = _check_model(overrides.model, None, path.parent, problems)
+    else:
+        model = _check_model(raw.get("model"), line_of(raw, "model"), path.parent, problems)
+    scheduler = raw.get("scheduler")
+    if scheduler is not None and scheduler not in SCHEDULERS:
+        message = f"scheduler must be {expectation(ManifestFields, 'scheduler')}, got {shown(scheduler)}"
+        problems.add(line_of(raw, "scheduler"), "", message)
+    return model, scheduler
+
+
+def _check_defaults(raw: Mapping, model: ModelSpec | None, problems: Problems) -> tuple[FieldValues, Mapping, set]:
+    """The defaults' values, the mapping their sweep is read from, and the rules across fields they break on
+    their own: those are reported once, for the defaults, not again for every item that leaves them alone."""
+    defaults = FieldValues()
+    defaults_raw = raw.get("defaults") or {}
+    if not isinstance(defaults_raw, Mapping):
+        problems.add(line_of(raw, "defaults"), "defaults", f"defaults must be a mapping, got {shown(defaults_raw)}")
+    else:
+        defaults = checked_values(Params, defaults_raw, "defaults", problems)
+    default_sweep = defaults_raw if isinstance(defaults_raw, Mapping) else {}
+    broken = _defaults_order_problems(model, defaults, line_of(raw, "defaults"), default_sweep, problems)
+    return defaults, default_sweep, broken
+
+
+def _check_sweep_bound(sources: list[tuple[Item, list[Axis]]], max_items: int, problems: Problems) -> None:
+    """Refuses (at once) a manifest whose sweeps expand past `max_items` variants. The bound is on what sweeps
+    add: a long manifest written out item by item is the user's to make."""
+    swept = [(item, variant_count(axes)) for item, axes in sources if axes]
+    total = sum(count for _, count in swept)
+    if total <= max_items:
+        return
+    largest, count = max(swept, key=lambda pair: pair[1])
+    problems.add(
+        largest.line,
+        f"item {largest.id!r} (#{largest.index})",
+        f"sweeps expand the manifest to {total:,} variants, more than the limit "
+        f"of {max_items:,} (this item's sweep alone gives {count:,}); sweep fewer values or raise --max-items",
+    )
+    raise ManifestError(problems.sorted())
+
+
+def _unique(items: list[Item], problems: Problems) -> list[Item]:
+    """The items whose ids are not already taken by an earlier one; each repeat is a problem."""
+    first_of_id: dict[str, tuple[int, int | None]] = {}
     unique: list[Item] = []
     for item in items:
         if item.id in first_of_id:
@@ -159,18 +185,16 @@ def parse_manifest(
             continue
         first_of_id[item.id] = (item.index, item.line)
         unique.append(item)
-    items = unique
-    if check_images:
-        for item in {item.index: item for item in items}.values():  # once per manifest entry
-            problem = image_file_problem(item.image)
-            if problem:
-                where = f"item {(item.sweep.source if item.sweep else item.id)!r} (#{item.index})"
-                problems.add(line_of(items_raw[item.index - 1], "image"), where, problem)
+    return unique
 
-    if problems.problems:
-        raise ManifestError(problems.sorted())
-    assert model is not None  # a None model always comes with a problem
-    return Manifest(path=path, model=model, scheduler=scheduler, items=tuple(items))
+
+def _check_image_files(items: list[Item], items_raw: list, problems: Problems) -> None:
+    """Every input image readable, checked once per manifest entry (not per sweep variant)."""
+    for item in {item.index: item for item in items}.values():
+        problem = image_file_problem(item.image)
+        if problem:
+            where = f"item {(item.sweep.source if item.sweep else item.id)!r} (#{item.index})"
+            problems.add(line_of(items_raw[item.index - 1], "image"), where, problem)
 
 
 def _items_list(raw: Mapping, problems: Problems) -> list:
