@@ -154,3 +154,36 @@ def test_modules_stay_small() -> None:
     """About 400 lines a module (the CLI's click declarations aside)."""
     long = {name: lines for name, path in modules().items() if (lines := len(path.read_text().splitlines())) > 430}
     assert set(long) <= {"cli", "review/adherence"}, long
+
+
+def package_imports() -> set[tuple[str, str]]:
+    """Which package imports which: the import graph seen from the floors' table (the package's own
+    __init__, which holds the version, is `rr_controlnet`)."""
+
+    def package(module: str) -> str:
+        return module.split("/")[0] if module else "rr_controlnet"
+
+    return {
+        (package(module), package(target))
+        for module, targets in import_graph().items()
+        if module
+        for target in targets
+        if package(module) != package(target)
+    }
+
+
+def drawn_imports() -> set[tuple[str, str]]:
+    """The arrows of the mermaid drawing in docs/development.md, by the names its nodes show."""
+    drawing = re.search(r"```mermaid\n(.*?)```", DEVELOPMENT.read_text(encoding="utf-8"), re.S).group(1)
+    shown = dict(re.findall(r"(\w+)\[\"([\w ()]+?)(?: \(its version\))?\"\]", drawing))
+    arrows = re.findall(r"^\s*(\w+)(?:\[.*?\])? --> (\w+)(?:\[.*?\])?$", drawing, re.M)
+    return {(shown.get(source, source), shown.get(target, target)) for source, target in arrows}
+
+
+def test_the_drawing_of_the_imports_is_the_code() -> None:
+    assert drawn_imports() == package_imports()
+
+
+def test_every_arrow_of_the_drawing_points_down() -> None:
+    table = floors() | {"rr_controlnet": 0}
+    assert [arrow for arrow in drawn_imports() if table[arrow[1]] > table[arrow[0]]] == []
