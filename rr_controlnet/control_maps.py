@@ -62,6 +62,12 @@ def unit_name(index: int, unit: ControlUnit) -> str:
     return f"{index}-{unit.type}"
 
 
+def scored_map(maps: Sequence[UnitMap]) -> UnitMap | None:
+    """The unit whose map control adherence scores an output against: the first canny unit; None where an
+    item's units are all maps of other types (those are not scored: their maps are not edges)."""
+    return next((unit_map for unit_map in maps if unit_map.unit.type == "canny"), None)
+
+
 def map_paths(units: Sequence[ControlUnit]) -> list[Path]:
     """The files a list of units reads (the user maps), in order, each once."""
     return list(dict.fromkeys(unit.image for unit in units if unit.image is not None))

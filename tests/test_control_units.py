@@ -221,3 +221,49 @@ def test_a_changed_map_makes_its_item_again(tmp_path: Path) -> None:
     Image.fromarray(np.full((40, 48), 90, np.uint8)).save(tmp_path / "maps/depth/horse.png")
     run_batch(manifest, out, "--no-adherence")
     assert summary_items(out)["horse"]["params_hash"] != first
+
+
+# --- review ----------------------------------------------------------------------------------------
+
+
+def page_item(out: Path, item_id: str) -> dict:
+    """An item as the review page's data holds it."""
+    data = json.loads((out / "review" / "data.js").read_text().removeprefix("window.RR_REVIEW = ").rstrip(";\n"))
+    return next(item for item in data["items"] if item["id"] == item_id)
+
+
+def test_the_review_page_shows_each_units_map_and_keeps_it_when_rebuilt(tmp_path: Path) -> None:
+    items = [
+        {"image": "horse.png", "controls": [{"type": "canny"}, DEPTH]},
+        {"id": "depth-only", "image": "horse.png", "controls": [{**DEPTH, "image": "maps/depth/horse.png"}]},
+    ]
+    out = tmp_path / "out"
+    run_batch(units_manifest(tmp_path, items=items), out)
+    folder = out / "review" / "items" / "horse"
+    assert {"control-0-canny.jpg", "control-1-depth.jpg"} <= {path.name for path in folder.iterdir()}
+    assert set(page_item(out, "horse")["assets"]) >= {"control-0-canny", "control-1-depth"}
+    assert "scores" in page_item(out, "horse")  # against its canny unit
+    assert "scores" not in page_item(out, "depth-only")  # a depth map is not edges: not scored
+
+    for path in folder.glob("control-*"):
+        path.unlink()
+    (folder / "info.js").unlink()
+    run_cli("review", out)  # made again from the item's recording
+    assert {"control-0-canny.jpg", "control-1-depth.jpg"} <= {path.name for path in folder.iterdir()}
+    assert set(page_item(out, "horse")["assets"]) >= {"control-0-canny", "control-1-depth"}
+
+    rerun = run_batch(tmp_path / "manifest.yaml", out)  # the unscored item is up to date too
+    assert "2 skipped (up to date)" in rerun.output, rerun.output
+
+
+def test_compare_names_the_unit_that_changed(tmp_path: Path) -> None:
+    item = {"image": "horse.png", "controls": [{"type": "canny"}, DEPTH]}
+    run_batch(units_manifest(tmp_path, items=[item]), tmp_path / "before", "--no-adherence")
+    item["controls"][1] = {**DEPTH, "scale": 0.4}
+    manifest = units_manifest(tmp_path, items=[item])
+    Image.fromarray(np.full((40, 48), 90, np.uint8)).save(tmp_path / "maps/depth/horse.png")
+    run_batch(manifest, tmp_path / "after", "--no-adherence")
+    run_cli("compare", tmp_path / "before", tmp_path / "after", exit_code=None)
+    report = (tmp_path / "after" / "compare" / "compare.md").read_text()
+    assert "changed" in report and "controls.1-depth.scale: 0.8 → 0.4" in report, report
+    assert "controls.1-depth.map_sha256" in report

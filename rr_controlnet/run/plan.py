@@ -105,7 +105,8 @@ def stale_reason(
         return CHANGED
     if not set(item_file_names(planned.item.id, with_recordings)) <= set(earlier.files):
         return "made without a recording (--no-save) before"
-    if earlier.adherence is None and with_adherence:
+    scored = not planned.item.controls or any(unit.type == "canny" for unit in planned.item.controls)
+    if earlier.adherence is None and with_adherence and scored:
         return "made without control adherence (--no-adherence) before"
     if not OutputFolder(out_dir).intact(earlier):
         return "its files changed or are gone since it was done"

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rr_controlnet.control_maps import UnitMap, unit_maps, units_batch_key
+from rr_controlnet.control_maps import UnitMap, scored_map, unit_maps, unit_name, units_batch_key
 from rr_controlnet.errors import ScoringStopped, one_line
 from rr_controlnet.generation.generate import (
     GenerationJob,
@@ -298,7 +298,7 @@ class GroupRunner:
         png = encode_png(image, chunks)
         recording.log_output(png, result.last_step, result.last_timestep)
         adherence, overlay = None, None
-        if self.options.adherence:
+        if self.options.adherence and (scored_map(prepared.maps) or not prepared.maps):
             adherence, overlay = _adherence(prepared, image, lambda: self.stop.requested)
             recording.log_adherence(adherence.scalars(), overlay, adherence_markdown(adherence))
         data = recording.close()
@@ -310,8 +310,9 @@ class GroupRunner:
         outcome.warnings = _warnings(prepared)
         outcome.adherence = adherence
         frames = prepared.frames.sampled() if prepared.frames is not None else ()
+        controls = [(unit_name(index, unit_map.unit), unit_map.pixels) for index, unit_map in enumerate(prepared.maps)]
         images = ItemImages(
-            prepared.source.pixels, prepared.control.canny, image, overlay, frames, chunks["parameters"]
+            prepared.source.pixels, prepared.control.canny, image, overlay, frames, chunks["parameters"], controls
         )
         try:
             review, _ = encode_item_assets(item.id, images, hashlib.sha256(png).hexdigest())
@@ -322,8 +323,12 @@ class GroupRunner:
 
 
 def _adherence(prepared: PreparedItem, image: Any, should_stop: Callable[[], bool]) -> tuple[Adherence, Any]:
-    """The output's Canny edges (the item's thresholds) against its control edge map, and their overlay."""
+    """The output's Canny edges against its control edge map (the item's, or its first canny unit's, each with
+    its thresholds), and their overlay."""
     params = prepared.planned.item.params
+    unit_map = scored_map(prepared.maps)
+    if unit_map is not None:
+        return output_adherence(image, unit_map.pixels, unit_map.unit.low, unit_map.unit.high, should_stop)
     return output_adherence(image, prepared.control.canny, params.canny_low, params.canny_high, should_stop)
 
 
