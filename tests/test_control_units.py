@@ -12,6 +12,7 @@ import pytest
 import yaml
 from helpers import blueprint_views, read_recording, run_batch, run_cli, sample_image, summary_items, write_manifest
 from PIL import Image
+from test_model_downloads import model_folders  # noqa: F401 - a fixture
 
 from rr_controlnet.manifest.document import load_manifest
 
@@ -267,3 +268,24 @@ def test_compare_names_the_unit_that_changed(tmp_path: Path) -> None:
     report = (tmp_path / "after" / "compare" / "compare.md").read_text()
     assert "changed" in report and "controls.1-depth.scale: 0.8 → 0.4" in report, report
     assert "controls.1-depth.map_sha256" in report
+
+
+def test_fetch_downloads_the_controlnets_a_manifests_units_name(
+    tmp_path: Path,
+    model_folders: dict[str, Path],  # noqa: F811 - test_model_downloads' fixture
+) -> None:
+    from hub_stand_in import StandInHub, hub_env
+    from test_model_downloads import SD15, SD15_CONTROLNET, cli, snapshot_files
+
+    repos = {
+        SD15: model_folders["base"],
+        SD15_CONTROLNET: model_folders["controlnet"],
+        "example/depth": model_folders["controlnet"],
+    }
+    items = [{"image": "horse.png", "controls": [{"type": "canny"}, {**DEPTH, "model": "example/depth"}]}]
+    manifest = units_manifest(tmp_path, model="sd15", items=items)
+    with StandInHub(repos) as hub:
+        result = cli(hub_env(hub.url, tmp_path / "hf"), "fetch", str(manifest), "--dtype", "fp16")
+    assert result.returncode == 0, result.stderr
+    assert f"{manifest} depth unit example/depth: ready in the cache (1 repo, fp16 weights" in result.stderr
+    assert snapshot_files(tmp_path / "hf", "example/depth")

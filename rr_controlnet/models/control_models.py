@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.errors import ModelLoadError
+from rr_controlnet.models.hub import HubRepo, is_hub_id
 from rr_controlnet.models.loading import LoadedModel
 from rr_controlnet.models.presets import PRESETS, built_weights
 from rr_controlnet.models.random_models import build_random_controlnet
@@ -100,6 +101,19 @@ def model_family(model: str) -> str | None:
     except (OSError, ValueError):
         return None
     return "sdxl" if settings.get("addition_embed_type") == "text_time" else "sd15"
+
+
+def unit_hub_repos(units: Sequence[ControlUnit], spec: ModelSpec) -> list[HubRepo]:
+    """The hub repos units read beyond the base model's (what `fetch` downloads for them), each once."""
+    repos: dict[str, HubRepo] = {}
+    for unit in units:
+        try:
+            source = unit_source(unit, spec)
+        except ModelLoadError:
+            continue  # validate says why
+        if source != BASE_CONTROLNET and not source.startswith("random:") and is_hub_id(source):
+            repos.setdefault(source, HubRepo(source, f"{unit.type} unit", pipeline=False))
+    return list(repos.values())
 
 
 def unit_seed(source: str) -> int:
