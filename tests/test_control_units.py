@@ -289,3 +289,45 @@ def test_fetch_downloads_the_controlnets_a_manifests_units_name(
     assert result.returncode == 0, result.stderr
     assert f"{manifest} depth unit example/depth: ready in the cache (1 repo, fp16 weights" in result.stderr
     assert snapshot_files(tmp_path / "hf", "example/depth")
+
+
+# --- the JSON Schema ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["scale", "start", "end", "low", "high"])
+def test_the_schemas_unit_bounds_are_the_loaders(tmp_path: Path, field: str) -> None:
+    from jsonschema import Draft202012Validator
+
+    from rr_controlnet.errors import ManifestError
+    from rr_controlnet.manifest.schema import manifest_json_schema
+
+    validator = Draft202012Validator(manifest_json_schema())
+    unit_schema = manifest_json_schema()["properties"]["defaults"]["properties"]["controls"]["items"]
+    low, high = unit_schema["properties"][field]["minimum"], unit_schema["properties"][field]["maximum"]
+    for value in (low - 1, low, high, high + 1):
+        document = {
+            "version": 1,
+            "model": "tiny-sd15",
+            "items": [{"image": "horse.png", "controls": [{"type": "canny", field: value}]}],
+        }
+        path = write_manifest(tmp_path, document)
+        try:
+            load_manifest(path, check_images=False)
+            loader = True
+        except ManifestError as error:
+            own = [problem.message for problem in error.problems if f"controls[0].{field} must be" in problem.message]
+            loader = not [message for message in own if " must be below " not in message]  # across fields aside
+        assert validator.is_valid(document) == loader, (field, value)
+
+
+def test_the_schema_takes_a_units_sweep_and_refuses_an_unknown_unit_field() -> None:
+    from jsonschema import Draft202012Validator
+
+    from rr_controlnet.manifest.schema import manifest_json_schema
+
+    validator = Draft202012Validator(manifest_json_schema())
+    item = {"image": "horse.png", "controls": [{"type": "depth", "image": "maps/{id}.png"}]}
+    assert validator.is_valid({"version": 1, "items": [{**item, "sweep": {"controls.0.scale": [0.5, 1]}}]})
+    assert not validator.is_valid({"version": 1, "items": [{**item, "sweep": {"controls.0.colour": [1]}}]})
+    assert not validator.is_valid({"version": 1, "items": [{**item, "controls": [{"type": "depth", "weight": 1}]}]})
+    assert not validator.is_valid({"version": 1, "items": [{**item, "controls": [{"type": "canny"}] * 5}]})
