@@ -38,8 +38,9 @@ from rr_controlnet.manifest.overrides import Overrides
 from rr_controlnet.manifest.schema import schema_text
 from rr_controlnet.manifest.sweeps import DEFAULT_MAX_ITEMS
 from rr_controlnet.models import status as model_status
+from rr_controlnet.models.control_models import unit_hub_repos
 from rr_controlnet.models.downloads import DownloadDisplay
-from rr_controlnet.models.hub import cache_folders
+from rr_controlnet.models.hub import HubRepo, cache_folders
 from rr_controlnet.models.loading import resolve_runtime
 from rr_controlnet.models.presets import PRESETS, model_spec_from_preset
 from rr_controlnet.models.status import ComponentStatus, FetchOutcome, models_table
@@ -247,7 +248,7 @@ def fetch_models(
     """
     named = _models_named(targets)
     try:
-        return model_status.fetch_models(named, _dtype_name(dtype), DownloadDisplay(bars, log))
+        return model_status.fetch_models(named, _dtype_name(dtype), DownloadDisplay(bars, log), _unit_repos(targets))
     except WeightsUnavailable as exc:
         raise WeightsUnavailable(
             exc.reason,
@@ -276,6 +277,17 @@ def _models_named(targets: Sequence[str]) -> list[tuple[str, ModelSpec]]:
         else:
             raise UsageError(f"{target!r} is neither a model preset ({', '.join(PRESETS)}) nor a manifest file")
     return named
+
+
+def _unit_repos(targets: Sequence[str]) -> list[tuple[str, HubRepo]]:
+    """The hub repos of the control units the manifests among `targets` name, each labelled by its manifest."""
+    repos = []
+    for target in targets:
+        if target not in PRESETS and Path(target).is_file():
+            manifest = load_manifest(target, check_images=False)
+            units = [unit for item in manifest.items for unit in item.controls]
+            repos += [(f"{target} {repo.label} {repo.repo}", repo) for repo in unit_hub_repos(units, manifest.model)]
+    return repos
 
 
 def _dtype_name(dtype: str) -> str:

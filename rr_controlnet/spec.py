@@ -66,6 +66,30 @@ class SweepPlace:
 
 
 @dataclass(frozen=True)
+class ControlUnit:
+    """One ControlNet acting on an item: its control image (Canny computed here, or a map read from `image`),
+    the ControlNet that reads it and how strongly and when it acts."""
+
+    type: str  # "canny", or the name of a map the user supplies ("depth", "pose", ...)
+    image: Path | None  # the map's file, for this item ({id} filled in); None for canny
+    model: str | None  # a preset name, hub id or local folder; None: the base preset's ControlNet for the type
+    scale: float
+    start: float
+    end: float
+    low: int = 100  # canny thresholds (canny units only)
+    high: int = 200
+
+    def record(self) -> dict[str, Any]:
+        """The unit as summary.json, fingerprints and PNG text show it."""
+        record = {"type": self.type, "model": self.model, "scale": self.scale, "start": self.start, "end": self.end}
+        if self.type == "canny":
+            record.update(low=self.low, high=self.high)
+        else:
+            record["image"] = str(self.image)
+        return record
+
+
+@dataclass(frozen=True)
 class Item:
     id: str
     image: Path
@@ -74,6 +98,7 @@ class Item:
     line: int | None
     position: int = 0  # 1-based position among all items, sweep variants included (shards split by it)
     sweep: SweepPlace | None = None  # set for the variants of a swept item
+    controls: tuple[ControlUnit, ...] = ()  # empty: the one canny unit of the item's own parameters
 
 
 @dataclass(frozen=True)

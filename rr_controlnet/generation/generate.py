@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from rr_controlnet.control_maps import UnitMap
 from rr_controlnet.generation.previews import latent_to_rgb
 from rr_controlnet.images import ControlImages
 from rr_controlnet.models.loading import LoadedModel
@@ -24,6 +25,7 @@ class GenerationJob:
     item_id: str
     params: GenerationParams
     control: ControlImages
+    units: tuple[UnitMap, ...] = ()  # empty: the one canny unit of `params`
 
 
 @dataclass(frozen=True)
@@ -168,11 +170,13 @@ def generate(
     should_stop: Callable[[], bool] = lambda: False,
     preview_mode: str = "x0",
     preview_decoder: Any = None,
+    pipe: Any = None,
 ) -> GenerationResult:
-    """Run one pipeline call for jobs that share a batch_key; one generator per job."""
+    """Run one pipeline call for jobs that share a batch_key; one generator per job. `pipe` runs the jobs'
+    control units (control_models.UnitControlNets.pipeline); None: the model's own."""
     import torch
 
-    pipe = model.pipe
+    pipe = pipe or model.pipe
     state = {"step": -1, "timestep": -1, "interrupted": False}
 
     def step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
@@ -227,7 +231,31 @@ def pipeline_arguments(jobs: Sequence[GenerationJob]) -> dict[str, Any]:
         "control_guidance_end": first.control_guidance_end,
         "generator": [torch.Generator(device="cpu").manual_seed(job.params.seed) for job in jobs],
         "output_type": "np",
+        **unit_arguments(jobs),
     }
+
+
+def unit_arguments(jobs: Sequence[GenerationJob]) -> dict[str, Any]:
+    """The control arguments of jobs with control units, each unit's scale and range with its images: one
+    image per job for a single unit, else per unit the jobs' images as one batch array (HxWx3 in 0..1, as
+    diffusers reads PIL images: SDXL's MultiControlNetModel takes no nested lists); {} without units."""
+    from PIL import Image
+
+    units = [unit_map.unit for unit_map in jobs[0].units]
+    if not units:
+        return {}
+    values = {
+        "controlnet_conditioning_scale": [unit.scale for unit in units],
+        "control_guidance_start": [unit.start for unit in units],
+        "control_guidance_end": [unit.end for unit in units],
+    }
+    if len(units) == 1:
+        images = [Image.fromarray(job.units[0].rgb) for job in jobs]
+        return {"image": images, **{name: listed[0] for name, listed in values.items()}}
+    batches = [
+        np.stack([job.units[index].rgb for job in jobs]).astype(np.float32) / 255.0 for index in range(len(units))
+    ]
+    return {"image": batches, **values}
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

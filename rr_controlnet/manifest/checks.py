@@ -69,13 +69,14 @@ class FieldValues:
 
 def checked_values(model: type[BaseModel], raw: Mapping, where: str, problems: Problems) -> FieldValues:
     """Validate a defaults or item mapping; report each problem and keep the values that are right."""
-    apart = {"sweep", "id"} & set(model.model_fields)  # an item's id and any sweep are checked on their own
+    # An item's id, any sweep and any control units are checked on their own.
+    apart = {"sweep", "id", "controls"} & set(model.model_fields)
     data = {key: value for key, value in raw.items() if key not in apart}
     validated = validated_model(model, data, raw, where, "", problems)
     if validated is None:
         return FieldValues()
     values, lines = {}, {}
-    for name in validated.model_fields_set - {*ITEM_ONLY_KEYS, "sweep"}:
+    for name in validated.model_fields_set - {*ITEM_ONLY_KEYS, "sweep", "controls"}:
         if name == "canny":
             for key in validated.canny.model_fields_set:
                 values[f"canny_{key}"] = getattr(validated.canny, key)

@@ -30,6 +30,13 @@ from rr_controlnet.manifest.checks import (
     kind_of,
     validated_model,
 )
+from rr_controlnet.manifest.controls import (
+    check_swept_units,
+    check_unit_maps,
+    check_unit_order,
+    checked_units,
+    item_units,
+)
 from rr_controlnet.manifest.fields import (
     MANIFEST_VERSION,
     MODEL_KEYS,
@@ -114,6 +121,8 @@ def parse_manifest(
     items = _unique([replace(item, position=position) for position, item in enumerate(items, start=1)], problems)
     if check_images:
         _check_image_files(items, items_raw, problems)
+        for item in {item.index: item for item in items}.values():
+            check_unit_maps(item, items_raw[item.index - 1], raw.get("defaults"), path.parent, problems)
     if problems.problems:
         raise ManifestError(problems.sorted())
     assert model is not None  # a None model always comes with a problem
@@ -150,6 +159,9 @@ def _check_defaults(raw: Mapping, model: ModelSpec | None, problems: Problems) -
         problems.add(line_of(raw, "defaults"), "defaults", f"defaults must be a mapping, got {shown(defaults_raw)}")
     else:
         defaults = checked_values(Params, defaults_raw, "defaults", problems)
+        units = checked_units(defaults_raw, "defaults", model, problems)
+        if units is not None:
+            defaults.values["controls"] = units
     default_sweep = defaults_raw if isinstance(defaults_raw, Mapping) else {}
     broken = _defaults_order_problems(model, defaults, line_of(raw, "defaults"), default_sweep, problems)
     return defaults, default_sweep, broken
@@ -330,6 +342,9 @@ def _check_item(
         origin = "id" if "id" in raw else f"id derived from image {shown(image_raw)}"
         problems.add(line_of(raw, "id") if "id" in raw else line_of(raw, "image"), where, f"{origin} {wrong_id}")
     values = checked_values(ItemFields, raw, where, problems)
+    units = checked_units(raw, where, model, problems)
+    if units is not None:
+        values.values["controls"] = units
     merged, item_lines = _merge(model.family if model else "sd15", defaults, values, overrides)
     lines = {**defaults.lines, **item_lines}
     axes = combine(
@@ -344,9 +359,14 @@ def _check_item(
     check_order(merged, lines, line_of(raw), where, problems, skip=unchecked)
     if wrong_id or model is None:
         return None
+    controls = item_units(merged.get("controls"), merged, item_id, manifest_path.parent)
+    swept_units = check_swept_units(
+        [(field, axis.line) for axis in axes for field in axis.fields], controls, where, problems
+    )
+    check_unit_order(controls, line_of(raw, "controls") or line_of(raw), where, problems, swept_units)
     params = GenerationParams(**{name: merged[name] for name in GenerationParams.__dataclass_fields__})
     image = (manifest_path.parent / image_raw).expanduser() if isinstance(image_raw, str) else manifest_path
-    item = Item(id=item_id, image=image, params=params, index=index, line=line_of(raw))
+    item = Item(id=item_id, image=image, params=params, index=index, line=line_of(raw), controls=controls)
     return item, merged, lines, axes, _untouched(broken_in_defaults, {*values.values, *swept})
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Final, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from rr_controlnet.manifest.unit_fields import MAX_UNITS, UNIT_SWEEPABLE, ControlUnitFields
 from rr_controlnet.manifest.yaml_source import shown
 from rr_controlnet.models.schedulers import SCHEDULER_CLASSES
 
@@ -76,9 +77,15 @@ def _sweep_axis(values: Any, description: str) -> Any:
     return (values | SweepRange, Field(None, description=description))
 
 
+UNIT_SWEEP_KEY: Final = rf"^controls\.[0-9]+\.({'|'.join(UNIT_SWEEPABLE)})$"
+
 Sweep = create_model(
     "Sweep",
-    __config__=ConfigDict(extra="forbid", populate_by_name=True),
+    __config__=ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={"patternProperties": {UNIT_SWEEP_KEY: {"description": "A control unit's field."}}},
+    ),
     __doc__="Fields to vary: each to a list of values or a range; `zip` pairs lists element by element.",
     **{
         name.replace(".", "_"): (
@@ -163,6 +170,13 @@ class Params(BaseModel):
     resize: Literal["crop", "fit", "stretch"] = Field(
         "crop",
         description="crop: cover the size and cut the centre; fit: fit inside and pad black; stretch: scale each axis.",
+    )
+    controls: list[ControlUnitFields] = Field(
+        None,  # type: ignore[assignment]
+        max_length=MAX_UNITS,
+        description=f"Control units, each its own ControlNet (at most {MAX_UNITS}); an item's list replaces "
+        "the defaults'.",
+        json_schema_extra={"default_text": "one canny unit from the item's own fields"},
     )
     sweep: Sweep = Field(  # type: ignore[valid-type]
         None,  # type: ignore[assignment]
@@ -287,6 +301,7 @@ def builtin_defaults() -> dict[str, Any]:
     canny = values.pop("canny")
     values.pop("size")
     values.pop("sweep")
+    values.pop("controls")
     return {**values, "canny_low": canny.low, "canny_high": canny.high}
 
 
@@ -346,4 +361,6 @@ def _takes(model: type[BaseModel], name: str) -> str:
         return "a file path"
     if name == "sweep":
         return "{field: [values] or {from, to, step/count}, zip: ...}"
+    if name == "controls":
+        return "a list of units {type, image, model, scale, start, end, low, high}"
     return expectation(model, name)

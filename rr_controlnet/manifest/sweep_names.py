@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from rr_controlnet.manifest.fields import CANNY_KEYS, SWEEPABLE
+from rr_controlnet.manifest.unit_fields import unit_field
 from rr_controlnet.spec import SweepPlace
 
 # Short names in variant ids: horse_ccs0.5_seed1.
@@ -38,8 +39,19 @@ TEXT_IN_ID: Final = 16  # characters of a swept text kept in an id (a hash of th
 def variant_id(source_id: str, values: Mapping[str, Any]) -> str:
     """`<source>_<alias><value>...`: readable, file-safe, and the same whatever the order of the items,
     of the sweep's fields or of their values (fields in SWEEPABLE's order)."""
-    fields = sorted(values, key=SWEEPABLE.index)
-    return "_".join([source_id] + [f"{ALIASES[field]}{_id_value(values[field])}" for field in fields])
+    fields = sorted(values, key=field_order)
+    return "_".join([source_id] + [f"{alias(field)}{_id_value(values[field])}" for field in fields])
+
+
+def field_order(field: str) -> tuple[int, str]:
+    """Where a swept field stands among the others: SWEEPABLE's order, then the units' fields by name."""
+    return (SWEEPABLE.index(field), "") if field in SWEEPABLE else (len(SWEEPABLE), field)
+
+
+def alias(field: str) -> str:
+    """A swept field's short name: ALIASES', or `c<index><field>` for a unit's (controls.1.scale: c1scale)."""
+    address = unit_field(field)
+    return f"c{address[0]}{address[1]}" if address else ALIASES[field]
 
 
 def number_text(value: int | float) -> str:
@@ -67,7 +79,7 @@ def _id_value(value: Any) -> str:
 
 def label(field: str, value: Any) -> str:
     """How a swept value reads in a view name or on the contact sheet: `ccs 0.5`, `p "a castle..."`."""
-    name = ALIASES[field]
+    name = alias(field)
     if isinstance(value, str):
         shown = value if len(value) <= 24 else value[:21] + "..."
         return f'{name} "{shown}"'

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.manifest.checks import Problems, check_order, checked_values, id_problem, unknown_key_message
+from rr_controlnet.manifest.controls import order_problems, swept_units, unit_value_problems
 from rr_controlnet.manifest.fields import ITEM_ONLY_KEYS, SWEEPABLE, Params
-from rr_controlnet.manifest.sweep_names import number_text, variant_id
+from rr_controlnet.manifest.sweep_names import field_order, number_text, variant_id
+from rr_controlnet.manifest.unit_fields import UNIT_INTEGER_FIELDS, unit_field
 from rr_controlnet.manifest.yaml_source import line_of, shown
 from rr_controlnet.spec import GenerationParams, Item, SweepPlace
 
@@ -178,7 +180,7 @@ def sweep_axes(
                 else "give each image an item"
             )
             problems.add(line, where, f"sweep.{key} cannot be swept: {why}")
-        elif key not in SWEEPABLE:
+        elif key not in SWEEPABLE and not unit_field(key):
             problems.add(
                 line,
                 where,
@@ -188,8 +190,8 @@ def sweep_axes(
             values = _sweep_values(key, spec, line, where, problems, base_seed, max_values=max_values)
             axes += [Axis((key,), tuple((value,) for value in values), line)] if values else []
     # By the keys written, so that it shows with the values' own problems, not once they are mended.
-    fields = Counter(field for field in _swept_keys(raw) if field in SWEEPABLE)
-    for field in sorted((field for field, count in fields.items() if count > 1), key=SWEEPABLE.index):
+    fields = Counter(field for field in _swept_keys(raw) if field in SWEEPABLE or unit_field(field))
+    for field in sorted((field for field, count in fields.items() if count > 1), key=field_order):
         problems.add(line_of(raw), where, f"sweep.{field} is swept twice (alone and in zip, or in two zip groups)")
     # Only a field's first axis is kept, so the variants can still be checked (without their ids colliding).
     kept: list[Axis] = []
@@ -217,7 +219,7 @@ def _zip_axis(group: Any, line: int | None, where: str, problems: Problems, base
         return None
     columns = {}
     for key, spec in group.items():
-        if key not in SWEEPABLE:
+        if key not in SWEEPABLE and not unit_field(key):
             problems.add(
                 line_of(group, key),
                 where,
@@ -256,9 +258,8 @@ def _sweep_values(
         values, value_lines = list(spec), [line_of(spec, position) or line for position in range(len(spec))]
     elif isinstance(spec, Mapping) and not in_zip and field not in ("canny",):
         try:
-            values = range_values(
-                spec, integer=field in INTEGER_FIELDS, base=base_seed if field == "seed" else None, limit=max_values
-            )
+            integer = field in INTEGER_FIELDS or (unit_field(field) or (0, ""))[1] in UNIT_INTEGER_FIELDS
+            values = range_values(spec, integer=integer, base=base_seed if field == "seed" else None, limit=max_values)
         except RangeProblem as exc:
             problems.add(line, where, f"{name}: {exc}")
             return []
@@ -270,12 +271,15 @@ def _sweep_values(
     good, wrong = [], []
     for value, value_line in zip(values, value_lines, strict=True):
         check = Problems(Path(problems.file))
-        checked_values(Params, as_field(field, value), "", check)
-        for problem in check.problems:  # "canny.low must be ..." reads "sweep.canny.low must be ..."
-            message = problem.message
+        if unit_field(field):
+            messages = unit_value_problems(field, value, problems.file)
+        else:
+            checked_values(Params, as_field(field, value), "", check)
+            messages = [problem.message for problem in check.problems]
+        for message in messages:  # "canny.low must be ..." reads "sweep.canny.low must be ..."
             message = f"{name}{message[len(field) :]}" if message.startswith(f"{field} ") else f"{name}: {message}"
             wrong.append((value_line, message))
-        if not check.problems:
+        if not messages:
             good.append(value)
     if isinstance(spec, Mapping) and len(wrong) > 1:  # a range: its first wrong value stands for the rest
         (first_line, first_message), others = wrong[0], len(wrong) - 1
@@ -334,13 +338,16 @@ def expanded(
             continue
         own = Problems(Path(problems.file))
         check_order(values, {**lines, **axis_lines}, source.line, "", own, skip=skip)
+        controls = swept_units(source.controls, variant.values)
+        for message in order_problems(controls):
+            own.add(source.line, "", message)
         for problem in own.problems:
             found.setdefault((problem.line, problem.message), []).append(item_id)
         if own.problems:
             continue
         params = GenerationParams(**{name: values[name] for name in GenerationParams.__dataclass_fields__})
         sweep = SweepPlace(source.id, variant.values, fields, variant.coordinates, shape)
-        items.append(replace(source, id=item_id, params=params, sweep=sweep))
+        items.append(replace(source, id=item_id, params=params, sweep=sweep, controls=controls))
     total = math.prod(shape)
     for (line, message), ids in found.items():
         if len(ids) == 1:
@@ -354,5 +361,7 @@ def expanded(
 def _flat_values(fields: tuple[str, ...], values: tuple[Any, ...], file: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for field, value in zip(fields, values, strict=True):
+        if unit_field(field):
+            continue  # a unit's field: swept_units puts it in place
         flat.update(checked_values(Params, as_field(field, value), "", Problems(Path(file))).values)
     return flat

@@ -148,12 +148,12 @@ def _sdxl_pipeline(unet_config, controlnet_config, vae_config, text_configs, sch
     )
 
 
-def _built(component: str, build, dtype):
-    """Run `build()` under `component`'s seed, then cast the result to `dtype` if one is given."""
+def _built(component: str, build, dtype, seed: int | None = None):
+    """Run `build()` under `component`'s seed (or `seed`), then cast the result to `dtype` if one is given."""
     import torch
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(configs.COMPONENT_SEEDS[component])
+        torch.manual_seed(configs.COMPONENT_SEEDS[component] if seed is None else seed)
         model = build().eval()
     if dtype is None or dtype == torch.float32:
         return model
@@ -168,7 +168,13 @@ def _unet(config, dtype):
     return _built("unet", lambda: UNet2DConditionModel(**config), dtype)
 
 
-def _controlnet(config, dtype):
+def build_random_controlnet(config: dict[str, Any], seed: int, dtype: Any = None) -> Any:
+    """A ControlNet of the architecture `config` with random weights drawn under `seed` (a control unit's
+    stand-in: the same seed always gives the same weights)."""
+    return _controlnet(dict(config), dtype, seed)
+
+
+def _controlnet(config, dtype, seed: int | None = None):
     import torch
     from diffusers import ControlNetModel
 
@@ -191,7 +197,7 @@ def _controlnet(config, dtype):
                 torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
         return controlnet
 
-    return _built("controlnet", build, dtype)
+    return _built("controlnet", build, dtype, seed)
 
 
 def _vae(config, dtype):

@@ -67,12 +67,17 @@ def random_model_folder(name: str) -> Path:
 
 
 def fetch_models(
-    named: Sequence[tuple[str, ModelSpec]], dtype_name: str, display: DownloadDisplay
+    named: Sequence[tuple[str, ModelSpec]],
+    dtype_name: str,
+    display: DownloadDisplay,
+    unit_repos: Sequence[tuple[str, HubRepo]] = (),
 ) -> list[FetchOutcome]:
     """Get each named model's weights onto this machine, for runs in `dtype_name`: hub repos into the Hugging
-    Face cache (one notice for all, the hub's bars), tiny models built into their folder. Says one line per
-    model. Raises as ensure_weights does, before anything is downloaded."""
+    Face cache (one notice for all, the hub's bars), tiny models built into their folder; and the control
+    units' ControlNets `unit_repos` names (a label for each). Says one line per model and per unit repo.
+    Raises as ensure_weights does, before anything is downloaded."""
     repos = {_repo_key(repo): repo for model, spec in named for repo in hub_repos(spec, f"{model} ")}
+    repos.update({_repo_key(repo): repo for _, repo in unit_repos if _repo_key(repo) not in repos})
     before = {_repo_key(entry.repo): entry.complete for entry in plan_weights(list(repos.values()), dtype_name, False)}
     fetched = {_repo_key(entry.repo): entry for entry in ensure_weights(list(repos.values()), dtype_name, display)}
     outcomes = []
@@ -89,6 +94,11 @@ def fetch_models(
         else:
             keys = [_repo_key(repo) for repo in hub_repos(spec)]
             outcome = _hub_outcome(model, [fetched[key] for key in keys], any(not before[key] for key in keys))
+        display.say(outcome.line)
+        outcomes.append(outcome)
+    for label, repo in unit_repos:
+        key = _repo_key(repo)
+        outcome = _hub_outcome(label, [fetched[key]], not before[key])
         display.say(outcome.line)
         outcomes.append(outcome)
     return outcomes

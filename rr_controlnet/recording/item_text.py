@@ -8,7 +8,8 @@ from dataclasses import asdict
 from importlib import metadata
 from typing import Any, Final
 
-from rr_controlnet.spec import GenerationParams, Item, ModelSpec
+from rr_controlnet.models.control_models import unit_model_name
+from rr_controlnet.spec import ControlUnit, GenerationParams, Item, ModelSpec
 
 VERSIONED_PACKAGES: Final = ("rr-controlnet", "diffusers", "torch", "transformers", "rerun-sdk")
 
@@ -49,12 +50,31 @@ def params_markdown(
     rows += [
         (name, _cell(value)) for name, value in asdict(item.params).items() if name not in ("prompt", "negative_prompt")
     ]
+    rows += [(f"controls[{index}]", _cell(unit_text(unit, model))) for index, unit in enumerate(item.controls)]
     rows += [(f"model.{name}", _cell(value)) for name, value in asdict(model).items() if value is not None]
     rows += [(name, _cell(value)) for name, value in context.items()]
     rows += [(f"version: {name}", version) for name, version in versions.items()]
     rows += [("warning", _cell(warning)) for warning in warnings or []]
     lines = ["| parameter | value |", "| --- | --- |"] + [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines) + "\n"
+
+
+def unit_text(unit: ControlUnit, model: ModelSpec, resize: str | None = None) -> str:
+    """A control unit as A1111 writes a ControlNet unit: `Module: depth, Model: ..., Weight: 0.6, ...`."""
+    parts = [
+        f"Module: {unit.type}",
+        f"Model: {unit_model_name(unit, model)}",
+        f"Weight: {unit.scale:g}",
+        f"Guidance Start: {unit.start:g}",
+        f"Guidance End: {unit.end:g}",
+    ]
+    if unit.type == "canny":
+        parts += [f"Threshold A: {unit.low}", f"Threshold B: {unit.high}"]
+    else:
+        parts.append(f"Image: {unit.image.name if unit.image else ''}")
+    if resize is not None:
+        parts.append(f"Resize Mode: {resize}")
+    return ", ".join(parts)
 
 
 def _cell(value: Any) -> str:
@@ -89,8 +109,13 @@ def png_text_chunks(
         f"Seed: {params.seed}",
         f"Size: {width}x{height}",
         f"Model: {model.base}",
-        f"ControlNet 0: {controlnet}",
     ]
+    if item.controls:
+        settings += [
+            f'ControlNet {index}: "{unit_text(unit, model, params.resize)}"' for index, unit in enumerate(item.controls)
+        ]
+    else:
+        settings.append(f"ControlNet 0: {controlnet}")
     prompt = seen.get("prompt", params.prompt)
     negative = seen.get("negative_prompt", params.negative_prompt)
     parameters = f"{prompt}\nNegative prompt: {negative}\n{', '.join(settings)}"
@@ -106,4 +131,6 @@ def png_text_chunks(
         full["text_encoder_read"] = seen
     if item.sweep is not None:
         full["sweep"] = {"source": item.sweep.source, "values": item.sweep.values}
+    if item.controls:
+        full["controls"] = [{**unit.record(), "model": unit_model_name(unit, model)} for unit in item.controls]
     return {"parameters": parameters, "rr-controlnet": json.dumps(full, sort_keys=True)}

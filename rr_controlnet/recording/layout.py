@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
-from rr_controlnet.manifest.sweep_names import ALIASES, axis_label
+from rr_controlnet.control_maps import unit_name
+from rr_controlnet.manifest.sweep_names import alias, axis_label
 from rr_controlnet.spec import SweepPlace
 
 APPLICATION_ID: Final = "rr_controlnet"
@@ -75,6 +76,22 @@ def item_paths(item_id: str, prefix: str = "") -> ItemPaths:
     )
 
 
+def unit_map_path(root: str, name: str) -> str:
+    """Where a control unit's map is logged: `items/<id>/control/<index>-<type>`."""
+    return f"{root}/control/{name}"
+
+
+def unit_names_of(item: Any) -> tuple[str, ...]:
+    """The names of an item's control units (control_maps.unit_name): a manifest item's, or an outcome's from
+    its recorded parameters; () for an item without units."""
+    controls = getattr(item, "controls", None)
+    if controls:
+        return tuple(unit_name(index, unit) for index, unit in enumerate(controls))
+    params = getattr(item, "params", None)
+    recorded = params.get("controls") if isinstance(params, Mapping) else None
+    return tuple(recorded) if isinstance(recorded, Mapping) else ()
+
+
 def run_recording_id(out_dir: Path) -> str:
     """One recording id per output folder: reruns, resumed runs and shards all merge in the viewer."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"rr-controlnet:{Path(out_dir).resolve()}"))
@@ -120,9 +137,9 @@ def item_view_names(item_id: str) -> dict[str, str]:
     }
 
 
-def item_layout(item_id: str, prefix: str = "") -> Any:
-    """Input, canny, latent, preview, output and the edges it follows side by side; prompt, parameters
-    and control adherence below."""
+def item_layout(item_id: str, prefix: str = "", units: Sequence[str] = ()) -> Any:
+    """Input, canny (or each control unit's map), latent, preview, output and the edges it follows side by
+    side; prompt, parameters and control adherence below."""
     import rerun as rr
     import rerun.blueprint as rrb
 
@@ -134,7 +151,7 @@ def item_layout(item_id: str, prefix: str = "") -> Any:
     return rrb.Vertical(
         rrb.Horizontal(
             rrb.Spatial2DView(name=names["input"], origin=paths.input_image),
-            rrb.Spatial2DView(name=names["canny"], origin=paths.input_canny),
+            *_control_views(item_id, paths, units),
             rrb.TensorView(name=names["latent"], origin=paths.latent, slice_selection=latent_slice),
             rrb.Spatial2DView(name=names["preview"], origin=paths.preview),
             rrb.Spatial2DView(name=names["output"], origin=paths.output),
@@ -148,6 +165,14 @@ def item_layout(item_id: str, prefix: str = "") -> Any:
         row_shares=[3, 1],
         name=item_id,
     )
+
+
+def _control_views(item_id: str, paths: ItemPaths, units: Sequence[str]) -> list[Any]:
+    import rerun.blueprint as rrb
+
+    if not units:
+        return [rrb.Spatial2DView(name=item_view_names(item_id)["canny"], origin=paths.input_canny)]
+    return [rrb.Spatial2DView(name=f"{item_id}: {name}", origin=unit_map_path(paths.root, name)) for name in units]
 
 
 class LaidOut(Protocol):
@@ -165,7 +190,8 @@ def items_blueprint(items: Sequence[LaidOut], prefix: str = "", limit: int = BAT
     of the first `limit` items (a swept item's variants share grid tabs)."""
     chosen = list(items)[:limit]
     sweeps = {item.id: item.sweep for item in chosen if item.sweep is not None}
-    return batch_blueprint([item.id for item in chosen], prefix, sweeps)
+    units = {item.id: unit_names_of(item) for item in chosen if unit_names_of(item)}
+    return batch_blueprint([item.id for item in chosen], prefix, sweeps, units)
 
 
 def file_blueprint_items(items: Sequence[T]) -> list[T]:
@@ -179,21 +205,29 @@ def file_blueprint(items: Sequence[LaidOut]) -> Any | None:
     return items_blueprint(chosen) if chosen else None
 
 
-def batch_blueprint(item_ids: Sequence[str], prefix: str = "", sweeps: Mapping[str, SweepPlace] | None = None) -> Any:
+def batch_blueprint(
+    item_ids: Sequence[str],
+    prefix: str = "",
+    sweeps: Mapping[str, SweepPlace] | None = None,
+    units: Mapping[str, Sequence[str]] | None = None,
+) -> Any:
     """One tab per item (a swept item's variants share grid tabs), the first one active, the time panel on
-    `step`; the same for every stream of a batch. `sweeps` maps variant ids to their places."""
+    `step`; the same for every stream of a batch. `sweeps` maps variant ids to their places, `units` item ids
+    to their control units' names."""
     import rerun.blueprint as rrb
 
     return rrb.Blueprint(
         # Every file must carry the same active tab: the viewer activates the default blueprint of the file it loads
         # last, and files load in no fixed order.
-        rrb.Tabs(*batch_tabs(item_ids, prefix, sweeps or {}), active_tab=0),
+        rrb.Tabs(*batch_tabs(item_ids, prefix, sweeps or {}, units or {}), active_tab=0),
         rrb.TimePanel(timeline=STEP_TIMELINE),
         collapse_panels=False,
     )
 
 
-def batch_tabs(item_ids: Sequence[str], prefix: str, sweeps: Mapping[str, Any]) -> list[Any]:
+def batch_tabs(
+    item_ids: Sequence[str], prefix: str, sweeps: Mapping[str, Any], units: Mapping[str, Sequence[str]] | None = None
+) -> list[Any]:
     """An item's tab, or for a swept item, its grid tabs where its first variant stands."""
     variants_of: dict[str, list[tuple[str, SweepPlace]]] = {}
     for item_id in item_ids:
@@ -203,12 +237,12 @@ def batch_tabs(item_ids: Sequence[str], prefix: str, sweeps: Mapping[str, Any]) 
     tabs, laid_out = [], set()
     for item_id in item_ids:
         if item_id not in sweeps:
-            tabs.append(item_layout(item_id, prefix))
+            tabs.append(item_layout(item_id, prefix, (units or {}).get(item_id, ())))
             continue
         source = sweeps[item_id].source
         if source not in laid_out:
             laid_out.add(source)
-            tabs += sweep_layouts(source, variants_of[source], prefix)
+            tabs += sweep_layouts(source, variants_of[source], prefix, (units or {}).get(item_id, ()))
     return tabs
 
 
@@ -220,7 +254,7 @@ def sweep_page(place: SweepPlace) -> tuple[int, ...]:
 
 def sweep_tab_name(source: str, place: SweepPlace) -> str:
     """`horse: ccs x seed`, with further axes' values: `horse: ccs x seed (steps 20)`."""
-    names = " x ".join("+".join(ALIASES[field] for field in fields) for fields in place.axes[:2])
+    names = " x ".join("+".join(alias(field) for field in fields) for fields in place.axes[:2])
     further = ", ".join(axis_label(place, axis) for axis in range(2, len(place.axes)))
     return f"{source}: {names}" + (f" ({further})" if further else "")
 
@@ -231,7 +265,9 @@ def sweep_cell_name(place: SweepPlace) -> str:
     return ", ".join(axis_label(place, axis) for axis in range(min(2, len(place.axes))))
 
 
-def sweep_layouts(source: str, variants: Sequence[tuple[str, SweepPlace]], prefix: str = "") -> list[Any]:
+def sweep_layouts(
+    source: str, variants: Sequence[tuple[str, SweepPlace]], prefix: str = "", units: Sequence[str] = ()
+) -> list[Any]:
     """A swept item's tabs: its input and Canny beside grids of the variants' previews and outputs, rows
     along the first swept field and columns along the second; one tab per value of further fields, and
     per SWEEP_GRID_ROWS rows."""
@@ -257,7 +293,7 @@ def sweep_layouts(source: str, variants: Sequence[tuple[str, SweepPlace]], prefi
             rrb.Horizontal(
                 rrb.Vertical(
                     rrb.Spatial2DView(name=f"{source}: input", origin=paths.input_image),
-                    rrb.Spatial2DView(name=f"{source}: canny", origin=paths.input_canny),
+                    *_control_views(source, paths, units),
                 ),
                 rrb.Grid(*previews, grid_columns=columns, name=f"{source}: previews"),
                 rrb.Grid(*outputs, grid_columns=columns, name=f"{source}: outputs"),

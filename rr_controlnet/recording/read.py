@@ -58,7 +58,7 @@ def _recorded_rows(path: Path, entity: str, columns: str | tuple[str, ...]) -> I
 
 # What a recording may be unreadable with: a missing footer raises a RerunWarning, a damaged file raises.
 RECORDING_ERRORS = (OSError, RuntimeError, ValueError, KeyError, Warning)
-IMAGE_KINDS = ("input", "canny", "overlay", "frames")
+IMAGE_KINDS = ("input", "canny", "overlay", "frames", "controls")
 
 
 def recorded_edge_map(path: Path, item_id: str) -> np.ndarray | None:
@@ -70,7 +70,8 @@ def recorded_edge_map(path: Path, item_id: str) -> np.ndarray | None:
 def recorded_images(
     path: Path, item_id: str, steps: Collection[int] = (), kinds: Collection[str] = IMAGE_KINDS
 ) -> dict[str, Any]:
-    """From an item's .rrd, of `kinds`: "input", "canny", "overlay" (pixels) and "frames" ((step, preview)
+    """From an item's .rrd, of `kinds`: "input", "canny", "overlay" (pixels), "controls" ((name, map) pairs of
+    its control units, in unit order) and "frames" ((step, preview)
     pairs of the previews at `steps`, in step order); keys are absent where the recording has nothing
     readable, and all of them when it cannot be read."""
     paths = item_paths(item_id)
@@ -83,8 +84,11 @@ def recorded_images(
         chunks = rrd_reader(path).stream().filter(content=content).to_chunks()
     except RECORDING_ERRORS:
         return {}
+    controls: dict[str, np.ndarray] = {}
+    control_root = f"/{paths.root}/control/"
     for chunk in chunks:
-        kind = wanted.get(str(chunk.entity_path))
+        entity = str(chunk.entity_path)
+        kind = wanted.get(entity) or ("controls" if "controls" in kinds and entity.startswith(control_root) else None)
         if kind is None:
             continue
         batch = chunk.to_record_batch()
@@ -101,10 +105,14 @@ def recorded_images(
                 continue
             if kind == "frames":
                 frames[step] = pixels
+            elif kind == "controls":
+                controls[entity[len(control_root) :]] = pixels
             else:
                 found[kind] = pixels
     if frames:
         found["frames"] = sorted(frames.items(), key=lambda pair: pair[0])
+    if controls:  # each control unit's map, in unit order: [(name, pixels)]
+        found["controls"] = sorted(controls.items(), key=lambda pair: int(pair[0].split("-")[0]))
     return found
 
 

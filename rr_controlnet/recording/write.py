@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from rr_controlnet.control_maps import UnitMap, unit_name
 from rr_controlnet.errors import OutputWriteError, UsageError
 from rr_controlnet.images import encode_png
 from rr_controlnet.manifest.checks import value_problems
@@ -31,6 +32,7 @@ from rr_controlnet.recording.layout import (
     RecordingProperties,
     item_paths,
     items_blueprint,
+    unit_map_path,
 )
 
 # Encoding in memory takes milliseconds; a live viewer on a slow link may take longer.
@@ -322,6 +324,12 @@ class ItemRecording:
         self._log(self.paths.input_image, image, static=True)
         canny_png = rr.EncodedImage(contents=encode_png(canny), media_type="image/png")
         self._log(self.paths.input_canny, canny_png, static=True)
+
+    def log_unit_maps(self, maps: Sequence[UnitMap]) -> None:
+        """Each control unit's map, as the ControlNet sees it, at `items/<id>/control/<index>-<type>`."""
+        for index, unit_map in enumerate(maps):
+            png = self.rr.EncodedImage(contents=encode_png(unit_map.pixels), media_type="image/png")
+            self._log(unit_map_path(self.paths.root, unit_name(index, unit_map.unit)), png, static=True)
 
     def log_text(self, prompt_markdown: str, params_markdown: str) -> None:
         rr = self.rr

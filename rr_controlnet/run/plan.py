@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from rr_controlnet.control_maps import map_paths
+from rr_controlnet.manifest.controls import units_record
 from rr_controlnet.outputs import ItemOutcome, OutputFolder, item_file_names
 from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec, Shard
 
@@ -46,6 +48,7 @@ class PlannedItem:
     item: Item
     params_hash: str
     image_sha256: str = ""
+    controls: dict[str, Any] = field(default_factory=dict)  # {"controls": {...}} for an item with units
 
 
 def plan_items(
@@ -57,16 +60,18 @@ def plan_items(
     for item in manifest.items:
         if shard is not None and not shard.owns(item.position or item.index):
             continue
-        if item.image not in image_hashes:
-            image_hashes[item.image] = file_sha256(item.image)
+        for path in [item.image, *map_paths(item.controls)]:
+            if path not in image_hashes:
+                image_hashes[path] = file_sha256(path)
+        controls = units_record(item, image_hashes)
         fingerprint = ParamsFingerprint(
             params=item.params,
             model=manifest.model,
             scheduler=manifest.scheduler,
             image_sha256=image_hashes[item.image],
-            extra={"dtype": dtype_name, **(recording or {})},
+            extra={"dtype": dtype_name, **(recording or {}), **controls},
         )
-        planned.append(PlannedItem(item, fingerprint.digest(), image_hashes[item.image]))
+        planned.append(PlannedItem(item, fingerprint.digest(), image_hashes[item.image], controls))
     return planned
 
 
@@ -100,7 +105,8 @@ def stale_reason(
         return CHANGED
     if not set(item_file_names(planned.item.id, with_recordings)) <= set(earlier.files):
         return "made without a recording (--no-save) before"
-    if earlier.adherence is None and with_adherence:
+    scored = not planned.item.controls or any(unit.type == "canny" for unit in planned.item.controls)
+    if earlier.adherence is None and with_adherence and scored:
         return "made without control adherence (--no-adherence) before"
     if not OutputFolder(out_dir).intact(earlier):
         return "its files changed or are gone since it was done"

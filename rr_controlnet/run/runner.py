@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rr_controlnet.control_maps import UnitMap, scored_map, unit_maps, unit_name, units_batch_key
 from rr_controlnet.errors import ScoringStopped, one_line
 from rr_controlnet.generation.generate import (
     GenerationJob,
@@ -31,6 +32,7 @@ from rr_controlnet.generation.generate import (
     prompt_cuts,
 )
 from rr_controlnet.images import ControlImages, SourceImage, encode_png, prepare_input
+from rr_controlnet.models.control_models import UnitControlNets
 from rr_controlnet.models.loading import LoadedModel
 from rr_controlnet.outputs import ItemOutcome, OutputFolder
 from rr_controlnet.outputs.names import image_name, recording_name
@@ -59,6 +61,7 @@ class PreparedItem:
     size: tuple[int, int]  # (width, height) to generate at
     cuts: list[PromptCut] = field(default_factory=list)
     frames: StepFrames | None = None  # a few step previews for the review page
+    maps: tuple[UnitMap, ...] = ()  # each control unit's map; empty without units
 
     @property
     def id(self) -> str:
@@ -75,7 +78,7 @@ def pending_outcome(planned: PlannedItem) -> ItemOutcome:
     return ItemOutcome.pending(
         item.id,
         seed=item.params.seed,
-        params=asdict(item.params),
+        params={**asdict(item.params), **planned.controls},
         params_hash=planned.params_hash,
         image=str(item.image.resolve()),
         sweep=item.sweep,
@@ -120,6 +123,7 @@ class GroupRunner:
         self.deliver = deliver or (lambda finished: deliver_item(self.folder, finished, self.stop, self.log))
         self.image_data: Mapping[Path, bytes] = {}  # input images' bytes where the files are elsewhere (Ray)
         self.step_seconds = 0.0  # time spent recording steps (latents and previews), for benchmarks
+        self.controlnets = UnitControlNets(model)  # each unit's ControlNet loaded once, shared by every item
         self.file_blueprint = file_blueprint(blueprint_items)
         live_blueprint = self.file_blueprint
         if options.live_url is not None and live_blueprint is None:
@@ -151,6 +155,7 @@ class GroupRunner:
                 self.model.native_size,
                 self.image_data.get(planned.item.image),
             )
+            maps = unit_maps(planned.item.controls, source.pixels, size, params.resize, self.image_data)
             cuts = prompt_cuts(self.model.pipe, params)
         except Exception as exc:  # noqa: BLE001 - whatever goes wrong with one item fails that item only
             reason = one_line(exc)
@@ -158,7 +163,7 @@ class GroupRunner:
             return failed_outcome(planned, reason, time.perf_counter() - started)
         for cut in cuts:
             self.log(f"item {planned.item.id!r}: warning: {cut.warning()}")
-        return PreparedItem(planned, source, control, size, cuts, StepFrames(params.steps))
+        return PreparedItem(planned, source, control, size, cuts, StepFrames(params.steps), maps)
 
     def prepared_groups(self, planned_items: Sequence[PlannedItem], batch_size: int):
         """Prepare items in manifest order; yield runs of items that can share a pipeline call (at most
@@ -191,7 +196,7 @@ class GroupRunner:
                 if index == 0 and progress is not None:
                     progress.step()
 
-            jobs = [GenerationJob(p.id, p.planned.item.params, p.control) for p in group]
+            jobs = [GenerationJob(p.id, p.planned.item.params, p.control, p.maps) for p in group]
             result = generate(
                 self.model,
                 jobs,
@@ -199,6 +204,7 @@ class GroupRunner:
                 lambda: self.stop.requested,
                 self.options.preview,
                 self.preview_decoder,
+                self.controlnets.pipeline(group[0].planned.item.controls),
             )
         except Exception as exc:  # noqa: BLE001 - a failure inside the pipeline fails this group only
             for recording in recordings:
@@ -247,6 +253,7 @@ class GroupRunner:
     def _record_inputs(self, recording: ItemRecording, prepared: PreparedItem) -> None:
         item = prepared.planned.item
         recording.log_inputs(prepared.source, prepared.control.canny)
+        recording.log_unit_maps(prepared.maps)
         context = {**self.context, "size": f"{prepared.size[0]}x{prepared.size[1]}"}
         recording.log_text(
             prompt_markdown(item.params, prepared.seen_prompts),
@@ -291,7 +298,7 @@ class GroupRunner:
         png = encode_png(image, chunks)
         recording.log_output(png, result.last_step, result.last_timestep)
         adherence, overlay = None, None
-        if self.options.adherence:
+        if self.options.adherence and (scored_map(prepared.maps) or not prepared.maps):
             adherence, overlay = _adherence(prepared, image, lambda: self.stop.requested)
             recording.log_adherence(adherence.scalars(), overlay, adherence_markdown(adherence))
         data = recording.close()
@@ -303,8 +310,9 @@ class GroupRunner:
         outcome.warnings = _warnings(prepared)
         outcome.adherence = adherence
         frames = prepared.frames.sampled() if prepared.frames is not None else ()
+        controls = [(unit_name(index, unit_map.unit), unit_map.pixels) for index, unit_map in enumerate(prepared.maps)]
         images = ItemImages(
-            prepared.source.pixels, prepared.control.canny, image, overlay, frames, chunks["parameters"]
+            prepared.source.pixels, prepared.control.canny, image, overlay, frames, chunks["parameters"], controls
         )
         try:
             review, _ = encode_item_assets(item.id, images, hashlib.sha256(png).hexdigest())
@@ -315,13 +323,17 @@ class GroupRunner:
 
 
 def _adherence(prepared: PreparedItem, image: Any, should_stop: Callable[[], bool]) -> tuple[Adherence, Any]:
-    """The output's Canny edges (the item's thresholds) against its control edge map, and their overlay."""
+    """The output's Canny edges against its control edge map (the item's, or its first canny unit's, each with
+    its thresholds), and their overlay."""
     params = prepared.planned.item.params
+    unit_map = scored_map(prepared.maps)
+    if unit_map is not None:
+        return output_adherence(image, unit_map.pixels, unit_map.unit.low, unit_map.unit.high, should_stop)
     return output_adherence(image, prepared.control.canny, params.canny_low, params.canny_high, should_stop)
 
 
 def _key(prepared: PreparedItem) -> tuple:
-    return batch_key(prepared.planned.item.params, prepared.size)
+    return batch_key(prepared.planned.item.params, prepared.size) + units_batch_key(prepared.planned.item.controls)
 
 
 def _warnings(prepared: PreparedItem) -> list[str]:

@@ -40,6 +40,7 @@ def images_from_files(out_dir: Path, outcome: ItemOutcome) -> ItemImages:
         overlay=recorded.get("overlay"),
         frames=recorded.get("frames", ()),
         infotext=infotext,
+        controls=recorded.get("controls", ()),
     )
 
 

@@ -5,6 +5,7 @@
     output.jpg    the output (THUMB_SIDE); an item's detail shows `<id>.png` itself
     overlay.png   the output's edges over the control's (white followed, red missed, blue added)
     steps.jpg     up to STEP_FRAMES step previews side by side, evenly spaced over the steps
+    control-<n>-<type>.jpg   each control unit's map (items with `controls`)
     info.js       what the folder holds, which output it was made from, the PNG's infotext; written
                   last, so a folder without it is incomplete
 
@@ -58,6 +59,7 @@ ASSET_NAMES: Final = {
     "overlay": "overlay.png",
     "steps": "steps.jpg",
 }
+CONTROL_PREFIX: Final = "control-"  # a control unit's map among an item's assets: control-1-depth
 _PLAIN_ID: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
@@ -88,6 +90,12 @@ class ItemImages:
     overlay: np.ndarray | None = None  # HxWx3 uint8
     frames: Sequence[tuple[int, np.ndarray]] = ()  # (step, preview) in step order
     infotext: str | None = None  # the output PNG's `parameters` text chunk
+    controls: Sequence[tuple[str, np.ndarray]] = ()  # each control unit's name (`1-depth`) and map
+
+
+def asset_name(kind: str) -> str:
+    """A review file's name: ASSET_NAMES', or `control-<index>-<type>.jpg` for a control unit's map."""
+    return ASSET_NAMES.get(kind) or f"{kind}.jpg"
 
 
 def is_plain_id(item_id: Any) -> bool:
@@ -114,6 +122,8 @@ def encode_item_assets(item_id: str, images: ItemImages, made_from: str) -> tupl
         encoded["output"] = jpeg(rgb_image(images.output), THUMB_SIDE)
     if images.overlay is not None:
         encoded["overlay"] = palette_png(images.overlay)
+    for name, pixels in images.controls:  # thumbnails, as the input's: a unit's map is no edge map
+        encoded[f"{CONTROL_PREFIX}{name}"] = jpeg(rgb_image(pixels), THUMB_SIDE)
     strip = filmstrip([frame for _, frame in images.frames])
     if strip is not None:
         encoded["steps"] = strip
@@ -124,7 +134,7 @@ def encode_item_assets(item_id: str, images: ItemImages, made_from: str) -> tupl
         "steps": [step for step, _ in images.frames] if strip is not None else [],
         "infotext": images.infotext,
     }
-    files = {ASSET_NAMES[kind]: data for kind, (data, _) in encoded.items()}
+    files = {asset_name(kind): data for kind, (data, _) in encoded.items()}
     return {**files, INFO_NAME: info_script(info).encode()}, info
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from rr_controlnet.manifest.sweep_names import ALIASES, axis_label, value_text
+from rr_controlnet.manifest.sweep_names import alias, axis_label, value_text
 from rr_controlnet.outputs import BatchSummary, ItemOutcome
 from rr_controlnet.outputs.files import write_atomic
 from rr_controlnet.outputs.names import OVERVIEW_NAME, is_overview_page
@@ -271,7 +271,7 @@ def sweep_tables(outcomes: Sequence[ItemOutcome]) -> tuple[list[dict[str, Any]],
                 {
                     "source": place.source,
                     "axes": [list(fields) for fields in place.axes],
-                    "names": ["+".join(ALIASES.get(field, field) for field in fields) for fields in place.axes],
+                    "names": ["+".join(alias(field) for field in fields) for fields in place.axes],
                     "shape": list(place.shape),
                     "labels": [[""] * size for size in place.shape],
                     "values": [[""] * size for size in place.shape],

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from rr_controlnet.control_maps import map_paths, units_batch_key
 from rr_controlnet.generation.generate import batch_key, batch_runs
 from rr_controlnet.images import oriented_size, target_size
 from rr_controlnet.run.runner import failed_outcome as failed
@@ -69,10 +70,13 @@ class Queue:
         return self.jobs.popleft()
 
     def images_for(self, job: Job) -> list[Any]:
-        """The arguments a worker's run takes after the items: the image paths, then their bytes. An image that
-        cannot be read now is left out: its items fail on the worker, saying why."""
+        """The arguments a worker's run takes after the items: the image paths, then their bytes (the input
+        images, then the control units' maps). An image that cannot be read now is left out: its items fail on
+        the worker, saying why."""
         paths, images = [], []
-        for path in dict.fromkeys(p.item.image for p in job.planned if p.item.image in self.readable):
+        wanted = [p.item.image for p in job.planned if p.item.image in self.readable]
+        wanted += [path for p in job.planned for path in map_paths(p.item.controls)]
+        for path in dict.fromkeys(wanted):
             try:
                 images.append(path.read_bytes())
             except OSError as exc:
@@ -102,7 +106,9 @@ def generation_size(planned: PlannedItem, image_size: tuple[int, int] | None, na
 def _batch_key(planned: PlannedItem, size: tuple[int, int] | None) -> tuple | None:
     """generate.batch_key, or None for an item whose image cannot be read here (it fails on its worker)."""
 
-    return batch_key(planned.item.params, size) if size is not None else None
+    if size is None:
+        return None
+    return batch_key(planned.item.params, size) + units_batch_key(planned.item.controls)
 
 
 def estimated_cost(planned: PlannedItem, size: tuple[int, int] | None, native: int) -> int:

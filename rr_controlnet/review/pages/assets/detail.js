@@ -7,7 +7,7 @@
 
 window.RRDetail = function (review) {
   const { el, percent, number, bytes, valueText, folderPath, shellWord, scaledClass } = window.RRPage;
-  const { data, byId, main, params, asset, fileOf, statusBadge, IMAGE_KINDS } = review;
+  const { data, byId, main, params, asset, fileOf, statusBadge, imageKinds } = review;
   const infos = new Map(); // item id -> its info.js, once loaded
   let player = null; // the open detail's animation timer
   let returnFocus = null;
@@ -26,6 +26,16 @@ window.RRDetail = function (review) {
     document.head.append(el("script", { src: `review/items/${encodeURIComponent(item.id)}/info.js` }));
   }
 
+  /** Which control unit the adherence scores are against; units of other types are not scored (their maps are not edges). */
+  function unitsScored(item) {
+    const units = Object.entries(params(item).controls || {});
+    if (!units.length) return null;
+    const scored = units.find(([, unit]) => unit.type === "canny");
+    const others = units.filter(([, unit]) => unit.type !== "canny").map(([name]) => name);
+    const text = (scored ? `Scored against control unit ${scored[0]}.` : "Not scored: no canny unit.") + (others.length ? ` Not scored: ${others.join(", ")} (maps of other types are not edges).` : "");
+    return el("p", { class: "muted", text });
+  }
+
   function openDetail(item) {
     stopPlayer();
     if (dialog.hidden) returnFocus = document.activeElement;
@@ -35,7 +45,7 @@ window.RRDetail = function (review) {
       return el("a", { class: "button", href: other ? `#item=${encodeURIComponent(other.id)}` : null, "aria-disabled": other ? null : "true", text: step < 0 ? "← Previous" : "Next →" });
     };
     const output = fileOf(item, ".png");
-    const figures = IMAGE_KINDS.map(([kind, label]) => {
+    const figures = imageKinds(item).map(([kind, label]) => {
       const src = kind === "output" && output && item.status === "done" ? output : asset(item, kind);
       if (!src) return el("figure", { class: "missing" }, el("div", { class: "placeholder", text: `no ${label}` }), el("figcaption", { text: label }));
       const size = src === output ? item.size : item.assets[kind];
@@ -64,6 +74,7 @@ window.RRDetail = function (review) {
             "section",
             {},
             item.scores ? [el("h3", { text: "Control adherence" }), scoreTable(item)] : null,
+            unitsScored(item),
             el("h3", { text: "Files" }),
             item.files ? el("ul", { class: "file-list" }, item.files.map(([name, size]) => el("li", {}, el("a", { href: name, text: name }), size ? ` (${bytes(size)})` : ""))) : el("p", { class: "muted", text: "none" }),
             fileOf(item, ".rrd") ? [el("h3", { text: "Open in the viewer" }), el("code", { class: "command", text: `rr-controlnet view ${shellWord(folderPath("OUT"))} ${shellWord(item.id)}` })] : null,

@@ -23,7 +23,7 @@
   const COLUMNS = [
     { key: "status", label: "Status", sort: (item) => STATUSES.indexOf(item.status), cell: statusCell },
     { key: "id", label: "Item", sort: (item) => item.id, compare: (x, y) => NATURAL.compare(x, y), cell: idCell },
-    { key: "images", label: "Input · edge map · output · edges followed", cell: (item) => el("td", { class: "images" }, IMAGE_KINDS.map(([kind, label]) => thumb(item, kind, label))) },
+    { key: "images", label: "Input · edge map · output · edges followed", cell: (item) => el("td", { class: "images" }, imageKinds(item).map(([kind, label]) => thumb(item, kind, label))) },
     { key: "seed", label: "Seed", sort: (item) => item.seed, numeric: true, cell: (item) => numericCell(item.seed ?? "–") },
     { key: "prompt", label: "Prompt", sort: (item) => prompt(item), cell: promptCell },
     scoreColumn("f1", "f1", "F1", "pixel-exact"),
@@ -62,7 +62,12 @@
   }
   function asset(item, kind) {
     if (!item.assets || !item.assets[kind]) return null;
-    return `review/items/${encodeURIComponent(item.id)}/${data.asset_names[kind]}`;
+    return `review/items/${encodeURIComponent(item.id)}/${data.asset_names[kind] || `${kind}.jpg`}`;
+  }
+  /** The image kinds an item shows: IMAGE_KINDS, then each control unit's map (control-1-depth: "map 1-depth"). */
+  function imageKinds(item) {
+    const units = Object.keys(item.assets || {}).filter((kind) => kind.startsWith("control-"));
+    return IMAGE_KINDS.concat(units.map((kind) => [kind, `map ${kind.slice("control-".length)}`]));
   }
   function fileOf(item, suffix) {
     const file = (item.files || []).find(([name]) => name.endsWith(suffix));
@@ -270,7 +275,7 @@
   // --- the page -----------------------------------------------------------------------------------
 
   const main = el("main", {});
-  const review = { data, items, byId, main, params, asset, thumb, fileOf, statusBadge, IMAGE_KINDS, shown: () => shown };
+  const review = { data, items, byId, main, params, asset, thumb, fileOf, statusBadge, IMAGE_KINDS, imageKinds, shown: () => shown };
   const detail = window.RRDetail(review);
   document.title = data.title;
   append(

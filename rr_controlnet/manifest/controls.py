@@ -1,0 +1,239 @@
+"""Control units in a manifest: `controls:` read and checked (each problem located by item and unit), turned
+into each item's `ControlUnit`s, and swept (`controls.<index>.<field>`).
+
+    controls:
+      - {type: canny, low: 50, high: 150}
+      - {type: depth, image: maps/depth/{id}.png, scale: 0.6}
+
+A unit leaves out what the item says already: its scale, start and end default to the item's
+controlnet_conditioning_scale and control_guidance_start/end, a canny unit's thresholds to its canny.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rr_controlnet.control_maps import unit_name
+from rr_controlnet.images import image_file_problem
+from rr_controlnet.manifest.checks import Problems, kind_of, validated_model
+from rr_controlnet.manifest.unit_fields import MAX_UNITS, ControlUnitFields, unit_field
+from rr_controlnet.manifest.yaml_source import line_of, shown
+from rr_controlnet.models.control_models import default_model_problem, model_family
+from rr_controlnet.spec import ControlUnit, Item, ModelSpec
+
+# A unit's field -> the item's effective parameter it defaults to.
+ITEM_DEFAULTS = {
+    "scale": "controlnet_conditioning_scale",
+    "start": "control_guidance_start",
+    "end": "control_guidance_end",
+    "low": "canny_low",
+    "high": "canny_high",
+}
+
+
+@dataclass(frozen=True)
+class UnitEntry:
+    """One unit as the manifest writes it: the values it sets, and the mapping it was read from (its lines)."""
+
+    values: dict[str, Any]
+    raw: Mapping
+
+
+def checked_units(container: Any, where: str, model: ModelSpec | None, problems: Problems) -> list[UnitEntry] | None:
+    """The units a defaults' or item's `controls` sets, each problem reported; None where it sets none."""
+    if not isinstance(container, Mapping) or "controls" not in container:
+        return None
+    raw = container["controls"]
+    if not isinstance(raw, list) or not raw:
+        found = "an empty list" if isinstance(raw, list) else kind_of(raw)
+        problems.add(
+            line_of(container, "controls"), where, f"controls must be a list of units {{type, ...}}, got {found}"
+        )
+        return []
+    if len(raw) > MAX_UNITS:
+        problems.add(
+            line_of(container, "controls"),
+            where,
+            f"controls lists {len(raw)} units, at most {MAX_UNITS}: each unit's ControlNet runs at every step "
+            "and holds its own weights",
+        )
+    entries = []
+    for index, unit in enumerate(raw[:MAX_UNITS]):
+        name = f"controls[{index}]"
+        if not isinstance(unit, Mapping):
+            problems.add(
+                line_of(raw, index), where, f"{name} must be a mapping {{type, image, ...}}, got {shown(unit)}"
+            )
+            continue
+        validated = validated_model(ControlUnitFields, dict(unit), unit, where, f"{name}.", problems)
+        values = {key: getattr(validated, key) for key in validated.model_fields_set} if validated else {}
+        _check_unit(values, unit, name, where, model, problems)
+        entries.append(UnitEntry(values, unit))
+    return entries
+
+
+def _check_unit(
+    values: dict[str, Any], raw: Mapping, name: str, where: str, model: ModelSpec | None, problems: Problems
+) -> None:
+    """What a unit's fields break together, and its model against the base's family."""
+    unit_type = values.get("type")
+    if unit_type is None:
+        return
+    if unit_type == "canny" and "image" in values:
+        problems.add(
+            line_of(raw, "image"),
+            where,
+            f"{name}.image: a canny unit's map is computed from the item's image; leave image out",
+        )
+    if unit_type != "canny" and "image" not in values:
+        example = f"maps/{unit_type}/{{id}}.png"
+        message = f"{name}.image is required for a {unit_type} unit: its map is read, never computed (e.g. {example})"
+        problems.add(line_of(raw), where, message)
+    for key in ("low", "high"):
+        if unit_type != "canny" and key in values:
+            problems.add(line_of(raw, key), where, f"{name}.{key} is for canny units only")
+    if model is None:
+        return
+    family = model_family(values["model"]) if "model" in values else None
+    if family is not None and family != model.family:
+        message = f"{name}.model {shown(values['model'])} is a {family} ControlNet, the base model is {model.family}"
+        problems.add(line_of(raw, "model"), where, message)
+    problem = default_model_problem(unit_type, values.get("model"), model)
+    if problem:
+        problems.add(line_of(raw, "model") or line_of(raw), where, f"{name}.model: {problem}")
+
+
+def item_units(
+    entries: Sequence[UnitEntry] | None, merged: Mapping[str, Any], item_id: str, base_dir: Path
+) -> tuple[ControlUnit, ...]:
+    """The item's units, each field the unit leaves out taken from the item's parameters; `{id}` in an image
+    filled in with `item_id` (a sweep variant's is its source's)."""
+    units = []
+    for entry in entries or ():
+        values = entry.values
+        if "type" not in values:
+            continue
+        defaults = {key: merged[name] for key, name in ITEM_DEFAULTS.items()}
+        image = values.get("image")
+        units.append(
+            ControlUnit(
+                type=values["type"],
+                image=(base_dir / image.replace("{id}", item_id)).expanduser() if image else None,
+                model=_model_source(values.get("model"), base_dir),
+                **{key: values.get(key, default) for key, default in defaults.items()},
+            )
+        )
+    return tuple(units)
+
+
+def _model_source(value: str | None, base_dir: Path) -> str | None:
+    """A local folder (relative to the manifest) as an absolute path; a preset name or hub id as written."""
+    if value is None:
+        return None
+    candidate = (base_dir / value).expanduser()
+    if value.startswith((".", "/", "~")) or candidate.exists():
+        return str(candidate.resolve())
+    return value
+
+
+def order_problems(units: Sequence[ControlUnit]) -> list[str]:
+    """Each unit's start below its end, and a canny unit's low below its high."""
+    found = []
+    for index, unit in enumerate(units):
+        if unit.start >= unit.end:
+            found.append(f"controls[{index}].start must be below its end, got {unit.start:g} >= {unit.end:g}")
+        if unit.type == "canny" and unit.low >= unit.high:
+            found.append(f"controls[{index}].low must be below its high, got {unit.low} >= {unit.high}")
+    return found
+
+
+def check_unit_order(
+    units: Sequence[ControlUnit], line: int | None, where: str, problems: Problems, swept: set
+) -> None:
+    """order_problems of units whose fields no sweep varies (those are checked per variant)."""
+    fixed = [unit for index, unit in enumerate(units) if index not in swept]
+    for message in order_problems(fixed):
+        problems.add(line, where, message)
+
+
+def check_swept_units(
+    fields: Sequence[tuple[str, int | None]], units: Sequence[ControlUnit], where: str, problems: Problems
+) -> set[int]:
+    """Swept unit fields (with their lines) name units the item has, of a type that takes them; returns the
+    swept units' indexes."""
+    swept = set()
+    for field, line in fields:
+        address = unit_field(field)
+        if address is None:
+            continue
+        index, key = address
+        swept.add(index)
+        if index >= len(units):
+            has = f"has {len(units)} unit{'s' * (len(units) != 1)}" if units else "has no controls"
+            problems.add(line, where, f"sweep.{field}: the item {has} (indexes start at 0)")
+        elif key in ("low", "high") and units[index].type != "canny":
+            problems.add(
+                line, where, f"sweep.{field}: controls[{index}] is a {units[index].type} unit; low and high are canny's"
+            )
+    return swept
+
+
+def unit_value_problems(field: str, value: Any, file: str) -> list[str]:
+    """A swept unit value checked like the unit field it varies: `controls.1.scale must be a number 0..5, got 9`."""
+    index, key = unit_field(field)  # type: ignore[misc] - callers pass unit fields only
+    check = Problems(Path(file))
+    validated_model(ControlUnitFields, {"type": "canny", key: value}, {}, "", f"controls.{index}.", check)
+    return [problem.message for problem in check.problems]
+
+
+def swept_units(units: tuple[ControlUnit, ...], values: Mapping[str, Any]) -> tuple[ControlUnit, ...]:
+    """The units with a variant's swept unit values in place."""
+    changed = list(units)
+    for field, value in values.items():
+        address = unit_field(field)
+        if address is not None and address[0] < len(changed):
+            changed[address[0]] = replace(changed[address[0]], **{address[1]: value})
+    return tuple(changed)
+
+
+def check_unit_maps(item: Item, item_raw: Any, defaults_raw: Any, base_dir: Path, problems: Problems) -> None:
+    """Every user map of an item's units readable: `controls[1].image: maps/depth/cat.png does not exist`."""
+    owner = item_raw if isinstance(item_raw, Mapping) and "controls" in item_raw else defaults_raw
+    raw_units = owner.get("controls") if isinstance(owner, Mapping) else None
+    where = f"item {(item.sweep.source if item.sweep else item.id)!r} (#{item.index})"
+    for index, unit in enumerate(item.controls):
+        if unit.image is None:
+            continue
+        raw = raw_units[index] if isinstance(raw_units, list) and index < len(raw_units) else None
+        line = line_of(raw, "image") if isinstance(raw, Mapping) else item.line
+        shown_path = _relative(unit.image, base_dir)
+        if not unit.image.exists():
+            problems.add(line, where, f"controls[{index}].image: {shown_path} does not exist")
+            continue
+        problem = image_file_problem(unit.image)
+        if problem:
+            problems.add(line, where, f"controls[{index}].image: {problem}")
+
+
+def _relative(path: Path, base_dir: Path) -> str:
+    try:
+        return path.relative_to(base_dir).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def units_record(item: Item, map_sha256: Mapping[Path, str]) -> dict[str, Any]:
+    """{"controls": {"1-depth": {...}}} for an item with units, each named, its user map by content (summary.json,
+    fingerprints, compare: a change names its unit); {} for an item without."""
+    if not item.controls:
+        return {}
+    record = {}
+    for index, unit in enumerate(item.controls):
+        fields = unit.record()
+        if unit.image is not None:
+            fields["map_sha256"] = map_sha256.get(unit.image, "")
+        record[unit_name(index, unit)] = fields
+    return {"controls": record}
