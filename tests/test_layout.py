@@ -187,3 +187,15 @@ def test_the_drawing_of_the_imports_is_the_code() -> None:
 def test_every_arrow_of_the_drawing_points_down() -> None:
     table = floors() | {"rr_controlnet": 0}
     assert [arrow for arrow in drawn_imports() if table[arrow[1]] > table[arrow[0]]] == []
+
+
+def drawing() -> str:
+    """The mermaid drawing of package_imports(), as docs/development.md holds it."""
+    shown = {"__main__": 'main["__main__"]', "rr_controlnet": 'version["rr_controlnet (its version)"]'}
+    arrows = [f"    {shown.get(a, a)} --> {shown.get(b, b)}" for a, b in sorted(package_imports())]
+    return "\n".join(["```mermaid", "flowchart TD", *arrows, "```"])
+
+
+if __name__ == "__main__":  # `python tests/test_layout.py` redraws the drawing in docs/development.md
+    text = DEVELOPMENT.read_text(encoding="utf-8")
+    DEVELOPMENT.write_text(re.sub(r"```mermaid\n.*?```", lambda _: drawing(), text, count=1, flags=re.S))
