@@ -25,7 +25,7 @@ from rr_controlnet.models.hub import (
     variant_for,
 )
 from rr_controlnet.models.presets import built_weights
-from rr_controlnet.models.random_models import save_random_pipeline
+from rr_controlnet.models.random_transformer_models import save_pipeline
 from rr_controlnet.spec import ModelSpec
 
 
@@ -60,7 +60,7 @@ def random_model_folder(name: str) -> Path:
     if not (folder / PIPELINE_INDEX).exists():
         try:
             with quiet_library_logging():
-                save_random_pipeline(name, folder)
+                save_pipeline(name, folder)
         except FileExistsError:
             pass  # another process saved it first; its rename made it complete
     return folder
