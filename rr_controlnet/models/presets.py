@@ -21,7 +21,6 @@ class Preset:
     # built in memory (benchmarks). Both built kinds make noise, not pictures.
     weights: str
     description: str
-    gated: bool = False  # the hub serves its weights only to accounts that accepted its terms
 
 
 PRESETS: Final[dict[str, Preset]] = {
@@ -51,7 +50,6 @@ PRESETS: Final[dict[str, Preset]] = {
         1024,
         "published",
         "FLUX.1 [dev] with InstantX's Canny ControlNet (gated: accept the FLUX.1 [dev] licence on the hub)",
-        gated=True,
     ),
     "sd35": Preset(
         "sd3",
@@ -61,7 +59,6 @@ PRESETS: Final[dict[str, Preset]] = {
         1024,
         "published",
         "Stable Diffusion 3.5 Large with Stability's Canny ControlNet (gated: accept the licence on the hub)",
-        gated=True,
     ),
     "tiny-sd15": Preset("sd15", "tiny-sd15", "tiny-sd15", None, 64, "tiny", "tiny random SD1.5-style model for tests"),
     "tiny-sdxl": Preset("sdxl", "tiny-sdxl", "tiny-sdxl", None, 64, "tiny", "tiny random SDXL-style model for tests"),
@@ -74,6 +71,15 @@ PRESETS: Final[dict[str, Preset]] = {
         "sdxl", "random-sdxl", "random-sdxl", None, 1024, "random", "SDXL architecture, random weights (benchmarks)"
     ),
 }
+
+# The presets' repos whose files the hub serves only to accounts that accepted their licence.
+GATED_REPOS: Final = frozenset(
+    {
+        "black-forest-labs/FLUX.1-dev",
+        "stabilityai/stable-diffusion-3.5-large",
+        "stabilityai/stable-diffusion-3.5-large-controlnet-canny",
+    }
+)
 
 FAMILY_NATIVE_SIZE: Final[dict[str, int]] = {name: entry.native_size for name, entry in FAMILIES.items()}
 
