@@ -190,3 +190,15 @@ def test_models_says_gated_beside_the_gated_repos(gated_hub: StandInHub, tmp_pat
     rows = {line.split()[2]: line for line in result.stdout.splitlines() if line.startswith(("flux", "sd35"))}
     assert "(gated)" in rows[FLUX_DEV] and "(gated)" not in rows[FLUX_CANNY]
     assert "(gated)" in rows["stabilityai/stable-diffusion-3.5-large"]
+
+
+@pytest.mark.parametrize("model", FAMILY_MODELS)
+def test_a_derived_side_lands_on_the_familys_grid(tmp_path: Path, model: str) -> None:
+    # horse.png is 400x328: 64 wide gives 52.5 high, 56 on SD1.5's grid of 8, 48 on a grid of 16.
+    manifest = tiny_manifest(tmp_path, model=model, items=[{"image": "horse.png", "width": 64}])
+    document = yaml.safe_load(manifest.read_text())
+    del document["defaults"]["size"]
+    manifest.write_text(yaml.safe_dump(document, sort_keys=False))
+    run_batch(manifest, tmp_path / "out")
+    assert summary_items(tmp_path / "out")["horse"]["size"] == [64, 48]
+    assert pixels(tmp_path / "out" / "horse.png").shape == (48, 64, 3)

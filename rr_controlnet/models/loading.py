@@ -57,6 +57,10 @@ class LoadedModel:
     def family(self) -> str:
         return self.spec.family
 
+    @property
+    def size_multiple(self) -> int:
+        return FAMILIES[self.spec.family].size_multiple
+
 
 def resolve_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
     """Pick the device and dtype; refuse CUDA where there is none, with what to do instead."""

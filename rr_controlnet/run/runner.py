@@ -150,6 +150,7 @@ class GroupRunner:
                 params.canny_high,
                 self.model.native_size,
                 self.image_data.get(planned.item.image),
+                multiple=self.model.size_multiple,
             )
             cuts = prompt_cuts(self.model.pipe, params)
         except Exception as exc:  # noqa: BLE001 - whatever goes wrong with one item fails that item only
