@@ -27,7 +27,7 @@ def pixels(path: Path) -> np.ndarray:
 
 
 @pytest.mark.parametrize("model", FAMILY_MODELS)
-@pytest.mark.parametrize("preview", ["x0", "vae"])
+@pytest.mark.parametrize("preview", ["x0", "vae", "taesd"])
 def test_a_wide_items_latents_are_recorded_unpacked_with_their_previews(
     tmp_path: Path, model: str, preview: str
 ) -> None:
@@ -38,7 +38,7 @@ def test_a_wide_items_latents_are_recorded_unpacked_with_their_previews(
     assert [tensor(row).shape for row in latents] == [(16, 8, 12)] * 3  # channels, height/8, width/8
     assert all(np.isfinite(tensor(row).astype(np.float32)).all() for row in latents)
     previews = [decoded_image(row) for row in recording.timed("/items/horse/preview")]
-    expected = (8, 12, 3) if preview == "x0" else (64, 96, 3)
+    expected = (8, 12, 3) if preview == "x0" else (64, 96, 3)  # taesd and vae decode to full size
     assert [image.shape for image in previews] == [expected] * 3
     assert len({image.tobytes() for image in previews}) > 1  # the preview follows the steps
     assert pixels(tmp_path / "out" / "horse.png").shape == (64, 96, 3)
