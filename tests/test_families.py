@@ -202,3 +202,16 @@ def test_a_derived_side_lands_on_the_familys_grid(tmp_path: Path, model: str) ->
     run_batch(manifest, tmp_path / "out")
     assert summary_items(tmp_path / "out")["horse"]["size"] == [64, 48]
     assert pixels(tmp_path / "out" / "horse.png").shape == (48, 64, 3)
+
+
+def test_every_family_names_classes_diffusers_has_and_factors_for_each_latent_channel() -> None:
+    import diffusers
+
+    from rr_controlnet.models.families import FAMILIES
+    from rr_controlnet.models.schedulers import SCHEDULER_CLASSES
+
+    for entry in FAMILIES.values():
+        for class_name in (entry.pipeline, entry.controlnet, entry.multi_controlnet):
+            assert hasattr(diffusers, class_name), (entry.name, class_name)
+        assert len(entry.latent_rgb) == entry.latent_channels and len(entry.latent_rgb_bias) == 3
+        assert set(entry.schedulers) <= set(SCHEDULER_CLASSES)
