@@ -289,7 +289,7 @@ class BareWay:
         from rr_controlnet.generation.generate import pipeline_arguments, to_uint8
 
         with torch.inference_mode():
-            output = self.model.pipe(**pipeline_arguments([bench_item.job]))
+            output = self.model.pipe(**pipeline_arguments([bench_item.job], self.model.family))
         return to_uint8(output.images[0]), 0.0, None
 
 

@@ -172,25 +172,28 @@ def model_rgb(pixels: np.ndarray) -> np.ndarray:
     return pixels[:, :, :3].copy()
 
 
-def target_size(image_size: tuple[int, int], width: int | None, height: int | None, native: int) -> tuple[int, int]:
+def target_size(
+    image_size: tuple[int, int], width: int | None, height: int | None, native: int, multiple: int = SIZE_MULTIPLE
+) -> tuple[int, int]:
     """The (width, height) to generate at: as requested, or derived keeping the image's aspect.
 
     With neither side given, the image's longer side becomes the model's native size; with one side
-    given, the other follows the aspect. Derived sides are rounded to a multiple of 8.
+    given, the other follows the aspect. Derived sides are rounded to a multiple of `multiple` (the model
+    family's: 8, or 16 for SD3 and Flux).
     """
     image_width, image_height = image_size
     if width and height:
         return width, height
     if width:
-        return width, _round_side(width * image_height / image_width)
+        return width, _round_side(width * image_height / image_width, multiple)
     if height:
-        return _round_side(height * image_width / image_height), height
+        return _round_side(height * image_width / image_height, multiple), height
     scale = native / max(image_width, image_height)
-    return _round_side(image_width * scale), _round_side(image_height * scale)
+    return _round_side(image_width * scale, multiple), _round_side(image_height * scale, multiple)
 
 
-def _round_side(value: float) -> int:
-    return max(SIZE_MULTIPLE, round(value / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+def _round_side(value: float, multiple: int) -> int:
+    return max(multiple, round(value / multiple) * multiple)
 
 
 def resize(rgb: np.ndarray, size: tuple[int, int], mode: str) -> np.ndarray:
@@ -270,12 +273,13 @@ def prepare_input(
     high: int,
     native: int,
     data: bytes | None = None,
+    multiple: int = SIZE_MULTIPLE,
 ) -> tuple[SourceImage, ControlImages, tuple[int, int]]:
     """Decode an item's image (its file, or `data`, the file's bytes) and make what the model sees at its
     generation size (width, height)."""
     source = load_image(path, data)
     image_height, image_width = source.pixels.shape[:2]
-    size = target_size((image_width, image_height), width, height, native)
+    size = target_size((image_width, image_height), width, height, native, multiple)
     return source, control_images(source.pixels, size, resize_mode, low, high), size
 
 

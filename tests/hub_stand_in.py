@@ -7,7 +7,9 @@ huggingface_hub's own client calls, so downloads run the real download code with
 Served: repo info (`/api/models/{repo}[/revision/{rev}]`, with file sizes when asked for blobs), the
 recursive tree (`/api/models/{repo}/tree/{rev}`) and files (`HEAD`/`GET /{repo}/resolve/{rev}/{path}`,
 with the ETag, X-Repo-Commit and Content-Length headers the client reads; no Xet headers, so files
-come over plain HTTP). Every request is logged in `requests`.
+come over plain HTTP). Every request is logged in `requests`. A repo named in `gated` answers as the hub
+does for a gated repo one has no access to: its listing is public, its files are refused (401 with the
+`X-Error-Code: GatedRepo` header; 403 when a token is given).
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ def _blob_id(path: Path) -> str:
 class StandInHub:
     """Serves each folder of `repos` (repo id -> folder) as a model repo at one fixed commit."""
 
-    def __init__(self, repos: dict[str, Path]):
+    def __init__(self, repos: dict[str, Path], gated: tuple[str, ...] = ()):
         self.repos = {repo: Path(folder) for repo, folder in repos.items()}
+        self.gated = set(gated)
         self.requests: list[tuple[str, str]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -93,6 +96,8 @@ class StandInHub:
                     repo, revision, name = "/".join(parts[:2]), parts[3], "/".join(parts[4:])
                     if repo not in hub.repos:
                         return self._not_found("RepoNotFound")
+                    if repo in hub.gated:
+                        return self._gated(repo)
                     path = hub.files(repo).get(name)
                     if path is None or revision not in ("main", _commit(repo)):
                         return self._not_found("EntryNotFound")
@@ -119,6 +124,17 @@ class StandInHub:
                 self.end_headers()
                 if send_body:
                     self.wfile.write(body)
+
+            def _gated(self, repo: str) -> None:
+                message = f"Access to model {repo} is restricted. You must have access to it and be authenticated."
+                body = json.dumps({"error": message}).encode()
+                self.send_response(403 if self.headers.get("Authorization") else 401)
+                self.send_header("X-Error-Code", "GatedRepo")
+                self.send_header("X-Error-Message", message)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def _not_found(self, code: str) -> None:
                 body = b'{"error": "not found"}'

@@ -22,10 +22,13 @@ from helpers import (
 from PIL import Image
 
 STEPS = 3
+# Each family's latent channels: what a 64x64 item's recorded latent holds per step, at the VAE's scale of 8
+# (Flux's packed 2x2 tokens unpacked).
+LATENT_CHANNELS = {"tiny-sd15": 4, "tiny-sdxl": 4, "tiny-flux": 16, "tiny-sd3": 16}
 ADHERENCE_SCORES = ("f1", "precision", "recall", "f1_tolerant", "precision_tolerant", "recall_tolerant", "ssim")
 
 
-@pytest.fixture(scope="module", params=["tiny-sd15", "tiny-sdxl"])
+@pytest.fixture(scope="module", params=list(LATENT_CHANNELS))
 def two_item_batch(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     folder = tmp_path_factory.mktemp(request.param)
     manifest = tiny_manifest(folder, model=request.param)
@@ -86,7 +89,7 @@ def test_recording_holds_every_entity_with_steps_on_both_timelines(two_item_batc
     timesteps = [row.timestep for row in latents]
     assert all(isinstance(t, int) for t in timesteps) and timesteps == sorted(timesteps, reverse=True)
     for row in latents:
-        assert tensor(row).shape == (4, 8, 8)  # 64x64 at the VAE's scale factor of 8
+        assert tensor(row).shape == (LATENT_CHANNELS[model], 8, 8)  # 64x64 at the VAE's scale factor of 8
         assert tensor_dim_names(row) == ["channel", "height", "width"]
     for row in previews:
         assert row.columns["EncodedImage:media_type"] == ["image/jpeg"]

@@ -16,6 +16,8 @@ import numpy as np
 from rr_controlnet.control_maps import UnitMap
 from rr_controlnet.generation.previews import latent_to_rgb
 from rr_controlnet.images import ControlImages
+from rr_controlnet.models.families import FAMILIES
+from rr_controlnet.models.family_pipelines import latent_image, seeded_control_encoding, vae_input
 from rr_controlnet.models.loading import LoadedModel
 from rr_controlnet.spec import GenerationParams
 
@@ -119,6 +121,11 @@ class X0Capture:
         if outputs and outputs[-1] is not None and predicts_x0:
             return outputs[-1]
         alphas = getattr(self.scheduler, "alphas_cumprod", None)
+        sigmas = getattr(self.scheduler, "sigmas", None)
+        if alphas is None and sigmas is not None and self.scheduler.step_index is not None:
+            # Flow matching (SD3, Flux): x_t = (1 - sigma) x0 + sigma noise and the model predicts noise - x0.
+            sigma = sigmas[self.scheduler.step_index - 1].to(sample.device, sample.dtype)
+            return sample - sigma * model_output
         if alphas is None:
             return None
         alpha = alphas[int(timestep)].to(sample.device, sample.dtype)
@@ -178,12 +185,13 @@ def generate(
 
     pipe = pipe or model.pipe
     state = {"step": -1, "timestep": -1, "interrupted": False}
+    height, width = jobs[0].control.canny.shape
 
     def step_end(pipeline: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
         state["step"], state["timestep"] = step, round(float(timestep))
         if on_step is not None:
-            latents = tensors["latents"]
-            x0 = capture.latest if capture.latest is not None else latents
+            latents = latent_image(pipe, model.family, tensors["latents"], height, width)
+            x0 = latents if capture.latest is None else latent_image(pipe, model.family, capture.latest, height, width)
             previews = _previews(model, preview_mode, preview_decoder, latents, x0)
             host_latents = latents.detach().to(torch.float16).cpu().numpy()  # the one copy to host
             for index in range(len(jobs)):
@@ -194,10 +202,13 @@ def generate(
             pipeline._interrupt = True  # diffusers skips the remaining steps
         return tensors
 
-    with X0Capture(pipe.scheduler) as capture, torch.inference_mode():
-        output = pipe(
-            **pipeline_arguments(jobs), callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=["latents"]
-        )
+    arguments = pipeline_arguments(jobs, model.family)
+    with (
+        X0Capture(pipe.scheduler) as capture,
+        torch.inference_mode(),
+        seeded_control_encoding(pipe, arguments["generator"]),
+    ):
+        output = pipe(**arguments, callback_on_step_end=step_end, callback_on_step_end_tensor_inputs=["latents"])
     images: list[np.ndarray | None] = []
     failures: list[str | None] = []
     for array in output.images:
@@ -210,18 +221,21 @@ def generate(
     return GenerationResult(images, failures, state["interrupted"], state["step"], state["timestep"])
 
 
-def pipeline_arguments(jobs: Sequence[GenerationJob]) -> dict[str, Any]:
+def pipeline_arguments(jobs: Sequence[GenerationJob], family: str = "sd15") -> dict[str, Any]:
     """The pipeline call's arguments for jobs that share a batch_key: one generator per job, so that each
-    job's output is what it would be alone."""
+    job's output is what it would be alone. The family names the control image's argument, and takes no
+    negative prompt where its guidance is distilled (Flux)."""
+    entry = FAMILIES[family]
     import torch
     from PIL import Image
 
     first = jobs[0].params
     height, width = jobs[0].control.canny.shape
+    negative = {"negative_prompt": [job.params.negative_prompt for job in jobs]} if entry.true_cfg else {}
     return {
         "prompt": [job.params.prompt for job in jobs],
-        "negative_prompt": [job.params.negative_prompt for job in jobs],
-        "image": [Image.fromarray(job.control.canny_rgb) for job in jobs],
+        **negative,
+        entry.control_argument: [Image.fromarray(job.control.canny_rgb) for job in jobs],
         "height": height,
         "width": width,
         "num_inference_steps": first.steps,
@@ -273,7 +287,7 @@ def _previews(model: LoadedModel, mode: str, decoder: Any, latents: Any, x0: Any
     if mode == "vae":
         # The original example's behaviour: a full VAE decode of x_t at every step (slow).
         vae = model.pipe.vae
-        decoded = vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0]
+        decoded = vae.decode(vae_input(vae, latents), return_dict=False)[0]
         return _to_uint8(decoded)
     if mode == "taesd":
         decoded = decoder.decode(x0.to(decoder.dtype), return_dict=False)[0]

@@ -1,7 +1,8 @@
 """Readable per-step previews from latents, without running the VAE.
 
-A linear map from the four latent channels to RGB (the factors ComfyUI's latent previewer
-publishes) applied to the x0 estimate gives a 1/8-size preview for a fraction of a millisecond.
+A linear map from the latent channels (4, or 16 for SD3 and Flux) to RGB (the factors ComfyUI's latent
+previewer publishes, kept in models/families.py) applied to the x0 estimate gives a 1/8-size preview for
+a fraction of a millisecond.
 """
 
 from __future__ import annotations
@@ -10,36 +11,19 @@ from typing import Final
 
 import numpy as np
 
-LATENT_RGB_FACTORS: Final = {
-    "sd15": (
-        np.array(
-            [
-                [0.3512, 0.2297, 0.3227],
-                [0.3250, 0.4974, 0.2350],
-                [-0.2829, 0.1762, 0.2721],
-                [-0.2120, -0.2616, -0.7177],
-            ],
-            dtype=np.float32,
-        ),
-        np.zeros(3, dtype=np.float32),
-    ),
-    "sdxl": (
-        np.array(
-            [
-                [0.3651, 0.4232, 0.4341],
-                [-0.2533, -0.0042, 0.1068],
-                [0.1076, 0.1111, -0.0362],
-                [-0.3165, -0.2492, -0.2188],
-            ],
-            dtype=np.float32,
-        ),
-        np.array([0.1084, -0.0175, -0.0011], dtype=np.float32),
-    ),
-}
+from rr_controlnet.models.families import FAMILIES
+
+
+def _factors(family: str) -> tuple[np.ndarray, np.ndarray]:
+    entry = FAMILIES[family]
+    return np.array(entry.latent_rgb, dtype=np.float32), np.array(entry.latent_rgb_bias, dtype=np.float32)
+
+
+LATENT_RGB_FACTORS: Final = {name: _factors(name) for name in FAMILIES}
 
 
 def latent_to_rgb(latent: np.ndarray, family: str) -> np.ndarray:
-    """Map a CxHxW latent (C=4, unscaled as the UNet sees it) to an HxWx3 uint8 image."""
+    """Map a CxHxW latent (as the denoiser sees it) to an HxWx3 uint8 image."""
     factors, bias = LATENT_RGB_FACTORS[family]
     if latent.shape[0] != factors.shape[0]:
         raise ValueError(

@@ -37,6 +37,7 @@ from rr_controlnet.manifest.controls import (
     checked_units,
     item_units,
 )
+from rr_controlnet.manifest.family_checks import family_problems
 from rr_controlnet.manifest.fields import (
     MANIFEST_VERSION,
     MODEL_KEYS,
@@ -63,6 +64,7 @@ from rr_controlnet.manifest.sweeps import (
     variant_count,
 )
 from rr_controlnet.manifest.yaml_source import line_of, read_yaml, shown
+from rr_controlnet.models.families import FAMILY_NAMES, family_for_pipeline
 from rr_controlnet.models.presets import PRESETS, family_defaults, model_spec_from_preset
 from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec
 
@@ -119,6 +121,8 @@ def parse_manifest(
     for source, merged, lines, axes, skip in checked:
         items += expanded(source, merged, lines, axes, problems, skip)
     items = _unique([replace(item, position=position) for position, item in enumerate(items, start=1)], problems)
+    if model is not None:
+        family_problems(model.family, scheduler, items, raw, problems)
     if check_images:
         _check_image_files(items, items_raw, problems)
         for item in {item.index: item for item in items}.values():
@@ -252,7 +256,7 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: Problems)
         return None
     family = weights.family or _detect_family(sources["config"] or sources["base"])
     if family is None:
-        message = "model.family (sd15 or sdxl) is required: it cannot be read from model.base"
+        message = f"model.family ({', '.join(FAMILY_NAMES)}) is required: it cannot be read from model.base"
         problems.add(line_of(raw), "model", message)
         return None
     return ModelSpec("custom", family, sources["base"], sources["controlnet"], sources["vae"], sources["config"])
@@ -277,7 +281,7 @@ def _detect_family(source: str | None) -> str | None:
         class_name = json.loads(index.read_text()).get("_class_name", "")
     except (OSError, ValueError):
         return None
-    return "sdxl" if "XL" in class_name else "sd15"
+    return family_for_pipeline(class_name)
 
 
 # --- items ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from rr_controlnet.manifest.unit_fields import MAX_UNITS, UNIT_SWEEPABLE, ControlUnitFields
 from rr_controlnet.manifest.yaml_source import shown
+from rr_controlnet.models.families import FAMILY_NAMES
 from rr_controlnet.models.schedulers import SCHEDULER_CLASSES
 
 MANIFEST_VERSION: Final = 1
@@ -22,6 +23,7 @@ SIDE_MULTIPLE: Final = 8
 MAX_SEED: Final = 2**63 - 1
 ID_PATTERN: Final = r"^[A-Za-z0-9_.-]+$"
 Scheduler = Literal[*SCHEDULER_CLASSES]
+FamilyName = Literal[*FAMILY_NAMES]
 SCHEDULERS: Final = get_args(Scheduler)
 # The fields a sweep may vary (canny as a whole, or one threshold).
 SWEEPABLE: Final = (
@@ -120,13 +122,15 @@ class Params(BaseModel):
         le=MAX_SEED,
         description="Seed of the item's own generator: its output never depends on the rest of the batch.",
     )
-    steps: int = Field(50, ge=1, le=1000, description="Denoising steps.")
+    steps: int = Field(
+        50, ge=1, le=1000, description="Denoising steps.", json_schema_extra={"default_text": "50; 28 (SD3, Flux)"}
+    )
     guidance_scale: float = Field(
         None,  # type: ignore[assignment] - the model family's default, filled in when parameters are merged
         ge=0.0,
         le=50.0,
         description="Classifier-free guidance.",
-        json_schema_extra={"default_text": "7.5 (SD1.5), 5.0 (SDXL)"},
+        json_schema_extra={"default_text": "7.5 (SD1.5), 5.0 (SDXL), 7.0 (SD3), 3.5 (Flux, distilled guidance)"},
     )
     controlnet_conditioning_scale: float = Field(0.5, ge=0.0, le=5.0, description="Weight of the ControlNet.")
     control_guidance_start: float = Field(
@@ -237,9 +241,9 @@ class ModelWeights(BaseModel):
     config: str | None = Field(
         None, min_length=1, description="Diffusers config of a single-file base, to load offline."
     )
-    family: Literal["sd15", "sdxl"] = Field(
+    family: FamilyName = Field(
         None,  # type: ignore[assignment] - read from model_index.json when base is a folder
-        description="sd15 or sdxl; read from model_index.json when base is a folder.",
+        description=f"{', '.join(FAMILY_NAMES)}; read from model_index.json when base is a folder.",
     )
 
 

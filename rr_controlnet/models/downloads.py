@@ -178,6 +178,8 @@ def _silence_libraries() -> contextlib.ExitStack:
     restore = contextlib.ExitStack()
     restore.enter_context(warnings.catch_warnings())
     warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*", category=UserWarning)
+    # FluxControlNetModel (diffusers 0.42) builds the FluxPosEmbed it deprecates itself: nothing the user can change.
+    warnings.filterwarnings("ignore", message=".*FluxPosEmbed.*", category=FutureWarning)
     hub_bars = not are_progress_bars_disabled()
 
     def hub_bars_as_found() -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from rr_controlnet.models.families import FAMILIES
 from rr_controlnet.models.presets import built_weights
 from rr_controlnet.spec import ModelSpec
 
@@ -35,7 +36,7 @@ PIPELINE_INDEX: Final = "model_index.json"
 MODEL_CONFIG: Final = "config.json"
 # Pipeline components loading never reads from the base repo: SD1.5's safety checker is left out (and with
 # it its feature extractor); the ControlNet, and the VAE when the model names one, come from their own repos.
-UNLOADED_COMPONENTS: Final = {"sd15": ("safety_checker", "feature_extractor"), "sdxl": ()}
+UNLOADED_COMPONENTS: Final = {name: entry.unloaded for name, entry in FAMILIES.items()}
 # Without the hub in reach, huggingface_hub retries each missing model for about 30 s: ask once, briefly.
 HUB_PROBE_SECONDS: Final = 5.0
 HUB_TIMEOUT_SECONDS: Final = 30.0
@@ -329,7 +330,10 @@ def hub_failure(exc: Exception) -> str:
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
     if isinstance(exc, GatedRepoError):
-        return "gated: accept its terms on the hub, then log in with `hf auth login`"
+        return (
+            "gated: accept its terms on its hub page, then give this machine a token of that account "
+            "(set HF_TOKEN, or run `hf auth login`)"
+        )
     if isinstance(exc, RepositoryNotFoundError):
         return f"not found on {_endpoint()} (private or gated repos need `hf auth login`)"
     if isinstance(exc, HfHubHTTPError) and exc.response is not None:

@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from rr_controlnet.errors import DeviceError, ModelLoadError, WeightsUnavailable
 from rr_controlnet.models.downloads import DownloadDisplay, ensure_weights, quiet_library_logging
+from rr_controlnet.models.families import FAMILIES
 from rr_controlnet.models.hub import (
     UNLOADED_COMPONENTS,
     HubRepo,
@@ -25,11 +26,7 @@ from rr_controlnet.models.hub import (
     variant_for,
 )
 from rr_controlnet.models.presets import FAMILY_PREVIEW_DECODER, PRESETS, built_weights, native_size
-from rr_controlnet.models.random_models import (
-    build_random_pipeline,
-    build_random_preview_decoder,
-    save_random_preview_decoder,
-)
+from rr_controlnet.models.random_transformer_models import build_pipeline, build_preview_decoder, save_preview_decoder
 from rr_controlnet.models.schedulers import make_scheduler
 from rr_controlnet.models.status import random_model_folder
 from rr_controlnet.spec import ModelSpec
@@ -59,6 +56,10 @@ class LoadedModel:
     @property
     def family(self) -> str:
         return self.spec.family
+
+    @property
+    def size_multiple(self) -> int:
+        return FAMILIES[self.spec.family].size_multiple
 
 
 def resolve_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
@@ -152,7 +153,7 @@ def _build_pipeline(
     if built == "random":
         # Real-size architectures with random weights: built in memory (saving them is gigabytes).
 
-        pipe = build_random_pipeline(spec.name, dtype=runtime.torch_dtype)
+        pipe = build_pipeline(spec.name, dtype=runtime.torch_dtype)
     elif built == "tiny":
         folder = random_model_folder(spec.name)
         local = ModelSpec(spec.name, spec.family, str(folder), str(folder / "controlnet"))
@@ -175,8 +176,10 @@ def _use_fast_cuda_math() -> None:
 def _compile(pipe: Any) -> None:
     import torch
 
-    for name in ("unet", "controlnet"):
-        module = getattr(pipe, name)
+    for name in ("unet", "transformer", "controlnet"):
+        module = getattr(pipe, name, None)
+        if module is None:
+            continue
         module.to(memory_format=torch.channels_last)
         setattr(pipe, name, torch.compile(module, fullgraph=False))
 
@@ -197,12 +200,12 @@ def _load_preview_decoder(
     built = built_weights(spec)
     if built is not None:
         if built == "random":
-            decoder = build_random_preview_decoder(spec.name, dtype=runtime.torch_dtype)
+            decoder = build_preview_decoder(spec.name, dtype=runtime.torch_dtype)
             return decoder.to(runtime.device)
         folder = models_cache_dir() / "models" / f"{spec.name}-taesd"
         if not (folder / "config.json").exists():
             try:
-                save_random_preview_decoder(spec.name, folder)
+                save_preview_decoder(spec.name, folder)
             except FileExistsError:
                 pass  # another process saved it first
         source = str(folder)
@@ -220,11 +223,7 @@ def _load_preview_decoder(
 def pipeline_class(family: str) -> Any:
     import diffusers
 
-    return (
-        diffusers.StableDiffusionXLControlNetPipeline
-        if family == "sdxl"
-        else diffusers.StableDiffusionControlNetPipeline
-    )
+    return getattr(diffusers, FAMILIES[family].pipeline)
 
 
 def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool, downloads: DownloadDisplay) -> Any:
@@ -237,8 +236,9 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
     else:
         fetched = {entry.repo.repo: entry for entry in _fetched(hub_repos(spec), runtime, spec, downloads)}
     dtype = runtime.torch_dtype
+    family = FAMILIES[spec.family]
     controlnet = _from_source(
-        diffusers.ControlNetModel,
+        getattr(diffusers, family.controlnet),
         spec.controlnet,
         "controlnet",
         dtype,
@@ -251,10 +251,7 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
             diffusers.AutoencoderKL, spec.vae, "vae", dtype, allow_unsafe_weights, fetched.get(spec.vae)
         )
     components.update(dict.fromkeys(UNLOADED_COMPONENTS[spec.family]))
-    if spec.family == "sdxl":
-        components["add_watermarker"] = False
-    else:
-        components["requires_safety_checker"] = False
+    components.update(family.pipeline_options)
     pipeline = pipeline_class(spec.family)
     return _from_source(
         pipeline,

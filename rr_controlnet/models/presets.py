@@ -1,16 +1,17 @@
-"""Named models: the real SD1.5/SDXL checkpoints and the random-weight stand-ins built in code."""
+"""Named models: the real SD1.5/SDXL/SD3.5/Flux checkpoints and the random-weight stand-ins built in code."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Final
 
+from rr_controlnet.models.families import FAMILIES
 from rr_controlnet.spec import ModelSpec
 
 
 @dataclass(frozen=True)
 class Preset:
-    family: str  # "sd15" or "sdxl"
+    family: str  # a key of families.FAMILIES
     base: str
     controlnet: str
     vae: str | None
@@ -41,8 +42,28 @@ PRESETS: Final[dict[str, Preset]] = {
         "published",
         "Stable Diffusion 1.5 with ControlNet 1.1 Canny",
     ),
+    "flux": Preset(
+        "flux",
+        "black-forest-labs/FLUX.1-dev",
+        "InstantX/FLUX.1-dev-Controlnet-Canny",
+        None,
+        1024,
+        "published",
+        "FLUX.1 [dev] with InstantX's Canny ControlNet (gated: accept the FLUX.1 [dev] licence on the hub)",
+    ),
+    "sd35": Preset(
+        "sd3",
+        "stabilityai/stable-diffusion-3.5-large",
+        "stabilityai/stable-diffusion-3.5-large-controlnet-canny",
+        None,
+        1024,
+        "published",
+        "Stable Diffusion 3.5 Large with Stability's Canny ControlNet (gated: accept the licence on the hub)",
+    ),
     "tiny-sd15": Preset("sd15", "tiny-sd15", "tiny-sd15", None, 64, "tiny", "tiny random SD1.5-style model for tests"),
     "tiny-sdxl": Preset("sdxl", "tiny-sdxl", "tiny-sdxl", None, 64, "tiny", "tiny random SDXL-style model for tests"),
+    "tiny-flux": Preset("flux", "tiny-flux", "tiny-flux", None, 64, "tiny", "tiny random Flux-style model for tests"),
+    "tiny-sd3": Preset("sd3", "tiny-sd3", "tiny-sd3", None, 64, "tiny", "tiny random SD3-style model for tests"),
     "random-sd15": Preset(
         "sd15", "random-sd15", "random-sd15", None, 512, "random", "SD1.5 architecture, random weights (benchmarks)"
     ),
@@ -51,20 +72,23 @@ PRESETS: Final[dict[str, Preset]] = {
     ),
 }
 
-FAMILY_DEFAULTS: Final[dict[str, dict[str, float]]] = {
-    # diffusers' own defaults for each pipeline class
-    "sd15": {"guidance_scale": 7.5},
-    "sdxl": {"guidance_scale": 5.0},
-}
+# The presets' repos whose files the hub serves only to accounts that accepted their licence.
+GATED_REPOS: Final = frozenset(
+    {
+        "black-forest-labs/FLUX.1-dev",
+        "stabilityai/stable-diffusion-3.5-large",
+        "stabilityai/stable-diffusion-3.5-large-controlnet-canny",
+    }
+)
 
-FAMILY_NATIVE_SIZE: Final[dict[str, int]] = {"sd15": 512, "sdxl": 1024}
+FAMILY_NATIVE_SIZE: Final[dict[str, int]] = {name: entry.native_size for name, entry in FAMILIES.items()}
 
 # Tiny autoencoders that decode latents to a preview image (`--preview taesd`).
-FAMILY_PREVIEW_DECODER: Final[dict[str, str]] = {"sd15": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl"}
+FAMILY_PREVIEW_DECODER: Final[dict[str, str]] = {name: entry.preview_decoder for name, entry in FAMILIES.items()}
 
 
 def family_defaults(family: str) -> dict[str, float]:
-    return dict(FAMILY_DEFAULTS[family])
+    return dict(FAMILIES[family].defaults)
 
 
 def model_spec_from_preset(name: str) -> ModelSpec:

@@ -15,6 +15,7 @@ COMPONENT_SEEDS: Final = {
     "text_encoder": 4,
     "text_encoder_2": 5,
     "taesd": 6,
+    "text_encoder_3": 7,
 }
 
 TOKENIZER_MAX_LENGTH: Final = 77

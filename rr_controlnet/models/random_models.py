@@ -91,10 +91,10 @@ def save_random_pipeline(kind: str, folder: Path) -> Path:
     complete or not at all: it is written beside it, then renamed into place. Raises
     FileExistsError if `folder` already exists.
     """
-    return _save_folder(lambda: build_random_pipeline(kind), Path(folder), f"random model {kind!r}")
+    return save_folder(lambda: build_random_pipeline(kind), Path(folder), f"random model {kind!r}")
 
 
-def _save_folder(build: Any, folder: Path, what: str) -> Path:
+def save_folder(build: Any, folder: Path, what: str) -> Path:
     """Build a diffusers object and save it at `folder`, which appears complete or not at all."""
     if folder.exists():
         raise FileExistsError(f"cannot save {what}: {folder} already exists")
@@ -119,8 +119,8 @@ def _sd15_pipeline(unet_config, controlnet_config, vae_config, text_config, sche
 
     return StableDiffusionControlNetPipeline(
         vae=_vae(vae_config, dtype),
-        text_encoder=_text_encoder(CLIPTextModel, text_config, "text_encoder", dtype),
-        tokenizer=_toy_clip_tokenizer(),
+        text_encoder=clip_text_encoder(CLIPTextModel, text_config, "text_encoder", dtype),
+        tokenizer=toy_clip_tokenizer(),
         unet=_unet(unet_config, dtype),
         controlnet=_controlnet(controlnet_config, dtype),
         scheduler=scheduler,
@@ -137,10 +137,10 @@ def _sdxl_pipeline(unet_config, controlnet_config, vae_config, text_configs, sch
     text_config, text_config_2 = text_configs
     return StableDiffusionXLControlNetPipeline(
         vae=_vae(vae_config, dtype),
-        text_encoder=_text_encoder(CLIPTextModel, text_config, "text_encoder", dtype),
-        text_encoder_2=_text_encoder(CLIPTextModelWithProjection, text_config_2, "text_encoder_2", dtype),
-        tokenizer=_toy_clip_tokenizer(),
-        tokenizer_2=_toy_clip_tokenizer(),
+        text_encoder=clip_text_encoder(CLIPTextModel, text_config, "text_encoder", dtype),
+        text_encoder_2=clip_text_encoder(CLIPTextModelWithProjection, text_config_2, "text_encoder_2", dtype),
+        tokenizer=toy_clip_tokenizer(),
+        tokenizer_2=toy_clip_tokenizer(),
         unet=_unet(unet_config, dtype),
         controlnet=_controlnet(controlnet_config, dtype),
         scheduler=scheduler,
@@ -148,7 +148,7 @@ def _sdxl_pipeline(unet_config, controlnet_config, vae_config, text_configs, sch
     )
 
 
-def _built(component: str, build, dtype, seed: int | None = None):
+def built_component(component: str, build, dtype, seed: int | None = None):
     """Run `build()` under `component`'s seed (or `seed`), then cast the result to `dtype` if one is given."""
     import torch
 
@@ -165,7 +165,7 @@ def _built(component: str, build, dtype, seed: int | None = None):
 def _unet(config, dtype):
     from diffusers import UNet2DConditionModel
 
-    return _built("unet", lambda: UNet2DConditionModel(**config), dtype)
+    return built_component("unet", lambda: UNet2DConditionModel(**config), dtype)
 
 
 def build_random_controlnet(config: dict[str, Any], seed: int, dtype: Any = None) -> Any:
@@ -197,22 +197,22 @@ def _controlnet(config, dtype, seed: int | None = None):
                 torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
         return controlnet
 
-    return _built("controlnet", build, dtype, seed)
+    return built_component("controlnet", build, dtype, seed)
 
 
 def _vae(config, dtype):
     from diffusers import AutoencoderKL
 
-    return _built("vae", lambda: AutoencoderKL(**config), dtype)
+    return built_component("vae", lambda: AutoencoderKL(**config), dtype)
 
 
-def _text_encoder(model_class, config, component, dtype):
+def clip_text_encoder(model_class, config, component, dtype):
     from transformers import CLIPTextConfig
 
-    return _built(component, lambda: model_class(CLIPTextConfig(**config)), dtype)
+    return built_component(component, lambda: model_class(CLIPTextConfig(**config)), dtype)
 
 
-def _toy_clip_tokenizer():
+def toy_clip_tokenizer():
     """A character-level CLIP BPE tokenizer: every byte is a token, so any text tokenizes.
 
     Its 514 ids fit both the tiny (1000) and the real (49408) text encoder vocabularies. As in
@@ -257,9 +257,9 @@ def build_random_preview_decoder(kind: str, dtype: Any = None) -> Any:
     from diffusers import AutoencoderTiny
 
     config = configs.TINY_TAESD if kind.startswith("tiny") else {}
-    return _built("taesd", lambda: AutoencoderTiny(**config), dtype)
+    return built_component("taesd", lambda: AutoencoderTiny(**config), dtype)
 
 
 def save_random_preview_decoder(kind: str, folder: Path) -> Path:
     """Save build_random_preview_decoder(kind) as a diffusers folder, complete or not at all."""
-    return _save_folder(lambda: build_random_preview_decoder(kind), Path(folder), f"preview decoder {kind!r}")
+    return save_folder(lambda: build_random_preview_decoder(kind), Path(folder), f"preview decoder {kind!r}")

@@ -13,6 +13,7 @@ SCHEDULER_CLASSES: Final[dict[str, tuple[str, dict[str, Any]]]] = {
     "unipc": ("UniPCMultistepScheduler", {}),
     "pndm": ("PNDMScheduler", {}),
     "ddpm": ("DDPMScheduler", {}),
+    "flow_euler": ("FlowMatchEulerDiscreteScheduler", {}),  # SD3 and Flux (flow matching) only
 }
 
 

@@ -24,8 +24,8 @@ from rr_controlnet.models.hub import (
     plan_weights,
     variant_for,
 )
-from rr_controlnet.models.presets import built_weights
-from rr_controlnet.models.random_models import save_random_pipeline
+from rr_controlnet.models.presets import GATED_REPOS, built_weights
+from rr_controlnet.models.random_transformer_models import save_pipeline
 from rr_controlnet.spec import ModelSpec
 
 
@@ -60,7 +60,7 @@ def random_model_folder(name: str) -> Path:
     if not (folder / PIPELINE_INDEX).exists():
         try:
             with quiet_library_logging():
-                save_random_pipeline(name, folder)
+                save_pipeline(name, folder)
         except FileExistsError:
             pass  # another process saved it first; its rename made it complete
     return folder
@@ -170,7 +170,7 @@ def models_table(rows: Sequence[ComponentStatus]) -> str:
     """The rows as an aligned text table: model, component, source, weights, cached, size."""
     header = ("MODEL", "COMPONENT", "SOURCE", "WEIGHTS", "CACHED", "SIZE")
     lines = [header] + [
-        (row.model, row.component, row.source, row.weights, _yes_no(row.cached), _size_text(row)) for row in rows
+        (row.model, row.component, _source_text(row), row.weights, _yes_no(row.cached), _size_text(row)) for row in rows
     ]
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
     table = "\n".join(
@@ -178,6 +178,10 @@ def models_table(rows: Sequence[ComponentStatus]) -> str:
     )
     reasons = sorted({row.unknown_because or "the hub did not say" for row in rows if _size_text(row) == "?"})
     return table + "".join(f"\n? size not known: {reason}" for reason in reasons)
+
+
+def _source_text(row: ComponentStatus) -> str:
+    return f"{row.source} (gated)" if row.kind == "hub" and row.source in GATED_REPOS else row.source
 
 
 def _yes_no(cached: bool | None) -> str:

@@ -154,6 +154,7 @@ class GroupRunner:
                 params.canny_high,
                 self.model.native_size,
                 self.image_data.get(planned.item.image),
+                multiple=self.model.size_multiple,
             )
             maps = unit_maps(planned.item.controls, source.pixels, size, params.resize, self.image_data)
             cuts = prompt_cuts(self.model.pipe, params)

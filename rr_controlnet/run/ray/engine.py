@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rr_controlnet.errors import DeviceError, UsageError
+from rr_controlnet.models.families import FAMILIES
 from rr_controlnet.models.loading import Runtime, auto_dtype
 from rr_controlnet.models.presets import native_size
 from rr_controlnet.recording.layout import batch_properties
@@ -187,7 +188,8 @@ class RayEngine:
             state.summary.recording_id,
             batch_properties(manifest.path, state.folder.path, time.time_ns()),
         )
-        queue = Queue(to_run, self.options.batch_size, native_size(manifest.model), log)
+        multiple = FAMILIES[manifest.model.family].size_multiple
+        queue = Queue(to_run, self.options.batch_size, native_size(manifest.model), log, multiple)
 
         def workers_changed() -> None:
             with state.lock:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from rr_controlnet.control_maps import map_paths, units_batch_key
 from rr_controlnet.generation.generate import batch_key, batch_runs
-from rr_controlnet.images import oriented_size, target_size
+from rr_controlnet.images import SIZE_MULTIPLE, oriented_size, target_size
 from rr_controlnet.run.runner import failed_outcome as failed
 
 if TYPE_CHECKING:
@@ -45,7 +45,14 @@ class Queue:
     share theirs), and again as each job that needs it is sent.
     """
 
-    def __init__(self, to_run: Sequence[PlannedItem], batch_size: int, native: int, log: Callable[[str], None]):
+    def __init__(
+        self,
+        to_run: Sequence[PlannedItem],
+        batch_size: int,
+        native: int,
+        log: Callable[[str], None],
+        multiple: int = SIZE_MULTIPLE,
+    ):
 
         self.log = log
         image_sizes: dict[Path, tuple[int, int] | None] = {}
@@ -58,7 +65,7 @@ class Queue:
                     log(f"item {planned.item.id!r}: cannot read {path}: {exc.strerror or exc}")
                     image_sizes[path] = None
         self.readable = {path for path, size in image_sizes.items() if size is not None}
-        sizes = {p.item.id: generation_size(p, image_sizes[p.item.image], native) for p in to_run}
+        sizes = {p.item.id: generation_size(p, image_sizes[p.item.image], native, multiple) for p in to_run}
         groups = list(batch_runs(to_run, batch_size, lambda p: _batch_key(p, sizes[p.item.id])))
         groups.sort(key=lambda group: -sum(estimated_cost(p, sizes[p.item.id], native) for p in group))  # stable
         self.jobs = deque(Job(group) for group in groups)
@@ -95,12 +102,14 @@ class Queue:
         return [replace(failed_outcome(planned, failure), retries=list(job.retries)) for planned in job.planned]
 
 
-def generation_size(planned: PlannedItem, image_size: tuple[int, int] | None, native: int) -> tuple[int, int] | None:
+def generation_size(
+    planned: PlannedItem, image_size: tuple[int, int] | None, native: int, multiple: int = SIZE_MULTIPLE
+) -> tuple[int, int] | None:
     """The (width, height) the item is generated at, as the runner derives it; None when its image cannot
     be read here."""
 
     params = planned.item.params
-    return target_size(image_size, params.width, params.height, native) if image_size is not None else None
+    return target_size(image_size, params.width, params.height, native, multiple) if image_size is not None else None
 
 
 def _batch_key(planned: PlannedItem, size: tuple[int, int] | None) -> tuple | None:

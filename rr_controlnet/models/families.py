@@ -1,0 +1,149 @@
+"""The model families, one table: what differs between SD1.5, SDXL, SD3 and Flux pipelines, as data.
+
+Every place that depends on the family (the loader, the pipeline call, the step latents, the previews,
+the manifest's checks) reads it from FAMILIES rather than testing family names. Data only: nothing here
+imports torch or diffusers; classes are named by their diffusers names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+RGB = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    title: str  # how docs and messages name it
+    pipeline: str  # the diffusers ControlNet pipeline class
+    controlnet: str  # the diffusers ControlNet class
+    multi_controlnet: str  # the class several ControlNets are combined into
+    native_size: int  # the side length the models were trained at
+    defaults: dict[str, Any]  # parameters that differ from the manifest's built-in defaults
+    size_multiple: int  # the VAE's downscale times the transformer's patch size
+    latent_channels: int
+    latent_rgb: tuple[RGB, ...]  # x0 latent (as the denoiser sees it) -> RGB in -1..1, per channel
+    latent_rgb_bias: RGB
+    schedulers: tuple[str, ...]  # the manifest's scheduler names this family can run
+    preview_decoder: str  # the tiny autoencoder (TAESD family) for --preview taesd
+    control_argument: str = "image"  # the pipeline call's argument for the control image
+    true_cfg: bool = True  # classifier-free guidance with a negative prompt; False: guidance is distilled
+    packed_latents: bool = False  # latents come as 2x2 patches packed into tokens (Flux)
+    # Components of the base repo that loading never reads, and the pipeline's own options.
+    unloaded: tuple[str, ...] = ()
+    pipeline_options: dict[str, Any] = field(default_factory=dict)
+
+
+EPSILON_SCHEDULERS: Final = ("ddim", "euler", "euler_a", "dpmpp_2m", "unipc", "pndm", "ddpm")
+FLOW_SCHEDULERS: Final = ("flow_euler",)
+
+# Latent-to-RGB factors: ComfyUI's comfy/latent_formats.py (SD15, SDXL, SD3, Flux classes), the same
+# factors its live previews use; they apply to latents as the denoiser sees them (scaled and shifted).
+_SD15_RGB: Final = (
+    (0.3512, 0.2297, 0.3227), (0.3250, 0.4974, 0.2350), (-0.2829, 0.1762, 0.2721), (-0.2120, -0.2616, -0.7177),
+)  # fmt: skip
+_SDXL_RGB: Final = (
+    (0.3651, 0.4232, 0.4341), (-0.2533, -0.0042, 0.1068), (0.1076, 0.1111, -0.0362), (-0.3165, -0.2492, -0.2188),
+)  # fmt: skip
+_SD3_RGB: Final = (
+    (-0.0922, -0.0175, 0.0749), (0.0311, 0.0633, 0.0954), (0.1994, 0.0927, 0.0458), (0.0856, 0.0339, 0.0902),
+    (0.0587, 0.0272, -0.0496), (-0.0006, 0.1104, 0.0309), (0.0978, 0.0306, 0.0427), (-0.0042, 0.1038, 0.1358),
+    (-0.0194, 0.0020, 0.0669), (-0.0488, 0.0130, -0.0268), (0.0922, 0.0988, 0.0951), (-0.0278, 0.0524, -0.0542),
+    (0.0332, 0.0456, 0.0895), (-0.0069, -0.0030, -0.0810), (-0.0596, -0.0465, -0.0293), (-0.1448, -0.1463, -0.1189),
+)  # fmt: skip
+_FLUX_RGB: Final = (
+    (-0.0346, 0.0244, 0.0681), (0.0034, 0.0210, 0.0687), (0.0275, -0.0668, -0.0433), (-0.0174, 0.0160, 0.0617),
+    (0.0859, 0.0721, 0.0329), (0.0004, 0.0383, 0.0115), (0.0405, 0.0861, 0.0915), (-0.0236, -0.0185, -0.0259),
+    (-0.0245, 0.0250, 0.1180), (0.1008, 0.0755, -0.0421), (-0.0515, 0.0201, 0.0011), (0.0428, -0.0012, -0.0036),
+    (0.0817, 0.0765, 0.0749), (-0.1264, -0.0522, -0.1103), (-0.0280, -0.0881, -0.0499), (-0.1262, -0.0982, -0.0778),
+)  # fmt: skip
+
+FAMILIES: Final[dict[str, Family]] = {
+    "sd15": Family(
+        "sd15",
+        "Stable Diffusion 1.5",
+        "StableDiffusionControlNetPipeline",
+        "ControlNetModel",
+        "MultiControlNetModel",
+        native_size=512,
+        defaults={"guidance_scale": 7.5},  # diffusers' own default for the pipeline class
+        size_multiple=8,
+        latent_channels=4,
+        latent_rgb=_SD15_RGB,
+        latent_rgb_bias=(0.0, 0.0, 0.0),
+        schedulers=EPSILON_SCHEDULERS,
+        preview_decoder="madebyollin/taesd",
+        unloaded=("safety_checker", "feature_extractor"),
+        pipeline_options={"requires_safety_checker": False},
+    ),
+    "sdxl": Family(
+        "sdxl",
+        "Stable Diffusion XL",
+        "StableDiffusionXLControlNetPipeline",
+        "ControlNetModel",
+        "MultiControlNetModel",
+        native_size=1024,
+        defaults={"guidance_scale": 5.0},
+        size_multiple=8,
+        latent_channels=4,
+        latent_rgb=_SDXL_RGB,
+        latent_rgb_bias=(0.1084, -0.0175, -0.0011),
+        schedulers=EPSILON_SCHEDULERS,
+        preview_decoder="madebyollin/taesdxl",
+        pipeline_options={"add_watermarker": False},  # outputs as generated (and invisible-watermark optional)
+    ),
+    "sd3": Family(
+        "sd3",
+        "Stable Diffusion 3 / 3.5",
+        "StableDiffusion3ControlNetPipeline",
+        "SD3ControlNetModel",
+        "SD3MultiControlNetModel",
+        native_size=1024,
+        defaults={"guidance_scale": 7.0, "steps": 28},  # diffusers' defaults for the pipeline class
+        size_multiple=16,  # VAE 8 x patch 2
+        latent_channels=16,
+        latent_rgb=_SD3_RGB,
+        latent_rgb_bias=(0.2394, 0.2135, 0.1925),
+        schedulers=FLOW_SCHEDULERS,
+        preview_decoder="madebyollin/taesd3",
+        control_argument="control_image",
+    ),
+    "flux": Family(
+        "flux",
+        "FLUX.1",
+        "FluxControlNetPipeline",
+        "FluxControlNetModel",
+        "FluxMultiControlNetModel",
+        native_size=1024,
+        # FLUX.1-dev's model card and FluxPipeline's default guidance (distilled, not CFG); 28 steps as diffusers.
+        defaults={"guidance_scale": 3.5, "steps": 28},
+        size_multiple=16,  # VAE 8 x 2x2 packing
+        latent_channels=16,
+        latent_rgb=_FLUX_RGB,
+        latent_rgb_bias=(-0.0329, -0.0718, -0.0851),
+        schedulers=FLOW_SCHEDULERS,
+        preview_decoder="madebyollin/taef1",
+        control_argument="control_image",
+        true_cfg=False,
+        packed_latents=True,
+    ),
+}
+
+FAMILY_NAMES: Final = tuple(FAMILIES)
+
+
+def family(name: str) -> Family:
+    return FAMILIES[name]
+
+
+def family_for_pipeline(class_name: str) -> str | None:
+    """The family whose pipeline (or whose base text-to-image pipeline) a model_index.json names."""
+    for entry in FAMILIES.values():
+        if class_name == entry.pipeline:
+            return entry.name
+    for prefix, name in (("StableDiffusion3", "sd3"), ("Flux", "flux"), ("StableDiffusionXL", "sdxl")):
+        if class_name.startswith(prefix):
+            return name
+    return "sd15" if class_name.startswith("StableDiffusion") else None

@@ -1,0 +1,217 @@
+"""The Flux and SD3 families through the whole path, on their tiny models: recorded latents as images,
+previews, seeds, sweeps across shards, compare, Ray, what `validate` refuses, and gated repos.
+
+test_batch.py runs the same end-to-end checks on every family; these are what differs between them.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from helpers import decoded_image, read_recording, run_batch, run_cli, summary_items, tensor, tiny_manifest
+from hub_stand_in import StandInHub, hub_env
+from PIL import Image
+
+from rr_controlnet.models.random_transformer_models import save_pipeline
+
+FAMILY_MODELS = ["tiny-flux", "tiny-sd3"]
+
+
+def pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path)).astype(int)
+
+
+@pytest.mark.parametrize("model", FAMILY_MODELS)
+@pytest.mark.parametrize("preview", ["x0", "vae", "taesd"])
+def test_a_wide_items_latents_are_recorded_unpacked_with_their_previews(
+    tmp_path: Path, model: str, preview: str
+) -> None:
+    manifest = tiny_manifest(tmp_path, model=model, items=[{"image": "horse.png", "size": [96, 64]}])
+    run_batch(manifest, tmp_path / "out", "--preview", preview)
+    recording = read_recording(tmp_path / "out" / "horse.rrd")
+    latents = recording.timed("/items/horse/latent")
+    assert [tensor(row).shape for row in latents] == [(16, 8, 12)] * 3  # channels, height/8, width/8
+    assert all(np.isfinite(tensor(row).astype(np.float32)).all() for row in latents)
+    previews = [decoded_image(row) for row in recording.timed("/items/horse/preview")]
+    expected = (8, 12, 3) if preview == "x0" else (64, 96, 3)  # taesd and vae decode to full size
+    assert [image.shape for image in previews] == [expected] * 3
+    assert len({image.tobytes() for image in previews}) > 1  # the preview follows the steps
+    assert pixels(tmp_path / "out" / "horse.png").shape == (64, 96, 3)
+
+
+@pytest.mark.parametrize("model", FAMILY_MODELS)
+def test_outputs_follow_from_the_seed_alone(tmp_path: Path, model: str) -> None:
+    """An item alone, second in a batch and batched with another: the same pixels (SD3's pipeline samples the
+    control image's latents from torch's global generator; the batch gives it the item's own)."""
+    (tmp_path / "alone").mkdir()
+    alone = tiny_manifest(tmp_path / "alone", model=model, items=[{"image": "horse.png", "seed": 5}])
+    together = tiny_manifest(tmp_path, model=model)
+    run_batch(alone, tmp_path / "alone" / "out")
+    run_batch(together, tmp_path / "together")
+    run_batch(together, tmp_path / "batched", "--batch-size", "2")
+    run_batch(together, tmp_path / "seed9", "--seed", "9")
+    horse = pixels(tmp_path / "alone" / "out" / "horse.png")
+    np.testing.assert_array_equal(horse, pixels(tmp_path / "together" / "horse.png"))
+    assert np.abs(horse - pixels(tmp_path / "batched" / "horse.png")).max() <= 2
+    assert not np.array_equal(horse, pixels(tmp_path / "seed9" / "horse.png"))
+
+
+@pytest.mark.parametrize("model", FAMILY_MODELS)
+def test_a_sweep_across_two_shards_equals_one_process_and_compares_the_same(tmp_path: Path, model: str) -> None:
+    sweep = {"controlnet_conditioning_scale": [0.5, 1.0], "seed": [1, 2]}
+    manifest = tiny_manifest(tmp_path, model=model, items=[{"image": "horse.png", "sweep": sweep}])
+    run_batch(manifest, tmp_path / "one", "--threads", "1")
+    for shard in ("0/2", "1/2"):
+        run_batch(manifest, tmp_path / "shards", "--shard", shard, "--threads", "1")
+    assert run_cli("summarize", str(tmp_path / "shards"), exit_code=None).exit_code == 0
+    variants = summary_items(tmp_path / "one")
+    assert len(variants) == 4 and {item["status"] for item in variants.values()} == {"done"}
+    for item_id in variants:
+        np.testing.assert_array_equal(
+            pixels(tmp_path / "one" / f"{item_id}.png"), pixels(tmp_path / "shards" / f"{item_id}.png")
+        )
+    result = run_cli("compare", str(tmp_path / "one"), str(tmp_path / "shards"), exit_code=None)
+    assert result.exit_code == 0, result.output
+    assert "4 same, 0 changed" in result.output
+    assert (tmp_path / "shards" / "compare" / "compare.json").exists()
+    page = (tmp_path / "one" / "index.html").read_text()
+    assert "horse" in page or (tmp_path / "one" / "review").is_dir()
+
+
+def manifest_with(tmp_path: Path, model: str, scheduler: str | None = None, **defaults) -> Path:
+    path = tiny_manifest(tmp_path, model=model, **defaults)
+    if scheduler:
+        document = yaml.safe_load(path.read_text())
+        document["scheduler"] = scheduler
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("model", "scheduler", "defaults", "expected"),
+    [
+        (
+            "tiny-flux",
+            None,
+            {"negative_prompt": "blurry"},
+            "item 'astronaut' (#1): negative_prompt: FLUX.1 (flux) has no classifier-free guidance",
+        ),
+        (
+            "tiny-flux",
+            None,
+            {"size": [64, 72]},
+            "item 'astronaut' (#1): height: FLUX.1 (flux) needs a multiple of 16, got 72",
+        ),
+        ("tiny-sd3", "ddim", {}, "scheduler 'ddim' cannot run Stable Diffusion 3 / 3.5 (sd3); it takes flow_euler"),
+        ("tiny-sd15", "flow_euler", {}, "scheduler 'flow_euler' cannot run Stable Diffusion 1.5 (sd15)"),
+    ],
+)
+def test_validate_refuses_what_the_family_cannot_do(
+    tmp_path: Path, model: str, scheduler: str | None, defaults: dict, expected: str
+) -> None:
+    manifest = manifest_with(tmp_path, model, scheduler, **defaults)
+    result = run_cli("validate", str(manifest), exit_code=2)
+    assert expected in result.output, result.output
+    assert "Traceback" not in result.output
+    problem_lines = [line for line in result.output.splitlines() if line.startswith(str(manifest))]
+    assert len(problem_lines) == 1  # one line for both items, with how many more
+    if defaults:
+        assert "(and 1 more items)" in problem_lines[0]
+
+
+def test_flow_matching_families_run_their_scheduler_and_sd_ones_a_negative_prompt(tmp_path: Path) -> None:
+    sd3 = manifest_with(tmp_path, "tiny-sd3", "flow_euler", negative_prompt="blurry")
+    run_batch(sd3, tmp_path / "out")
+    assert {item["status"] for item in summary_items(tmp_path / "out").values()} == {"done"}
+
+
+@pytest.mark.integration
+def test_flux_on_ray_equals_one_process(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="the ray extra: pip install 'rr-controlnet[ray]'")
+    manifest = tiny_manifest(tmp_path, model="tiny-flux")
+    run_batch(manifest, tmp_path / "ray", "--ray", "--workers", "2", "--threads", "1")
+    run_batch(manifest, tmp_path / "local", "--threads", "1")
+    for item_id in ("astronaut", "horse"):
+        assert (tmp_path / "ray" / f"{item_id}.png").read_bytes() == (
+            tmp_path / "local" / f"{item_id}.png"
+        ).read_bytes()
+
+
+# --- gated repos ----------------------------------------------------------------------------------
+
+FLUX_DEV = "black-forest-labs/FLUX.1-dev"
+FLUX_CANNY = "InstantX/FLUX.1-dev-Controlnet-Canny"
+
+
+@pytest.fixture(scope="module")
+def gated_hub(tmp_path_factory: pytest.TempPathFactory):
+    """The flux preset's repos on the stand-in hub, FLUX.1-dev gated as on the hub, served from tiny-flux."""
+    folder = save_pipeline("tiny-flux", tmp_path_factory.mktemp("repos") / "tiny-flux")
+    with StandInHub({FLUX_DEV: folder, FLUX_CANNY: folder / "controlnet"}, gated=(FLUX_DEV,)) as hub:
+        yield hub
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rr_controlnet", *args], env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def assert_gated_message(result: subprocess.CompletedProcess) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
+    assert f"{FLUX_DEV!r}: gated" in line
+    assert "HF_TOKEN" in line and "`hf auth login`" in line
+
+
+def test_fetching_a_gated_repo_without_access_says_how_to_give_a_token(gated_hub: StandInHub, tmp_path: Path) -> None:
+    env = {key: value for key, value in hub_env(gated_hub.url, tmp_path / "hf").items() if key != "HF_TOKEN"}
+    assert_gated_message(cli(env, "fetch", "flux", "--dtype", "bf16"))
+
+
+def test_a_run_on_a_gated_repo_without_access_says_the_same(gated_hub: StandInHub, tmp_path: Path) -> None:
+    env = {key: value for key, value in hub_env(gated_hub.url, tmp_path / "hf").items() if key != "HF_TOKEN"}
+    manifest = tiny_manifest(tmp_path, model="flux")
+    result = cli(env, "batch", str(manifest), "--out", str(tmp_path / "out"), "--device", "cpu")
+    assert_gated_message(result)
+    assert not list((tmp_path / "out").glob("*.png")) if (tmp_path / "out").exists() else True
+
+
+def test_models_says_gated_beside_the_gated_repos(gated_hub: StandInHub, tmp_path: Path) -> None:
+    env = hub_env(gated_hub.url, tmp_path / "hf")
+    result = cli(env, "models", "flux", "sd35")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[2]: line for line in result.stdout.splitlines() if line.startswith(("flux", "sd35"))}
+    assert "(gated)" in rows[FLUX_DEV] and "(gated)" not in rows[FLUX_CANNY]
+    assert "(gated)" in rows["stabilityai/stable-diffusion-3.5-large"]
+
+
+@pytest.mark.parametrize("model", FAMILY_MODELS)
+def test_a_derived_side_lands_on_the_familys_grid(tmp_path: Path, model: str) -> None:
+    # horse.png is 400x328: 64 wide gives 52.5 high, 56 on SD1.5's grid of 8, 48 on a grid of 16.
+    manifest = tiny_manifest(tmp_path, model=model, items=[{"image": "horse.png", "width": 64}])
+    document = yaml.safe_load(manifest.read_text())
+    del document["defaults"]["size"]
+    manifest.write_text(yaml.safe_dump(document, sort_keys=False))
+    run_batch(manifest, tmp_path / "out")
+    assert summary_items(tmp_path / "out")["horse"]["size"] == [64, 48]
+    assert pixels(tmp_path / "out" / "horse.png").shape == (48, 64, 3)
+
+
+def test_every_family_names_classes_diffusers_has_and_factors_for_each_latent_channel() -> None:
+    import diffusers
+
+    from rr_controlnet.models.families import FAMILIES
+    from rr_controlnet.models.schedulers import SCHEDULER_CLASSES
+
+    for entry in FAMILIES.values():
+        for class_name in (entry.pipeline, entry.controlnet, entry.multi_controlnet):
+            assert hasattr(diffusers, class_name), (entry.name, class_name)
+        assert len(entry.latent_rgb) == entry.latent_channels and len(entry.latent_rgb_bias) == 3
+        assert set(entry.schedulers) <= set(SCHEDULER_CLASSES)
