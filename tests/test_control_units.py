@@ -162,7 +162,7 @@ def test_one_default_canny_unit_draws_what_no_controls_draws(tmp_path: Path) -> 
     assert np.array_equal(output_pixels(tmp_path / "out", "horse"), output_pixels(tmp_path / "out", "unit"))
 
 
-@pytest.mark.parametrize("model", ["tiny-sd15", "tiny-sdxl"])
+@pytest.mark.parametrize("model", ["tiny-sd15", "tiny-sdxl", "tiny-flux", "tiny-sd3"])
 def test_a_canny_unit_and_a_depth_map_run_and_are_recorded(tmp_path: Path, model: str) -> None:
     items = [
         {"id": "one", "image": "horse.png", "controls": [{"type": "canny"}]},
@@ -331,3 +331,19 @@ def test_the_schema_takes_a_units_sweep_and_refuses_an_unknown_unit_field() -> N
     assert not validator.is_valid({"version": 1, "items": [{**item, "sweep": {"controls.0.colour": [1]}}]})
     assert not validator.is_valid({"version": 1, "items": [{**item, "controls": [{"type": "depth", "weight": 1}]}]})
     assert not validator.is_valid({"version": 1, "items": [{**item, "controls": [{"type": "canny"}] * 5}]})
+
+
+@pytest.mark.parametrize(
+    ("config", "family"),
+    [
+        ({"_class_name": "FluxControlNetModel"}, "flux"),
+        ({"_class_name": "SD3ControlNetModel"}, "sd3"),
+        ({"_class_name": "ControlNetModel", "addition_embed_type": "text_time"}, "sdxl"),
+        ({"_class_name": "ControlNetModel"}, "sd15"),
+    ],
+)
+def test_a_local_unit_models_family_is_read_from_its_config(tmp_path: Path, config: dict, family: str) -> None:
+    from rr_controlnet.models.control_models import model_family
+
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert model_family(str(tmp_path)) == family

@@ -245,14 +245,15 @@ def pipeline_arguments(jobs: Sequence[GenerationJob], family: str = "sd15") -> d
         "control_guidance_end": first.control_guidance_end,
         "generator": [torch.Generator(device="cpu").manual_seed(job.params.seed) for job in jobs],
         "output_type": "np",
-        **unit_arguments(jobs),
+        **unit_arguments(jobs, entry.control_argument),
     }
 
 
-def unit_arguments(jobs: Sequence[GenerationJob]) -> dict[str, Any]:
-    """The control arguments of jobs with control units, each unit's scale and range with its images: one
-    image per job for a single unit, else per unit the jobs' images as one batch array (HxWx3 in 0..1, as
-    diffusers reads PIL images: SDXL's MultiControlNetModel takes no nested lists); {} without units."""
+def unit_arguments(jobs: Sequence[GenerationJob], control_argument: str) -> dict[str, Any]:
+    """The control arguments of jobs with control units, each unit's scale and range with its images (under
+    the family's `control_argument`): one image per job for a single unit, else per unit the jobs' images as
+    one batch array (HxWx3 in 0..1, as diffusers reads PIL images: SDXL's MultiControlNetModel takes no nested
+    lists); {} without units."""
     from PIL import Image
 
     units = [unit_map.unit for unit_map in jobs[0].units]
@@ -265,11 +266,11 @@ def unit_arguments(jobs: Sequence[GenerationJob]) -> dict[str, Any]:
     }
     if len(units) == 1:
         images = [Image.fromarray(job.units[0].rgb) for job in jobs]
-        return {"image": images, **{name: listed[0] for name, listed in values.items()}}
+        return {control_argument: images, **{name: listed[0] for name, listed in values.items()}}
     batches = [
         np.stack([job.units[index].rgb for job in jobs]).astype(np.float32) / 255.0 for index in range(len(units))
     ]
-    return {"image": batches, **values}
+    return {control_argument: batches, **values}
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
 """Control units' ControlNets: which weights each unit reads, loaded once per process and shared by every item,
-and the pipeline that runs several of them (diffusers' MultiControlNetModel).
+and the pipeline that runs several of them (the family's multi-ControlNet: MultiControlNetModel,
+SD3MultiControlNetModel, FluxMultiControlNetModel).
 
     controlnets = UnitControlNets(model)
     pipe = controlnets.pipeline(item.controls)   # the loaded pipeline itself for one default canny unit
@@ -17,10 +18,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.errors import ModelLoadError
+from rr_controlnet.models.families import FAMILIES
 from rr_controlnet.models.hub import HubRepo, is_hub_id
 from rr_controlnet.models.loading import LoadedModel
 from rr_controlnet.models.presets import PRESETS, built_weights
 from rr_controlnet.models.random_models import build_random_controlnet
+from rr_controlnet.models.random_transformer_models import build_random_transformer_controlnet
 from rr_controlnet.spec import ControlUnit, ModelSpec
 
 # Each family's published ControlNet per common map type (a unit of another type names its model).
@@ -38,6 +41,14 @@ FAMILY_UNIT_MODELS: Final[dict[str, dict[str, str]]] = {
     "sdxl": {
         "canny": "diffusers/controlnet-canny-sdxl-1.0",
         "depth": "diffusers/controlnet-depth-sdxl-1.0",
+    },
+    "sd3": {
+        "canny": "stabilityai/stable-diffusion-3.5-large-controlnet-canny",
+        "depth": "stabilityai/stable-diffusion-3.5-large-controlnet-depth",
+        "blur": "stabilityai/stable-diffusion-3.5-large-controlnet-blur",
+    },
+    "flux": {
+        "canny": "InstantX/FLUX.1-dev-Controlnet-Canny",
     },
 }
 BASE_CONTROLNET: Final = "base"  # the source of a unit that reads the loaded pipeline's own ControlNet
@@ -91,8 +102,8 @@ def default_model_problem(unit_type: str, model: str | None, spec: ModelSpec) ->
 
 
 def model_family(model: str) -> str | None:
-    """The family (sd15, sdxl) of a unit's model where it can be told without loading it: a preset's, or a
-    local ControlNet folder's config (SDXL ControlNets take text-time embeddings); None when unknown."""
+    """The family of a unit's model where it can be told without loading it: a preset's, or a local
+    ControlNet folder's config (its class; SDXL ControlNets take text-time embeddings); None when unknown."""
     if model in PRESETS:
         return PRESETS[model].family
     config = Path(model) / "config.json"
@@ -100,6 +111,9 @@ def model_family(model: str) -> str | None:
         settings = json.loads(config.read_text())
     except (OSError, ValueError):
         return None
+    for entry in FAMILIES.values():
+        if entry.controlnet != "ControlNetModel" and settings.get("_class_name") == entry.controlnet:
+            return entry.name
     return "sdxl" if settings.get("addition_embed_type") == "text_time" else "sd15"
 
 
@@ -153,30 +167,40 @@ class UnitControlNets:
     def _load(self, source: str) -> Any:
         runtime = self.model.runtime
         if source.startswith("random:"):
-            config = dict(self.model.pipe.controlnet.config)
-            config = {key: value for key, value in config.items() if not key.startswith("_")}
-            controlnet = build_random_controlnet(config, unit_seed(source), runtime.torch_dtype)
+            controlnet = _random_like(self.model.pipe.controlnet, unit_seed(source), runtime.torch_dtype)
         else:
-            controlnet = _load_published(source, runtime.torch_dtype)
+            controlnet = _load_published(source, FAMILIES[self.model.family].controlnet, runtime.torch_dtype)
         return controlnet.to(runtime.device)
 
     def _pipeline_with(self, controlnet: Any) -> Any:
+        """The base pipeline's class with these ControlNets (a list: the pipeline wraps it in its family's
+        multi-ControlNet) and every other component shared."""
         pipe = self.model.pipe
         components = {name: module for name, module in pipe.components.items() if name != "controlnet"}
-        options = {"add_watermarker": False} if self.model.family == "sdxl" else {"requires_safety_checker": False}
+        options = FAMILIES[self.model.family].pipeline_options
         unit_pipe = type(pipe)(**components, controlnet=controlnet, **options)
         unit_pipe.set_progress_bar_config(disable=True)
         return unit_pipe
 
 
-def _load_published(source: str, dtype: Any) -> Any:
+def _random_like(base: Any, seed: int, dtype: Any) -> Any:
+    """A ControlNet of `base`'s class and architecture with random weights drawn under `seed`."""
+    config = {key: value for key, value in base.config.items() if not key.startswith("_")}
+    if type(base).__name__ == "ControlNetModel":
+        return build_random_controlnet(config, seed, dtype)
+    return build_random_transformer_controlnet(type(base), config, seed, dtype)
+
+
+def _load_published(source: str, class_name: str, dtype: Any) -> Any:
+    """A published ControlNet, read as the family's ControlNet class (`class_name`, a diffusers name)."""
     import diffusers
 
+    controlnet_class = getattr(diffusers, class_name)
     path = Path(source)
     try:
         if path.suffix.lower() == ".safetensors":
-            return diffusers.ControlNetModel.from_single_file(str(path), torch_dtype=dtype)
-        return diffusers.ControlNetModel.from_pretrained(source, torch_dtype=dtype, use_safetensors=True)
+            return controlnet_class.from_single_file(str(path), torch_dtype=dtype)
+        return controlnet_class.from_pretrained(source, torch_dtype=dtype, use_safetensors=True)
     except (OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModelLoadError(

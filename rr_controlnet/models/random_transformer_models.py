@@ -174,7 +174,13 @@ def _flow_scheduler(settings: dict[str, Any]) -> Any:
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, **settings)
 
 
-def _controlnet(build: Any, dtype: Any) -> Any:
+def build_random_transformer_controlnet(controlnet_class: Any, config: dict[str, Any], seed: int, dtype: Any) -> Any:
+    """A Flux or SD3 ControlNet of the architecture `config` with random weights drawn under `seed` (a control
+    unit's stand-in: the same seed always gives the same weights)."""
+    return _controlnet(lambda: controlnet_class(**config), dtype, seed)
+
+
+def _controlnet(build: Any, dtype: Any, seed: int | None = None) -> Any:
     """A ControlNet whose zero-initialised layers get the default init, so that with random weights the
     control image changes the output (as it does with trained weights)."""
 
@@ -187,7 +193,7 @@ def _controlnet(build: Any, dtype: Any) -> Any:
                 module.reset_parameters()
         return controlnet
 
-    return built_component("controlnet", built, dtype)
+    return built_component("controlnet", built, dtype, seed)
 
 
 def toy_t5_tokenizer() -> Any:
