@@ -347,3 +347,17 @@ def test_a_local_unit_models_family_is_read_from_its_config(tmp_path: Path, conf
 
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert model_family(str(tmp_path)) == family
+
+
+@pytest.mark.parametrize("model", ["tiny-sd15", "tiny-sdxl", "tiny-flux", "tiny-sd3"])
+def test_items_with_units_share_a_pipeline_call_and_draw_what_they_draw_alone(tmp_path: Path, model: str) -> None:
+    units = [{"type": "canny"}, DEPTH]
+    items = [{"image": "horse.png", "controls": units}, {"image": "astronaut.png", "controls": units, "seed": 3}]
+    manifest = units_manifest(tmp_path, model=model, items=items)
+    run_batch(manifest, tmp_path / "alone", "--no-adherence")
+    together = run_batch(manifest, tmp_path / "together", "--no-adherence", "--batch-size", "2")
+    assert "2 done" in together.output
+    for item_id in ("horse", "astronaut"):
+        alone = output_pixels(tmp_path / "alone", item_id).astype(int)
+        shared = output_pixels(tmp_path / "together", item_id).astype(int)
+        assert np.abs(alone - shared).max() <= 2, item_id
