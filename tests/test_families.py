@@ -215,3 +215,21 @@ def test_every_family_names_classes_diffusers_has_and_factors_for_each_latent_ch
             assert hasattr(diffusers, class_name), (entry.name, class_name)
         assert len(entry.latent_rgb) == entry.latent_channels and len(entry.latent_rgb_bias) == 3
         assert set(entry.schedulers) <= set(SCHEDULER_CLASSES)
+
+
+@pytest.mark.parametrize(("kind", "family"), [("tiny-flux", None), ("tiny-sd3", "sd3")])
+def test_a_custom_model_reads_its_family_from_its_folder_or_the_manifest(
+    tmp_path: Path, kind: str, family: str | None
+) -> None:
+    folder = save_pipeline(kind, tmp_path / "weights")
+    model = {"base": "./weights", "controlnet": "./weights/controlnet", **({"family": family} if family else {})}
+    manifest = tiny_manifest(tmp_path, items=[{"image": "horse.png"}])
+    document = yaml.safe_load(manifest.read_text())
+    document["model"] = model
+    manifest.write_text(yaml.safe_dump(document, sort_keys=False))
+    run_batch(manifest, tmp_path / "out")
+    recording = read_recording(tmp_path / "out" / "horse.rrd")
+    assert tensor(recording.timed("/items/horse/latent")[0]).shape == (16, 8, 8)
+    params = recording.static("/items/horse/params").columns["TextDocument:text"][0]
+    assert f"| model.family | {family or 'flux'} |" in params
+    assert folder.is_dir()
