@@ -1,4 +1,4 @@
-"""The Flux and SD3 families through the whole path, on their tiny models: recorded latents as images,
+"""The Flux and SD3 families (and SDXL with a ControlNet-Union model) through the whole path, on their tiny models: recorded latents as images,
 previews, seeds, sweeps across shards, compare, Ray, what `validate` refuses, and gated repos.
 
 test_batch.py runs the same end-to-end checks on every family; these are what differs between them.
@@ -44,7 +44,7 @@ def test_a_wide_items_latents_are_recorded_unpacked_with_their_previews(
     assert pixels(tmp_path / "out" / "horse.png").shape == (64, 96, 3)
 
 
-@pytest.mark.parametrize("model", FAMILY_MODELS)
+@pytest.mark.parametrize("model", [*FAMILY_MODELS, "tiny-sdxl-union"])
 def test_outputs_follow_from_the_seed_alone(tmp_path: Path, model: str) -> None:
     """An item alone, second in a batch and batched with another: the same pixels (SD3's pipeline samples the
     control image's latents from torch's global generator; the batch gives it the item's own)."""
