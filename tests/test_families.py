@@ -1,4 +1,4 @@
-"""The Flux and SD3 families through the whole path, on their tiny models: recorded latents as images,
+"""The Flux and SD3 families (and SDXL with a ControlNet-Union model) through the whole path, on their tiny models: recorded latents as images,
 previews, seeds, sweeps across shards, compare, Ray, what `validate` refuses, and gated repos.
 
 test_batch.py runs the same end-to-end checks on every family; these are what differs between them.
@@ -44,7 +44,7 @@ def test_a_wide_items_latents_are_recorded_unpacked_with_their_previews(
     assert pixels(tmp_path / "out" / "horse.png").shape == (64, 96, 3)
 
 
-@pytest.mark.parametrize("model", FAMILY_MODELS)
+@pytest.mark.parametrize("model", [*FAMILY_MODELS, "tiny-sdxl-union"])
 def test_outputs_follow_from_the_seed_alone(tmp_path: Path, model: str) -> None:
     """An item alone, second in a batch and batched with another: the same pixels (SD3's pipeline samples the
     control image's latents from torch's global generator; the batch gives it the item's own)."""
@@ -215,3 +215,21 @@ def test_every_family_names_classes_diffusers_has_and_factors_for_each_latent_ch
             assert hasattr(diffusers, class_name), (entry.name, class_name)
         assert len(entry.latent_rgb) == entry.latent_channels and len(entry.latent_rgb_bias) == 3
         assert set(entry.schedulers) <= set(SCHEDULER_CLASSES)
+
+
+@pytest.mark.parametrize(("kind", "family"), [("tiny-flux", None), ("tiny-sd3", "sd3")])
+def test_a_custom_model_reads_its_family_from_its_folder_or_the_manifest(
+    tmp_path: Path, kind: str, family: str | None
+) -> None:
+    folder = save_pipeline(kind, tmp_path / "weights")
+    model = {"base": "./weights", "controlnet": "./weights/controlnet", **({"family": family} if family else {})}
+    manifest = tiny_manifest(tmp_path, items=[{"image": "horse.png"}])
+    document = yaml.safe_load(manifest.read_text())
+    document["model"] = model
+    manifest.write_text(yaml.safe_dump(document, sort_keys=False))
+    run_batch(manifest, tmp_path / "out")
+    recording = read_recording(tmp_path / "out" / "horse.rrd")
+    assert tensor(recording.timed("/items/horse/latent")[0]).shape == (16, 8, 8)
+    params = recording.static("/items/horse/params").columns["TextDocument:text"][0]
+    assert f"| model.family | {family or 'flux'} |" in params
+    assert folder.is_dir()

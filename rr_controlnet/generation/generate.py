@@ -232,10 +232,13 @@ def pipeline_arguments(jobs: Sequence[GenerationJob], family: str = "sd15") -> d
     first = jobs[0].params
     height, width = jobs[0].control.canny.shape
     negative = {"negative_prompt": [job.params.negative_prompt for job in jobs]} if entry.true_cfg else {}
+    controls: Any = [Image.fromarray(job.control.canny_rgb) for job in jobs]
+    if entry.control_mode is not None:  # a union model: one list of images (the batch's) per control type
+        controls, negative = [controls], {**negative, "control_mode": [entry.control_mode]}
     return {
         "prompt": [job.params.prompt for job in jobs],
         **negative,
-        entry.control_argument: [Image.fromarray(job.control.canny_rgb) for job in jobs],
+        entry.control_argument: controls,
         "height": height,
         "width": width,
         "num_inference_steps": first.steps,

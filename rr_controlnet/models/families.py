@@ -31,6 +31,8 @@ class Family:
     control_argument: str = "image"  # the pipeline call's argument for the control image
     true_cfg: bool = True  # classifier-free guidance with a negative prompt; False: guidance is distilled
     packed_latents: bool = False  # latents come as 2x2 patches packed into tokens (Flux)
+    # Union models: the control type's index (Canny's), and the control images passed as one list per type.
+    control_mode: int | None = None
     # Components of the base repo that loading never reads, and the pipeline's own options.
     unloaded: tuple[str, ...] = ()
     pipeline_options: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +95,24 @@ FAMILIES: Final[dict[str, Family]] = {
         schedulers=EPSILON_SCHEDULERS,
         preview_decoder="madebyollin/taesdxl",
         pipeline_options={"add_watermarker": False},  # outputs as generated (and invisible-watermark optional)
+    ),
+    "sdxl-union": Family(
+        "sdxl-union",
+        "Stable Diffusion XL with a ControlNet-Union model",
+        "StableDiffusionXLControlNetUnionPipeline",
+        "ControlNetUnionModel",
+        "MultiControlNetUnionModel",
+        native_size=1024,
+        defaults={"guidance_scale": 5.0},
+        size_multiple=8,
+        latent_channels=4,
+        latent_rgb=_SDXL_RGB,
+        latent_rgb_bias=(0.1084, -0.0175, -0.0011),
+        schedulers=EPSILON_SCHEDULERS,
+        preview_decoder="madebyollin/taesdxl",
+        control_argument="control_image",
+        control_mode=3,  # xinsir/controlnet-union-sdxl-1.0: 3 is canny (with lineart and mlsd)
+        pipeline_options={"add_watermarker": False},
     ),
     "sd3": Family(
         "sd3",

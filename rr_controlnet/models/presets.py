@@ -60,9 +60,21 @@ PRESETS: Final[dict[str, Preset]] = {
         "published",
         "Stable Diffusion 3.5 Large with Stability's Canny ControlNet (gated: accept the licence on the hub)",
     ),
+    "sdxl-union": Preset(
+        "sdxl-union",
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        "xinsir/controlnet-union-sdxl-1.0",
+        "madebyollin/sdxl-vae-fp16-fix",
+        1024,
+        "published",
+        "SDXL base 1.0 with xinsir's ControlNet-Union (one model, many control types; here Canny's mode)",
+    ),
     "tiny-sd15": Preset("sd15", "tiny-sd15", "tiny-sd15", None, 64, "tiny", "tiny random SD1.5-style model for tests"),
     "tiny-sdxl": Preset("sdxl", "tiny-sdxl", "tiny-sdxl", None, 64, "tiny", "tiny random SDXL-style model for tests"),
     "tiny-flux": Preset("flux", "tiny-flux", "tiny-flux", None, 64, "tiny", "tiny random Flux-style model for tests"),
+    "tiny-sdxl-union": Preset(
+        "sdxl-union", "tiny-sdxl-union", "tiny-sdxl-union", None, 64, "tiny", "tiny random SDXL ControlNet-Union model"
+    ),
     "tiny-sd3": Preset("sd3", "tiny-sd3", "tiny-sd3", None, 64, "tiny", "tiny random SD3-style model for tests"),
     "random-sd15": Preset(
         "sd15", "random-sd15", "random-sd15", None, 512, "random", "SD1.5 architecture, random weights (benchmarks)"

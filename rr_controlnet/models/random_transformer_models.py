@@ -1,8 +1,9 @@
-"""Flux and SD3 ControlNet pipelines with random weights, built offline and deterministically.
+"""Flux, SD3 and SDXL ControlNet-Union pipelines with random weights, built offline and deterministically.
 
 - ``tiny-flux`` / ``tiny-sd3``: a few MB, the shapes of the published families where it matters (16 latent
   channels, a VAE scale of 8, Flux's 2x2 packing and SD3's patch 2), with CLIP and T5 text encoders from
   small configs and a toy T5 tokenizer built here (every printable character is a token).
+- ``tiny-sdxl-union``: tiny-sdxl with a ControlNet-Union model (ControlNetUnionModel) in place of its ControlNet.
 
 build_pipeline() and save_pipeline() take every kind, random_models' included (ALL_KINDS). Each component is
 built under its own seed (random_configs.COMPONENT_SEEDS), so a kind always gives the same weights.
@@ -24,7 +25,7 @@ from rr_controlnet.models.random_models import (
     toy_clip_tokenizer,
 )
 
-TRANSFORMER_KINDS: Final = ("tiny-flux", "tiny-sd3")
+TRANSFORMER_KINDS: Final = ("tiny-flux", "tiny-sd3", "tiny-sdxl-union")
 ALL_KINDS: Final = (*RANDOM_KINDS, *TRANSFORMER_KINDS)
 # The preview decoders (TAESD layout) of the 16-channel families take 16 latent channels.
 SIXTEEN_CHANNEL_KINDS: Final = ("tiny-flux", "tiny-sd3")
@@ -80,6 +81,8 @@ TINY_T5: Final = {
     "is_encoder_decoder": False,
 }
 T5_MAX_LENGTH: Final = 64
+# The union model's own layers at the tiny SDXL's width; six control types as xinsir's model has.
+TINY_UNION_EXTRA: Final = {"num_control_type": 6, "num_trans_channel": 32, "num_trans_head": 2, "num_proj_channel": 32}
 # FlowMatchEulerDiscreteScheduler as FLUX.1-dev (dynamic shifting) and SD3.5 (shift 3) configure it.
 FLUX_FLOW: Final = {
     "shift": 3.0,
@@ -100,6 +103,8 @@ def build_pipeline(kind: str, dtype: Any = None) -> Any:
         return _flux_pipeline(dtype)
     if kind == "tiny-sd3":
         return _sd3_pipeline(dtype)
+    if kind == "tiny-sdxl-union":
+        return _sdxl_union_pipeline(dtype)
     raise ValueError(f"unknown random model kind {kind!r}: expected one of {ALL_KINDS}")
 
 
@@ -111,7 +116,7 @@ def save_pipeline(kind: str, folder: Path) -> Path:
 def build_preview_decoder(kind: str, dtype: Any = None) -> Any:
     """A random-weight AutoencoderTiny for any kind, with the latent channels of its family."""
     if kind not in SIXTEEN_CHANNEL_KINDS:
-        return build_random_preview_decoder(kind, dtype)
+        return build_random_preview_decoder("tiny-sdxl" if kind == "tiny-sdxl-union" else kind, dtype)
     from diffusers import AutoencoderTiny
 
     return built_component("taesd", lambda: AutoencoderTiny(**dict(configs.TINY_TAESD, latent_channels=16)), dtype)
@@ -155,6 +160,17 @@ def _sd3_pipeline(dtype: Any) -> Any:
     )
 
 
+def _sdxl_union_pipeline(dtype: Any) -> Any:
+    from diffusers import ControlNetUnionModel, StableDiffusionXLControlNetUnionPipeline
+
+    plain = build_random_pipeline("tiny-sdxl", dtype)
+    union = _controlnet(
+        lambda: ControlNetUnionModel(**configs.TINY_SDXL_CONTROLNET, **TINY_UNION_EXTRA), dtype, embedding=True
+    )
+    components = {name: module for name, module in plain.components.items() if name != "controlnet"}
+    return StableDiffusionXLControlNetUnionPipeline(**components, controlnet=union)
+
+
 def _vae(scaling: dict[str, float], dtype: Any) -> Any:
     from diffusers import AutoencoderKL
 
@@ -175,14 +191,16 @@ def _flow_scheduler(settings: dict[str, Any]) -> Any:
 
 
 def build_random_transformer_controlnet(controlnet_class: Any, config: dict[str, Any], seed: int, dtype: Any) -> Any:
-    """A Flux or SD3 ControlNet of the architecture `config` with random weights drawn under `seed` (a control
-    unit's stand-in: the same seed always gives the same weights)."""
-    return _controlnet(lambda: controlnet_class(**config), dtype, seed)
+    """A Flux, SD3 or union ControlNet of the architecture `config` with random weights drawn under `seed` (a
+    control unit's stand-in: the same seed always gives the same weights)."""
+    embedding = controlnet_class.__name__ == "ControlNetUnionModel"  # as the tiny union model is built
+    return _controlnet(lambda: controlnet_class(**config), dtype, embedding, seed)
 
 
-def _controlnet(build: Any, dtype: Any, seed: int | None = None) -> Any:
+def _controlnet(build: Any, dtype: Any, embedding: bool = False, seed: int | None = None) -> Any:
     """A ControlNet whose zero-initialised layers get the default init, so that with random weights the
-    control image changes the output (as it does with trained weights)."""
+    control image changes the output (as it does with trained weights). `embedding`: the control image's
+    stack of small convolutions gets He init too (as random_models does for ControlNetModel), or it fades."""
 
     def built() -> Any:
         import torch
@@ -191,6 +209,10 @@ def _controlnet(build: Any, dtype: Any, seed: int | None = None) -> Any:
         for module in controlnet.modules():
             if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)) and not module.weight.any():
                 module.reset_parameters()
+        if embedding:
+            for conv in controlnet.controlnet_cond_embedding.modules():
+                if isinstance(conv, torch.nn.Conv2d):
+                    torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
         return controlnet
 
     return built_component("controlnet", built, dtype, seed)
