@@ -11,10 +11,8 @@
 - a batch: run_manifest (ranks and live viewers), run_batch, BatchOptions, RecordingOptions, RayOptions
   (items on Ray workers), Overrides, StopRequest (stop_on_signals sets it), ProgressBars, parse_shard;
   generate_and_record with a model you loaded (loading.load_model), without the folder's bookkeeping;
-- its results: read_summary, read_outcomes, summarize_outputs (merge shards), write_review_page,
-  viewer_command;
-- against a baseline: compare_folders, compare_runs (the report, the pull request's comment, and accepting
-  the run or single items: parse_ids, read_decisions);
+- its results: read_summary, read_outcomes, summarize_outputs, write_review_page, serve_review, viewer_command;
+- against a baseline: compare_folders, compare_runs (report, PR comment, accepting: parse_ids, read_decisions);
 - scoring your own outputs: adherence;
 - model weights: fetch_models, model_statuses, models_table, cache_folders.
 
@@ -66,6 +64,7 @@ from rr_controlnet.review.markdown import append_summary
 from rr_controlnet.review.pages import write_review_links
 from rr_controlnet.review.pages import write_review_page as write_page
 from rr_controlnet.review.review_files import summarize_outputs
+from rr_controlnet.review.serve import serve_review
 from rr_controlnet.run import memory
 from rr_controlnet.run.batch import BatchReport, run_batch
 from rr_controlnet.run.distributed import ProcessGroup, device_for, launched_process
@@ -145,6 +144,7 @@ __all__ = [
     "run_batch",
     "run_manifest",
     "run_option_range",
+    "serve_review",
     "stop_on_signals",
     "summarize_outputs",
     "validate_manifest",

@@ -415,14 +415,31 @@ def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance
     sys.exit(EXIT_OK if comparison.passed else EXIT_ITEMS_FAILED)
 
 
+def bind_option(server: str) -> Callable:
+    """--bind ADDRESS: where a server listens; loopback unless told otherwise."""
+    return click.option(
+        "--bind", metavar="ADDRESS",
+        help=f"The address {server} listens on [default: 127.0.0.1, this machine alone]; another makes prompts "
+             "and images visible to that network.",
+    )  # fmt: skip
+
+
 @cli.command()
 @click.argument("out_dir", metavar="OUT", type=click.Path(path_type=Path))
-def review(out_dir: Path) -> None:
+@click.option("--serve", is_flag=True, help="Then serve OUT and the Rerun web viewer over HTTP until Ctrl-C: each "
+              "item's \"Open in Rerun\" opens its recording in the browser.")  # fmt: skip
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="The port --serve listens on (0: any free one) [default: 8765].")  # fmt: skip
+@bind_option("--serve")
+def review(out_dir: Path, serve: bool, port: int | None, bind: str | None) -> None:
     """Write OUT/index.html again: the batch's review page, from OUT/summary.json (after `summarize`, or for
     a folder made before the page existed: missing thumbnails are made from the item files)."""
     with _exit_codes():
         page = api.write_review_page(out_dir, _log)
     click.echo(f"review page: {page} (open it in a browser)")
+    if serve:
+        with _exit_codes():
+            api.serve_review(out_dir, bind, port, _log)
 
 
 weights_dtype_option = click.option(
