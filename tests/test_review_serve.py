@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import free_port, run_batch, tiny_manifest
+from test_web_viewer import browser, page_state  # noqa: F401 - the fixture, and reading the viewer
 
 STOP_SECONDS = 10  # Ctrl-C to exit
 START_SECONDS = 120  # the page written again, the web viewer's files taken on first use
@@ -125,3 +127,52 @@ def test_a_port_in_use_is_one_line_and_exit_2(out_dir: Path, served) -> None:
     assert second.process.wait(timeout=START_SECONDS) == 2
     second.wait_for(rf"error: cannot listen on 127.0.0.1:{port}")
     assert "Traceback" not in "".join(second.seen)
+
+
+VIEWER_SECONDS = 120  # the web viewer's 40 MB of WebAssembly started in software, the recording read
+
+
+def test_open_in_rerun_loads_the_items_recording_in_the_web_viewer(
+    out_dir: Path,
+    served,
+    browser,  # noqa: F811 - the fixture
+    tmp_path: Path,
+) -> None:
+    from playwright.sync_api import Error as PlaywrightError
+
+    port = free_port()
+    server = ServedFolder(out_dir, "--port", str(port))
+    served.append(server)
+    url = server.wait_for(r"serving (http://\S+) ")[1]
+    page = browser.new_page(viewport={"width": 1600, "height": 900})
+    try:
+        page.set_default_timeout(VIEWER_SECONDS * 1000)
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='true']")
+        link = page.locator("[data-open-viewer='horse']")
+        href = link.get_attribute("href")
+        recording = f"http://127.0.0.1:{port}/horse.rrd"
+        assert href == f"http://127.0.0.1:{port}/rerun-viewer/?url={urllib.parse.quote(recording, safe='')}"
+        link.click()
+        page.wait_for_function("() => window._handle !== undefined")
+        deadline = time.monotonic() + VIEWER_SECONDS
+        while True:
+            try:
+                state = page_state(page)
+            except PlaywrightError:  # no recording yet: the viewer is still reading it
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+                continue
+            origins = set(state.views.values())
+            if ("/items/horse/output" in origins and state.recordings) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert "/items/horse/output" in origins and "/items/horse/latent" in origins  # the batch's blueprint
+        assert len(state.recordings) == 1 and state.step_end == 2  # the item's one recording, every step of it
+    except Exception:
+        page.screenshot(path=str(tmp_path / "served-viewer.png"))
+        print(f"screenshot: {tmp_path / 'served-viewer.png'}")
+        raise
+    finally:
+        page.close()
