@@ -11,9 +11,8 @@
 - a batch: run_manifest (ranks and live viewers), run_batch, BatchOptions, RecordingOptions, RayOptions
   (items on Ray workers), Overrides, StopRequest (stop_on_signals sets it), ProgressBars, parse_shard;
   generate_and_record with a model you loaded (loading.load_model), without the folder's bookkeeping;
-- its results: read_summary, read_outcomes, summarize_outputs (merge shards), write_review_page,
-  viewer_command;
-- against a baseline: compare_folders, compare_runs (the report, and accepting the run);
+- its results: read_summary, read_outcomes, summarize_outputs, write_review_page, serve_review, viewer_command;
+- against a baseline: compare_folders, compare_runs (report, PR comment, accepting: parse_ids, read_decisions);
 - scoring your own outputs: adherence;
 - model weights: fetch_models, model_statuses, models_table, cache_folders.
 
@@ -49,7 +48,9 @@ from rr_controlnet.outputs.names import SHARD_SUMMARY_GLOB, SUMMARY_NAME
 from rr_controlnet.outputs.records import Adherence, EdgeScores
 from rr_controlnet.recording.viewer import DEFAULT_GRPC_URL, start_live_viewer, viewer_command
 from rr_controlnet.recording.write import RecordingOptions
+from rr_controlnet.review.accept import Decisions, accept_items, check_acceptable, parse_ids, read_decisions
 from rr_controlnet.review.adherence import image_adherence
+from rr_controlnet.review.comment import write_comment
 from rr_controlnet.review.compare import (
     MAX_COSINE_DISTANCE,
     MAX_MEAN_DIFFERENCE,
@@ -64,6 +65,7 @@ from rr_controlnet.review.markdown import append_summary
 from rr_controlnet.review.pages import write_review_links
 from rr_controlnet.review.pages import write_review_page as write_page
 from rr_controlnet.review.review_files import summarize_outputs
+from rr_controlnet.review.serve import serve_review
 from rr_controlnet.run import memory
 from rr_controlnet.run.batch import BatchReport, run_batch
 from rr_controlnet.run.distributed import ProcessGroup, device_for, launched_process
@@ -98,6 +100,7 @@ __all__ = [
     "Comparison",
     "ComparisonReport",
     "ComponentStatus",
+    "Decisions",
     "EdgeScores",
     "FetchOutcome",
     "GenerationParams",
@@ -132,14 +135,17 @@ __all__ = [
     "model_statuses",
     "models_table",
     "original_manifest",
+    "parse_ids",
     "parse_manifest",
     "parse_shard",
     "plan_items",
+    "read_decisions",
     "read_outcomes",
     "read_summary",
     "run_batch",
     "run_manifest",
     "run_option_range",
+    "serve_review",
     "stop_on_signals",
     "summarize_outputs",
     "validate_manifest",
@@ -361,6 +367,7 @@ class ComparisonReport:
     comparison: Comparison
     written: list[Path] = field(default_factory=list)  # compare.json, compare.md, compare.rrd
     baseline_updated: bool = False
+    accepted: list[str] = field(default_factory=list)  # the items accepted into the baseline
 
 
 def compare_runs(
@@ -370,24 +377,35 @@ def compare_runs(
     out_dir: str | Path | None = None,
     summary_to: str | Path | None = None,
     update_baseline: bool = False,
+    accept_only: Decisions | None = None,
+    comment_to: str | Path | None = None,
+    artifact_url: str = "",
 ) -> ComparisonReport:
-    """`rr-controlnet compare`: compare NEW with BASELINE, write the report into `out_dir` (default
-    NEW/compare), append compare.md to `summary_to`, and with `update_baseline` accept the run (BASELINE
-    becomes a copy of NEW; a missing or empty BASELINE becomes the first). Raises CompareError for folders
-    that cannot be compared or updated, OutputWriteError for a report that cannot be written."""
-
+    """`rr-controlnet compare`: the report in `out_dir` (default NEW/compare), compare.md appended to
+    `summary_to`, the pull request's comment in `comment_to` (links under `artifact_url`); with
+    `update_baseline` BASELINE becomes a copy of NEW (a missing or empty one the first), with `accept_only`
+    (parse_ids, read_decisions) those items alone. CompareError, OutputWriteError: nothing accepted."""
     new = Path(new)
     report_dir = Path(out_dir) if out_dir is not None else new / "compare"
-    if update_baseline:
+    if update_baseline and accept_only is not None:
+        raise UsageError("--update-baseline accepts the whole run, --accept single items: choose one")
+    if update_baseline:  # refused before anything is compared
         check_baseline_update(new, Path(baseline))
     comparison = compare_folders(Path(baseline), new, thresholds or Thresholds(), first_baseline=update_baseline)
+    if accept_only is not None:
+        check_acceptable(comparison, accept_only)
     report = ComparisonReport(comparison, write_comparison(comparison, report_dir))
     if summary_to is not None:
         append_summary(comparison_markdown(comparison), Path(summary_to))
+    if comment_to is not None:
+        write_comment(comparison, Path(comment_to), artifact_url)
     if update_baseline:
         accept(new, Path(baseline), keep=[report_dir])
         write_review_links(Path(baseline))  # the accepted copy has no comparison of its own to link to
         report.baseline_updated = True
+    if accept_only is not None:
+        report.accepted = accept_items(new, Path(baseline), accept_only)
+        write_review_page(baseline)  # its page shows the accepted items
     return report
 
 

@@ -367,34 +367,79 @@ def summarize(out_dir: Path, summary_to: Path | None) -> None:
 @click.option("--update-baseline", is_flag=True,
               help="After comparing, make BASELINE a copy of NEW: the new run is accepted (exit 0). A BASELINE that "
                    "does not exist yet, or is empty, becomes the first (every item new).")  # fmt: skip
+@click.option(
+    "--accept",
+    "accept_ids",
+    metavar="ID[,ID...]",
+    help="Accept only these changed or new items: copy them from NEW into BASELINE, the rest as it was.",
+)
+@click.option("--accept-from", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Accept the items a decisions.json (from the comparison page) accepts.")  # fmt: skip
+@click.option(
+    "--comment-to",
+    type=click.Path(path_type=Path, dir_okay=False),
+    metavar="FILE",
+    help="Write a short markdown comment for the pull request (within GitHub's 65,536 characters).",
+)
+@click.option("--artifact-url", default="", metavar="URL",
+              help="Where the comparison folder can be browsed: the comment's links start with it.")  # fmt: skip
 def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance: float, max_mean_difference: float,
-            summary_to: Path | None, update_baseline: bool) -> None:  # fmt: skip
+            summary_to: Path | None, update_baseline: bool, accept_ids: str | None, accept_from: Path | None,
+            comment_to: Path | None, artifact_url: str) -> None:  # fmt: skip
     """Compare the output folder NEW against BASELINE, item by item.
 
     Outputs (difference, PSNR, SSIM, cosine distance), parameters, control adherence and, from the two
     recordings, the latents at every step. Exit 0 when every item is within the thresholds, 1 when any
     changed, is missing or failed, 2 when a folder cannot be compared or the report cannot be written.
     """
+    if accept_ids is not None and accept_from is not None:
+        raise UsageFailure("error: --accept and --accept-from both choose items: give one")
     with _exit_codes(write_code=EXIT_USAGE):  # a report that cannot be written judged nothing
         thresholds = api.Thresholds(max_cosine_distance, max_mean_difference)
-        report = api.compare_runs(baseline, new, thresholds, out_dir, summary_to, update_baseline)
+        decisions = api.parse_ids(accept_ids) if accept_ids is not None else None
+        decisions = api.read_decisions(accept_from) if accept_from is not None else decisions
+        report = api.compare_runs(
+            baseline, new, thresholds, out_dir, summary_to, update_baseline, decisions, comment_to, artifact_url
+        )
     comparison, written = report.comparison, report.written
     counts = ", ".join(f"{count} {status}" for status, count in comparison.counts().items())
     _log(f"{counts}; report in {written[1]} and {written[2]}; open {written[3]} in a browser")
+    if comment_to is not None:
+        _log(f"pull request comment: {comment_to}")
     if update_baseline:
         _log(f"baseline updated: {baseline} is now a copy of {new}")
+        sys.exit(EXIT_OK)
+    if report.accepted:
+        _log(f"accepted into {baseline}: {', '.join(report.accepted)} (logged in {baseline}/accepted.jsonl)")
         sys.exit(EXIT_OK)
     sys.exit(EXIT_OK if comparison.passed else EXIT_ITEMS_FAILED)
 
 
+def bind_option(server: str) -> Callable:
+    """--bind ADDRESS: where a server listens; loopback unless told otherwise."""
+    return click.option(
+        "--bind", metavar="ADDRESS",
+        help=f"The address {server} listens on [default: 127.0.0.1, this machine alone]; another makes prompts "
+             "and images visible to that network.",
+    )  # fmt: skip
+
+
 @cli.command()
 @click.argument("out_dir", metavar="OUT", type=click.Path(path_type=Path))
-def review(out_dir: Path) -> None:
+@click.option("--serve", is_flag=True, help="Then serve OUT and the Rerun web viewer over HTTP until Ctrl-C: each "
+              "item's \"Open in Rerun\" opens its recording in the browser.")  # fmt: skip
+@click.option("--port", type=click.IntRange(0, 65535),
+              help="The port --serve listens on (0: any free one) [default: 8765].")  # fmt: skip
+@bind_option("--serve")
+def review(out_dir: Path, serve: bool, port: int | None, bind: str | None) -> None:
     """Write OUT/index.html again: the batch's review page, from OUT/summary.json (after `summarize`, or for
     a folder made before the page existed: missing thumbnails are made from the item files)."""
     with _exit_codes():
         page = api.write_review_page(out_dir, _log)
     click.echo(f"review page: {page} (open it in a browser)")
+    if serve:
+        with _exit_codes():
+            api.serve_review(out_dir, bind, port, _log)
 
 
 weights_dtype_option = click.option(

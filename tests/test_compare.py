@@ -368,3 +368,134 @@ def test_update_baseline_takes_an_empty_folder_and_refuses_nested_ones(baseline:
     assert (tmp_path / "outer" / "inner" / "summary.json").is_file() and not (
         tmp_path / "outer" / "inner" / "compare"
     ).exists()
+
+
+# --- accepting single items ---------------------------------------------------------------------------
+
+FOUR = [*ITEMS, {"id": "fourth", "image": "astronaut.png", "seed": 9}]
+
+
+def folder_files(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture(scope="module")
+def four_changed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A baseline of four items, and a run where every one of them changed (another seed)."""
+    folder = tmp_path_factory.mktemp("four")
+    manifest = tiny_manifest(folder, items=FOUR)
+    batch(manifest, folder / "accepted")
+    run_batch(manifest, folder / "new", "--steps", STEPS, "--seed", 7)
+    return folder / "accepted", folder / "new"
+
+
+def test_accepting_two_of_four_changed_items_changes_exactly_those_two(four_changed, tmp_path: Path) -> None:
+    accepted, new = four_changed
+    baseline = tmp_path / "baseline"
+    shutil.copytree(accepted, baseline)
+    before = folder_files(baseline)
+    result = compare(baseline, new, "--accept", "horse,third")
+    assert result.exit_code == 0, result.output
+    assert "accepted into" in result.output and "horse, third" in result.output
+    rows = {item["id"]: item for item in json.loads((baseline / "summary.json").read_text())["items"]}
+    fresh = {item["id"]: item for item in json.loads((new / "summary.json").read_text())["items"]}
+    after = folder_files(baseline)
+    for item_id in ("horse", "third"):
+        assert rows[item_id]["seed"] == 7 and rows[item_id]["checksums"] == fresh[item_id]["checksums"]
+        for name in (f"{item_id}.png", f"{item_id}.rrd"):
+            assert after[name] == (new / name).read_bytes() != before[name]
+        assert (
+            after[f"review/items/{item_id}/output.jpg"]
+            == (new / "review" / "items" / item_id / "output.jpg").read_bytes()
+        )
+    for item_id in ("astronaut", "fourth"):
+        assert rows[item_id]["seed"] != 7
+        own = [name for name in before if name.startswith((f"{item_id}.", f"review/items/{item_id}/"))]
+        assert own and all(after[name] == before[name] for name in own)
+    log = [json.loads(line) for line in (baseline / "accepted.jsonl").read_text().splitlines()]
+    assert [entry["item"] for entry in log] == ["horse", "third"]
+    assert all(entry["from"] == str(new.resolve()) and entry["time"] for entry in log)
+    # Compared again, the accepted two are the same and the other two still changed.
+    again = compare(baseline, new, "--out", tmp_path / "again")
+    statuses = {
+        item["id"]: item["status"] for item in json.loads((tmp_path / "again" / "compare.json").read_text())["items"]
+    }
+    assert again.exit_code == 1
+    assert statuses == {"horse": "same", "third": "same", "astronaut": "changed", "fourth": "changed"}
+
+
+def test_accepting_from_a_decisions_file_logs_its_hash(four_changed, tmp_path: Path) -> None:
+    accepted, new = four_changed
+    baseline = tmp_path / "baseline"
+    shutil.copytree(accepted, baseline)
+    decisions = tmp_path / "decisions.json"
+    decisions.write_text(json.dumps({"accept": ["fourth"], "reject": ["horse"]}))
+    result = compare(baseline, new, "--accept-from", decisions)
+    assert result.exit_code == 0, result.output
+    (entry,) = [json.loads(line) for line in (baseline / "accepted.jsonl").read_text().splitlines()]
+    assert entry["item"] == "fourth"
+    assert entry["decisions_sha256"] == __import__("hashlib").sha256(decisions.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [("horse,nobody", "nobody: not in the new run"), ("horse,", None)],
+)
+def test_ids_that_cannot_be_accepted_change_nothing(four_changed, tmp_path: Path, ids: str, message) -> None:
+    accepted, new = four_changed
+    baseline = tmp_path / "baseline"
+    shutil.copytree(accepted, baseline)
+    before = folder_files(baseline)
+    result = compare(baseline, new, "--accept", ids)
+    if message is None:  # a trailing comma is fine: horse alone
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+    assert folder_files(baseline) == before
+
+
+def test_a_same_item_cannot_be_accepted(baseline: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest, accepted = baseline
+    copy = tmp_path / "baseline"
+    shutil.copytree(accepted, copy)
+    batch(edited(manifest, tmp_path / "m", lambda items: items[1].update(seed=6)), tmp_path / "new")
+    before = folder_files(copy)
+    result = compare(copy, tmp_path / "new", "--accept", "astronaut")
+    assert result.exit_code == 2
+    assert "astronaut: same, only changed or new items can be accepted" in result.output
+    assert folder_files(copy) == before
+    bad = tmp_path / "decisions.json"
+    bad.write_text('{"accept": "horse"}')
+    result = compare(copy, tmp_path / "new", "--accept-from", bad)
+    assert result.exit_code == 2 and f'--accept-from {bad}: field "accept" must be a list' in result.output
+
+
+def test_the_pull_request_comment_stays_within_githubs_limit_on_20000_items(tmp_path: Path) -> None:
+    from rr_controlnet.review.comment import COMMENT_LIMIT, comparison_comment
+    from rr_controlnet.review.compare import Comparison, ItemComparison, Thresholds
+
+    reason = "output differs: mean 12.40 levels (limit 1), cosine distance 3.1e-02 (limit 0.001) | <b>"
+    statuses = ["failed"] * 50 + ["changed"] * 14_950 + ["same"] * 5_000
+    listed = [ItemComparison(f"item_{index:05d}", status, [reason]) for index, status in enumerate(statuses)]
+    comparison = Comparison(tmp_path / "baseline", tmp_path / "new", Thresholds(), listed)
+    comment = comparison_comment(comparison, "https://example.org/run/42/compare")
+    assert len(comment) <= COMMENT_LIMIT
+    assert comment.startswith("### rr-controlnet compare: needs review")
+    assert "50 failed, 14950 changed, 5000 same" in comment
+    rows = [line for line in comment.splitlines() if line.startswith("| [item_")]
+    assert rows[0].startswith(
+        "| [item_00000](https://example.org/run/42/compare/index.html#item=item_00000) | **failed**"
+    )
+    assert "\\| &lt;b&gt;" in rows[0]  # a cell's pipes and markup escaped
+    assert f"... and {15_000 - len(rows):,} more not listed here" in comment
+    assert len(rows) > 100
+
+
+def test_compare_writes_the_comment_it_is_asked_for(baseline: tuple[Path, Path], tmp_path: Path) -> None:
+    manifest, accepted = baseline
+    batch(edited(manifest, tmp_path / "m", lambda items: items[1].update(seed=6)), tmp_path / "new")
+    result = compare(accepted, tmp_path / "new", "--comment-to", tmp_path / "comment.md")
+    assert result.exit_code == 1
+    comment = (tmp_path / "comment.md").read_text()
+    assert "1 changed, 2 same" in comment and "| [horse](index.html#item=horse) | **changed** |" in comment
+    assert "more not listed" not in comment

@@ -394,3 +394,46 @@ def test_the_scale_benchmark_measures_the_page(runs, browser, tmp_path: Path, mo
     synthetic = scale.synthetic_page(runs["page"], tmp_path, 200, browser)
     assert synthetic.synthetic and synthetic.items == 200 and synthetic.bytes_per_item < 2048
     assert synthetic.first_rows_ms is not None and synthetic.first_rows_ms > 0
+
+
+def test_decisions_on_the_compare_page_are_kept_filtered_and_applied(runs, browser, tmp_path: Path) -> None:
+    page_path = runs["new"] / "compare" / "index.html"
+    with open_page(browser, page_path) as watched:
+        page = watched.page
+        controls = page.locator("[data-accept]")
+        assert controls.evaluate_all("(found) => found.map((control) => control.dataset.accept)") == ["chelsea"]
+        page.locator("[data-accept='chelsea'] button.decision-accept").click()
+        page.reload()  # kept in the page's local storage
+        page.wait_for_selector("body[data-ready='true']")
+        accept = page.locator("[data-accept='chelsea'] button.decision-accept")
+        assert accept.get_attribute("aria-pressed") == "true"
+        assert "1 accepted, 0 rejected, 0 undecided" in page.locator(".decision-counts").inner_text()
+        page.select_option("#decision-filter", "accept")
+        assert page.locator("article[data-item-id]").evaluate_all("(c) => c.map((card) => card.dataset.itemId)") == [
+            "chelsea"
+        ]
+        page.select_option("#decision-filter", "undecided")
+        assert page.locator("article[data-item-id]").count() == 0
+        page.locator("button.apply-decisions").click()
+        command = page.locator("pre.accept-command").inner_text()
+        baseline, new = runs["baseline"].resolve(), runs["new"].resolve()
+        assert command.startswith("rr-controlnet compare ") and command.endswith(" --accept chelsea")
+        named = command.split(" ")[2:4]
+        assert [Path(word).resolve() for word in named] == [baseline, new]
+        decisions = page.locator("a.download-decisions").evaluate("(a) => fetch(a.href).then((r) => r.text())")
+        page.select_option("#decision-filter", "all")
+        opener = page.locator("[data-open-viewer='chelsea']").inner_text()
+        assert f"rr-controlnet review {new} --serve" in opener  # on file://: how to serve it
+        assert watched.errors == []
+    # The downloaded decisions applied to a copy of the baseline: chelsea alone is accepted.
+    copy = tmp_path / "baseline"
+    shutil.copytree(baseline, copy)
+    (tmp_path / "decisions.json").write_text(decisions)
+    assert json.loads(decisions) == {"accept": ["chelsea"], "reject": []}
+    run_cli("compare", copy, new, "--accept-from", tmp_path / "decisions.json", "--out", tmp_path / "report")
+    rows = {item["id"]: item for item in json.loads((copy / "summary.json").read_text())["items"]}
+    assert (
+        rows["chelsea"]["seed"] == 8
+        and rows["horse"]
+        == {item["id"]: item for item in json.loads((baseline / "summary.json").read_text())["items"]}["horse"]
+    )

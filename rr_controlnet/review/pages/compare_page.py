@@ -34,7 +34,7 @@ from rr_controlnet.review.pages.html import DATA_NAME, PAGE_NAME, copy_page_asse
 from rr_controlnet.review.pages.items import REVIEW_FOLDER, is_plain_id, write_review_file
 from rr_controlnet.review.pages.links import write_review_links
 
-COMPARE_SCRIPTS: Final = ("page.js", "compare.js")
+COMPARE_SCRIPTS: Final = ("page.js", "compare.js", "decisions.js", "open_viewer.js")
 COMPARE_ASSETS: Final = (*COMPARE_SCRIPTS, "review.css")
 
 

@@ -39,7 +39,8 @@ from rr_controlnet.review.pages.items import (
 )
 from rr_controlnet.review.pages.links import write_review_links
 
-PAGE_SCRIPTS: Final = ("page.js", "sweeps.js", "detail.js", "review.js")  # page.js: shared with the comparison
+# page.js and open_viewer.js: shared with the comparison
+PAGE_SCRIPTS: Final = ("page.js", "sweeps.js", "detail.js", "review.js", "open_viewer.js")
 PAGE_ASSETS: Final = (*PAGE_SCRIPTS, "review.css")
 STATUS_ORDER: Final = ("failed", "pending", "done")
 # Failed items show their input beside the reason; past this many, the rest show the reason alone

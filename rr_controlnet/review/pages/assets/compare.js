@@ -191,6 +191,7 @@
     let shown = data.items;
     if (state.status !== "all") shown = shown.filter((item) => item.status === state.status);
     if (state.query) shown = shown.filter((item) => item.id.toLowerCase().includes(state.query));
+    for (const keeps of window.RRCompare.filters) shown = shown.filter(keeps);
     const pages = Math.max(1, Math.ceil(shown.length / state.size));
     state.page = Math.min(state.page, pages - 1);
     const start = state.page * state.size;
@@ -203,6 +204,7 @@
     }, "items"));
   }
 
+  window.RRCompare = { refresh, filters: [] }; // for decisions.js: more filters, and drawing again
   document.title = data.title;
   append(app, el("main", {}, header(), el("section", { "aria-label": "items, worst first" }, controls(), list, pagerHolder)));
   refresh();
