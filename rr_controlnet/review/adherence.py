@@ -211,7 +211,7 @@ def _matched(
         return followed_control, followed_output
     pairs = candidate_pairs(control_points, output_points, tolerance)
     checkpoint()
-    partner = maximum_matching(pairs)
+    partner = maximum_matching(pairs, checkpoint)
     followed_control = partner >= 0
     followed_output[partner[followed_control]] = True
     return followed_control, followed_output

@@ -17,6 +17,7 @@ still lack neighbours, never by a search tree. SciPy is imported inside the func
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -133,9 +134,11 @@ def greedy_matching(pairs: CandidatePairs) -> tuple[np.ndarray, np.ndarray]:
     return partner_of_control, partner_of_output
 
 
-def maximum_matching(pairs: CandidatePairs) -> np.ndarray:
-    """A maximum one-to-one matching of the candidate pairs: per control point its output point, or -1."""
+def maximum_matching(pairs: CandidatePairs, checkpoint: Callable[[], None] = lambda: None) -> np.ndarray:
+    """A maximum one-to-one matching of the candidate pairs: per control point its output point, or -1.
+    `checkpoint` is called once the greedy matching is made (it may raise to stop)."""
     partner_of_control, partner_of_output = greedy_matching(pairs)
+    checkpoint()
     if (partner_of_control >= 0).all() or (partner_of_output >= 0).all():
         return partner_of_control  # every pixel of one map is paired: nothing can be added
     return _augmented(pairs, partner_of_control, partner_of_output)
