@@ -87,7 +87,8 @@ def near_copy(rgb: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
 
 def adversarial_maps(side: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(control, output) edge maps built to make matching hard: dense grids and stripes against themselves
-    shifted by a pixel, every pixel an edge, random dots."""
+    shifted by a pixel, every pixel an edge, random dots, a checkerboard against its complement, dots
+    against themselves shifted by the tolerance, and a dense and a sparse texture in swapped places."""
     ys, xs = np.mgrid[0:side, 0:side]
     rng = np.random.default_rng(1)
     grid = (xs % 4 == 0) | (ys % 4 == 0)
@@ -102,6 +103,12 @@ def adversarial_maps(side: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         "stripes": (stripes, np.roll(stripes, 1, axis=1)),
         "every pixel": (full, full),
         "random dots": (dots(0.3), dots(0.3)),
+        "checkerboard": ((xs + ys) % 2 == 0, (xs + ys) % 2 == 1),
+        "dots shifted by the tolerance": (shifted := dots(0.3), np.roll(shifted, int(0.0075 * side * 2**0.5), axis=1)),
+        "swapped textures": (
+            np.hstack([dense := dots(0.35)[:, : side // 2], sparse := dots(0.1)[:, : side // 2]]),
+            np.hstack([sparse, dense]),
+        ),
     }
     return {
         name: (control.astype(np.uint8) * 255, output.astype(np.uint8) * 255)

@@ -59,10 +59,10 @@ def slow_matching(seconds: float, started: Path) -> None:
 
     real_matching = adherence.maximum_matching
 
-    def maximum_matching(pairs):
+    def maximum_matching(pairs, *checkpoint):
         started.touch()
         time.sleep(seconds)
-        return real_matching(pairs)
+        return real_matching(pairs, *checkpoint)
 
     adherence.maximum_matching = maximum_matching
 

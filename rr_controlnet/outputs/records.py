@@ -23,7 +23,6 @@ STATUSES: Final = ("done", "failed", "pending")
 
 
 ONE_TO_ONE: Final = "one-to-one"
-UPPER_BOUND: Final = "upper-bound"
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class Adherence:
     ssim: float
     control_edges: int  # edge pixels of the control map
     output_edges: int  # edge pixels of the output's own Canny map
-    matching: str = ONE_TO_ONE  # how the tolerant scores were found: ONE_TO_ONE or UPPER_BOUND
+    matching: str = ONE_TO_ONE  # ONE_TO_ONE; older folders may hold "upper-bound"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -10,17 +10,14 @@ control edge map, pixel by pixel:
   for its own model, same Canny settings on output and control);
 - tolerant: edge pixels are matched one to one within 0.0075 x the image diagonal, the BSDS edge
   benchmark's rule: a maximum matching among each pixel's 16 nearest candidates within the tolerance,
-  found as a maximum flow (Dinic's algorithm: polynomial, where SciPy's bipartite matching can take
-  exponential time on two nearly parallel edge maps, scipy/scipy#26147). Past EXACT_MATCH_BUDGET edge
-  pixels on either map the matching could take seconds, so the number of matched pairs is taken at its
-  upper bound instead: the smaller of the two maps' counts of edge pixels that have an edge of the other
-  map within the tolerance (never below the exact scores: up to 6 points of F1 above them on near-copies
-  of photos, and a pure-noise output still scores low, its many edges keeping precision small). `matching` says which;
+  exact at every size (review/edge_matching);
 - SSIM of the two edge maps (scikit-image). Empty regions agree, so an output with no edges at all can
   score well here: read it beside F1.
 
 Precision is the share of output edges that follow the control, recall the share of control edges
 the output follows. With no edges on one side they are 1 when the other side has none either, else 0.
+An output smaller than the SSIM window (7 x 7) cannot be scored: UsageError. So is a control image of
+another aspect ratio than the output, which resizing would fill with edges of its own.
 scikit-image and SciPy are imported inside the functions: `--help` and `validate` never load them.
 """
 
@@ -35,14 +32,11 @@ from rr_controlnet.errors import ItemFailed, ScoringStopped, UsageError
 from rr_controlnet.images import canny_edges, control_images, is_edge_map, model_rgb, pixels_of
 from rr_controlnet.manifest.checks import value_problems
 from rr_controlnet.manifest.fields import Canny, Params
-from rr_controlnet.outputs.records import ONE_TO_ONE, UPPER_BOUND, Adherence, EdgeScores
+from rr_controlnet.outputs.records import ONE_TO_ONE, Adherence, EdgeScores
+from rr_controlnet.review.edge_matching import candidate_pairs, maximum_matching
 
 TOLERANCE_FRACTION: Final = 0.0075  # of the image diagonal, as in the BSDS benchmark
-MATCH_NEIGHBOURS: Final = 16
-# Edge pixels on either map up to which the tolerant scores come from an exact one-to-one matching.
-# Real outputs stay inside it (near-copies of a textured photo at 1024 x 1024 have about 37,000); the
-# slowest maps measured at the budget, random dots on both maps, take about a second (bench/adherence.py).
-EXACT_MATCH_BUDGET: Final = 40_000
+SSIM_WINDOW: Final = 7  # scikit-image's default: the smallest side an output must have to be scored
 # Colours of the overlay: control edges the output follows, control edges it misses, edges it adds.
 FOLLOWED: Final = (255, 255, 255)
 MISSED: Final = (255, 64, 64)
@@ -66,13 +60,13 @@ def control_adherence(
     control, output = np.asarray(control) > 0, np.asarray(output) > 0
     if control.shape != output.shape:
         raise ValueError(f"edge maps differ in size: {control.shape} and {output.shape}")
+    _refuse_too_small(control.shape)
     checkpoint = _checkpoint(should_stop)
     tolerance = default_tolerance(control.shape)
     control_points, output_points = np.argwhere(control), np.argwhere(output)
     checkpoint()
-    tolerant, followed_control, followed_output, method = _tolerant(
-        control, output, control_points, output_points, tolerance, checkpoint
-    )
+    followed_control, followed_output = _matched(control_points, output_points, tolerance, checkpoint)
+    tolerant = _scores(int(followed_control.sum()), len(control_points), len(output_points))
     checkpoint()
     adherence = Adherence(
         strict=_rounded(strict_scores(control, output)),
@@ -81,7 +75,7 @@ def control_adherence(
         ssim=round(edge_ssim(control, output), 6),
         control_edges=len(control_points),
         output_edges=len(output_points),
-        matching=method,
+        matching=ONE_TO_ONE,
     )
     checkpoint()
     overlay = np.zeros((*control.shape, 3), dtype=np.uint8)
@@ -124,6 +118,7 @@ def image_adherence(output: Any, control: Any, low: int = 100, high: int = 200, 
     except ItemFailed as exc:
         raise UsageError(str(exc)) from None
     height, width = output_rgb.shape[:2]
+    _refuse_too_small((height, width))
     if is_edge_map(control_pixels):
         if control_pixels.shape != (height, width):
             raise UsageError(
@@ -132,8 +127,30 @@ def image_adherence(output: Any, control: Any, low: int = 100, high: int = 200, 
             )
         control_edges = control_pixels
     else:
+        _refuse_another_aspect(control_pixels.shape[:2], (height, width))
         control_edges = control_images(control_pixels, (width, height), resize, low, high).canny
     return output_adherence(output_rgb, control_edges, low, high)[0]
+
+
+def _refuse_too_small(shape: tuple[int, ...]) -> None:
+    """UsageError for an output under the SSIM window: too few pixels for any score to mean something."""
+    height, width = shape[:2]
+    if min(height, width) < SSIM_WINDOW:
+        raise UsageError(
+            f"output: {width}x{height} is too small to score (under the {SSIM_WINDOW}x{SSIM_WINDOW} SSIM window)"
+        )
+
+
+def _refuse_another_aspect(control_shape: tuple[int, ...], output_shape: tuple[int, ...]) -> None:
+    """UsageError when a control image's aspect ratio is not the output's (to within a pixel of rounding):
+    cropping, padding or stretching it to the output's size would draw edges the output never saw."""
+    (control_height, control_width), (height, width) = control_shape[:2], output_shape[:2]
+    width_at_height, height_at_width = control_width * height / control_height, control_height * width / control_width
+    if abs(width_at_height - width) > 1 and abs(height_at_width - height) > 1:
+        raise UsageError(
+            f"control: {control_width}x{control_height} has another aspect ratio than the output's "
+            f"{width}x{height}; give a control of the output's proportions"
+        )
 
 
 def _checkpoint(should_stop: Callable[[], bool] | None) -> Callable[[], None]:
@@ -156,29 +173,11 @@ def strict_scores(control: np.ndarray, output: np.ndarray) -> EdgeScores:
 
 
 def tolerant_scores(control: np.ndarray, output: np.ndarray, tolerance_px: float | None = None) -> EdgeScores:
-    """Precision, recall and F1 with edge pixels matched one to one within the tolerance (its upper bound
-    past EXACT_MATCH_BUDGET edge pixels)."""
+    """Precision, recall and F1 with edge pixels matched one to one within the tolerance."""
     control, output = np.asarray(control) > 0, np.asarray(output) > 0
     tolerance = default_tolerance(control.shape) if tolerance_px is None else tolerance_px
-    return _tolerant(control, output, np.argwhere(control), np.argwhere(output), tolerance)[0]
-
-
-def _tolerant(
-    control: np.ndarray,
-    output: np.ndarray,
-    control_points: np.ndarray,
-    output_points: np.ndarray,
-    tolerance: float,
-    checkpoint: Callable[[], None] = lambda: None,
-) -> tuple[EdgeScores, np.ndarray, np.ndarray, str]:
-    """The tolerant scores, which control and output points count as followed, and how they were found."""
-    if max(len(control_points), len(output_points)) <= EXACT_MATCH_BUDGET:
-        followed_control, followed_output = _matched(control_points, output_points, tolerance, checkpoint)
-        matched = int(followed_control.sum())
-        return _scores(matched, len(control_points), len(output_points)), followed_control, followed_output, ONE_TO_ONE
-    followed_control, followed_output = _near(control, output, tolerance), _near(output, control, tolerance)
-    bound = min(int(followed_control.sum()), int(followed_output.sum()))
-    return _scores(bound, len(control_points), len(output_points)), followed_control, followed_output, UPPER_BOUND
+    followed_control, _ = _matched(np.argwhere(control), np.argwhere(output), tolerance)
+    return _scores(int(followed_control.sum()), int(control.sum()), int(output.sum()))
 
 
 def ssim_window(shape: tuple[int, ...]) -> int:
@@ -199,51 +198,6 @@ def edge_ssim(control: np.ndarray, output: np.ndarray) -> float:
     return float(structural_similarity(control, output, data_range=1.0, win_size=window))
 
 
-def candidate_pairs(control_points: np.ndarray, output_points: np.ndarray, tolerance: float) -> Any:
-    """The pairs that may match, as a sparse control x output matrix: each point's nearest candidates on
-    the other map (up to MATCH_NEIGHBOURS, both ways) within the tolerance."""
-    from scipy.sparse import coo_matrix
-    from scipy.spatial import cKDTree
-
-    k = min(MATCH_NEIGHBOURS, len(output_points), len(control_points))
-    rows, cols = [], []
-    near_output = cKDTree(output_points).query(control_points, k=k, distance_upper_bound=tolerance)
-    near_control = cKDTree(control_points).query(output_points, k=k, distance_upper_bound=tolerance)
-    for (distances, indices), from_control in ((near_output, True), (near_control, False)):
-        distances, indices = distances.reshape(len(distances), -1), indices.reshape(len(indices), -1)
-        origin = np.repeat(np.arange(len(distances)), distances.shape[1])
-        found = np.isfinite(distances.ravel())
-        rows.append(origin[found] if from_control else indices.ravel()[found])
-        cols.append(indices.ravel()[found] if from_control else origin[found])
-    rows_all, cols_all = np.concatenate(rows), np.concatenate(cols)
-    pairs = coo_matrix(
-        (np.ones(len(rows_all), dtype=np.int32), (rows_all, cols_all)), shape=(len(control_points), len(output_points))
-    ).tocsr()
-    pairs.data[:] = 1  # pairs found from both sides were summed
-    return pairs
-
-
-def maximum_matching(pairs: Any) -> np.ndarray:
-    """A maximum one-to-one matching of a sparse control x output matrix of allowed pairs: per control
-    point its output point, or -1. Solved as a unit-capacity maximum flow (Dinic), source -> control ->
-    output -> sink, which stays polynomial on the layered graphs near-copies make."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import maximum_flow
-
-    control_count, output_count = pairs.shape
-    source, sink = control_count + output_count, control_count + output_count + 1
-    allowed = pairs.tocoo()
-    tails = np.concatenate([np.full(control_count, source), allowed.row, control_count + np.arange(output_count)])
-    heads = np.concatenate([np.arange(control_count), control_count + allowed.col, np.full(output_count, sink)])
-    size = control_count + output_count + 2
-    network = csr_matrix((np.ones(len(tails), dtype=np.int32), (tails, heads)), shape=(size, size))
-    flow = maximum_flow(network, source, sink, method="dinic").flow.tocoo()
-    used = (flow.data > 0) & (flow.row < control_count) & (flow.col >= control_count) & (flow.col < source)
-    partner = np.full(control_count, -1, dtype=np.int64)
-    partner[flow.row[used]] = flow.col[used] - control_count
-    return partner
-
-
 def _matched(
     control_points: np.ndarray,
     output_points: np.ndarray,
@@ -257,21 +211,10 @@ def _matched(
         return followed_control, followed_output
     pairs = candidate_pairs(control_points, output_points, tolerance)
     checkpoint()
-    partner = maximum_matching(pairs)
+    partner = maximum_matching(pairs, checkpoint)
     followed_control = partner >= 0
     followed_output[partner[followed_control]] = True
     return followed_control, followed_output
-
-
-def _near(edges: np.ndarray, other: np.ndarray, tolerance: float) -> np.ndarray:
-    """Per edge pixel of `edges` (in np.argwhere order): whether `other` has an edge within the tolerance."""
-    import cv2
-
-    if not other.any():
-        return np.zeros(int(edges.sum()), dtype=bool)
-    # Distance from every pixel to the nearest edge pixel of `other` (exact Euclidean: DIST_MASK_PRECISE).
-    distance = cv2.distanceTransform(np.where(other, 0, 255).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return distance[edges] <= tolerance
 
 
 def _scores(matches: int, control_count: int, output_count: int) -> EdgeScores:
@@ -298,9 +241,9 @@ def adherence_markdown(adherence: Adherence) -> str:
         f"{adherence.output_edges:,} output edge pixels, {adherence.control_edges:,} control edge pixels. "
         "Overlay: white = control edge followed, red = missed, blue = an edge the control does not have.",
     ]
-    if adherence.matching == UPPER_BOUND:
+    if adherence.matching != ONE_TO_ONE:  # scored by an older version, past its exact-matching budget
         lines.append(
-            f"\nMore than {EXACT_MATCH_BUDGET:,} edge pixels on one map: the tolerant scores are an upper bound "
-            "(edge pixels with an edge of the other map within the tolerance), not a one-to-one matching."
+            "\nThe tolerant scores are an upper bound (edge pixels with an edge of the other map within the "
+            "tolerance), not a one-to-one matching: score the output again for exact ones."
         )
     return "\n".join(lines) + "\n"
