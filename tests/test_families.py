@@ -211,8 +211,9 @@ def test_every_family_names_classes_diffusers_has_and_factors_for_each_latent_ch
     from rr_controlnet.models.schedulers import SCHEDULER_CLASSES
 
     for entry in FAMILIES.values():
-        for class_name in (entry.pipeline, entry.controlnet, entry.multi_controlnet):
-            assert hasattr(diffusers, class_name), (entry.name, class_name)
+        assert hasattr(diffusers, entry.pipeline), entry.name
+        for class_name in (entry.controlnet, entry.multi_controlnet):
+            assert hasattr(diffusers.models.controlnets, class_name), (entry.name, class_name)
         assert len(entry.latent_rgb) == entry.latent_channels and len(entry.latent_rgb_bias) == 3
         assert set(entry.schedulers) <= set(SCHEDULER_CLASSES)
 

@@ -2,7 +2,8 @@
 
 Every place that depends on the family (the loader, the pipeline call, the step latents, the previews,
 the manifest's checks) reads it from FAMILIES rather than testing family names. Data only: nothing here
-imports torch or diffusers; classes are named by their diffusers names.
+imports torch or diffusers; pipelines are named as `diffusers` exports them, ControlNets as
+`diffusers.models.controlnets` does (MultiControlNetUnionModel is not exported at the top).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ class Family:
     title: str  # how docs and messages name it
     pipeline: str  # the diffusers ControlNet pipeline class
     controlnet: str  # the diffusers ControlNet class
-    multi_controlnet: str  # the class several ControlNets are combined into
+    multi_controlnet: str  # the class several ControlNets are combined into (for several control units)
     native_size: int  # the side length the models were trained at
     defaults: dict[str, Any]  # parameters that differ from the manifest's built-in defaults
     size_multiple: int  # the VAE's downscale times the transformer's patch size
@@ -152,10 +153,6 @@ FAMILIES: Final[dict[str, Family]] = {
 }
 
 FAMILY_NAMES: Final = tuple(FAMILIES)
-
-
-def family(name: str) -> Family:
-    return FAMILIES[name]
 
 
 def family_for_pipeline(class_name: str) -> str | None:

@@ -49,7 +49,7 @@ class Runtime:
 @dataclass
 class LoadedModel:
     spec: ModelSpec
-    pipe: Any  # a diffusers StableDiffusion(XL)ControlNetPipeline
+    pipe: Any  # the family's diffusers ControlNet pipeline
     runtime: Runtime
     native_size: int
 
@@ -238,7 +238,7 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
     dtype = runtime.torch_dtype
     family = FAMILIES[spec.family]
     controlnet = _from_source(
-        getattr(diffusers, family.controlnet),
+        getattr(diffusers.models.controlnets, family.controlnet),
         spec.controlnet,
         "controlnet",
         dtype,
