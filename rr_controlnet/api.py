@@ -13,8 +13,7 @@
   generate_and_record with a model you loaded (loading.load_model), without the folder's bookkeeping;
 - its results: read_summary, read_outcomes, summarize_outputs, write_review_page, serve_review, viewer_command;
 - against a baseline: compare_folders, compare_runs (report, PR comment, accepting: parse_ids, read_decisions);
-- scoring your own outputs: adherence;
-- model weights: fetch_models, model_statuses, models_table, cache_folders.
+- scoring your own outputs: adherence; model weights: fetch_models, model_statuses, models_table, cache_folders.
 
 Errors are rr_controlnet.errors types: ManifestError (every problem, located), OutputFolderError,
 ModelLoadError (WeightsUnavailable: offline or the hub out of reach), DeviceError, OutputWriteError,
@@ -156,11 +155,11 @@ __all__ = [
 
 @dataclass(frozen=True)
 class LiveViewing:
-    """Stream every item live as it is generated: "spawn" a viewer, "connect" to one at `url`, or
-    "serve-web" the web viewer. The files are written as well unless options.recording.save is off."""
+    """Stream items live: "spawn" a viewer, "connect" to one at `url`, "serve-web" on `bind` (loopback)."""
 
     mode: str
     url: str | None = None
+    bind: str | None = None
 
 
 def run_manifest(
@@ -203,6 +202,7 @@ def run_manifest(
             live.mode == "serve-web",
             manifest,
             options.out_dir,
+            live.bind,
         )
         options = replace(options, recording=replace(options.recording, live_url=viewer.url))
         if log is not None:

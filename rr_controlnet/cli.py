@@ -98,6 +98,15 @@ def summary_to_option(document: str) -> Callable:
     )
 
 
+def bind_option(server: str) -> Callable:
+    """--bind ADDRESS: where a server listens; loopback unless told otherwise."""
+    return click.option(
+        "--bind", metavar="ADDRESS",
+        help=f"The address {server} listens on [default: 127.0.0.1, this machine alone]; another makes prompts "
+             "and images visible to that network.",
+    )  # fmt: skip
+
+
 max_items_option = click.option(
     "--max-items", type=click.IntRange(1), default=api.DEFAULT_MAX_ITEMS, show_default=True,
     help="Refuse a manifest whose sweeps expand it to more variants than this.",
@@ -148,6 +157,7 @@ def generation_options(command: Callable) -> Callable:
         click.option("--connect", "connect_url", is_flag=False, flag_value=api.DEFAULT_GRPC_URL, default=None,
                      metavar="[URL]", help=f"Stream live to a running viewer [URL default: {api.DEFAULT_GRPC_URL}]."),
         click.option("--serve-web", is_flag=True, help="Serve the web viewer and stream into it live."),
+        bind_option("--serve-web"),
         click.option("--headless", is_flag=True, help="No viewer: files only."),
         click.option("--no-save", is_flag=True, help="Write no .rrd files (only with a live viewer)."),
         summary_to_option("summary.md"),
@@ -283,11 +293,13 @@ def _live_viewing(flags: dict[str, Any], viewer_by_default: bool) -> api.LiveVie
     if flags["connect_url"] is not None:
         live = api.LiveViewing("connect", flags["connect_url"])
     elif flags["serve_web"]:
-        live = api.LiveViewing("serve-web")
+        live = api.LiveViewing("serve-web", bind=flags["bind"])
     elif flags["spawn"] or (viewer_by_default and not flags["headless"]):
         live = api.LiveViewing("spawn")
     else:
         live = None
+    if flags["bind"] is not None and not flags["serve_web"]:
+        raise UsageFailure("error: --bind is where --serve-web listens: add --serve-web")
     if flags["no_save"] and live is None:
         raise UsageFailure("error: --no-save writes nothing without --spawn, --connect or --serve-web")
     return live
@@ -413,15 +425,6 @@ def compare(baseline: Path, new: Path, out_dir: Path | None, max_cosine_distance
         _log(f"accepted into {baseline}: {', '.join(report.accepted)} (logged in {baseline}/accepted.jsonl)")
         sys.exit(EXIT_OK)
     sys.exit(EXIT_OK if comparison.passed else EXIT_ITEMS_FAILED)
-
-
-def bind_option(server: str) -> Callable:
-    """--bind ADDRESS: where a server listens; loopback unless told otherwise."""
-    return click.option(
-        "--bind", metavar="ADDRESS",
-        help=f"The address {server} listens on [default: 127.0.0.1, this machine alone]; another makes prompts "
-             "and images visible to that network.",
-    )  # fmt: skip
 
 
 @cli.command()

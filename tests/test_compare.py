@@ -499,3 +499,11 @@ def test_compare_writes_the_comment_it_is_asked_for(baseline: tuple[Path, Path],
     comment = (tmp_path / "comment.md").read_text()
     assert "1 changed, 2 same" in comment and "| [horse](index.html#item=horse) | **changed** |" in comment
     assert "more not listed" not in comment
+
+
+def test_accepting_the_run_and_single_items_are_one_or_the_other(four_changed, tmp_path: Path) -> None:
+    accepted, new = four_changed
+    result = compare(accepted, new, "--accept", "horse", "--update-baseline", "--out", tmp_path / "report")
+    assert result.exit_code == 2 and "--update-baseline accepts the whole run, --accept single items" in result.output
+    result = compare(accepted, new, "--accept", "horse", "--accept-from", tmp_path / "d.json")
+    assert result.exit_code == 2 and "--accept and --accept-from both choose items: give one" in result.output

@@ -229,25 +229,66 @@ def test_ctrl_c_before_any_item_exits_130(monkeypatch: pytest.MonkeyPatch) -> No
     assert exit_info.value.code == 130
 
 
-def test_serve_web_serves_the_viewer_page_and_a_grpc_endpoint(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import urllib.request
-
+def serve_web(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bind: str | None = None):
     from rr_controlnet.manifest.document import load_manifest
     from rr_controlnet.recording import viewer
-    from rr_controlnet.recording.layout import run_recording_id
 
-    # Free ports: the servers live as long as this process, and other runs may hold the defaults.
+    # Free ports: other runs may hold the defaults.
     monkeypatch.setattr(viewer, "VIEWER_PORT", free_port())
     monkeypatch.setattr(viewer, "WEB_VIEWER_PORT", free_port())
     manifest = load_manifest(tiny_manifest(tmp_path))
-    live = viewer.start_live_viewer(spawn=False, connect_url=None, serve_web=True, manifest=manifest, out_dir=tmp_path)
-    viewer.require_reachable(live.url, wait_seconds=10)  # the gRPC server items stream into
-    assert live.url == f"rerun+http://127.0.0.1:{viewer.VIEWER_PORT}/proxy"
-    assert live.server.get_recording_id() == run_recording_id(tmp_path)  # the batch's recording serves, no other
-    page = live.description.split("open ", 1)[1]
-    assert page.startswith(f"http://localhost:{viewer.WEB_VIEWER_PORT}/?url=")
-    with urllib.request.urlopen(page, timeout=10) as response:
-        assert response.status == 200 and b"<html" in response.read(2000).lower()
+    return viewer.start_live_viewer(False, None, True, manifest, tmp_path, bind)
+
+
+def listening(pid: int) -> set[tuple[str, int]]:
+    """Where a process and those it started listen (`rerun` on PATH may be a script starting the binary)."""
+    import psutil
+
+    process = psutil.Process(pid)
+    connections = [c for each in (process, *process.children(recursive=True)) for c in each.net_connections("tcp")]
+    return {(c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN}
+
+
+def test_serve_web_serves_the_viewer_page_and_a_grpc_endpoint_on_loopback(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import urllib.request
+
+    from rr_controlnet.recording import viewer
+    from rr_controlnet.recording.layout import run_recording_id
+
+    live = serve_web(monkeypatch, tmp_path)
+    try:
+        viewer.require_reachable(live.url, wait_seconds=10)  # the gRPC server items stream into
+        assert live.url == f"rerun+http://127.0.0.1:{viewer.VIEWER_PORT}/proxy"
+        assert live.server.get_recording_id() == run_recording_id(tmp_path)  # the batch's recording, no other
+        assert listening(live.process.pid) == {("127.0.0.1", viewer.VIEWER_PORT), ("127.0.0.1", viewer.WEB_VIEWER_PORT)}
+        assert "warning" not in live.description
+        page = live.description.split("open ", 1)[1]
+        assert page.startswith(f"http://127.0.0.1:{viewer.WEB_VIEWER_PORT}/?url=")
+        with urllib.request.urlopen(page, timeout=10) as response:
+            assert response.status == 200 and b"<html" in response.read(2000).lower()
+    finally:
+        viewer.stop_server(live.process)
+    assert live.process.poll() is not None
+
+
+def test_serve_web_on_another_address_says_so_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from rr_controlnet.recording import viewer
+
+    live = serve_web(monkeypatch, tmp_path, "0.0.0.0")
+    try:
+        warning, serving = live.description.split("\n")
+        assert warning == "warning: listening on 0.0.0.0: prompts and images become visible to that network"
+        assert serving.startswith("serving the web viewer: open http://127.0.0.1:")
+        assert listening(live.process.pid) == {("0.0.0.0", viewer.VIEWER_PORT), ("0.0.0.0", viewer.WEB_VIEWER_PORT)}
+    finally:
+        viewer.stop_server(live.process)
+
+
+def test_bind_needs_serve_web(tmp_path: Path) -> None:
+    result = run_cli("batch", tiny_manifest(tmp_path), "--bind", "0.0.0.0", exit_code=2)
+    assert "error: --bind is where --serve-web listens: add --serve-web" in result.output
 
 
 def test_importer_answers_help() -> None:

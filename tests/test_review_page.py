@@ -437,3 +437,17 @@ def test_decisions_on_the_compare_page_are_kept_filtered_and_applied(runs, brows
         and rows["horse"]
         == {item["id"]: item for item in json.loads((baseline / "summary.json").read_text())["items"]}["horse"]
     )
+
+
+def test_a_comment_link_opens_the_compare_page_at_its_item(runs, browser, tmp_path: Path) -> None:
+    page_path = runs["new"] / "compare" / "index.html"
+    with open_page(browser, page_path) as watched:
+        page = watched.page
+        page.goto("about:blank")
+        page.goto(page_path.resolve().as_uri() + "#item=horse")
+        page.wait_for_selector("body[data-ready='true']")
+        top = page.evaluate(
+            "() => document.querySelector(\"article[data-item-id='horse']\").getBoundingClientRect().top"
+        )
+        assert 0 <= top < 900 and page.evaluate("() => window.scrollY") > 0  # scrolled to it (the last of three)
+        assert watched.errors == []

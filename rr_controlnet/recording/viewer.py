@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import fnmatch
 import hashlib
+import ipaddress
+import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +34,17 @@ if TYPE_CHECKING:
 DEFAULT_GRPC_URL: Final = "rerun+http://127.0.0.1:9876/proxy"
 VIEWER_PORT: Final = 9876
 WEB_VIEWER_PORT: Final = 9090
+LOOPBACK: Final = "127.0.0.1"  # where servers listen unless told otherwise (--bind)
+SERVER_START_SECONDS: Final = 30
+
+
+def exposure_warning(bind: str) -> str | None:
+    """The one line to print when a server listens beyond this machine, else None."""
+    try:
+        loopback = ipaddress.ip_address(bind).is_loopback
+    except ValueError:
+        loopback = bind == "localhost"
+    return None if loopback else f"warning: listening on {bind}: prompts and images become visible to that network"
 
 
 @dataclass
@@ -36,11 +53,12 @@ class LiveViewer:
 
     url: str
     description: str
-    server: Any = None  # the RecordingStream that owns the gRPC server, for --serve-web
+    server: Any = None  # the batch's own RecordingStream, streaming into the served viewer (--serve-web)
+    process: subprocess.Popen | None = None  # the bundled `rerun` serving the web viewer and gRPC (--serve-web)
 
 
 def start_live_viewer(
-    spawn: bool, connect_url: str | None, serve_web: bool, manifest: Manifest, out_dir: Path
+    spawn: bool, connect_url: str | None, serve_web: bool, manifest: Manifest, out_dir: Path, bind: str | None = None
 ) -> LiveViewer | None:
     """Spawn, connect to, or serve a viewer for a batch; None when the output goes to files only."""
     import rerun as rr
@@ -55,27 +73,59 @@ def start_live_viewer(
         require_reachable(DEFAULT_GRPC_URL, wait_seconds=15)
         return LiveViewer(DEFAULT_GRPC_URL, "streaming to a spawned viewer")
     if serve_web:
-        return serve_batch(manifest, out_dir)
+        return serve_batch(manifest, out_dir, bind or LOOPBACK)
     return None
 
 
-def serve_batch(manifest: Manifest, out_dir: Path) -> LiveViewer:
-    """Serve a batch's recording over gRPC, and the web viewer page that shows it.
+def serve_batch(manifest: Manifest, out_dir: Path, bind: str = LOOPBACK) -> LiveViewer:
+    """Serve a batch's recording over gRPC, and the web viewer page that shows it, on `bind`.
 
-    The stream that owns the server is the batch's own recording (its id, name and start time), so a
-    page lists that one recording only. Its server hands the batch blueprint, as the default, to every
-    page as it connects, before the data it has buffered: a page that saw the recording without a
-    blueprint for a frame would lay it out by heuristics, and the viewer never swaps an active
-    blueprint for a default that arrives later (the item streams' own).
+    rerun-sdk's own servers (`serve_grpc`, `serve_web_viewer`) listen on every address, so the bundled
+    `rerun --serve-web --bind` serves both, stopped when this process exits. The batch's own recording
+    (its id, name and start time) connects first, handing the batch blueprint over as the default before
+    any data, so a page lists that one recording, laid out by the blueprint: a page that saw the
+    recording without a blueprint for a frame would lay it out by heuristics, and the viewer never swaps
+    an active blueprint for a default that arrives later (the item streams' own).
     """
     import rerun as rr
 
+    command = [rerun_executable(), "--serve-web", "--bind", bind, "--port", str(VIEWER_PORT)]
+    command += ["--web-viewer-port", str(WEB_VIEWER_PORT)]
+    process = start_server(command)
+    atexit.register(stop_server, process)
+    host = LOOPBACK if bind in ("0.0.0.0", "::") else bind  # noqa: S104 - reached, not bound
+    host = f"[{host}]" if ":" in host else host
+    url = f"rerun+http://{host}:{VIEWER_PORT}/proxy"
+    try:
+        require_reachable(url, wait_seconds=SERVER_START_SECONDS)
+    except RrControlnetError:
+        stop_server(process)
+        raise RrControlnetError(f"the web viewer could not be served on {bind} (ports {VIEWER_PORT}, "
+                                f"{WEB_VIEWER_PORT}): is one of them in use?") from None  # fmt: skip
     server = rr.RecordingStream(APPLICATION_ID, recording_id=run_recording_id(out_dir), send_properties=False)
-    url = server.serve_grpc(grpc_port=VIEWER_PORT, default_blueprint=items_blueprint(manifest.items))
+    server.connect_grpc(url, default_blueprint=items_blueprint(manifest.items))
     batch_properties(manifest.path, out_dir, time.time_ns()).send(server)
-    rr.serve_web_viewer(web_port=WEB_VIEWER_PORT, connect_to=url, open_browser=False)
-    page = f"http://localhost:{WEB_VIEWER_PORT}/?url={urllib.parse.quote(url, safe='')}"
-    return LiveViewer(url, f"serving the web viewer: open {page}", server)
+    page = f"http://{host}:{WEB_VIEWER_PORT}/?url={urllib.parse.quote(url, safe='')}"
+    warning = exposure_warning(bind)
+    description = (f"{warning}\n" if warning else "") + f"serving the web viewer: open {page}"
+    return LiveViewer(url, description, server, process)
+
+
+def start_server(command: list[str]) -> subprocess.Popen:
+    """A server process in a session of its own, so that stop_server ends what it starts too (`rerun` on
+    PATH is a script that runs the binary as its child)."""
+    quiet = subprocess.DEVNULL
+    return subprocess.Popen(command, stdin=quiet, stdout=quiet, stderr=quiet, start_new_session=True)
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """End a server start_server started, and what it started, within bounds."""
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, stop)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=10)
+            return
 
 
 def require_reachable(url: str, wait_seconds: float = 0.0) -> None:

@@ -8,7 +8,6 @@ rerun-sdk version, nothing downloaded: the bundled `rerun` is started on loopbac
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import subprocess
 import time
@@ -21,7 +20,7 @@ from typing import Final
 from rr_controlnet.errors import RrControlnetError
 from rr_controlnet.models.hub import models_cache_dir
 from rr_controlnet.outputs.files import write_atomic
-from rr_controlnet.recording.viewer import rerun_executable
+from rr_controlnet.recording.viewer import rerun_executable, start_server, stop_server
 
 VIEWER_FILES: Final = ("index.html", "re_viewer.js", "re_viewer_bg.wasm", "sw.js", "favicon.ico")
 START_SECONDS: Final = 60  # the bundled viewer starting and answering
@@ -38,7 +37,7 @@ def web_viewer_folder(cache: Path | None = None) -> Path:
     web_port, grpc_port = _free_port(), _free_port()
     command = [rerun_executable(), "--serve-web", "--bind", "127.0.0.1"]
     command += ["--web-viewer-port", str(web_port), "--port", str(grpc_port)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    server = start_server(command)
     try:
         base = f"http://127.0.0.1:{web_port}/"
         _wait_until_answering(base, server)
@@ -48,12 +47,7 @@ def web_viewer_folder(cache: Path | None = None) -> Path:
     except (OSError, urllib.error.URLError) as exc:
         raise RrControlnetError(f"cannot take the web viewer's files from the bundled rerun: {exc}") from None
     finally:
-        server.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(timeout=10)
-        if server.poll() is None:
-            server.kill()
-            server.wait(timeout=10)
+        stop_server(server)
     return folder
 
 

@@ -10,7 +10,6 @@ unless told another address (prompts and images are then visible to that network
 from __future__ import annotations
 
 import functools
-import ipaddress
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,23 +19,12 @@ from typing import Any, ClassVar, Final
 
 from rr_controlnet.errors import UsageError
 from rr_controlnet.outputs.names import PAGE_NAME
+from rr_controlnet.recording.viewer import LOOPBACK, exposure_warning
 from rr_controlnet.recording.web_viewer import web_viewer_folder
 
-LOOPBACK: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 8765
 VIEWER_PATH: Final = "/rerun-viewer/"  # where the pages' "Open in Rerun" links expect the web viewer
 POLL_SECONDS: Final = 0.25  # how soon Ctrl-C is answered
-
-
-def exposure_warning(bind: str) -> str | None:
-    """The one line to print when a server listens beyond this machine, else None."""
-    try:
-        loopback = ipaddress.ip_address(bind).is_loopback
-    except ValueError:
-        loopback = bind == "localhost"
-    if loopback:
-        return None
-    return f"warning: listening on {bind}: prompts and images become visible to that network"
 
 
 class FolderHandler(SimpleHTTPRequestHandler):

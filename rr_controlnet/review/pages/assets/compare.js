@@ -204,9 +204,25 @@
     }, "items"));
   }
 
+  /** #item=ID (the links of the pull request's comment): the page of the list that holds it, scrolled to. */
+  function showLinkedItem() {
+    const linked = new URLSearchParams(location.hash.slice(1)).get("item");
+    const index = data.items.findIndex((item) => item.id === linked);
+    if (index < 0) return;
+    state.page = Math.floor(index / state.size);
+    refresh();
+    const scroll = () => {
+      const found = [...list.querySelectorAll("article[data-item-id]")].find((node) => node.dataset.itemId === linked);
+      if (found) found.scrollIntoView();
+    };
+    scroll();
+    window.addEventListener("load", scroll, { once: true }); // again once the images above it have their size
+  }
+
   window.RRCompare = { refresh, filters: [] }; // for decisions.js: more filters, and drawing again
   document.title = data.title;
   append(app, el("main", {}, header(), el("section", { "aria-label": "items, worst first" }, controls(), list, pagerHolder)));
   refresh();
+  showLinkedItem();
   document.body.dataset.ready = "true";
 })();
