@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rr_controlnet.outputs.records import Adherence
 from rr_controlnet.review.adherence import (
     EXTRA,
     FOLLOWED,
     MISSED,
+    adherence_markdown,
     control_adherence,
     edge_ssim,
     strict_scores,
@@ -84,3 +86,13 @@ def test_image_metrics_of_identical_and_different_images() -> None:
     other = output_difference(image, rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8))
     assert other.cosine_distance > 0.1 and other.ssim < 0.1
     assert cosine_distance(np.zeros(4), np.zeros(4)) == 0.0
+
+
+def test_scores_of_an_older_version_past_its_budget_still_read_and_say_what_they_are() -> None:
+    edges = edge_map()
+    adherence, _ = control_adherence(edges, edges)
+    document = {**adherence.as_dict(), "matching": "upper-bound"}  # as older summary.json files hold it
+    older = Adherence.from_dict(document)
+    assert older.tolerant == adherence.tolerant and older.matching == "upper-bound"
+    assert "upper bound" in adherence_markdown(older)
+    assert "upper bound" not in adherence_markdown(adherence)

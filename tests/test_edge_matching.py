@@ -15,6 +15,7 @@ from rr_controlnet.review.edge_matching import (
     MATCH_NEIGHBOURS,
     candidate_pairs,
     maximum_matching,
+    nearest_offsets_saturate,
     offsets_within,
 )
 
@@ -77,6 +78,27 @@ def test_the_matching_is_maximum_against_a_brute_force_reference(seed: int, tole
         assert all(pair in reference for pair in matched), f"{name}: a pair that is not a candidate"
         assert len({o for _, o in matched}) == len(matched), f"{name}: an output matched twice"
         assert len(matched) == reference_matched(len(control_points), reference), name
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_map_within_a_pixel_of_the_other_is_matched_without_listing_candidates(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:24, 0:24]
+    control = (ys % 4 == 0) & (xs % 4 == 0) & (rng.random((24, 24)) < 0.7)  # isolated pixels
+    thinned = np.roll(control, 1, axis=1) & (rng.random((24, 24)) < 0.8)  # shifted, some pixels dropped
+    for first, second in ((control, thinned), (thinned, control), (control, control)):
+        first_points, second_points = np.argwhere(first), np.argwhere(second)
+        partner = nearest_offsets_saturate(first_points, second_points, 2.5)
+        assert partner is not None  # every pixel of the smaller map has one of the other a pixel away
+        reference = brute_force_pairs(first_points, second_points, 2.5)
+        matched = [(c, int(o)) for c, o in enumerate(partner) if o >= 0]
+        assert all(pair in reference for pair in matched)
+        assert len({o for _, o in matched}) == len(matched)
+        assert len(matched) == reference_matched(len(first_points), reference)
+    # Pixels left free on both maps: the full matching is needed.
+    far = np.zeros((24, 24), dtype=bool)
+    far[0, 0] = True
+    assert nearest_offsets_saturate(np.argwhere(far), np.argwhere(np.roll(far, 12, axis=0)), 2.5) is None
 
 
 def test_swapped_textures_at_1024_score_what_they_share_not_an_upper_bound() -> None:

@@ -33,7 +33,7 @@ from rr_controlnet.images import canny_edges, control_images, is_edge_map, model
 from rr_controlnet.manifest.checks import value_problems
 from rr_controlnet.manifest.fields import Canny, Params
 from rr_controlnet.outputs.records import ONE_TO_ONE, Adherence, EdgeScores
-from rr_controlnet.review.edge_matching import candidate_pairs, maximum_matching
+from rr_controlnet.review.edge_matching import candidate_pairs, maximum_matching, nearest_offsets_saturate
 
 TOLERANCE_FRACTION: Final = 0.0075  # of the image diagonal, as in the BSDS benchmark
 SSIM_WINDOW: Final = 7  # scikit-image's default: the smallest side an output must have to be scored
@@ -209,9 +209,11 @@ def _matched(
     followed_output = np.zeros(len(output_points), dtype=bool)
     if not len(control_points) or not len(output_points):
         return followed_control, followed_output
-    pairs = candidate_pairs(control_points, output_points, tolerance)
-    checkpoint()
-    partner = maximum_matching(pairs, checkpoint)
+    partner = nearest_offsets_saturate(control_points, output_points, tolerance)
+    if partner is None:
+        pairs = candidate_pairs(control_points, output_points, tolerance)
+        checkpoint()
+        partner = maximum_matching(pairs, checkpoint)
     followed_control = partner >= 0
     followed_output[partner[followed_control]] = True
     return followed_control, followed_output

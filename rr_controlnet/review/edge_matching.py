@@ -121,6 +121,34 @@ def candidate_pairs(control_points: np.ndarray, output_points: np.ndarray, toler
     )
 
 
+def nearest_offsets_saturate(
+    control_points: np.ndarray, output_points: np.ndarray, tolerance: float
+) -> np.ndarray | None:
+    """A maximum matching found without listing the candidates, when there is one to find so: a greedy
+    matching over the first MATCH_NEIGHBOURS offsets alone (a pair at one of them is always a candidate:
+    fewer than MATCH_NEIGHBOURS offsets come before it) that pairs every pixel of one map. Per control
+    point its output point or -1; None when the greedy matching leaves pixels free on both maps."""
+    offsets = offsets_within(tolerance)[:MATCH_NEIGHBOURS]
+    both = np.concatenate([control_points, output_points])
+    shape = (int(both[:, 0].max()) + 1, int(both[:, 1].max()) + 1)
+    margin = int(np.abs(offsets).max()) if len(offsets) else 0
+    output_index = _index_map(output_points, shape, margin)
+    flat = _flat(control_points, shape, margin)
+    partner = np.full(len(control_points), -1, dtype=np.int32)
+    taken = np.zeros(len(output_points), dtype=bool)
+    free = np.arange(len(control_points))
+    for dy, dx in offsets:
+        found = output_index[flat[free] + int(dy) * (shape[1] + 2 * margin) + int(dx)]
+        hit = found >= 0
+        hit[hit] = ~taken[found[hit]]
+        partner[free[hit]] = found[hit]
+        taken[found[hit]] = True
+        free = free[~hit]
+        if not len(free) or taken.all():
+            return partner
+    return None
+
+
 def greedy_matching(pairs: CandidatePairs) -> tuple[np.ndarray, np.ndarray]:
     """A maximal matching, nearest offsets first: (per control its output or -1, per output its control
     or -1). Within one offset no two pairs share a pixel, so each offset is matched at once."""
