@@ -32,15 +32,15 @@ from rr_controlnet import __version__
 from rr_controlnet.errors import ManifestError, OutputFolderError, UsageError, WeightsUnavailable
 from rr_controlnet.manifest.document import load_manifest, parse_manifest
 from rr_controlnet.manifest.fields import DEVICES, DTYPES, PREVIEW_MODES, RunOptions
+from rr_controlnet.manifest.model_targets import models_named, unit_repos
 from rr_controlnet.manifest.overrides import Overrides
 from rr_controlnet.manifest.schema import schema_text
 from rr_controlnet.manifest.sweeps import DEFAULT_MAX_ITEMS
 from rr_controlnet.models import status as model_status
-from rr_controlnet.models.control_models import unit_hub_repos
 from rr_controlnet.models.downloads import DownloadDisplay
-from rr_controlnet.models.hub import HubRepo, cache_folders
+from rr_controlnet.models.hub import cache_folders
 from rr_controlnet.models.loading import resolve_runtime
-from rr_controlnet.models.presets import PRESETS, model_spec_from_preset
+from rr_controlnet.models.presets import PRESETS
 from rr_controlnet.models.status import ComponentStatus, FetchOutcome, models_table
 from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder, default_out_dir
 from rr_controlnet.outputs.names import SHARD_SUMMARY_GLOB, SUMMARY_NAME
@@ -252,9 +252,9 @@ def fetch_models(
     Raises ManifestError for a manifest with problems, UsageError for a target that is neither,
     ModelLoadError (WeightsUnavailable when offline or the hub is out of reach) naming every missing repo.
     """
-    named = _models_named(targets)
+    named = models_named(targets)
     try:
-        return model_status.fetch_models(named, _dtype_name(dtype), DownloadDisplay(bars, log), _unit_repos(targets))
+        return model_status.fetch_models(named, _dtype_name(dtype), DownloadDisplay(bars, log), unit_repos(targets))
     except WeightsUnavailable as exc:
         raise WeightsUnavailable(
             exc.reason,
@@ -268,32 +268,7 @@ def model_statuses(targets: Sequence[str] = (), dtype: str = "auto") -> list[Com
     """Each component of the presets or manifests `targets` (every preset when none) as this machine holds it
     for runs in `dtype`: repo or path, the weights that would load, whether it is cached and its size."""
 
-    return model_status.model_statuses(_models_named(targets or list(PRESETS)), _dtype_name(dtype))
-
-
-def _models_named(targets: Sequence[str]) -> list[tuple[str, ModelSpec]]:
-    """Each target with the model it names: a preset, or a manifest's model (read without its images)."""
-
-    named = []
-    for target in targets:
-        if target in PRESETS:
-            named.append((target, model_spec_from_preset(target)))
-        elif Path(target).is_file():
-            named.append((target, load_manifest(target, check_images=False).model))
-        else:
-            raise UsageError(f"{target!r} is neither a model preset ({', '.join(PRESETS)}) nor a manifest file")
-    return named
-
-
-def _unit_repos(targets: Sequence[str]) -> list[tuple[str, HubRepo]]:
-    """The hub repos of the control units the manifests among `targets` name, each labelled by its manifest."""
-    repos = []
-    for target in targets:
-        if target not in PRESETS and Path(target).is_file():
-            manifest = load_manifest(target, check_images=False)
-            units = [unit for item in manifest.items for unit in item.controls]
-            repos += [(f"{target} {repo.label} {repo.repo}", repo) for repo in unit_hub_repos(units, manifest.model)]
-    return repos
+    return model_status.model_statuses(models_named(targets or list(PRESETS)), _dtype_name(dtype))
 
 
 def _dtype_name(dtype: str) -> str:
