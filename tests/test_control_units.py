@@ -361,3 +361,9 @@ def test_items_with_units_share_a_pipeline_call_and_draw_what_they_draw_alone(tm
         alone = output_pixels(tmp_path / "alone", item_id).astype(int)
         shared = output_pixels(tmp_path / "together", item_id).astype(int)
         assert np.abs(alone - shared).max() <= 2, item_id
+
+
+def test_units_on_a_union_model_are_refused_in_validate(tmp_path: Path) -> None:
+    manifest = units_manifest(tmp_path, model="tiny-sdxl-union", items=[{"image": "horse.png", "controls": [DEPTH]}])
+    result = run_cli("validate", manifest, exit_code=2)
+    assert "item 'horse' (#1): controls: a Stable Diffusion XL with a ControlNet-Union model" in result.output
