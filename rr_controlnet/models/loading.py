@@ -229,6 +229,10 @@ def pipeline_class(family: str) -> Any:
 def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool, downloads: DownloadDisplay) -> Any:
     import diffusers
 
+    # The ControlNet classes' own module: a lazy attribute of diffusers.models only once something imported it
+    # (on a fresh Ray worker nothing has).
+    from diffusers.models import controlnets as controlnet_classes
+
     if allow_unsafe_weights:
         # Pickle weights are diffusers' own choice of files: it fetches them itself.
         _require_available_weights(spec)
@@ -238,7 +242,7 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
     dtype = runtime.torch_dtype
     family = FAMILIES[spec.family]
     controlnet = _from_source(
-        getattr(diffusers.models.controlnets, family.controlnet),
+        getattr(controlnet_classes, family.controlnet),
         spec.controlnet,
         "controlnet",
         dtype,
