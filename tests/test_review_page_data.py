@@ -195,7 +195,7 @@ def test_a_batch_writes_its_page_and_records_where_and_how_long_it_ran(batch: Pa
     run = document["run"]
     assert run["device"] == "cpu" and run["dtype"] == "fp32" and run["wall_seconds"] > 0
     assert run["started"].endswith("+00:00")
-    assert (batch / "index.html").read_text().count("<script src=") == 6  # data, links and the page's own
+    assert (batch / "index.html").read_text().count("<script src=") == 7  # data, links, the page's own, open_viewer
     data = (batch / "review" / "data.js").read_text()
     assert data.startswith("window.RR_REVIEW = {") and '"wall_seconds"' in data
     assert sorted(review_files(batch, "horse")) == [
