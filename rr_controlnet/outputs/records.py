@@ -10,7 +10,7 @@ import datetime
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final
@@ -114,6 +114,7 @@ class ItemOutcome:
         """As summary.json and the journal hold it: with `folder`, the input's path relative to it."""
         document = {item.name: getattr(self, item.name) for item in fields(self)}
         document["image"] = folder_relative(self.image, folder)
+        document["params"] = unit_map_paths(self.params, lambda path: folder_relative(path, folder))
         document["adherence"] = self.adherence.as_dict() if self.adherence is not None else None
         document["sweep"] = asdict(self.sweep) if self.sweep is not None else None
         return document
@@ -132,6 +133,8 @@ class ItemOutcome:
             sweep = known.pop("sweep", None)
             outcome = cls(**{"seed": None, "params": {}, "params_hash": "", **known})
             outcome.image = folder_resolved(outcome.image, folder)
+            if isinstance(outcome.params, dict):
+                outcome.params = unit_map_paths(outcome.params, lambda path: folder_resolved(path, folder))
             outcome.adherence = Adherence.from_dict(adherence) if adherence is not None else None
             outcome.sweep = SweepPlace.from_dict(sweep) if sweep is not None else None
         except (TypeError, KeyError, ValueError):
@@ -149,6 +152,18 @@ class ItemOutcome:
             and isinstance(outcome.retries, list)
         )
         return outcome if shapes_ok else None
+
+
+def unit_map_paths(params: dict[str, Any], convert: Callable[[Any], Any]) -> dict[str, Any]:
+    """`params` with each control unit's map path (params["controls"][<unit>]["image"]) converted."""
+    units = params.get("controls")
+    if not isinstance(units, dict):
+        return params
+    converted = {
+        name: {**unit, "image": convert(unit["image"])} if isinstance(unit, dict) and "image" in unit else unit
+        for name, unit in units.items()
+    }
+    return {**params, "controls": converted}
 
 
 def folder_relative(path: Any, folder: Path | None) -> Any:
