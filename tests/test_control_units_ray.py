@@ -22,7 +22,7 @@ def test_units_with_user_maps_run_on_ray_as_in_one_process(tmp_path: Path) -> No
         {"image": "astronaut.png", "controls": [{"type": "canny"}, DEPTH], "sweep": {"controls.1.scale": [0.2, 1.2]}},
     ]
     manifest = units_manifest(tmp_path, items=items)
-    run_batch(manifest, tmp_path / "local", "--no-adherence")
+    run_batch(manifest, tmp_path / "local", "--no-adherence", "--threads", "1")  # the workers' thread count
     run_batch(manifest, tmp_path / "ray", "--no-adherence", "--ray", "--workers", "2", "--threads", "1")
     entries = summary_items(tmp_path / "ray")
     assert {entry["status"] for entry in entries.values()} == {"done"} and len(entries) == 3
