@@ -122,15 +122,15 @@ def item_units(
             ControlUnit(
                 type=values["type"],
                 image=(base_dir / image.replace("{id}", item_id)).expanduser() if image else None,
-                model=_model_source(values.get("model"), base_dir),
+                model=model_source(values.get("model"), base_dir),
                 **{key: values.get(key, default) for key, default in defaults.items()},
             )
         )
     return tuple(units)
 
 
-def _model_source(value: str | None, base_dir: Path) -> str | None:
-    """A local folder (relative to the manifest) as an absolute path; a preset name or hub id as written."""
+def model_source(value: str | None, base_dir: Path) -> str | None:
+    """A local folder or file (relative to the manifest) as an absolute path; a preset name or hub id as written."""
     if value is None:
         return None
     candidate = (base_dir / value).expanduser()

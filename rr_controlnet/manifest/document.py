@@ -36,6 +36,7 @@ from rr_controlnet.manifest.controls import (
     check_unit_order,
     checked_units,
     item_units,
+    model_source,
 )
 from rr_controlnet.manifest.family_checks import family_problems
 from rr_controlnet.manifest.fields import (
@@ -245,7 +246,7 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: Problems)
     weights = validated_model(ModelWeights, dict(raw), raw, "model", "model.", problems)
     if weights is None:
         return None
-    sources = {key: _resolve_model_source(getattr(weights, key), base_dir) for key in MODEL_KEYS if key != "family"}
+    sources = {key: model_source(getattr(weights, key), base_dir) for key in MODEL_KEYS if key != "family"}
     absent = [
         key for key, source in sources.items() if source and Path(source).is_absolute() and not Path(source).exists()
     ]
@@ -260,16 +261,6 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: Problems)
         problems.add(line_of(raw), "model", message)
         return None
     return ModelSpec("custom", family, sources["base"], sources["controlnet"], sources["vae"], sources["config"])
-
-
-def _resolve_model_source(value: str | None, base_dir: Path) -> str | None:
-    """Local paths (relative to the manifest) become absolute; anything else is a hub id."""
-    if value is None:
-        return None
-    candidate = (base_dir / value).expanduser()
-    if value.startswith((".", "/", "~")) or candidate.exists():
-        return str(candidate.resolve())
-    return value
 
 
 def _detect_family(source: str | None) -> str | None:
