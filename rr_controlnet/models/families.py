@@ -8,7 +8,7 @@ imports torch or diffusers; pipelines are named as `diffusers` exports them, Con
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 RGB = tuple[float, float, float]
@@ -63,6 +63,23 @@ _FLUX_RGB: Final = (
     (0.0817, 0.0765, 0.0749), (-0.1264, -0.0522, -0.1103), (-0.0280, -0.0881, -0.0499), (-0.1262, -0.0982, -0.0778),
 )  # fmt: skip
 
+_SDXL: Final = Family(
+    "sdxl",
+    "Stable Diffusion XL",
+    "StableDiffusionXLControlNetPipeline",
+    "ControlNetModel",
+    "MultiControlNetModel",
+    native_size=1024,
+    defaults={"guidance_scale": 5.0},
+    size_multiple=8,
+    latent_channels=4,
+    latent_rgb=_SDXL_RGB,
+    latent_rgb_bias=(0.1084, -0.0175, -0.0011),
+    schedulers=EPSILON_SCHEDULERS,
+    preview_decoder="madebyollin/taesdxl",
+    pipeline_options={"add_watermarker": False},  # outputs as generated (and invisible-watermark optional)
+)
+
 FAMILIES: Final[dict[str, Family]] = {
     "sd15": Family(
         "sd15",
@@ -81,39 +98,17 @@ FAMILIES: Final[dict[str, Family]] = {
         unloaded=("safety_checker", "feature_extractor"),
         pipeline_options={"requires_safety_checker": False},
     ),
-    "sdxl": Family(
-        "sdxl",
-        "Stable Diffusion XL",
-        "StableDiffusionXLControlNetPipeline",
-        "ControlNetModel",
-        "MultiControlNetModel",
-        native_size=1024,
-        defaults={"guidance_scale": 5.0},
-        size_multiple=8,
-        latent_channels=4,
-        latent_rgb=_SDXL_RGB,
-        latent_rgb_bias=(0.1084, -0.0175, -0.0011),
-        schedulers=EPSILON_SCHEDULERS,
-        preview_decoder="madebyollin/taesdxl",
-        pipeline_options={"add_watermarker": False},  # outputs as generated (and invisible-watermark optional)
-    ),
-    "sdxl-union": Family(
-        "sdxl-union",
-        "Stable Diffusion XL with a ControlNet-Union model",
-        "StableDiffusionXLControlNetUnionPipeline",
-        "ControlNetUnionModel",
-        "MultiControlNetUnionModel",
-        native_size=1024,
-        defaults={"guidance_scale": 5.0},
-        size_multiple=8,
-        latent_channels=4,
-        latent_rgb=_SDXL_RGB,
-        latent_rgb_bias=(0.1084, -0.0175, -0.0011),
-        schedulers=EPSILON_SCHEDULERS,
-        preview_decoder="madebyollin/taesdxl",
+    "sdxl": _SDXL,
+    # SDXL itself, run by the union pipeline with one model for many control types (its mode says which).
+    "sdxl-union": replace(
+        _SDXL,
+        name="sdxl-union",
+        title="Stable Diffusion XL with a ControlNet-Union model",
+        pipeline="StableDiffusionXLControlNetUnionPipeline",
+        controlnet="ControlNetUnionModel",
+        multi_controlnet="MultiControlNetUnionModel",
         control_argument="control_image",
         control_mode=3,  # xinsir/controlnet-union-sdxl-1.0: 3 is canny (with lineart and mlsd)
-        pipeline_options={"add_watermarker": False},
     ),
     "sd3": Family(
         "sd3",
