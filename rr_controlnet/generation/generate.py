@@ -16,7 +16,7 @@ import numpy as np
 from rr_controlnet.control_maps import UnitMap
 from rr_controlnet.generation.previews import latent_to_rgb
 from rr_controlnet.images import ControlImages
-from rr_controlnet.models.families import FAMILIES
+from rr_controlnet.models.families import FAMILIES, Family, canny_mode, union_mode
 from rr_controlnet.models.family_pipelines import latent_image, seeded_control_encoding, vae_input
 from rr_controlnet.models.loading import LoadedModel
 from rr_controlnet.spec import GenerationParams
@@ -233,8 +233,11 @@ def pipeline_arguments(jobs: Sequence[GenerationJob], family: str = "sd15") -> d
     height, width = jobs[0].control.canny.shape
     negative = {"negative_prompt": [job.params.negative_prompt for job in jobs]} if entry.true_cfg else {}
     controls: Any = [Image.fromarray(job.control.canny_rgb) for job in jobs]
-    if entry.control_mode is not None:  # a union model: one list of images (the batch's) per control type
-        controls, negative = [controls], {**negative, "control_mode": [entry.control_mode]}
+    mode = canny_mode(family)
+    if mode is not None and entry.union_call == "lists":  # one list of images (the batch's) per control type
+        controls, negative = [controls], {**negative, "control_mode": [mode]}
+    elif mode is not None:
+        negative = {**negative, "control_mode": mode}
     return {
         "prompt": [job.params.prompt for job in jobs],
         **negative,
@@ -248,15 +251,19 @@ def pipeline_arguments(jobs: Sequence[GenerationJob], family: str = "sd15") -> d
         "control_guidance_end": first.control_guidance_end,
         "generator": [torch.Generator(device="cpu").manual_seed(job.params.seed) for job in jobs],
         "output_type": "np",
-        **unit_arguments(jobs, entry.control_argument),
+        **unit_arguments(jobs, entry),
     }
 
 
-def unit_arguments(jobs: Sequence[GenerationJob], control_argument: str) -> dict[str, Any]:
+def unit_arguments(jobs: Sequence[GenerationJob], entry: Family) -> dict[str, Any]:
     """The control arguments of jobs with control units, each unit's scale and range with its images (under
-    the family's `control_argument`): one image per job for a single unit, else per unit the jobs' images as
+    the family's control argument): one image per job for a single unit, else per unit the jobs' images as
     one batch array (HxWx3 in 0..1, as diffusers reads PIL images: SDXL's MultiControlNetModel takes no nested
-    lists); {} without units."""
+    lists); {} without units.
+
+    On a union model also each unit's mode (validate refuses a type without one): SDXL's union pipeline takes
+    a list of images (the jobs') and a mode per unit; Flux's takes one unit as its ControlNet's (an int mode)
+    and several as a multi-ControlNet's of the one model (a mode per unit)."""
     from PIL import Image
 
     units = [unit_map.unit for unit_map in jobs[0].units]
@@ -267,13 +274,21 @@ def unit_arguments(jobs: Sequence[GenerationJob], control_argument: str) -> dict
         "control_guidance_start": [unit.start for unit in units],
         "control_guidance_end": [unit.end for unit in units],
     }
+    modes = [union_mode(entry.name, unit.type) for unit in units]
+    if entry.union_modes is not None and entry.union_call == "lists":
+        images = [[Image.fromarray(job.units[index].rgb) for job in jobs] for index in range(len(units))]
+        return {entry.control_argument: images, "control_mode": modes, **values}
     if len(units) == 1:
         images = [Image.fromarray(job.units[0].rgb) for job in jobs]
-        return {control_argument: images, **{name: listed[0] for name, listed in values.items()}}
-    batches = [
-        np.stack([job.units[index].rgb for job in jobs]).astype(np.float32) / 255.0 for index in range(len(units))
-    ]
-    return {control_argument: batches, **values}
+        arguments = {entry.control_argument: images, **{name: listed[0] for name, listed in values.items()}}
+    else:
+        batches = [
+            np.stack([job.units[index].rgb for job in jobs]).astype(np.float32) / 255.0 for index in range(len(units))
+        ]
+        arguments = {entry.control_argument: batches, **values}
+    if entry.union_modes is not None:
+        arguments["control_mode"] = modes[0] if len(units) == 1 else modes
+    return arguments
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

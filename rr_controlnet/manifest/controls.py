@@ -22,6 +22,7 @@ from rr_controlnet.manifest.checks import Problems, kind_of, validated_model
 from rr_controlnet.manifest.unit_fields import MAX_UNITS, ControlUnitFields, unit_field
 from rr_controlnet.manifest.yaml_source import line_of, shown
 from rr_controlnet.models.control_models import default_model_problem, model_family
+from rr_controlnet.models.families import FAMILIES, union_mode
 from rr_controlnet.spec import ControlUnit, Item, ModelSpec
 
 # A unit's field -> the item's effective parameter it defaults to.
@@ -97,6 +98,9 @@ def _check_unit(
             problems.add(line_of(raw, key), where, f"{name}.{key} is for canny units only")
     if model is None:
         return
+    if FAMILIES[model.family].union_modes is not None:
+        _check_union_unit(values, raw, name, where, model, problems)
+        return
     family = model_family(values["model"]) if "model" in values else None
     if family is not None and family != model.family:
         message = f"{name}.model {shown(values['model'])} is a {family} ControlNet, the base model is {model.family}"
@@ -104,6 +108,21 @@ def _check_unit(
     problem = default_model_problem(unit_type, values.get("model"), model)
     if problem:
         problems.add(line_of(raw, "model") or line_of(raw), where, f"{name}.model: {problem}")
+
+
+def _check_union_unit(
+    values: dict[str, Any], raw: Mapping, name: str, where: str, model: ModelSpec, problems: Problems
+) -> None:
+    """A unit on a union model: of a type the model has a mode for, and without a ControlNet of its own."""
+    modes = FAMILIES[model.family].union_modes or {}
+    title = f"the union model {model.controlnet} ({model.family})"
+    if values["type"] not in modes:
+        known = ", ".join(modes)
+        message = f"{name}.type {shown(values['type'])}: {title} has no mode for it; it knows {known}"
+        problems.add(line_of(raw, "type") or line_of(raw), where, message)
+    if "model" in values:
+        message = f"{name}.model: {title} runs every unit itself, in the mode of the unit's type; leave model out"
+        problems.add(line_of(raw, "model") or line_of(raw), where, message)
 
 
 def item_units(
@@ -225,9 +244,9 @@ def _relative(path: Path, base_dir: Path) -> str:
         return str(path)
 
 
-def units_record(item: Item, map_sha256: Mapping[Path, str]) -> dict[str, Any]:
+def units_record(item: Item, map_sha256: Mapping[Path, str], family: str | None = None) -> dict[str, Any]:
     """{"controls": {"1-depth": {...}}} for an item with units, each named, its user map by content (summary.json,
-    fingerprints, compare: a change names its unit); {} for an item without."""
+    fingerprints, compare: a change names its unit) and on a union family its mode; {} for an item without."""
     if not item.controls:
         return {}
     record = {}
@@ -235,5 +254,8 @@ def units_record(item: Item, map_sha256: Mapping[Path, str]) -> dict[str, Any]:
         fields = unit.record()
         if unit.image is not None:
             fields["map_sha256"] = map_sha256.get(unit.image, "")
+        mode = union_mode(family, unit.type) if family is not None else None
+        if mode is not None:
+            fields["mode"] = mode
         record[unit_name(index, unit)] = fields
     return {"controls": record}

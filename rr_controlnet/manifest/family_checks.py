@@ -1,6 +1,6 @@
 """What a model family refuses that the fields alone allow: a negative prompt where guidance is distilled
-(Flux), a scheduler it cannot run (flow matching or not), sizes that are not a multiple of its latent grid,
-control units on a union model.
+(Flux), a scheduler it cannot run (flow matching or not), sizes that are not a multiple of its latent grid.
+(A union model's units are checked with the other unit rules, in manifest/controls.)
 
 Each rule is reported once, at its first item, with how many other items break it too.
 """
@@ -41,11 +41,6 @@ def _item_rules(family: str, item: Item) -> list[str]:
         rules.append(
             f"negative_prompt: {entry.title} ({family}) has no classifier-free guidance (its guidance is "
             "distilled), so a negative prompt would be ignored; remove it"
-        )
-    if entry.control_mode is not None and item.controls:
-        rules.append(
-            f"controls: a {entry.title} ({family}) runs its one union model in Canny's mode; control units "
-            "(one mode per unit) are not supported on it yet: remove `controls` or use an sdxl model"
         )
     for side in ("width", "height"):
         value = getattr(params, side)

@@ -57,7 +57,10 @@ BASE_CONTROLNET: Final = "base"  # the source of a unit that reads the loaded pi
 def unit_source(unit: ControlUnit, spec: ModelSpec) -> str:
     """What a unit's ControlNet is read from: BASE_CONTROLNET (the pipeline's own), `random:<seed text>` for
     the presets built in code, else a hub id, folder or file. Raises ModelLoadError for a type the base
-    preset has no ControlNet for, when the unit names none."""
+    preset has no ControlNet for, when the unit names none. On a union family every unit reads the base's own
+    union model (in its type's mode; validate refuses a unit's own model there)."""
+    if FAMILIES[spec.family].union_modes is not None:
+        return BASE_CONTROLNET
     if built_weights(spec) is not None:
         if unit.type == "canny" and unit.model in (None, spec.name):
             return BASE_CONTROLNET
@@ -148,12 +151,24 @@ class UnitControlNets:
         return tuple(unit_source(unit, self.model.spec) for unit in units)
 
     def pipeline(self, units: Sequence[ControlUnit]) -> Any:
-        """The pipeline that runs these units' ControlNets, in order; the loaded one for a single default unit."""
+        """The pipeline that runs these units' ControlNets, in order; the loaded one for a single default unit.
+        A union model runs every unit itself: the loaded pipeline, or (Flux, several units) one whose
+        multi-ControlNet holds the union model once and runs it per unit."""
+        if FAMILIES[self.model.family].union_modes is not None:
+            return self._union_pipeline(len(units))
         sources = self.sources(units) if units else (BASE_CONTROLNET,)
         if sources not in self.pipelines:
             controlnets = [self.controlnet(source) for source in sources]
             self.pipelines[sources] = self._pipeline_with(controlnets[0] if len(controlnets) == 1 else controlnets)
         return self.pipelines[sources]
+
+    def _union_pipeline(self, count: int) -> Any:
+        if FAMILIES[self.model.family].union_call == "lists" or count <= 1:
+            return self.model.pipe
+        key = (BASE_CONTROLNET, "as a multi-ControlNet")
+        if key not in self.pipelines:
+            self.pipelines[key] = self._pipeline_with([self.model.pipe.controlnet])  # one net, run per image
+        return self.pipelines[key]
 
     def controlnet(self, source: str) -> Any:
         if source not in self.controlnets:

@@ -8,6 +8,7 @@ imports torch or diffusers; pipelines are named as `diffusers` exports them, Con
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -32,12 +33,39 @@ class Family:
     control_argument: str = "image"  # the pipeline call's argument for the control image
     true_cfg: bool = True  # classifier-free guidance with a negative prompt; False: guidance is distilled
     packed_latents: bool = False  # latents come as 2x2 patches packed into tokens (Flux)
-    # Union models: the control type's index (Canny's), and the control images passed as one list per type.
-    control_mode: int | None = None
+    # Union models: one ControlNet for many control types, each unit's type given to it as a mode (the model's
+    # own table, below); None for a ControlNet of one type. A unit of a type missing from it is refused.
+    union_modes: Mapping[str, int] | None = None
+    # How the pipeline takes several units of the one union model: "lists" (the union pipeline: a control
+    # image and a mode per unit, in lists) or "multi" (one unit as the ControlNet itself with an int mode;
+    # several as a multi-ControlNet of it, a mode per unit, as Flux's model cards load it).
+    union_call: str = "lists"
     # Components of the base repo that loading never reads, and the pipeline's own options.
     unloaded: tuple[str, ...] = ()
     pipeline_options: dict[str, Any] = field(default_factory=dict)
 
+
+# xinsir/controlnet-union-sdxl-1.0 (its model card; diffusers' ControlNetUnionModel and ComfyUI's union types
+# number them alike): a mode per group of map types, with the names this project's units use beside them.
+XINSIR_UNION_MODES: Final[Mapping[str, int]] = {
+    "openpose": 0, "pose": 0,
+    "depth": 1,
+    "hed": 2, "pidi": 2, "scribble": 2, "ted": 2, "softedge": 2,
+    "canny": 3, "lineart": 3, "anime_lineart": 3, "mlsd": 3,
+    "normal": 4,
+    "segment": 5, "seg": 5,
+}  # fmt: skip
+# Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro (its model card: canny 0, tile 1, depth 2, blur 3, pose 4,
+# gray 5, low quality 6).
+SHAKKER_FLUX_UNION_MODES: Final[Mapping[str, int]] = {
+    "canny": 0,
+    "tile": 1,
+    "depth": 2,
+    "blur": 3,
+    "pose": 4, "openpose": 4,
+    "gray": 5,
+    "low_quality": 6, "lq": 6,
+}  # fmt: skip
 
 EPSILON_SCHEDULERS: Final = ("ddim", "euler", "euler_a", "dpmpp_2m", "unipc", "pndm", "ddpm")
 FLOW_SCHEDULERS: Final = ("flow_euler",)
@@ -80,6 +108,26 @@ _SDXL: Final = Family(
     pipeline_options={"add_watermarker": False},  # outputs as generated (and invisible-watermark optional)
 )
 
+_FLUX: Final = Family(
+    "flux",
+    "FLUX.1",
+    "FluxControlNetPipeline",
+    "FluxControlNetModel",
+    "FluxMultiControlNetModel",
+    native_size=1024,
+    # FLUX.1-dev's model card and FluxPipeline's default guidance (distilled, not CFG); 28 steps as diffusers.
+    defaults={"guidance_scale": 3.5, "steps": 28},
+    size_multiple=16,  # VAE 8 x 2x2 packing
+    latent_channels=16,
+    latent_rgb=_FLUX_RGB,
+    latent_rgb_bias=(-0.0329, -0.0718, -0.0851),
+    schedulers=FLOW_SCHEDULERS,
+    preview_decoder="madebyollin/taef1",
+    control_argument="control_image",
+    true_cfg=False,
+    packed_latents=True,
+)
+
 FAMILIES: Final[dict[str, Family]] = {
     "sd15": Family(
         "sd15",
@@ -108,7 +156,7 @@ FAMILIES: Final[dict[str, Family]] = {
         controlnet="ControlNetUnionModel",
         multi_controlnet="MultiControlNetUnionModel",
         control_argument="control_image",
-        control_mode=3,  # xinsir/controlnet-union-sdxl-1.0: 3 is canny (with lineart and mlsd)
+        union_modes=XINSIR_UNION_MODES,
     ),
     "sd3": Family(
         "sd3",
@@ -126,28 +174,30 @@ FAMILIES: Final[dict[str, Family]] = {
         preview_decoder="madebyollin/taesd3",
         control_argument="control_image",
     ),
-    "flux": Family(
-        "flux",
-        "FLUX.1",
-        "FluxControlNetPipeline",
-        "FluxControlNetModel",
-        "FluxMultiControlNetModel",
-        native_size=1024,
-        # FLUX.1-dev's model card and FluxPipeline's default guidance (distilled, not CFG); 28 steps as diffusers.
-        defaults={"guidance_scale": 3.5, "steps": 28},
-        size_multiple=16,  # VAE 8 x 2x2 packing
-        latent_channels=16,
-        latent_rgb=_FLUX_RGB,
-        latent_rgb_bias=(-0.0329, -0.0718, -0.0851),
-        schedulers=FLOW_SCHEDULERS,
-        preview_decoder="madebyollin/taef1",
-        control_argument="control_image",
-        true_cfg=False,
-        packed_latents=True,
+    "flux": _FLUX,
+    # FLUX.1 with a union ControlNet (FluxControlNetModel with a mode embedding): the same pipeline, a mode per unit.
+    "flux-union": replace(
+        _FLUX,
+        name="flux-union",
+        title="FLUX.1 with a ControlNet-Union model",
+        union_modes=SHAKKER_FLUX_UNION_MODES,
+        union_call="multi",
     ),
 }
 
 FAMILY_NAMES: Final = tuple(FAMILIES)
+
+
+def union_mode(family: str, unit_type: str) -> int | None:
+    """The mode a union model of `family` runs a unit of `unit_type` in; None off a union family, or for a type
+    its model has no mode for."""
+    modes = FAMILIES[family].union_modes
+    return None if modes is None else modes.get(unit_type)
+
+
+def canny_mode(family: str) -> int | None:
+    """The mode of an item without units (its one Canny map) on a union family; None elsewhere."""
+    return union_mode(family, "canny")
 
 
 def family_for_pipeline(class_name: str) -> str | None:

@@ -67,13 +67,26 @@ PRESETS: Final[dict[str, Preset]] = {
         "madebyollin/sdxl-vae-fp16-fix",
         1024,
         "published",
-        "SDXL base 1.0 with xinsir's ControlNet-Union (one model, many control types; here Canny's mode)",
+        "SDXL base 1.0 with xinsir's ControlNet-Union (one model, many control types: each unit's type picks its mode)",
+    ),
+    "flux-union": Preset(
+        "flux-union",
+        "black-forest-labs/FLUX.1-dev",
+        "Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro",
+        None,
+        1024,
+        "published",
+        "FLUX.1 [dev] with Shakker Labs' ControlNet-Union-Pro (one model, seven control modes; gated: accept the "
+        "FLUX.1 [dev] licence on the hub)",
     ),
     "tiny-sd15": Preset("sd15", "tiny-sd15", "tiny-sd15", None, 64, "tiny", "tiny random SD1.5-style model for tests"),
     "tiny-sdxl": Preset("sdxl", "tiny-sdxl", "tiny-sdxl", None, 64, "tiny", "tiny random SDXL-style model for tests"),
     "tiny-flux": Preset("flux", "tiny-flux", "tiny-flux", None, 64, "tiny", "tiny random Flux-style model for tests"),
     "tiny-sdxl-union": Preset(
         "sdxl-union", "tiny-sdxl-union", "tiny-sdxl-union", None, 64, "tiny", "tiny random SDXL ControlNet-Union model"
+    ),
+    "tiny-flux-union": Preset(
+        "flux-union", "tiny-flux-union", "tiny-flux-union", None, 64, "tiny", "tiny random Flux ControlNet-Union model"
     ),
     "tiny-sd3": Preset("sd3", "tiny-sd3", "tiny-sd3", None, 64, "tiny", "tiny random SD3-style model for tests"),
     "random-sd15": Preset(

@@ -4,6 +4,7 @@
   channels, a VAE scale of 8, Flux's 2x2 packing and SD3's patch 2), with CLIP and T5 text encoders from
   small configs and a toy T5 tokenizer built here (every printable character is a token).
 - ``tiny-sdxl-union``: tiny-sdxl with a ControlNet-Union model (ControlNetUnionModel) in place of its ControlNet.
+- ``tiny-flux-union``: tiny-flux with a union ControlNet (FluxControlNetModel with a mode embedding, `num_mode`).
 
 build_pipeline() and save_pipeline() take every kind, random_models' included (ALL_KINDS). Each component is
 built under its own seed (random_configs.COMPONENT_SEEDS), so a kind always gives the same weights.
@@ -25,10 +26,10 @@ from rr_controlnet.models.random_models import (
     toy_clip_tokenizer,
 )
 
-TRANSFORMER_KINDS: Final = ("tiny-flux", "tiny-sd3", "tiny-sdxl-union")
+TRANSFORMER_KINDS: Final = ("tiny-flux", "tiny-sd3", "tiny-sdxl-union", "tiny-flux-union")
 ALL_KINDS: Final = (*RANDOM_KINDS, *TRANSFORMER_KINDS)
 # The preview decoders (TAESD layout) of the 16-channel families take 16 latent channels.
-SIXTEEN_CHANNEL_KINDS: Final = ("tiny-flux", "tiny-sd3")
+SIXTEEN_CHANNEL_KINDS: Final = ("tiny-flux", "tiny-sd3", "tiny-flux-union")
 
 # diffusers' tests (tests/pipelines/controlnet_flux, controlnet_sd3) scaled to real latent shapes.
 TINY_FLUX_TRANSFORMER: Final = {
@@ -83,6 +84,8 @@ TINY_T5: Final = {
 T5_MAX_LENGTH: Final = 64
 # The union model's own layers at the tiny SDXL's width; six control types as xinsir's model has.
 TINY_UNION_EXTRA: Final = {"num_control_type": 6, "num_trans_channel": 32, "num_trans_head": 2, "num_proj_channel": 32}
+# Seven modes as Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro has (its config's num_mode).
+TINY_FLUX_UNION_CONTROLNET: Final = dict(TINY_FLUX_CONTROLNET, num_mode=7)
 # FlowMatchEulerDiscreteScheduler as FLUX.1-dev (dynamic shifting) and SD3.5 (shift 3) configure it.
 FLUX_FLOW: Final = {
     "shift": 3.0,
@@ -99,8 +102,8 @@ def build_pipeline(kind: str, dtype: Any = None) -> Any:
     """The ControlNet pipeline of any kind in ALL_KINDS, with random weights (see build_random_pipeline)."""
     if kind in RANDOM_KINDS:
         return build_random_pipeline(kind, dtype)
-    if kind == "tiny-flux":
-        return _flux_pipeline(dtype)
+    if kind in ("tiny-flux", "tiny-flux-union"):
+        return _flux_pipeline(dtype, TINY_FLUX_UNION_CONTROLNET if kind == "tiny-flux-union" else TINY_FLUX_CONTROLNET)
     if kind == "tiny-sd3":
         return _sd3_pipeline(dtype)
     if kind == "tiny-sdxl-union":
@@ -126,7 +129,7 @@ def save_preview_decoder(kind: str, folder: Path) -> Path:
     return save_folder(lambda: build_preview_decoder(kind), Path(folder), f"preview decoder {kind!r}")
 
 
-def _flux_pipeline(dtype: Any) -> Any:
+def _flux_pipeline(dtype: Any, controlnet_config: dict[str, Any]) -> Any:
     from diffusers import FluxControlNetModel, FluxControlNetPipeline, FluxTransformer2DModel
     from transformers import CLIPTextModel, T5EncoderModel
 
@@ -138,7 +141,7 @@ def _flux_pipeline(dtype: Any) -> Any:
         text_encoder_2=_t5(T5EncoderModel, "text_encoder_2", dtype),
         tokenizer_2=toy_t5_tokenizer(),
         transformer=built_component("unet", lambda: FluxTransformer2DModel(**TINY_FLUX_TRANSFORMER), dtype),
-        controlnet=_controlnet(lambda: FluxControlNetModel(**TINY_FLUX_CONTROLNET), dtype),
+        controlnet=_controlnet(lambda: FluxControlNetModel(**controlnet_config), dtype),
     )
 
 

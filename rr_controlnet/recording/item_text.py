@@ -9,6 +9,7 @@ from importlib import metadata
 from typing import Any, Final
 
 from rr_controlnet.models.control_models import unit_model_name
+from rr_controlnet.models.families import union_mode
 from rr_controlnet.spec import ControlUnit, GenerationParams, Item, ModelSpec
 
 VERSIONED_PACKAGES: Final = ("rr-controlnet", "diffusers", "torch", "transformers", "rerun-sdk")
@@ -61,9 +62,11 @@ def params_markdown(
 
 def unit_text(unit: ControlUnit, model: ModelSpec, resize: str | None = None) -> str:
     """A control unit as A1111 writes a ControlNet unit: `Module: depth, Model: ..., Weight: 0.6, ...`."""
+    mode = union_mode(model.family, unit.type)
     parts = [
         f"Module: {unit.type}",
         f"Model: {unit_model_name(unit, model)}",
+        *([f"Control Mode: {mode}"] if mode is not None else []),
         f"Weight: {unit.scale:g}",
         f"Guidance Start: {unit.start:g}",
         f"Guidance End: {unit.end:g}",
@@ -75,6 +78,13 @@ def unit_text(unit: ControlUnit, model: ModelSpec, resize: str | None = None) ->
     if resize is not None:
         parts.append(f"Resize Mode: {resize}")
     return ", ".join(parts)
+
+
+def unit_record(unit: ControlUnit, model: ModelSpec) -> dict[str, Any]:
+    """A unit as the PNG's JSON holds it: its fields, the ControlNet it read and, on a union model, its mode."""
+    record = {**unit.record(), "model": unit_model_name(unit, model)}
+    mode = union_mode(model.family, unit.type)
+    return record if mode is None else {**record, "mode": mode}
 
 
 def _cell(value: Any) -> str:
@@ -132,5 +142,5 @@ def png_text_chunks(
     if item.sweep is not None:
         full["sweep"] = {"source": item.sweep.source, "values": item.sweep.values}
     if item.controls:
-        full["controls"] = [{**unit.record(), "model": unit_model_name(unit, model)} for unit in item.controls]
+        full["controls"] = [unit_record(unit, model) for unit in item.controls]
     return {"parameters": parameters, "rr-controlnet": json.dumps(full, sort_keys=True)}

@@ -63,7 +63,7 @@ def plan_items(
         for path in [item.image, *map_paths(item.controls)]:
             if path not in image_hashes:
                 image_hashes[path] = file_sha256(path)
-        controls = units_record(item, image_hashes)
+        controls = units_record(item, image_hashes, manifest.model.family)
         fingerprint = ParamsFingerprint(
             params=item.params,
             model=manifest.model,
