@@ -363,7 +363,85 @@ def test_items_with_units_share_a_pipeline_call_and_draw_what_they_draw_alone(tm
         assert np.abs(alone - shared).max() <= 2, item_id
 
 
-def test_units_on_a_union_model_are_refused_in_validate(tmp_path: Path) -> None:
-    manifest = units_manifest(tmp_path, model="tiny-sdxl-union", items=[{"image": "horse.png", "controls": [DEPTH]}])
+# --- units on a union model ------------------------------------------------------------------------
+
+# Each union preset with its model's modes for a canny and a depth unit (families.XINSIR_UNION_MODES,
+# SHAKKER_FLUX_UNION_MODES).
+UNION_MODES = [("tiny-sdxl-union", [3, 1]), ("tiny-flux-union", [0, 2])]
+
+
+class PipelineCalls:
+    """Each call of a pipeline class (a spy on it): its arguments and the ControlNet it ran; the call goes on."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, family: str):
+        from rr_controlnet.models.loading import pipeline_class
+
+        self.arguments: list[dict] = []
+        self.controlnets: list = []
+        pipeline = pipeline_class(family)
+        original = pipeline.__call__
+
+        def spy(pipe, *args, **kwargs):
+            self.arguments.append(kwargs)
+            self.controlnets.append(pipe.controlnet)
+            return original(pipe, *args, **kwargs)
+
+        monkeypatch.setattr(pipeline, "__call__", spy)
+
+
+@pytest.mark.parametrize(("model", "modes"), UNION_MODES)
+def test_units_on_a_union_model_run_in_the_modes_of_their_types(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, modes: list[int]
+) -> None:
+    items = [
+        {
+            "id": "both",
+            "image": "horse.png",
+            "controls": [{"type": "canny"}, {**DEPTH, "image": "maps/depth/horse.png"}],
+        },
+        {"id": "canny", "image": "horse.png", "controls": [{"type": "canny"}]},
+        {"id": "plain", "image": "horse.png"},
+    ]
+    manifest = units_manifest(tmp_path, model=model, items=items)
+    calls = PipelineCalls(monkeypatch, load_manifest(manifest).model.family)
+    run_batch(manifest, tmp_path / "out", "--no-adherence")
+    both, canny, plain = calls.arguments
+    assert both["control_mode"] == modes
+    assert (both["controlnet_conditioning_scale"], both["control_guidance_end"]) == ([0.5, 0.8], [1.0, 1.0])
+    # SDXL's union pipeline takes a list of modes even for one; Flux's takes one unit's mode as an int
+    assert canny["control_mode"] == plain["control_mode"] == ([modes[0]] if model == "tiny-sdxl-union" else modes[0])
+    assert len({id(controlnet) for controlnet in calls.controlnets[1:]}) == 1  # the loaded pipeline's own model
+    nets = getattr(calls.controlnets[0], "nets", [calls.controlnets[0]])
+    assert len(nets) == 1 and nets[0] is calls.controlnets[1]  # one union model runs both units
+    out = tmp_path / "out"
+    assert not np.array_equal(output_pixels(out, "both"), output_pixels(out, "canny"))  # the depth unit acts
+    recorded = summary_items(out)["both"]["params"]["controls"]
+    assert [unit["mode"] for unit in recorded.values()] == modes
+    parameters = Image.open(out / "both.png").text["parameters"]
+    assert f"Module: depth, Model: {model}, Control Mode: {modes[1]}, Weight: 0.8" in parameters
+
+
+@pytest.mark.parametrize(
+    ("model", "known"),
+    [("tiny-sdxl-union", "openpose, pose, depth, hed"), ("tiny-flux-union", "canny, tile, depth, blur")],
+)
+def test_a_unit_type_the_union_model_has_no_mode_for_is_refused_in_validate(
+    tmp_path: Path, model: str, known: str
+) -> None:
+    controls = [
+        {"type": "canny"},
+        {"type": "thermal", "image": "horse.png"},
+        {"type": "depth", "image": "horse.png", "model": "tiny-sdxl"},
+    ]
+    manifest = units_manifest(tmp_path, model=model, items=[{"image": "horse.png", "controls": controls}])
     result = run_cli("validate", manifest, exit_code=2)
-    assert "item 'horse' (#1): controls: a Stable Diffusion XL with a ControlNet-Union model" in result.output
+    family = model.removeprefix("tiny-")
+    line = document_line(manifest, "thermal", 1)
+    assert (
+        f"{manifest}:{line}: item 'horse' (#1): controls[1].type 'thermal': the union model {model} ({family}) has no "
+        f"mode for it; it knows {known}"
+    ) in result.output
+    assert (
+        f"controls[2].model: the union model {model} ({family}) runs every unit itself, in the mode of the unit's "
+        "type; leave model out"
+    ) in result.output

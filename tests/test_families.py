@@ -1,4 +1,4 @@
-"""The Flux and SD3 families (and SDXL with a ControlNet-Union model) through the whole path, on their tiny models: recorded latents as images,
+"""The Flux and SD3 families (and SDXL and Flux with a ControlNet-Union model) through the whole path, on their tiny models: recorded latents as images,
 previews, seeds, sweeps across shards, compare, Ray, what `validate` refuses, and gated repos.
 
 test_batch.py runs the same end-to-end checks on every family; these are what differs between them.
@@ -6,6 +6,7 @@ test_batch.py runs the same end-to-end checks on every family; these are what di
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -44,7 +45,7 @@ def test_a_wide_items_latents_are_recorded_unpacked_with_their_previews(
     assert pixels(tmp_path / "out" / "horse.png").shape == (64, 96, 3)
 
 
-@pytest.mark.parametrize("model", [*FAMILY_MODELS, "tiny-sdxl-union"])
+@pytest.mark.parametrize("model", [*FAMILY_MODELS, "tiny-sdxl-union", "tiny-flux-union"])
 def test_outputs_follow_from_the_seed_alone(tmp_path: Path, model: str) -> None:
     """An item alone, second in a batch and batched with another: the same pixels (SD3's pipeline samples the
     control image's latents from torch's global generator; the batch gives it the item's own)."""
@@ -59,6 +60,20 @@ def test_outputs_follow_from_the_seed_alone(tmp_path: Path, model: str) -> None:
     np.testing.assert_array_equal(horse, pixels(tmp_path / "together" / "horse.png"))
     assert np.abs(horse - pixels(tmp_path / "batched" / "horse.png")).max() <= 2
     assert not np.array_equal(horse, pixels(tmp_path / "seed9" / "horse.png"))
+
+
+# sha256 of the PNGs tiny_manifest on tiny-sdxl-union (--no-adherence) wrote while the union model ran in Canny's
+# mode only (commit b0f2264): an item without `controls` must still give these bytes now that units pick modes.
+BEFORE_UNION_UNITS = {
+    "astronaut.png": "37bfa5fc5f82090d02d94b2079e7d6327763b04e87fdbf58872b0d42c7fce374",
+    "horse.png": "b9ff8522a9494b53cae012710ba2ef614992d4145592e376821dbd7c8ce51ba2",
+}
+
+
+def test_a_union_manifest_without_controls_gives_the_same_bytes_as_before(tmp_path: Path) -> None:
+    run_batch(tiny_manifest(tmp_path, model="tiny-sdxl-union"), tmp_path / "out", "--no-adherence")
+    for name, digest in BEFORE_UNION_UNITS.items():
+        assert hashlib.sha256((tmp_path / "out" / name).read_bytes()).hexdigest() == digest, name
 
 
 @pytest.mark.parametrize("model", FAMILY_MODELS)
