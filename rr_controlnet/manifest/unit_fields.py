@@ -7,7 +7,7 @@ units against it without an import circle.
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 # holds a ControlNet's weights (as large as a third of the UNet).
 MAX_UNITS: Final = 4
 TYPE_PATTERN: Final = r"^[a-z][a-z0-9_-]*$"
+
+
+def _optional(description: str, **bounds: Any) -> Any:
+    """A field a unit may leave out (unset: the item's value, or the default the description names), within
+    `bounds` (pydantic's ge, le, min_length)."""
+    return Field(None, description=description, **bounds)
 
 
 class ControlUnitFields(BaseModel):
@@ -25,50 +31,24 @@ class ControlUnitFields(BaseModel):
     type: str = Field(
         pattern=TYPE_PATTERN,
         description="canny (computed from the item's image), or the name of a map you supply: depth, pose, "
-        "normal, lineart, scribble, seg, tile, any word.",
+        "normal, lineart, scribble, seg, tile, any word. On a union model (sdxl-union, flux-union): a type "
+        "its model has a mode for.",
     )
-    image: str = Field(
-        None,  # type: ignore[assignment]
+    image: str = _optional(
+        "The map, relative to the manifest; `{id}` stands for the item's id (`maps/depth/{id}.png`). Required "
+        "for every type but canny; resized like the input.",
         min_length=1,
-        description="The map, relative to the manifest; `{id}` stands for the item's id "
-        "(`maps/depth/{id}.png`). Required for every type but canny; resized like the input.",
     )
-    model: str = Field(
-        None,  # type: ignore[assignment]
+    model: str = _optional(
+        "The unit's ControlNet: a preset name, a hub id or a local folder. Default: the base preset's "
+        "ControlNet for the type (on a union model: the union model itself, in the type's mode; no other).",
         min_length=1,
-        description="The unit's ControlNet: a preset name, a hub id or a local folder. Default: the base "
-        "preset's ControlNet for the type.",
     )
-    scale: float = Field(
-        None,  # type: ignore[assignment]
-        ge=0.0,
-        le=5.0,
-        description="Weight of the unit (controlnet_conditioning_scale). Default: the item's.",
-    )
-    start: float = Field(
-        None,  # type: ignore[assignment]
-        ge=0.0,
-        le=1.0,
-        description="Fraction of the steps where the unit starts acting. Default: the item's.",
-    )
-    end: float = Field(
-        None,  # type: ignore[assignment]
-        ge=0.0,
-        le=1.0,
-        description="Fraction of the steps where it stops acting. Default: the item's.",
-    )
-    low: int = Field(
-        None,  # type: ignore[assignment]
-        ge=0,
-        le=255,
-        description="canny only: the lower threshold. Default: the item's canny.low.",
-    )
-    high: int = Field(
-        None,  # type: ignore[assignment]
-        ge=0,
-        le=255,
-        description="canny only: the upper threshold. Default: the item's canny.high.",
-    )
+    scale: float = _optional("Weight of the unit (controlnet_conditioning_scale). Default: the item's.", ge=0.0, le=5.0)
+    start: float = _optional("Fraction of the steps where the unit starts acting. Default: the item's.", ge=0.0, le=1.0)
+    end: float = _optional("Fraction of the steps where it stops acting. Default: the item's.", ge=0.0, le=1.0)
+    low: int = _optional("canny only: the lower threshold. Default: the item's canny.low.", ge=0, le=255)
+    high: int = _optional("canny only: the upper threshold. Default: the item's canny.high.", ge=0, le=255)
 
 
 UNIT_KEYS: Final = tuple(ControlUnitFields.model_fields)
