@@ -433,7 +433,8 @@ def test_a_unit_type_the_union_model_has_no_mode_for_is_refused_in_validate(
         {"type": "thermal", "image": "horse.png"},
         {"type": "depth", "image": "horse.png", "model": "tiny-sdxl"},
     ]
-    manifest = units_manifest(tmp_path, model=model, items=[{"image": "horse.png", "controls": controls}])
+    swept = {"id": "swept", "image": "horse.png", "controls": [{"type": "canny"}], "sweep": {"controls.0.model": ["a"]}}
+    manifest = units_manifest(tmp_path, model=model, items=[{"image": "horse.png", "controls": controls}, swept])
     result = run_cli("validate", manifest, exit_code=2)
     family = model.removeprefix("tiny-")
     line = document_line(manifest, "thermal", 1)
@@ -445,3 +446,7 @@ def test_a_unit_type_the_union_model_has_no_mode_for_is_refused_in_validate(
         f"controls[2].model: the union model {model} ({family}) runs every unit itself, in the mode of the unit's "
         "type; leave model out"
     ) in result.output
+    assert f"sweep.controls.0.model: a union model ({family}) runs every unit itself; a unit's model cannot vary" in (
+        result.output
+    )
+    assert "3 problems" in result.output

@@ -233,10 +233,14 @@ def test_every_family_names_classes_diffusers_has_and_factors_for_each_latent_ch
         assert set(entry.schedulers) <= set(SCHEDULER_CLASSES)
 
 
-@pytest.mark.parametrize(("kind", "family"), [("tiny-flux", None), ("tiny-sd3", "sd3")])
+@pytest.mark.parametrize(
+    ("kind", "family", "read"),
+    [("tiny-flux", None, "flux"), ("tiny-sd3", "sd3", "sd3"), ("tiny-flux-union", None, "flux-union")],
+)
 def test_a_custom_model_reads_its_family_from_its_folder_or_the_manifest(
-    tmp_path: Path, kind: str, family: str | None
+    tmp_path: Path, kind: str, family: str | None, read: str
 ) -> None:
+    """From the folder: the pipeline class in model_index.json, and a union ControlNet from its config."""
     folder = save_pipeline(kind, tmp_path / "weights")
     model = {"base": "./weights", "controlnet": "./weights/controlnet", **({"family": family} if family else {})}
     manifest = tiny_manifest(tmp_path, items=[{"image": "horse.png"}])
@@ -247,5 +251,5 @@ def test_a_custom_model_reads_its_family_from_its_folder_or_the_manifest(
     recording = read_recording(tmp_path / "out" / "horse.rrd")
     assert tensor(recording.timed("/items/horse/latent")[0]).shape == (16, 8, 8)
     params = recording.static("/items/horse/params").columns["TextDocument:text"][0]
-    assert f"| model.family | {family or 'flux'} |" in params
+    assert f"| model.family | {read} |" in params
     assert folder.is_dir()

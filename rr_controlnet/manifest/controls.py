@@ -179,10 +179,14 @@ def check_unit_order(
 
 
 def check_swept_units(
-    fields: Sequence[tuple[str, int | None]], units: Sequence[ControlUnit], where: str, problems: Problems
+    fields: Sequence[tuple[str, int | None]],
+    units: Sequence[ControlUnit],
+    where: str,
+    problems: Problems,
+    family: str | None = None,
 ) -> set[int]:
-    """Swept unit fields (with their lines) name units the item has, of a type that takes them; returns the
-    swept units' indexes."""
+    """Swept unit fields (with their lines) name units the item has, of a type that takes them (and no model
+    on a union family); returns the swept units' indexes."""
     swept = set()
     for field, line in fields:
         address = unit_field(field)
@@ -197,6 +201,9 @@ def check_swept_units(
             problems.add(
                 line, where, f"sweep.{field}: controls[{index}] is a {units[index].type} unit; low and high are canny's"
             )
+        elif key == "model" and family is not None and FAMILIES[family].union_modes is not None:
+            message = f"sweep.{field}: a union model ({family}) runs every unit itself; a unit's model cannot vary"
+            problems.add(line, where, message)
     return swept
 
 

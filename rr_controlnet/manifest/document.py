@@ -255,7 +255,7 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: Problems)
         problems.add(line_of(raw, key), "model", message)
     if absent:
         return None
-    family = weights.family or _detect_family(sources["config"] or sources["base"])
+    family = weights.family or _detect_family(sources["config"] or sources["base"], sources["controlnet"])
     if family is None:
         message = f"model.family ({', '.join(FAMILY_NAMES)}) is required: it cannot be read from model.base"
         problems.add(line_of(raw), "model", message)
@@ -263,16 +263,22 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: Problems)
     return ModelSpec("custom", family, sources["base"], sources["controlnet"], sources["vae"], sources["config"])
 
 
-def _detect_family(source: str | None) -> str | None:
-    """Read the pipeline class from a local diffusers folder, without importing diffusers."""
+def _detect_family(source: str | None, controlnet: str | None) -> str | None:
+    """Read the pipeline class from a local diffusers folder (and a local ControlNet folder's config, which
+    tells a union model), without importing diffusers."""
     if source is None:
         return None
-    index = Path(source) / "model_index.json"
+    class_name = _json_file(Path(source) / "model_index.json").get("_class_name", "")
+    config = _json_file(Path(controlnet) / "config.json") if controlnet else {}
+    return family_for_pipeline(class_name, config)
+
+
+def _json_file(path: Path) -> dict[str, Any]:
     try:
-        class_name = json.loads(index.read_text()).get("_class_name", "")
+        document = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
-    return family_for_pipeline(class_name)
+        return {}
+    return document if isinstance(document, dict) else {}
 
 
 # --- items ---------------------------------------------------------------------------------------
@@ -356,7 +362,7 @@ def _check_item(
         return None
     controls = item_units(merged.get("controls"), merged, item_id, manifest_path.parent)
     swept_units = check_swept_units(
-        [(field, axis.line) for axis in axes for field in axis.fields], controls, where, problems
+        [(field, axis.line) for axis in axes for field in axis.fields], controls, where, problems, model.family
     )
     check_unit_order(controls, line_of(raw, "controls") or line_of(raw), where, problems, swept_units)
     params = GenerationParams(**{name: merged[name] for name in GenerationParams.__dataclass_fields__})

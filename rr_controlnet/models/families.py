@@ -200,8 +200,19 @@ def canny_mode(family: str) -> int | None:
     return union_mode(family, "canny")
 
 
-def family_for_pipeline(class_name: str) -> str | None:
-    """The family whose pipeline (or whose base text-to-image pipeline) a model_index.json names."""
+def family_for_pipeline(class_name: str, controlnet_config: Mapping[str, Any] | None = None) -> str | None:
+    """The family whose pipeline (or whose base text-to-image pipeline) a model_index.json names; its union
+    family where the ControlNet's config is a union model's (SDXL's class, or Flux's mode embedding)."""
+    family = _pipeline_family(class_name)
+    config = controlnet_config or {}
+    if family == "sdxl" and config.get("_class_name") == FAMILIES["sdxl-union"].controlnet:
+        return "sdxl-union"
+    if family == "flux" and config.get("num_mode"):
+        return "flux-union"
+    return family
+
+
+def _pipeline_family(class_name: str) -> str | None:
     for entry in FAMILIES.values():
         if class_name == entry.pipeline:
             return entry.name
