@@ -349,7 +349,9 @@ def test_a_local_unit_models_family_is_read_from_its_config(tmp_path: Path, conf
     assert model_family(str(tmp_path)) == family
 
 
-@pytest.mark.parametrize("model", ["tiny-sd15", "tiny-sdxl", "tiny-flux", "tiny-sd3"])
+@pytest.mark.parametrize(
+    "model", ["tiny-sd15", "tiny-sdxl", "tiny-flux", "tiny-sd3", "tiny-sdxl-union", "tiny-flux-union"]
+)
 def test_items_with_units_share_a_pipeline_call_and_draw_what_they_draw_alone(tmp_path: Path, model: str) -> None:
     units = [{"type": "canny"}, DEPTH]
     items = [{"image": "horse.png", "controls": units}, {"image": "astronaut.png", "controls": units, "seed": 3}]
@@ -417,8 +419,10 @@ def test_units_on_a_union_model_run_in_the_modes_of_their_types(
     assert not np.array_equal(output_pixels(out, "both"), output_pixels(out, "canny"))  # the depth unit acts
     recorded = summary_items(out)["both"]["params"]["controls"]
     assert [unit["mode"] for unit in recorded.values()] == modes
-    parameters = Image.open(out / "both.png").text["parameters"]
-    assert f"Module: depth, Model: {model}, Control Mode: {modes[1]}, Weight: 0.8" in parameters
+    depth = f"Module: depth, Model: {model}, Control Mode: {modes[1]}, Weight: 0.8"
+    assert depth in Image.open(out / "both.png").text["parameters"]
+    recorded_text = read_recording(out / "both.rrd").static("/items/both/params").columns["TextDocument:text"][0]
+    assert depth in str(recorded_text)
 
 
 @pytest.mark.parametrize(
