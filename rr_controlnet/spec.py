@@ -38,7 +38,7 @@ class ModelSpec:
     """Which weights to load. Values are hub ids, local diffusers folders or single files."""
 
     name: str  # a preset name, or "custom"
-    family: str  # a key of models.families.FAMILIES ("sd15", "sdxl", "sdxl-union", "sd3", "flux"): the pipeline class
+    family: str  # a key of models.families.FAMILIES ("sd15", "sdxl", "sdxl-union", "flux", ...): the pipeline class
     base: str
     controlnet: str
     vae: str | None = None
