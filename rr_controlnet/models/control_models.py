@@ -141,7 +141,8 @@ class UnitControlNets:
 
     def __init__(self, model: LoadedModel):
         self.model = model
-        self.controlnets: dict[str, Any] = {BASE_CONTROLNET: model.pipe.controlnet}
+        # A control model (flux-control) has none: it runs no units, only the pipeline itself.
+        self.controlnets: dict[str, Any] = {BASE_CONTROLNET: getattr(model.pipe, "controlnet", None)}
         self.pipelines: dict[tuple[str, ...], Any] = {(BASE_CONTROLNET,): model.pipe}
 
     def sources(self, units: Sequence[ControlUnit]) -> tuple[str, ...]:
