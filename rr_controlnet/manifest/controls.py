@@ -22,6 +22,7 @@ from rr_controlnet.manifest.checks import Problems, kind_of, validated_model
 from rr_controlnet.manifest.unit_fields import MAX_UNITS, ControlUnitFields, unit_field
 from rr_controlnet.manifest.yaml_source import line_of, shown
 from rr_controlnet.models.control_models import default_model_problem, model_family
+from rr_controlnet.models.families import FAMILIES
 from rr_controlnet.spec import ControlUnit, Item, ModelSpec
 
 # A unit's field -> the item's effective parameter it defaults to.
@@ -95,10 +96,13 @@ def _check_unit(
     for key in ("low", "high"):
         if unit_type != "canny" and key in values:
             problems.add(line_of(raw, key), where, f"{name}.{key} is for canny units only")
-    if model is None:
-        return
+    if model is None or not FAMILIES[model.family].has_controlnet:
+        return  # a control model runs no units: the family's rule says so, once
     family = model_family(values["model"]) if "model" in values else None
-    if family is not None and family != model.family:
+    if family is not None and not FAMILIES[family].has_controlnet:
+        message = f"{name}.model {shown(values['model'])} is a control model ({family}), not a ControlNet"
+        problems.add(line_of(raw, "model"), where, message)
+    elif family is not None and family != model.family:
         message = f"{name}.model {shown(values['model'])} is a {family} ControlNet, the base model is {model.family}"
         problems.add(line_of(raw, "model"), where, message)
     problem = default_model_problem(unit_type, values.get("model"), model)

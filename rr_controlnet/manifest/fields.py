@@ -14,7 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from rr_controlnet.manifest.unit_fields import MAX_UNITS, UNIT_SWEEPABLE, ControlUnitFields
 from rr_controlnet.manifest.yaml_source import shown
-from rr_controlnet.models.families import FAMILY_NAMES
+from rr_controlnet.models.families import FAMILIES, FAMILY_NAMES
 from rr_controlnet.models.schedulers import SCHEDULER_CLASSES
 
 MANIFEST_VERSION: Final = 1
@@ -228,14 +228,31 @@ class ItemFields(Params):
     )
 
 
+# The families whose models read the control image themselves: no ControlNet to name.
+CONTROL_MODEL_FAMILIES: Final = tuple(name for name, entry in FAMILIES.items() if not entry.has_controlnet)
+
+
 class ModelWeights(BaseModel):
     """Weights named by hand: hub ids, local diffusers folders (relative to the manifest) or single files."""
 
-    model_config = _CLOSED
+    # A ControlNet on a control model's family is refused, and required on any other family the manifest
+    # names (a family read from the base folder is checked by `validate` alone).
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "if": {"required": ["family"], "properties": {"family": {"enum": list(CONTROL_MODEL_FAMILIES)}}},
+            "then": {"not": {"required": ["controlnet"]}},
+            "else": {"anyOf": [{"required": ["controlnet"]}, {"not": {"required": ["family"]}}]},
+        },
+    )
 
     base: str = Field(min_length=1, description="Base model: hub id, diffusers folder or .safetensors file.")
-    controlnet: str = Field(
-        min_length=1, description="Canny ControlNet: hub id, diffusers folder or .safetensors file."
+    controlnet: str | None = Field(
+        None,
+        min_length=1,
+        description="Canny ControlNet: hub id, diffusers folder or .safetensors file; every family but flux-control "
+        "(a control model, which has none) requires one.",
     )
     vae: str | None = Field(None, min_length=1, description="Replacement VAE (optional).")
     config: str | None = Field(

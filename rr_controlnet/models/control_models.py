@@ -112,7 +112,7 @@ def model_family(model: str) -> str | None:
     except (OSError, ValueError):
         return None
     for entry in FAMILIES.values():
-        if entry.controlnet != "ControlNetModel" and settings.get("_class_name") == entry.controlnet:
+        if entry.controlnet not in (None, "ControlNetModel") and settings.get("_class_name") == entry.controlnet:
             return entry.name
     return "sdxl" if settings.get("addition_embed_type") == "text_time" else "sd15"
 

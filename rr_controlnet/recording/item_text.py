@@ -9,6 +9,7 @@ from importlib import metadata
 from typing import Any, Final
 
 from rr_controlnet.models.control_models import unit_model_name
+from rr_controlnet.models.families import FAMILIES
 from rr_controlnet.spec import ControlUnit, GenerationParams, Item, ModelSpec
 
 VERSIONED_PACKAGES: Final = ("rr-controlnet", "diffusers", "torch", "transformers", "rerun-sdk")
@@ -114,7 +115,7 @@ def png_text_chunks(
         settings += [
             f'ControlNet {index}: "{unit_text(unit, model, params.resize)}"' for index, unit in enumerate(item.controls)
         ]
-    else:
+    elif FAMILIES[model.family].has_controlnet:  # a control model reads the map itself: no ControlNet to name
         settings.append(f"ControlNet 0: {controlnet}")
     prompt = seen.get("prompt", params.prompt)
     negative = seen.get("negative_prompt", params.negative_prompt)
