@@ -24,7 +24,14 @@ from PIL import Image
 STEPS = 3
 # Each family's latent channels: what a 64x64 item's recorded latent holds per step, at the VAE's scale of 8
 # (Flux's packed 2x2 tokens unpacked).
-LATENT_CHANNELS = {"tiny-sd15": 4, "tiny-sdxl": 4, "tiny-sdxl-union": 4, "tiny-flux": 16, "tiny-sd3": 16}
+LATENT_CHANNELS = {
+    "tiny-sd15": 4,
+    "tiny-sdxl": 4,
+    "tiny-sdxl-union": 4,
+    "tiny-flux": 16,
+    "tiny-flux-control": 16,
+    "tiny-sd3": 16,
+}
 ADHERENCE_SCORES = ("f1", "precision", "recall", "f1_tolerant", "precision_tolerant", "recall_tolerant", "ssim")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from rr_controlnet.manifest.checks import Problems
 from rr_controlnet.manifest.fields import Params
 from rr_controlnet.manifest.yaml_source import line_of, shown
-from rr_controlnet.models.families import FAMILIES, Family
+from rr_controlnet.models.families import CONTROLNET_PARAMS, FAMILIES, Family
 from rr_controlnet.models.hub import is_single_file
 from rr_controlnet.spec import Item
 
@@ -58,17 +58,13 @@ def _item_rules(family: str, item: Item) -> list[str]:
     return rules
 
 
-# What only a ControlNet has: how strongly and over which steps it acts, and control units of their own.
-CONTROLNET_FIELDS = ("controlnet_conditioning_scale", "control_guidance_start", "control_guidance_end")
-
-
 def _controlnet_rules(entry: Family, item: Item) -> list[str]:
     """A control model reads the control image itself, at full strength on every step: a ControlNet's scale
     or range set to anything but the built-in default, and control units, would be ignored."""
     named = f"{entry.title} ({entry.name}) has no ControlNet: the model reads the Canny map itself on every step"
     rules = [
         f"{name}: {named}, so {shown(getattr(item.params, name))} would be ignored; remove it"
-        for name in CONTROLNET_FIELDS
+        for name in CONTROLNET_PARAMS
         if getattr(item.params, name) != Params.model_fields[name].default
     ]
     if item.controls:

@@ -173,6 +173,8 @@ FAMILIES: Final[dict[str, Family]] = {
 }
 
 FAMILY_NAMES: Final = tuple(FAMILIES)
+# The parameters only a ControlNet has (how strongly and over which steps it acts): a control model has none.
+CONTROLNET_PARAMS: Final = ("controlnet_conditioning_scale", "control_guidance_start", "control_guidance_end")
 
 
 def family_for_pipeline(class_name: str) -> str | None:

@@ -9,7 +9,7 @@ from importlib import metadata
 from typing import Any, Final
 
 from rr_controlnet.models.control_models import unit_model_name
-from rr_controlnet.models.families import FAMILIES
+from rr_controlnet.models.families import CONTROLNET_PARAMS, FAMILIES
 from rr_controlnet.spec import ControlUnit, GenerationParams, Item, ModelSpec
 
 VERSIONED_PACKAGES: Final = ("rr-controlnet", "diffusers", "torch", "transformers", "rerun-sdk")
@@ -48,9 +48,9 @@ def params_markdown(
     if item.sweep is not None:
         rows.append(("sweep of", item.sweep.source))
         rows += [(f"swept: {field}", _cell(value)) for field, value in item.sweep.values.items()]
-    rows += [
-        (name, _cell(value)) for name, value in asdict(item.params).items() if name not in ("prompt", "negative_prompt")
-    ]
+    # A control model has no ControlNet: its scale and range would read as if they acted.
+    left_out = ("prompt", "negative_prompt", *(() if FAMILIES[model.family].has_controlnet else CONTROLNET_PARAMS))
+    rows += [(name, _cell(value)) for name, value in asdict(item.params).items() if name not in left_out]
     rows += [(f"controls[{index}]", _cell(unit_text(unit, model))) for index, unit in enumerate(item.controls)]
     rows += [(f"model.{name}", _cell(value)) for name, value in asdict(model).items() if value is not None]
     rows += [(name, _cell(value)) for name, value in context.items()]
