@@ -123,16 +123,24 @@ class Params(BaseModel):
         description="Seed of the item's own generator: its output never depends on the rest of the batch.",
     )
     steps: int = Field(
-        50, ge=1, le=1000, description="Denoising steps.", json_schema_extra={"default_text": "50; 28 (SD3, Flux)"}
+        50,
+        ge=1,
+        le=1000,
+        description="Denoising steps.",
+        json_schema_extra={"default_text": "50; 28 (SD3, Flux with a ControlNet)"},
     )
     guidance_scale: float = Field(
         None,  # type: ignore[assignment] - the model family's default, filled in when parameters are merged
         ge=0.0,
         le=50.0,
         description="Classifier-free guidance.",
-        json_schema_extra={"default_text": "7.5 (SD1.5), 5.0 (SDXL), 7.0 (SD3), 3.5 (Flux, distilled guidance)"},
+        json_schema_extra={
+            "default_text": "7.5 (SD1.5), 5.0 (SDXL), 7.0 (SD3), 3.5 (Flux, distilled guidance), 30 (flux-control)"
+        },
     )
-    controlnet_conditioning_scale: float = Field(0.5, ge=0.0, le=5.0, description="Weight of the ControlNet.")
+    controlnet_conditioning_scale: float = Field(
+        0.5, ge=0.0, le=5.0, description="Weight of the ControlNet (none on flux-control: see Control models)."
+    )
     control_guidance_start: float = Field(
         0.0, ge=0.0, le=1.0, description="Fraction of the steps where the ControlNet starts acting; below the end."
     )
