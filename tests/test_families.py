@@ -7,6 +7,7 @@ test_batch.py runs the same end-to-end checks on every family; these are what di
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from helpers import decoded_image, read_recording, run_batch, run_cli, summary_i
 from hub_stand_in import StandInHub, hub_env
 from PIL import Image
 
-from rr_controlnet.models.random_transformer_models import save_pipeline
+from rr_controlnet.models.random_transformer_models import build_pipeline, save_pipeline
 
 FAMILY_MODELS = ["tiny-flux", "tiny-flux-control", "tiny-sd3"]
 # What a sweep varies: a control model has no ControlNet scale, so it sweeps its guidance.
@@ -315,3 +316,15 @@ def test_a_custom_control_model_loads_from_its_folder_or_its_transformer_file(tm
     np.testing.assert_array_equal(pixels(tmp_path / "custom" / "horse.png"), pixels(tmp_path / "out" / "horse.png"))
     params = read_recording(tmp_path / "custom" / "horse.rrd").static("/items/horse/params")
     assert "| model.family | flux-control |" in params.columns["TextDocument:text"][0]
+
+
+def test_tiny_flux_control_is_tiny_flux_with_the_control_latents_beside_the_noisy_ones(tmp_path: Path) -> None:
+    folder = save_pipeline("tiny-flux-control", tmp_path / "tiny-flux-control")
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "FluxControlPipeline" and "controlnet" not in index
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    assert (config["in_channels"], config["out_channels"]) == (128, 64)
+    control, flux = build_pipeline("tiny-flux-control"), build_pipeline("tiny-flux")
+    for component in ("vae", "text_encoder", "text_encoder_2"):  # each built under its own seed, as tiny-flux's
+        ours, theirs = getattr(control, component).state_dict(), getattr(flux, component).state_dict()
+        assert all(ours[name].equal(theirs[name]) for name in theirs), component
