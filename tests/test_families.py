@@ -111,6 +111,13 @@ def manifest_with(tmp_path: Path, model: str, scheduler: str | None = None, **de
             {"size": [64, 72]},
             "item 'astronaut' (#1): height: FLUX.1 (flux) needs a multiple of 16, got 72",
         ),
+        (
+            "tiny-flux-control",
+            None,
+            {"negative_prompt": "blurry"},
+            "item 'astronaut' (#1): negative_prompt: FLUX.1 control model (flux-control) has no classifier-free guidance",
+        ),
+        ("tiny-flux-control", "ddim", {}, "scheduler 'ddim' cannot run FLUX.1 control model (flux-control)"),
         ("tiny-sd3", "ddim", {}, "scheduler 'ddim' cannot run Stable Diffusion 3 / 3.5 (sd3); it takes flow_euler"),
         ("tiny-sd15", "flow_euler", {}, "scheduler 'flow_euler' cannot run Stable Diffusion 1.5 (sd15)"),
     ],
