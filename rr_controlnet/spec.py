@@ -38,9 +38,9 @@ class ModelSpec:
     """Which weights to load. Values are hub ids, local diffusers folders or single files."""
 
     name: str  # a preset name, or "custom"
-    family: str  # a key of models.families.FAMILIES ("sd15", "sdxl", "sdxl-union", "flux", ...): the pipeline class
+    family: str  # a key of models.families.FAMILIES ("sd15", "sdxl", "flux-control", ...): the pipeline class
     base: str
-    controlnet: str
+    controlnet: str | None  # None for a control model (family "flux-control"): the base reads the control image
     vae: str | None = None
     config: str | None = None  # diffusers config folder or hub id for a single-file base
 

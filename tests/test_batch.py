@@ -30,6 +30,7 @@ LATENT_CHANNELS = {
     "tiny-sdxl-union": 4,
     "tiny-flux": 16,
     "tiny-flux-union": 16,
+    "tiny-flux-control": 16,
     "tiny-sd3": 16,
 }
 ADHERENCE_SCORES = ("f1", "precision", "recall", "f1_tolerant", "precision_tolerant", "recall_tolerant", "ssim")

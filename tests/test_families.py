@@ -1,5 +1,6 @@
-"""The Flux and SD3 families (and SDXL and Flux with a ControlNet-Union model) through the whole path, on their tiny models: recorded latents as images,
-previews, seeds, sweeps across shards, compare, Ray, what `validate` refuses, and gated repos.
+"""The Flux and SD3 families (and SDXL and Flux with a ControlNet-Union model, and FLUX.1's control model)
+through the whole path, on their tiny models: recorded latents as images, previews, seeds, sweeps across shards,
+compare, Ray, what `validate` refuses, and gated repos.
 
 test_batch.py runs the same end-to-end checks on every family; these are what differs between them.
 """
@@ -7,6 +8,7 @@ test_batch.py runs the same end-to-end checks on every family; these are what di
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +20,11 @@ from helpers import decoded_image, read_recording, run_batch, run_cli, summary_i
 from hub_stand_in import StandInHub, hub_env
 from PIL import Image
 
-from rr_controlnet.models.random_transformer_models import save_pipeline
+from rr_controlnet.models.random_transformer_models import build_pipeline, save_pipeline
 
-FAMILY_MODELS = ["tiny-flux", "tiny-sd3"]
+FAMILY_MODELS = ["tiny-flux", "tiny-flux-control", "tiny-sd3"]
+# What a sweep varies: a control model has no ControlNet scale, so it sweeps its guidance.
+SWEPT = {"tiny-flux-control": {"guidance_scale": [20.0, 30.0], "seed": [1, 2]}}
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -78,7 +82,7 @@ def test_a_union_manifest_without_controls_gives_the_same_bytes_as_before(tmp_pa
 
 @pytest.mark.parametrize("model", FAMILY_MODELS)
 def test_a_sweep_across_two_shards_equals_one_process_and_compares_the_same(tmp_path: Path, model: str) -> None:
-    sweep = {"controlnet_conditioning_scale": [0.5, 1.0], "seed": [1, 2]}
+    sweep = SWEPT.get(model, {"controlnet_conditioning_scale": [0.5, 1.0], "seed": [1, 2]})
     manifest = tiny_manifest(tmp_path, model=model, items=[{"image": "horse.png", "sweep": sweep}])
     run_batch(manifest, tmp_path / "one", "--threads", "1")
     for shard in ("0/2", "1/2"):
@@ -122,6 +126,13 @@ def manifest_with(tmp_path: Path, model: str, scheduler: str | None = None, **de
             {"size": [64, 72]},
             "item 'astronaut' (#1): height: FLUX.1 (flux) needs a multiple of 16, got 72",
         ),
+        (
+            "tiny-flux-control",
+            None,
+            {"negative_prompt": "blurry"},
+            "item 'astronaut' (#1): negative_prompt: FLUX.1 control model (flux-control) has no classifier-free guidance",
+        ),
+        ("tiny-flux-control", "ddim", {}, "scheduler 'ddim' cannot run FLUX.1 control model (flux-control)"),
         ("tiny-sd3", "ddim", {}, "scheduler 'ddim' cannot run Stable Diffusion 3 / 3.5 (sd3); it takes flow_euler"),
         ("tiny-sd15", "flow_euler", {}, "scheduler 'flow_euler' cannot run Stable Diffusion 1.5 (sd15)"),
     ],
@@ -146,9 +157,10 @@ def test_flow_matching_families_run_their_scheduler_and_sd_ones_a_negative_promp
 
 
 @pytest.mark.integration
-def test_flux_on_ray_equals_one_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["tiny-flux", "tiny-flux-control"])
+def test_flux_on_ray_equals_one_process(tmp_path: Path, model: str) -> None:
     pytest.importorskip("ray", reason="the ray extra: pip install 'rr-controlnet[ray]'")
-    manifest = tiny_manifest(tmp_path, model="tiny-flux")
+    manifest = tiny_manifest(tmp_path, model=model)
     run_batch(manifest, tmp_path / "ray", "--ray", "--workers", "2", "--threads", "1")
     run_batch(manifest, tmp_path / "local", "--threads", "1")
     for item_id in ("astronaut", "horse"):
@@ -161,13 +173,19 @@ def test_flux_on_ray_equals_one_process(tmp_path: Path) -> None:
 
 FLUX_DEV = "black-forest-labs/FLUX.1-dev"
 FLUX_CANNY = "InstantX/FLUX.1-dev-Controlnet-Canny"
+FLUX_CANNY_DEV = "black-forest-labs/FLUX.1-Canny-dev"
+GATED_PRESETS = [("flux", FLUX_DEV), ("flux-canny-dev", FLUX_CANNY_DEV)]
 
 
 @pytest.fixture(scope="module")
 def gated_hub(tmp_path_factory: pytest.TempPathFactory):
-    """The flux preset's repos on the stand-in hub, FLUX.1-dev gated as on the hub, served from tiny-flux."""
-    folder = save_pipeline("tiny-flux", tmp_path_factory.mktemp("repos") / "tiny-flux")
-    with StandInHub({FLUX_DEV: folder, FLUX_CANNY: folder / "controlnet"}, gated=(FLUX_DEV,)) as hub:
+    """The flux presets' repos on the stand-in hub, the FLUX.1 ones gated as on the hub, served from the tiny
+    models."""
+    repos = tmp_path_factory.mktemp("repos")
+    folder = save_pipeline("tiny-flux", repos / "tiny-flux")
+    control = save_pipeline("tiny-flux-control", repos / "tiny-flux-control")
+    served = {FLUX_DEV: folder, FLUX_CANNY: folder / "controlnet", FLUX_CANNY_DEV: control}
+    with StandInHub(served, gated=(FLUX_DEV, FLUX_CANNY_DEV)) as hub:
         yield hub
 
 
@@ -177,34 +195,63 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def assert_gated_message(result: subprocess.CompletedProcess) -> None:
+def assert_gated_message(result: subprocess.CompletedProcess, repo: str = FLUX_DEV) -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     (line,) = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
-    assert f"{FLUX_DEV!r}: gated" in line
+    assert f"{repo!r}: gated" in line
     assert "HF_TOKEN" in line and "`hf auth login`" in line
 
 
-def test_fetching_a_gated_repo_without_access_says_how_to_give_a_token(gated_hub: StandInHub, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("preset", "repo"), GATED_PRESETS)
+def test_fetching_a_gated_repo_without_access_says_how_to_give_a_token(
+    gated_hub: StandInHub, tmp_path: Path, preset: str, repo: str
+) -> None:
     env = {key: value for key, value in hub_env(gated_hub.url, tmp_path / "hf").items() if key != "HF_TOKEN"}
-    assert_gated_message(cli(env, "fetch", "flux", "--dtype", "bf16"))
+    assert_gated_message(cli(env, "fetch", preset, "--dtype", "bf16"), repo)
 
 
-def test_a_run_on_a_gated_repo_without_access_says_the_same(gated_hub: StandInHub, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("preset", "repo"), GATED_PRESETS)
+def test_a_run_on_a_gated_repo_without_access_says_the_same(
+    gated_hub: StandInHub, tmp_path: Path, preset: str, repo: str
+) -> None:
     env = {key: value for key, value in hub_env(gated_hub.url, tmp_path / "hf").items() if key != "HF_TOKEN"}
-    manifest = tiny_manifest(tmp_path, model="flux")
+    manifest = tiny_manifest(tmp_path, model=preset)
     result = cli(env, "batch", str(manifest), "--out", str(tmp_path / "out"), "--device", "cpu")
-    assert_gated_message(result)
+    assert_gated_message(result, repo)
     assert not list((tmp_path / "out").glob("*.png")) if (tmp_path / "out").exists() else True
 
 
 def test_models_says_gated_beside_the_gated_repos(gated_hub: StandInHub, tmp_path: Path) -> None:
     env = hub_env(gated_hub.url, tmp_path / "hf")
-    result = cli(env, "models", "flux", "sd35")
+    result = cli(env, "models", "flux", "sd35", "flux-canny-dev")
     assert result.returncode == 0, result.stderr
     rows = {line.split()[2]: line for line in result.stdout.splitlines() if line.startswith(("flux", "sd35"))}
     assert "(gated)" in rows[FLUX_DEV] and "(gated)" not in rows[FLUX_CANNY]
     assert "(gated)" in rows["stabilityai/stable-diffusion-3.5-large"]
+    assert "(gated)" in rows[FLUX_CANNY_DEV]
+    assert not [
+        line for line in result.stdout.splitlines() if line.startswith("flux-canny-dev ") and "controlnet" in line
+    ]
+
+
+def test_the_flux_canny_dev_preset_loads_its_hub_repo_alone(tmp_path: Path) -> None:
+    """With access given (here: a hub that does not gate it), `fetch` downloads the one repo (no ControlNet)
+    and an offline batch loads it from the cache: the same pixels as the same weights from their folder."""
+    control = save_pipeline("tiny-flux-control", tmp_path / "repos" / "tiny-flux-control")
+    with StandInHub({FLUX_CANNY_DEV: control}) as hub:
+        env = hub_env(hub.url, tmp_path / "hf")
+        fetched = cli(env, "fetch", "flux-canny-dev", "--dtype", "fp32")
+        assert fetched.returncode == 0, fetched.stderr
+        manifest = tiny_manifest(tmp_path, model="flux-canny-dev", items=[{"image": "horse.png"}])
+        result = cli({**env, "HF_HUB_OFFLINE": "1"}, "batch", str(manifest), "--out", str(tmp_path / "hub"))
+        assert result.returncode == 0, result.stderr
+    (tmp_path / "local").mkdir()
+    local = tiny_manifest(tmp_path / "local", model="tiny-flux-control", items=[{"image": "horse.png"}])
+    run_batch(local, tmp_path / "local" / "out")
+    np.testing.assert_array_equal(
+        pixels(tmp_path / "hub" / "horse.png"), pixels(tmp_path / "local" / "out" / "horse.png")
+    )
 
 
 @pytest.mark.parametrize("model", FAMILY_MODELS)
@@ -228,7 +275,8 @@ def test_every_family_names_classes_diffusers_has_and_factors_for_each_latent_ch
     for entry in FAMILIES.values():
         assert hasattr(diffusers, entry.pipeline), entry.name
         for class_name in (entry.controlnet, entry.multi_controlnet):
-            assert hasattr(diffusers.models.controlnets, class_name), (entry.name, class_name)
+            assert class_name is None or hasattr(diffusers.models.controlnets, class_name), (entry.name, class_name)
+        assert entry.denoiser is None or hasattr(diffusers, entry.denoiser)
         assert len(entry.latent_rgb) == entry.latent_channels and len(entry.latent_rgb_bias) == 3
         assert set(entry.schedulers) <= set(SCHEDULER_CLASSES)
 
@@ -253,3 +301,56 @@ def test_a_custom_model_reads_its_family_from_its_folder_or_the_manifest(
     params = recording.static("/items/horse/params").columns["TextDocument:text"][0]
     assert f"| model.family | {read} |" in params
     assert folder.is_dir()
+
+
+# --- a control model: FLUX.1 Canny [dev] reads the map itself ----------------------------------------
+
+
+def test_a_control_model_reads_the_canny_map_and_records_it_as_a_controlnet_run_does(tmp_path: Path) -> None:
+    # The same seed and prompt: only the control image differs between the two outputs.
+    items = [{"image": "horse.png", "seed": 1}, {"image": "astronaut.png", "seed": 1}]
+    run_batch(tiny_manifest(tmp_path, model="tiny-flux-control", items=items), tmp_path / "out")
+    assert not np.array_equal(pixels(tmp_path / "out" / "horse.png"), pixels(tmp_path / "out" / "astronaut.png"))
+    recording = read_recording(tmp_path / "out" / "horse.rrd")
+    assert decoded_image(recording.static("/items/horse/input/canny")).shape[:2] == (64, 64)
+    params = recording.static("/items/horse/params").columns["TextDocument:text"][0]
+    assert "| model.family | flux-control |" in params and "| guidance_scale | 30.0 |" in params
+    assert "controlnet_conditioning_scale" not in params and "control_guidance" not in params
+    text = Image.open(tmp_path / "out" / "horse.png").text["parameters"]
+    assert "CFG scale: 30" in text and "ControlNet" not in text  # no ControlNet to name
+
+
+@pytest.mark.parametrize("source", ["folder", "transformer file"])
+def test_a_custom_control_model_loads_from_its_folder_or_its_transformer_file(tmp_path: Path, source: str) -> None:
+    """A diffusers folder (its family read from model_index.json: FluxControlPipeline), or the transformer alone
+    in one .safetensors file (as Black Forest Labs publish it) with the folder as its config: the same pixels
+    as the preset."""
+    folder = save_pipeline("tiny-flux-control", tmp_path / "weights")
+    model = {"base": "./weights"}
+    if source == "transformer file":
+        (tmp_path / "flux1-canny.safetensors").write_bytes(
+            (folder / "transformer" / "diffusion_pytorch_model.safetensors").read_bytes()
+        )
+        model = {"base": "./flux1-canny.safetensors", "config": "./weights", "family": "flux-control"}
+    manifest = tiny_manifest(tmp_path, items=[{"image": "horse.png"}])
+    document = yaml.safe_load(manifest.read_text())
+    document["model"] = model
+    manifest.write_text(yaml.safe_dump(document, sort_keys=False))
+    run_batch(manifest, tmp_path / "custom")
+    (tmp_path / "preset").mkdir()
+    run_batch(tiny_manifest(tmp_path / "preset", "tiny-flux-control", [{"image": "horse.png"}]), tmp_path / "out")
+    np.testing.assert_array_equal(pixels(tmp_path / "custom" / "horse.png"), pixels(tmp_path / "out" / "horse.png"))
+    params = read_recording(tmp_path / "custom" / "horse.rrd").static("/items/horse/params")
+    assert "| model.family | flux-control |" in params.columns["TextDocument:text"][0]
+
+
+def test_tiny_flux_control_is_tiny_flux_with_the_control_latents_beside_the_noisy_ones(tmp_path: Path) -> None:
+    folder = save_pipeline("tiny-flux-control", tmp_path / "tiny-flux-control")
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "FluxControlPipeline" and "controlnet" not in index
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    assert (config["in_channels"], config["out_channels"]) == (128, 64)
+    control, flux = build_pipeline("tiny-flux-control"), build_pipeline("tiny-flux")
+    for component in ("vae", "text_encoder", "text_encoder_2"):  # each built under its own seed, as tiny-flux's
+        ours, theirs = getattr(control, component).state_dict(), getattr(flux, component).state_dict()
+        assert all(ours[name].equal(theirs[name]) for name in theirs), component

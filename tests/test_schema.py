@@ -55,7 +55,12 @@ def test_custom_model_mapping_is_valid() -> None:
         pytest.param(manifest(size=64, width=64), ["items", 0], id="size-and-width"),
         pytest.param(manifest(id="a/b"), ["items", 0, "id"], id="bad-id"),
         pytest.param({**manifest(), "model": "sdxl-turbo"}, ["model"], id="unknown-preset"),
-        pytest.param({**manifest(), "model": {"base": "x"}}, ["model"], id="model-without-controlnet"),
+        pytest.param({**manifest(), "model": {"base": "x", "family": "flux"}}, ["model"], id="flux-without-controlnet"),
+        pytest.param(
+            {**manifest(), "model": {"base": "x", "family": "flux-control", "controlnet": "y"}},
+            ["model"],
+            id="controlnet-on-a-control-model",
+        ),
         pytest.param({"version": 1, "items": [{"id": "no-image"}]}, ["items", 0], id="item-without-image"),
     ],
 )

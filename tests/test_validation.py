@@ -466,3 +466,87 @@ def test_unknown_keys_are_matched_without_the_prefix_they_share() -> None:
     assert unknown_key_message("sweep.colour", swept) == f"unknown key 'sweep.colour'; known keys: {', '.join(swept)}"
     assert unknown_key_message("sweep.sed", swept) == "unknown key 'sweep.sed' (did you mean 'sweep.seed'?)"
     assert unknown_key_message("stpes", ("steps", "seed")) == "unknown key 'stpes' (did you mean 'steps'?)"
+
+
+# --- a control model (flux-control): no ControlNet, so nothing of one ---------------------------------
+
+CONTROL_HEADER = "version: 1\nmodel: tiny-flux-control\n"
+NO_CONTROLNET = (
+    "FLUX.1 control model (flux-control) has no ControlNet: the model reads the Canny map itself on every step"
+)
+
+
+def test_a_control_model_refuses_a_controlnets_scale_range_and_units_one_line_each(folder: Path) -> None:
+    text = CONTROL_HEADER + (
+        "defaults:\n  control_guidance_start: 0.1\n"
+        "items:\n"
+        "  - image: astronaut.png\n    controlnet_conditioning_scale: 0.8\n    control_guidance_end: 0.9\n"
+        "  - image: horse.png\n    controls:\n      - {type: canny, scale: 0.7}\n"
+    )
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert lines[:-1] == [
+        f"m.yaml:6: item 'astronaut' (#1): controlnet_conditioning_scale: {NO_CONTROLNET}, so 0.8 would be "
+        "ignored; remove it",
+        f"m.yaml:6: item 'astronaut' (#1): control_guidance_start: {NO_CONTROLNET}, so 0.1 would be ignored; "
+        "remove it (and 1 more items)",
+        f"m.yaml:6: item 'astronaut' (#1): control_guidance_end: {NO_CONTROLNET}, so 0.9 would be ignored; remove it",
+        f"m.yaml:9: item 'horse' (#2): controls: {NO_CONTROLNET}, so it runs no control units; remove `controls` "
+        "(use `canny` for its map)",
+    ]
+
+
+def test_a_control_model_takes_the_controlnet_defaults_and_ignores_them(folder: Path) -> None:
+    """The built-in defaults (scale 0.5, start 0, end 1) are what every item has: written out, they pass."""
+    text = CONTROL_HEADER + (
+        "defaults:\n  controlnet_conditioning_scale: 0.5\n  control_guidance_start: 0.0\n  control_guidance_end: 1.0\n"
+        "items:\n  - image: astronaut.png\n"
+    )
+    assert validate(folder, text) == (0, ["m.yaml: ok, 1 item, model tiny-flux-control"])
+
+
+def test_a_sweep_of_a_controlnet_scale_is_refused_on_a_control_model(folder: Path) -> None:
+    text = CONTROL_HEADER + "items:\n  - image: astronaut.png\n    sweep: {controlnet_conditioning_scale: [0.5, 1.0]}\n"
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert lines[:-1] == [
+        f"m.yaml:4: item 'astronaut_ccs1' (#1): controlnet_conditioning_scale: {NO_CONTROLNET}, so 1.0 would be "
+        "ignored; remove it"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (
+            "{base: someone/canny, controlnet: someone/controlnet, family: flux-control}",
+            "m.yaml:2: model: model.controlnet: FLUX.1 control model (flux-control) has no ControlNet (the model "
+            "reads the Canny map itself); remove it",
+        ),
+        (
+            "{base: someone/flux, family: flux}",
+            "m.yaml:2: model: model.controlnet is required: FLUX.1 (flux) runs a Canny ControlNet",
+        ),
+        (
+            "{base: ./canny.safetensors, family: flux-control}",
+            "m.yaml:2: model: model.config is required: a single-file flux-control base holds its transformer "
+            "alone; name the model's diffusers folder or hub id (e.g. black-forest-labs/FLUX.1-Canny-dev) for the "
+            "other components",
+        ),
+    ],
+)
+def test_a_custom_models_controlnet_fits_its_family(folder: Path, model: str, expected: str) -> None:
+    (folder / "canny.safetensors").write_bytes(b"")
+    code, lines = validate(folder, f"version: 1\nmodel: {model}\nitems:\n  - image: astronaut.png\n")
+    assert (code, lines[:-1]) == (2, [expected])
+
+
+def test_a_control_model_is_no_control_units_model(folder: Path) -> None:
+    text = "version: 1\nmodel: tiny-flux\nitems:\n  - image: astronaut.png\n    controls:\n      - {type: canny, model: flux-canny-dev}\n"
+    code, lines = validate(folder, text)
+    assert (code, lines[:-1]) == (
+        2,
+        [
+            "m.yaml:6: item 'astronaut' (#1): controls[0].model 'flux-canny-dev' is a control model (flux-control), not a ControlNet"
+        ],
+    )

@@ -224,7 +224,7 @@ def generate(
 def pipeline_arguments(jobs: Sequence[GenerationJob], family: str = "sd15") -> dict[str, Any]:
     """The pipeline call's arguments for jobs that share a batch_key: one generator per job, so that each
     job's output is what it would be alone. The family names the control image's argument, and takes no
-    negative prompt where its guidance is distilled (Flux)."""
+    negative prompt where its guidance is distilled (Flux), nor a ControlNet's scale and range without one."""
     entry = FAMILIES[family]
     import torch
     from PIL import Image
@@ -246,12 +246,19 @@ def pipeline_arguments(jobs: Sequence[GenerationJob], family: str = "sd15") -> d
         "width": width,
         "num_inference_steps": first.steps,
         "guidance_scale": first.guidance_scale,
-        "controlnet_conditioning_scale": first.controlnet_conditioning_scale,
-        "control_guidance_start": first.control_guidance_start,
-        "control_guidance_end": first.control_guidance_end,
+        **(_controlnet_arguments(first) if entry.has_controlnet else {}),
         "generator": [torch.Generator(device="cpu").manual_seed(job.params.seed) for job in jobs],
         "output_type": "np",
         **unit_arguments(jobs, entry),
+    }
+
+
+def _controlnet_arguments(params: GenerationParams) -> dict[str, float]:
+    """How strongly and when the ControlNet acts (a control model has no ControlNet, and no such arguments)."""
+    return {
+        "controlnet_conditioning_scale": params.controlnet_conditioning_scale,
+        "control_guidance_start": params.control_guidance_start,
+        "control_guidance_end": params.control_guidance_end,
     }
 
 

@@ -96,13 +96,16 @@ def _check_unit(
     for key in ("low", "high"):
         if unit_type != "canny" and key in values:
             problems.add(line_of(raw, key), where, f"{name}.{key} is for canny units only")
-    if model is None:
-        return
+    if model is None or not FAMILIES[model.family].has_controlnet:
+        return  # a control model runs no units: the family's rule says so, once
     if FAMILIES[model.family].union_modes is not None:
         _check_union_unit(values, raw, name, where, model, problems)
         return
     family = model_family(values["model"]) if "model" in values else None
-    if family is not None and family != model.family:
+    if family is not None and not FAMILIES[family].has_controlnet:
+        message = f"{name}.model {shown(values['model'])} is a control model ({family}), not a ControlNet"
+        problems.add(line_of(raw, "model"), where, message)
+    elif family is not None and family != model.family:
         message = f"{name}.model {shown(values['model'])} is a {family} ControlNet, the base model is {model.family}"
         problems.add(line_of(raw, "model"), where, message)
     problem = default_model_problem(unit_type, values.get("model"), model)

@@ -38,7 +38,7 @@ from rr_controlnet.manifest.controls import (
     item_units,
     model_source,
 )
-from rr_controlnet.manifest.family_checks import family_problems
+from rr_controlnet.manifest.family_checks import custom_model_problem, family_problems
 from rr_controlnet.manifest.fields import (
     MANIFEST_VERSION,
     MODEL_KEYS,
@@ -259,6 +259,11 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: Problems)
     if family is None:
         message = f"model.family ({', '.join(FAMILY_NAMES)}) is required: it cannot be read from model.base"
         problems.add(line_of(raw), "model", message)
+        return None
+    mismatch = custom_model_problem(family, sources["controlnet"], sources["base"], sources["config"])
+    if mismatch is not None:
+        key, message = mismatch
+        problems.add(line_of(raw, key) if key in raw else line_of(raw), "model", message)
         return None
     return ModelSpec("custom", family, sources["base"], sources["controlnet"], sources["vae"], sources["config"])
 

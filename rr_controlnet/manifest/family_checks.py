@@ -1,6 +1,7 @@
 """What a model family refuses that the fields alone allow: a negative prompt where guidance is distilled
-(Flux), a scheduler it cannot run (flow matching or not), sizes that are not a multiple of its latent grid.
-(A union model's units are checked with the other unit rules, in manifest/controls.)
+(Flux), a scheduler it cannot run (flow matching or not), sizes that are not a multiple of its latent grid,
+and a ControlNet's scale, range and units on a control model (which has none). (A union model's units are
+checked with the other unit rules, in manifest/controls.)
 
 Each rule is reported once, at its first item, with how many other items break it too.
 """
@@ -11,8 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from rr_controlnet.manifest.checks import Problems
+from rr_controlnet.manifest.fields import Params
 from rr_controlnet.manifest.yaml_source import line_of, shown
-from rr_controlnet.models.families import FAMILIES
+from rr_controlnet.models.families import CONTROLNET_PARAMS, FAMILIES, Family
+from rr_controlnet.models.hub import is_single_file
 from rr_controlnet.spec import Item
 
 
@@ -42,8 +45,43 @@ def _item_rules(family: str, item: Item) -> list[str]:
             f"negative_prompt: {entry.title} ({family}) has no classifier-free guidance (its guidance is "
             "distilled), so a negative prompt would be ignored; remove it"
         )
+    if not entry.has_controlnet:
+        rules += _controlnet_rules(entry, item)
     for side in ("width", "height"):
         value = getattr(params, side)
         if value is not None and value % entry.size_multiple:
             rules.append(f"{side}: {entry.title} ({family}) needs a multiple of {entry.size_multiple}, got {value}")
     return rules
+
+
+def _controlnet_rules(entry: Family, item: Item) -> list[str]:
+    """A control model reads the control image itself, at full strength on every step: a ControlNet's scale
+    or range set to anything but the built-in default, and control units, would be ignored."""
+    named = f"{entry.title} ({entry.name}) has no ControlNet: the model reads the Canny map itself on every step"
+    rules = [
+        f"{name}: {named}, so {shown(getattr(item.params, name))} would be ignored; remove it"
+        for name in CONTROLNET_PARAMS
+        if getattr(item.params, name) != Params.model_fields[name].default
+    ]
+    if item.controls:
+        rules.append(f"controls: {named}, so it runs no control units; remove `controls` (use `canny` for its map)")
+    return rules
+
+
+def custom_model_problem(family: str, controlnet: str | None, base: str, config: str | None) -> tuple[str, str] | None:
+    """(key, why) when a custom model's weights do not fit its family: a ControlNet missing, or named where the
+    family has none, or a control model's single transformer file without the config that gives the rest."""
+    entry = FAMILIES[family]
+    if entry.has_controlnet and controlnet is None:
+        return "controlnet", f"model.controlnet is required: {entry.title} ({family}) runs a Canny ControlNet"
+    if not entry.has_controlnet and controlnet is not None:
+        return "controlnet", (
+            f"model.controlnet: {entry.title} ({family}) has no ControlNet (the model reads the Canny map "
+            "itself); remove it"
+        )
+    if entry.denoiser is not None and is_single_file(base) and config is None:
+        return "config", (
+            f"model.config is required: a single-file {family} base holds its transformer alone; name the "
+            "model's diffusers folder or hub id (e.g. black-forest-labs/FLUX.1-Canny-dev) for the other components"
+        )
+    return None

@@ -14,7 +14,7 @@ from pydantic_core import PydanticCustomError
 
 from rr_controlnet.manifest.unit_fields import MAX_UNITS, UNIT_SWEEPABLE, ControlUnitFields
 from rr_controlnet.manifest.yaml_source import shown
-from rr_controlnet.models.families import FAMILY_NAMES
+from rr_controlnet.models.families import FAMILIES, FAMILY_NAMES
 from rr_controlnet.models.schedulers import SCHEDULER_CLASSES
 
 MANIFEST_VERSION: Final = 1
@@ -123,16 +123,24 @@ class Params(BaseModel):
         description="Seed of the item's own generator: its output never depends on the rest of the batch.",
     )
     steps: int = Field(
-        50, ge=1, le=1000, description="Denoising steps.", json_schema_extra={"default_text": "50; 28 (SD3, Flux)"}
+        50,
+        ge=1,
+        le=1000,
+        description="Denoising steps.",
+        json_schema_extra={"default_text": "50; 28 (SD3, Flux with a ControlNet)"},
     )
     guidance_scale: float = Field(
         None,  # type: ignore[assignment] - the model family's default, filled in when parameters are merged
         ge=0.0,
         le=50.0,
         description="Classifier-free guidance.",
-        json_schema_extra={"default_text": "7.5 (SD1.5), 5.0 (SDXL), 7.0 (SD3), 3.5 (Flux, distilled guidance)"},
+        json_schema_extra={
+            "default_text": "7.5 (SD1.5), 5.0 (SDXL), 7.0 (SD3), 3.5 (Flux, distilled guidance), 30 (flux-control)"
+        },
     )
-    controlnet_conditioning_scale: float = Field(0.5, ge=0.0, le=5.0, description="Weight of the ControlNet.")
+    controlnet_conditioning_scale: float = Field(
+        0.5, ge=0.0, le=5.0, description="Weight of the ControlNet (none on flux-control: see Control models)."
+    )
     control_guidance_start: float = Field(
         0.0, ge=0.0, le=1.0, description="Fraction of the steps where the ControlNet starts acting; below the end."
     )
@@ -228,14 +236,31 @@ class ItemFields(Params):
     )
 
 
+# The families whose models read the control image themselves: no ControlNet to name.
+CONTROL_MODEL_FAMILIES: Final = tuple(name for name, entry in FAMILIES.items() if not entry.has_controlnet)
+
+
 class ModelWeights(BaseModel):
     """Weights named by hand: hub ids, local diffusers folders (relative to the manifest) or single files."""
 
-    model_config = _CLOSED
+    # A ControlNet on a control model's family is refused, and required on any other family the manifest
+    # names (a family read from the base folder is checked by `validate` alone).
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={
+            "if": {"required": ["family"], "properties": {"family": {"enum": list(CONTROL_MODEL_FAMILIES)}}},
+            "then": {"not": {"required": ["controlnet"]}},
+            "else": {"anyOf": [{"required": ["controlnet"]}, {"not": {"required": ["family"]}}]},
+        },
+    )
 
     base: str = Field(min_length=1, description="Base model: hub id, diffusers folder or .safetensors file.")
-    controlnet: str = Field(
-        min_length=1, description="Canny ControlNet: hub id, diffusers folder or .safetensors file."
+    controlnet: str | None = Field(
+        None,
+        min_length=1,
+        description="Canny ControlNet: hub id, diffusers folder or .safetensors file; every family but flux-control "
+        "(a control model, which has none) requires one.",
     )
     vae: str | None = Field(None, min_length=1, description="Replacement VAE (optional).")
     config: str | None = Field(

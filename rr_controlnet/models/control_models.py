@@ -115,7 +115,7 @@ def model_family(model: str) -> str | None:
     except (OSError, ValueError):
         return None
     for entry in FAMILIES.values():
-        if entry.controlnet != "ControlNetModel" and settings.get("_class_name") == entry.controlnet:
+        if entry.controlnet not in (None, "ControlNetModel") and settings.get("_class_name") == entry.controlnet:
             return entry.name
     return "sdxl" if settings.get("addition_embed_type") == "text_time" else "sd15"
 
@@ -144,7 +144,8 @@ class UnitControlNets:
 
     def __init__(self, model: LoadedModel):
         self.model = model
-        self.controlnets: dict[str, Any] = {BASE_CONTROLNET: model.pipe.controlnet}
+        # A control model (flux-control) has none: it runs no units, only the pipeline itself.
+        self.controlnets: dict[str, Any] = {BASE_CONTROLNET: getattr(model.pipe, "controlnet", None)}
         self.pipelines: dict[tuple[str, ...], Any] = {(BASE_CONTROLNET,): model.pipe}
 
     def sources(self, units: Sequence[ControlUnit]) -> tuple[str, ...]:

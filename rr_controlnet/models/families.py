@@ -19,9 +19,12 @@ RGB = tuple[float, float, float]
 class Family:
     name: str
     title: str  # how docs and messages name it
-    pipeline: str  # the diffusers ControlNet pipeline class
-    controlnet: str  # the diffusers ControlNet class
-    multi_controlnet: str  # the class several ControlNets are combined into (for several control units)
+    pipeline: str  # the diffusers pipeline class
+    # The diffusers ControlNet class, and the class several are combined into (for several control units);
+    # None for a control model: the base model reads the control image itself (FLUX.1 Canny [dev]), so
+    # there is no ControlNet, no control units, and no conditioning scale or range.
+    controlnet: str | None
+    multi_controlnet: str | None
     native_size: int  # the side length the models were trained at
     defaults: dict[str, Any]  # parameters that differ from the manifest's built-in defaults
     size_multiple: int  # the VAE's downscale times the transformer's patch size
@@ -43,6 +46,13 @@ class Family:
     # Components of the base repo that loading never reads, and the pipeline's own options.
     unloaded: tuple[str, ...] = ()
     pipeline_options: dict[str, Any] = field(default_factory=dict)
+    # A control model's denoiser class: a single-file base holds only it (the other components come from
+    # the model's config folder or repo).
+    denoiser: str | None = None
+
+    @property
+    def has_controlnet(self) -> bool:
+        return self.controlnet is not None
 
 
 # xinsir/controlnet-union-sdxl-1.0 (its model card; diffusers' ControlNetUnionModel and ComfyUI's union types
@@ -90,6 +100,26 @@ _FLUX_RGB: Final = (
     (-0.0245, 0.0250, 0.1180), (0.1008, 0.0755, -0.0421), (-0.0515, 0.0201, 0.0011), (0.0428, -0.0012, -0.0036),
     (0.0817, 0.0765, 0.0749), (-0.1264, -0.0522, -0.1103), (-0.0280, -0.0881, -0.0499), (-0.1262, -0.0982, -0.0778),
 )  # fmt: skip
+
+_FLUX: Final = Family(
+    "flux",
+    "FLUX.1",
+    "FluxControlNetPipeline",
+    "FluxControlNetModel",
+    "FluxMultiControlNetModel",
+    native_size=1024,
+    # FLUX.1-dev's model card and FluxPipeline's default guidance (distilled, not CFG); 28 steps as diffusers.
+    defaults={"guidance_scale": 3.5, "steps": 28},
+    size_multiple=16,  # VAE 8 x 2x2 packing
+    latent_channels=16,
+    latent_rgb=_FLUX_RGB,
+    latent_rgb_bias=(-0.0329, -0.0718, -0.0851),
+    schedulers=FLOW_SCHEDULERS,
+    preview_decoder="madebyollin/taef1",
+    control_argument="control_image",
+    true_cfg=False,
+    packed_latents=True,
+)
 
 _SDXL: Final = Family(
     "sdxl",
@@ -183,9 +213,24 @@ FAMILIES: Final[dict[str, Family]] = {
         union_modes=SHAKKER_FLUX_UNION_MODES,
         union_call="multi",
     ),
+    # FLUX.1 itself with the control image's latents beside the noisy ones (a transformer of 128 input
+    # channels): black-forest-labs/FLUX.1-Canny-dev, run by FluxControlPipeline. Its model card runs it at
+    # guidance 30 and 50 steps.
+    "flux-control": replace(
+        _FLUX,
+        name="flux-control",
+        title="FLUX.1 control model",
+        pipeline="FluxControlPipeline",
+        controlnet=None,
+        multi_controlnet=None,
+        defaults={"guidance_scale": 30.0, "steps": 50},
+        denoiser="FluxTransformer2DModel",
+    ),
 }
 
 FAMILY_NAMES: Final = tuple(FAMILIES)
+# The parameters only a ControlNet has (how strongly and over which steps it acts): a control model has none.
+CONTROLNET_PARAMS: Final = ("controlnet_conditioning_scale", "control_guidance_start", "control_guidance_end")
 
 
 def union_mode(family: str, unit_type: str) -> int | None:

@@ -105,6 +105,11 @@ def is_hub_id(source: str) -> bool:
     return not path.is_absolute() and not path.exists() and path.suffix.lower() not in WEIGHT_SUFFIXES
 
 
+def is_single_file(source: str) -> bool:
+    """Whether a model source is one weights file (safetensors or a pickle) rather than a hub id or a folder."""
+    return Path(source).suffix.lower() in (".safetensors", ".ckpt", ".bin", ".pt", ".pth", ".pkl")
+
+
 def models_cache_dir() -> Path:
     """Where built-in random-weight models are saved once: $RR_CONTROLNET_CACHE or ~/.cache."""
     configured = os.environ.get("RR_CONTROLNET_CACHE")
@@ -215,6 +220,9 @@ def hub_repos(spec: ModelSpec, label_prefix: str = "model.") -> list[HubRepo]:
         return []
     passed = ("controlnet", *(("vae",) if spec.vae else ()), *UNLOADED_COMPONENTS[spec.family])
     wanted = [(spec.base, "base", True), (spec.controlnet, "controlnet", False), (spec.vae, "vae", False)]
+    if FAMILIES[spec.family].denoiser is not None and is_single_file(spec.base):
+        # A control model's transformer file: its config repo gives every other component.
+        passed, wanted[0] = (*passed, "transformer"), (spec.config, "config", True)
     return [
         HubRepo(source, f"{label_prefix}{component}", pipeline, passed if pipeline else ())
         for source, component, pipeline in wanted

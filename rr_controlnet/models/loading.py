@@ -20,6 +20,7 @@ from rr_controlnet.models.hub import (
     hub_repos,
     hub_unreachable,
     is_hub_id,
+    is_single_file,
     listed_files,
     models_cache_dir,
     offline,
@@ -156,7 +157,8 @@ def _build_pipeline(
         pipe = build_pipeline(spec.name, dtype=runtime.torch_dtype)
     elif built == "tiny":
         folder = random_model_folder(spec.name)
-        local = ModelSpec(spec.name, spec.family, str(folder), str(folder / "controlnet"))
+        controlnet = str(folder / "controlnet") if FAMILIES[spec.family].has_controlnet else None
+        local = ModelSpec(spec.name, spec.family, str(folder), controlnet)
         pipe = _load_pipeline(local, runtime, allow_unsafe_weights, downloads)
     else:
         pipe = _load_pipeline(spec, runtime, allow_unsafe_weights, downloads)
@@ -241,15 +243,16 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
         fetched = {entry.repo.repo: entry for entry in _fetched(hub_repos(spec), runtime, spec, downloads)}
     dtype = runtime.torch_dtype
     family = FAMILIES[spec.family]
-    controlnet = _from_source(
-        getattr(controlnet_classes, family.controlnet),
-        spec.controlnet,
-        "controlnet",
-        dtype,
-        allow_unsafe_weights,
-        fetched.get(spec.controlnet),
-    )
-    components: dict[str, Any] = {"controlnet": controlnet}
+    components: dict[str, Any] = {}
+    if family.controlnet is not None:
+        components["controlnet"] = _from_source(
+            getattr(controlnet_classes, family.controlnet),
+            spec.controlnet,
+            "controlnet",
+            dtype,
+            allow_unsafe_weights,
+            fetched.get(spec.controlnet),
+        )
     if spec.vae:
         components["vae"] = _from_source(
             diffusers.AutoencoderKL, spec.vae, "vae", dtype, allow_unsafe_weights, fetched.get(spec.vae)
@@ -257,6 +260,9 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
     components.update(dict.fromkeys(UNLOADED_COMPONENTS[spec.family]))
     components.update(family.pipeline_options)
     pipeline = pipeline_class(spec.family)
+    if family.denoiser is not None and is_single_file(spec.base):
+        fetched_config = fetched.get(spec.config) if spec.config else None
+        return _from_denoiser_file(spec, family.denoiser, dtype, allow_unsafe_weights, fetched_config, components)
     return _from_source(
         pipeline,
         spec.base,
@@ -265,6 +271,39 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
         allow_unsafe_weights,
         fetched.get(spec.base),
         config=spec.config,
+        **components,
+    )
+
+
+def _from_denoiser_file(
+    spec: ModelSpec,
+    denoiser: str,
+    dtype: Any,
+    allow_unsafe_weights: bool,
+    fetched_config: RepoWeights | None,
+    components: dict[str, Any],
+) -> Any:
+    """A control model whose single file holds its transformer alone (as Black Forest Labs publish FLUX.1 Canny
+    [dev]): the transformer from the file, read with the config's transformer/config.json, and every other
+    component from `spec.config` (a diffusers folder or hub id of the same model)."""
+    import diffusers
+
+    if not spec.config:
+        raise ModelLoadError(
+            f"model.config: {spec.base} holds the transformer alone; set model.config to the model's diffusers "
+            "folder or hub id (e.g. black-forest-labs/FLUX.1-Canny-dev), which gives its other components"
+        )
+    config = {"config": spec.config, "subfolder": "transformer"}
+    transformer = _from_source(getattr(diffusers, denoiser), spec.base, "base", dtype, allow_unsafe_weights, **config)
+    pipeline = pipeline_class(spec.family)
+    return _from_source(
+        pipeline,
+        spec.config,
+        "config",
+        dtype,
+        allow_unsafe_weights,
+        fetched_config,
+        transformer=transformer,
         **components,
     )
 
@@ -300,7 +339,7 @@ def _require_available_weights(spec: ModelSpec) -> None:
     missing = [
         (f"model.{field}", source)
         for field, source, marker in wanted
-        if is_hub_id(source) and not isinstance(try_to_load_from_cache(source, marker), str)
+        if source and is_hub_id(source) and not isinstance(try_to_load_from_cache(source, marker), str)
     ]
     if not missing:
         return
@@ -322,7 +361,7 @@ def _from_source(
     """from_pretrained for hub ids and folders, from_single_file for weight files. A hub repo `fetched` into the
     cache loads from its snapshot folder, in the weights chosen for it, so nothing else is downloaded."""
     path = Path(source)
-    single_file = path.suffix.lower() in (".safetensors", *UNSAFE_WEIGHT_SUFFIXES)
+    single_file = is_single_file(source)
     if single_file and path.suffix.lower() in UNSAFE_WEIGHT_SUFFIXES and not allow_unsafe_weights:
         raise ModelLoadError(
             f"model.{field}: {source} is a pickle-based checkpoint, which can run arbitrary code when "

@@ -13,7 +13,7 @@ from rr_controlnet.spec import ModelSpec
 class Preset:
     family: str  # a key of families.FAMILIES
     base: str
-    controlnet: str
+    controlnet: str | None  # None: a control model, no ControlNet
     vae: str | None
     native_size: int  # the side length the model was trained at
     # published: downloaded weights; tiny: random weights built in code and saved once to a cache
@@ -51,6 +51,15 @@ PRESETS: Final[dict[str, Preset]] = {
         "published",
         "FLUX.1 [dev] with InstantX's Canny ControlNet (gated: accept the FLUX.1 [dev] licence on the hub)",
     ),
+    "flux-canny-dev": Preset(
+        "flux-control",
+        "black-forest-labs/FLUX.1-Canny-dev",
+        None,
+        None,
+        1024,
+        "published",
+        "FLUX.1 Canny [dev]: FLUX.1 trained to read a Canny map itself, no ControlNet (gated: accept its licence)",
+    ),
     "sd35": Preset(
         "sd3",
         "stabilityai/stable-diffusion-3.5-large",
@@ -82,6 +91,9 @@ PRESETS: Final[dict[str, Preset]] = {
     "tiny-sd15": Preset("sd15", "tiny-sd15", "tiny-sd15", None, 64, "tiny", "tiny random SD1.5-style model for tests"),
     "tiny-sdxl": Preset("sdxl", "tiny-sdxl", "tiny-sdxl", None, 64, "tiny", "tiny random SDXL-style model for tests"),
     "tiny-flux": Preset("flux", "tiny-flux", "tiny-flux", None, 64, "tiny", "tiny random Flux-style model for tests"),
+    "tiny-flux-control": Preset(
+        "flux-control", "tiny-flux-control", None, None, 64, "tiny", "tiny random FLUX.1 Canny-style control model"
+    ),
     "tiny-sdxl-union": Preset(
         "sdxl-union", "tiny-sdxl-union", "tiny-sdxl-union", None, 64, "tiny", "tiny random SDXL ControlNet-Union model"
     ),
@@ -101,6 +113,7 @@ PRESETS: Final[dict[str, Preset]] = {
 GATED_REPOS: Final = frozenset(
     {
         "black-forest-labs/FLUX.1-dev",
+        "black-forest-labs/FLUX.1-Canny-dev",
         "stabilityai/stable-diffusion-3.5-large",
         "stabilityai/stable-diffusion-3.5-large-controlnet-canny",
     }

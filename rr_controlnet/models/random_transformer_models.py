@@ -3,6 +3,8 @@
 - ``tiny-flux`` / ``tiny-sd3``: a few MB, the shapes of the published families where it matters (16 latent
   channels, a VAE scale of 8, Flux's 2x2 packing and SD3's patch 2), with CLIP and T5 text encoders from
   small configs and a toy T5 tokenizer built here (every printable character is a token).
+- ``tiny-flux-control``: tiny-flux without its ControlNet, its transformer taking twice the input channels
+  (the control image's latents beside the noisy ones), as FLUX.1 Canny [dev] (FluxControlPipeline).
 - ``tiny-sdxl-union``: tiny-sdxl with a ControlNet-Union model (ControlNetUnionModel) in place of its ControlNet.
 - ``tiny-flux-union``: tiny-flux with a union ControlNet (FluxControlNetModel with a mode embedding, `num_mode`).
 
@@ -12,10 +14,12 @@ built under its own seed (random_configs.COMPONENT_SEEDS), so a kind always give
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.models import random_configs as configs
+from rr_controlnet.models.families import FAMILIES
 from rr_controlnet.models.random_models import (
     RANDOM_KINDS,
     build_random_pipeline,
@@ -26,10 +30,10 @@ from rr_controlnet.models.random_models import (
     toy_clip_tokenizer,
 )
 
-TRANSFORMER_KINDS: Final = ("tiny-flux", "tiny-sd3", "tiny-sdxl-union", "tiny-flux-union")
+TRANSFORMER_KINDS: Final = ("tiny-flux", "tiny-flux-control", "tiny-sd3", "tiny-sdxl-union", "tiny-flux-union")
 ALL_KINDS: Final = (*RANDOM_KINDS, *TRANSFORMER_KINDS)
 # The preview decoders (TAESD layout) of the 16-channel families take 16 latent channels.
-SIXTEEN_CHANNEL_KINDS: Final = ("tiny-flux", "tiny-sd3", "tiny-flux-union")
+SIXTEEN_CHANNEL_KINDS: Final = ("tiny-flux", "tiny-flux-control", "tiny-sd3", "tiny-flux-union")
 
 # diffusers' tests (tests/pipelines/controlnet_flux, controlnet_sd3) scaled to real latent shapes.
 TINY_FLUX_TRANSFORMER: Final = {
@@ -44,6 +48,9 @@ TINY_FLUX_TRANSFORMER: Final = {
     "guidance_embeds": True,  # FLUX.1-dev: guidance distilled into the transformer
     "axes_dims_rope": (4, 4, 8),
 }
+# FLUX.1 Canny [dev]'s shape: the control image's packed latents concatenated to the noisy ones (64 + 64
+# input channels), the prediction for the noisy ones alone (64).
+TINY_FLUX_CONTROL_TRANSFORMER: Final = dict(TINY_FLUX_TRANSFORMER, in_channels=128, out_channels=64)
 TINY_FLUX_CONTROLNET: Final = {
     key: value for key, value in TINY_FLUX_TRANSFORMER.items() if key != "num_single_layers"
 } | {"num_single_layers": 1}
@@ -96,16 +103,74 @@ FLUX_FLOW: Final = {
     "max_image_seq_len": 4096,
 }
 SD3_FLOW: Final = {"shift": 3.0}
+# Each pipeline's text encoders in order: (component, transformers class, the T5's width; None for a CLIP).
+FLUX_TEXT_ENCODERS: Final = (("text_encoder", "CLIPTextModel", None), ("text_encoder_2", "T5EncoderModel", 32))
+SD3_TEXT_ENCODERS: Final = (
+    ("text_encoder", "CLIPTextModelWithProjection", None),
+    ("text_encoder_2", "CLIPTextModelWithProjection", None),
+    ("text_encoder_3", "T5EncoderModel", 64),  # as wide as the transformer's joint attention
+)
+
+
+@dataclass(frozen=True)
+class TinyTransformerModel:
+    """A tiny flow-matching kind: its family (which names the pipeline and ControlNet classes) and the rest."""
+
+    family: str
+    transformer: str  # the diffusers transformer class
+    transformer_config: dict[str, Any]
+    controlnet_config: dict[str, Any] | None  # None where the family has no ControlNet
+    text_encoders: tuple[tuple[str, str, int | None], ...]
+    flow: dict[str, Any]
+    vae_scaling: dict[str, float]
+
+
+TINY_TRANSFORMER_MODELS: Final = {
+    "tiny-flux": TinyTransformerModel(
+        "flux",
+        "FluxTransformer2DModel",
+        TINY_FLUX_TRANSFORMER,
+        TINY_FLUX_CONTROLNET,
+        FLUX_TEXT_ENCODERS,
+        FLUX_FLOW,
+        FLUX_VAE_SCALING,
+    ),
+    "tiny-flux-control": TinyTransformerModel(
+        "flux-control",
+        "FluxTransformer2DModel",
+        TINY_FLUX_CONTROL_TRANSFORMER,
+        None,
+        FLUX_TEXT_ENCODERS,
+        FLUX_FLOW,
+        FLUX_VAE_SCALING,
+    ),
+    "tiny-sd3": TinyTransformerModel(
+        "sd3",
+        "SD3Transformer2DModel",
+        TINY_SD3_TRANSFORMER,
+        TINY_SD3_CONTROLNET,
+        SD3_TEXT_ENCODERS,
+        SD3_FLOW,
+        SD3_VAE_SCALING,
+    ),
+    "tiny-flux-union": TinyTransformerModel(
+        "flux-union",
+        "FluxTransformer2DModel",
+        TINY_FLUX_TRANSFORMER,
+        TINY_FLUX_UNION_CONTROLNET,
+        FLUX_TEXT_ENCODERS,
+        FLUX_FLOW,
+        FLUX_VAE_SCALING,
+    ),
+}
 
 
 def build_pipeline(kind: str, dtype: Any = None) -> Any:
     """The ControlNet pipeline of any kind in ALL_KINDS, with random weights (see build_random_pipeline)."""
     if kind in RANDOM_KINDS:
         return build_random_pipeline(kind, dtype)
-    if kind in ("tiny-flux", "tiny-flux-union"):
-        return _flux_pipeline(dtype, TINY_FLUX_UNION_CONTROLNET if kind == "tiny-flux-union" else TINY_FLUX_CONTROLNET)
-    if kind == "tiny-sd3":
-        return _sd3_pipeline(dtype)
+    if kind in TINY_TRANSFORMER_MODELS:
+        return _transformer_pipeline(kind, dtype)
     if kind == "tiny-sdxl-union":
         return _sdxl_union_pipeline(dtype)
     raise ValueError(f"unknown random model kind {kind!r}: expected one of {ALL_KINDS}")
@@ -129,38 +194,30 @@ def save_preview_decoder(kind: str, folder: Path) -> Path:
     return save_folder(lambda: build_preview_decoder(kind), Path(folder), f"preview decoder {kind!r}")
 
 
-def _flux_pipeline(dtype: Any, controlnet_config: dict[str, Any]) -> Any:
-    from diffusers import FluxControlNetModel, FluxControlNetPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextModel, T5EncoderModel
+def _transformer_pipeline(kind: str, dtype: Any) -> Any:
+    """A tiny Flux or SD3 pipeline: its family's pipeline and ControlNet classes, the kind's transformer, a CLIP
+    or T5 encoder with a toy tokenizer per text encoder, each component under its own seed."""
+    import diffusers
+    import transformers
 
-    return FluxControlNetPipeline(
-        scheduler=_flow_scheduler(FLUX_FLOW),
-        vae=_vae(FLUX_VAE_SCALING, dtype),
-        text_encoder=clip_text_encoder(CLIPTextModel, TINY_CLIP_PROJECTED, "text_encoder", dtype),
-        tokenizer=toy_clip_tokenizer(),
-        text_encoder_2=_t5(T5EncoderModel, "text_encoder_2", dtype),
-        tokenizer_2=toy_t5_tokenizer(),
-        transformer=built_component("unet", lambda: FluxTransformer2DModel(**TINY_FLUX_TRANSFORMER), dtype),
-        controlnet=_controlnet(lambda: FluxControlNetModel(**controlnet_config), dtype),
-    )
-
-
-def _sd3_pipeline(dtype: Any) -> Any:
-    from diffusers import SD3ControlNetModel, SD3Transformer2DModel, StableDiffusion3ControlNetPipeline
-    from transformers import CLIPTextModelWithProjection, T5EncoderModel
-
-    return StableDiffusion3ControlNetPipeline(
-        scheduler=_flow_scheduler(SD3_FLOW),
-        vae=_vae(SD3_VAE_SCALING, dtype),
-        text_encoder=clip_text_encoder(CLIPTextModelWithProjection, TINY_CLIP_PROJECTED, "text_encoder", dtype),
-        tokenizer=toy_clip_tokenizer(),
-        text_encoder_2=clip_text_encoder(CLIPTextModelWithProjection, TINY_CLIP_PROJECTED, "text_encoder_2", dtype),
-        tokenizer_2=toy_clip_tokenizer(),
-        text_encoder_3=_t5(T5EncoderModel, "text_encoder_3", dtype, d_model=64),
-        tokenizer_3=toy_t5_tokenizer(),
-        transformer=built_component("unet", lambda: SD3Transformer2DModel(**TINY_SD3_TRANSFORMER), dtype),
-        controlnet=_controlnet(lambda: SD3ControlNetModel(**TINY_SD3_CONTROLNET), dtype),
-    )
+    model = TINY_TRANSFORMER_MODELS[kind]
+    family = FAMILIES[model.family]
+    components: dict[str, Any] = {"scheduler": _flow_scheduler(model.flow), "vae": _vae(model.vae_scaling, dtype)}
+    for number, (component, class_name, t5_width) in enumerate(model.text_encoders, start=1):
+        tokenizer = "tokenizer" if number == 1 else f"tokenizer_{number}"
+        encoder_class = getattr(transformers, class_name)
+        if t5_width is None:
+            components[component] = clip_text_encoder(encoder_class, TINY_CLIP_PROJECTED, component, dtype)
+            components[tokenizer] = toy_clip_tokenizer()
+        else:
+            components[component] = _t5(encoder_class, component, dtype, d_model=t5_width)
+            components[tokenizer] = toy_t5_tokenizer()
+    transformer_class = getattr(diffusers, model.transformer)
+    components["transformer"] = built_component("unet", lambda: transformer_class(**model.transformer_config), dtype)
+    if family.controlnet is not None:
+        controlnet_class = getattr(diffusers, family.controlnet)
+        components["controlnet"] = _controlnet(lambda: controlnet_class(**model.controlnet_config), dtype)
+    return getattr(diffusers, family.pipeline)(**components)
 
 
 def _sdxl_union_pipeline(dtype: Any) -> Any:

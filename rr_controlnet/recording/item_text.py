@@ -9,7 +9,7 @@ from importlib import metadata
 from typing import Any, Final
 
 from rr_controlnet.models.control_models import unit_model_name
-from rr_controlnet.models.families import union_mode
+from rr_controlnet.models.families import CONTROLNET_PARAMS, FAMILIES, union_mode
 from rr_controlnet.spec import ControlUnit, GenerationParams, Item, ModelSpec
 
 VERSIONED_PACKAGES: Final = ("rr-controlnet", "diffusers", "torch", "transformers", "rerun-sdk")
@@ -48,9 +48,9 @@ def params_markdown(
     if item.sweep is not None:
         rows.append(("sweep of", item.sweep.source))
         rows += [(f"swept: {field}", _cell(value)) for field, value in item.sweep.values.items()]
-    rows += [
-        (name, _cell(value)) for name, value in asdict(item.params).items() if name not in ("prompt", "negative_prompt")
-    ]
+    # A control model has no ControlNet: its scale and range would read as if they acted.
+    left_out = ("prompt", "negative_prompt", *(() if FAMILIES[model.family].has_controlnet else CONTROLNET_PARAMS))
+    rows += [(name, _cell(value)) for name, value in asdict(item.params).items() if name not in left_out]
     rows += [(f"controls[{index}]", _cell(unit_text(unit, model))) for index, unit in enumerate(item.controls)]
     rows += [(f"model.{name}", _cell(value)) for name, value in asdict(model).items() if value is not None]
     rows += [(name, _cell(value)) for name, value in context.items()]
@@ -124,7 +124,7 @@ def png_text_chunks(
         settings += [
             f'ControlNet {index}: "{unit_text(unit, model, params.resize)}"' for index, unit in enumerate(item.controls)
         ]
-    else:
+    elif FAMILIES[model.family].has_controlnet:  # a control model reads the map itself: no ControlNet to name
         settings.append(f"ControlNet 0: {controlnet}")
     prompt = seen.get("prompt", params.prompt)
     negative = seen.get("negative_prompt", params.negative_prompt)
