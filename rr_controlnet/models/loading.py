@@ -25,6 +25,7 @@ from rr_controlnet.models.hub import (
     offline,
     variant_for,
 )
+from rr_controlnet.models.large_models import LARGE_KINDS, build_on_device
 from rr_controlnet.models.presets import FAMILY_PREVIEW_DECODER, PRESETS, built_weights, native_size
 from rr_controlnet.models.random_transformer_models import build_pipeline, build_preview_decoder, save_preview_decoder
 from rr_controlnet.models.schedulers import make_scheduler
@@ -151,9 +152,12 @@ def _build_pipeline(
 ) -> Any:
     built = built_weights(spec)
     if built == "random":
-        # Real-size architectures with random weights: built in memory (saving them is gigabytes).
-
-        pipe = build_pipeline(spec.name, dtype=runtime.torch_dtype)
+        # Real-size architectures with random weights: built in memory (saving them is gigabytes); the
+        # largest straight on the device, where drawing their weights takes seconds rather than minutes.
+        if spec.name in LARGE_KINDS:
+            pipe = build_on_device(spec.name, runtime.device, runtime.torch_dtype)
+        else:
+            pipe = build_pipeline(spec.name, dtype=runtime.torch_dtype)
     elif built == "tiny":
         folder = random_model_folder(spec.name)
         local = ModelSpec(spec.name, spec.family, str(folder), str(folder / "controlnet"))
