@@ -30,8 +30,9 @@ Usage (from the repository root; bench/gpu_run.sh runs the CUDA tests first, the
     python bench/gpu_suite.py --device cpu      # tiny presets, 64x64, seconds; writes bench/results/gpu-suite-cpu/
 
 The CPU mode runs every section on the tiny presets (a few steps at 64x64) to prove each one produces its
-figures (``flux`` and ``sd3`` build tiny-flux's and tiny-sd3's configs the way the full-size ones are built); ``--compile`` and ``--offload`` need CUDA, so there both sides of those sections run the plain
-resident model, marked as a stand-in. Writes ``gpu-suite-<device name>.json`` and ``.md`` under ``--out``:
+figures (``flux`` and ``sd3`` build tiny-flux's and tiny-sd3's configs the way the full-size ones are built);
+``--compile`` and ``--offload`` need CUDA, so there both sides of those sections run the plain resident
+model, marked as a stand-in. Writes ``gpu-suite-<device name>.json`` and ``.md`` under ``--out``:
 bench/results/gpu/ is tracked by git (commit a GPU run's figures there), the rest of bench/results/ is not.
 """
 

@@ -86,9 +86,7 @@ def test_the_table_is_headed_by_the_machine_and_has_every_section(cpu_run) -> No
     assert "| rr-controlnet | " in markdown and "| taesd | " in markdown
 
 
-def test_the_flux_and_sd3_rows_build_on_the_device_and_measure_resident_and_offload(
-    gpu_suite, tmp_path: Path
-) -> None:
+def test_the_flux_and_sd3_rows_build_on_the_device_and_measure_resident_and_offload(gpu_suite, tmp_path: Path) -> None:
     """The family rows end to end on the CPU: tiny-flux's and tiny-sd3's configs built the way random-flux and
     random-sd3 are built on a GPU (large_models.build_on_device), each generating through the batch's runner."""
     assert gpu_suite.main(["--device", "cpu", "--sections", "flux,sd3", "--out", str(tmp_path)]) == 0

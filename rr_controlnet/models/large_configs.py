@@ -101,3 +101,15 @@ SDXL_UNION_LAYERS: Final = {
     "num_proj_channel": 320,
     "conditioning_embedding_out_channels": (48, 96, 192, 384),
 }
+
+# Each preset's ControlNet's parameter count, as large_models.controlnet_parameters counts it from the configs
+# above and random_configs' (tests/test_large_models.py keeps the two equal): `rr-controlnet models` shows
+# them without building anything. The random presets carry their published twin's ControlNet.
+CONTROLNET_PARAMETERS: Final = {
+    "sd15": 361_279_120,
+    "sdxl": 1_251_014_160,
+    "sdxl-union": 1_257_287_280,
+    "flux": 1_791_605_248,
+    "sd35": 2_153_518_976,
+}
+RANDOM_TWINS: Final = {"random-sd15": "sd15", "random-sdxl": "sdxl", "random-flux": "flux", "random-sd3": "sd35"}

@@ -110,7 +110,6 @@ PRESET_CONTROLNETS: Final = {
     "flux": ("FluxControlNetModel", large.INSTANTX_FLUX_CANNY),
     "sd35": ("SD3ControlNetModel", large.SD35_LARGE_CANNY),
 }
-RANDOM_TWINS: Final = {"random-sd15": "sd15", "random-sdxl": "sdxl", "random-flux": "flux", "random-sd3": "sd35"}
 
 
 def build_on_device(kind: str, device: str, dtype: Any) -> Any:
@@ -134,9 +133,7 @@ def parameter_counts(kind: str) -> dict[str, int]:
     import torch
 
     with torch.device("meta"):
-        return {
-            component.name: _parameters(_module(component)) for component in ARCHITECTURES[kind].components
-        }
+        return {component.name: _parameters(_module(component)) for component in ARCHITECTURES[kind].components}
 
 
 def controlnet_parameters(preset: str) -> int | None:
@@ -145,7 +142,7 @@ def controlnet_parameters(preset: str) -> int | None:
     import diffusers
     import torch
 
-    entry = PRESET_CONTROLNETS.get(RANDOM_TWINS.get(preset, preset))
+    entry = PRESET_CONTROLNETS.get(large.RANDOM_TWINS.get(preset, preset))
     if entry is None:
         return None
     class_name, config = entry
