@@ -4,21 +4,24 @@ the CPU without allocating them: their architectures built on the meta device an
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from rr_controlnet.models.large_configs import CONTROLNET_PARAMETERS
+from rr_controlnet.models.large_configs import CONTROLNET_PARAMETERS, SD35_LARGE_CANNY
 from rr_controlnet.models.large_models import (
     ARCHITECTURES,
     LARGE_KINDS,
+    build_architecture,
     build_on_device,
     controlnet_parameters,
     parameter_counts,
 )
+from rr_controlnet.models.loading import load_model, load_preview_decoder, resolve_runtime
 from rr_controlnet.models.presets import PRESETS, model_spec_from_preset
-from rr_controlnet.models.random_transformer_models import build_preview_decoder
+from rr_controlnet.models.random_transformer_models import TINY_FLUX_CONTROLNET, build_preview_decoder
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "models.md"
 BILLION = 1e9
@@ -84,3 +87,45 @@ def test_building_on_the_device_gives_the_same_weights_in_the_asked_dtype(kind: 
 
 def test_the_large_presets_preview_with_sixteen_channels() -> None:
     assert build_preview_decoder("random-flux").config.latent_channels == 16
+
+
+@pytest.mark.parametrize(
+    ("kind", "controlnet"),
+    [
+        # InstantX's layout: double blocks only.
+        ("tiny-flux", dict(TINY_FLUX_CONTROLNET, num_layers=2, num_single_layers=0)),
+        # Stability's SD3.5 layout: blocks without a text stream, no position table of its own; at tiny-sd3's width.
+        (
+            "tiny-sd3",
+            dict(
+                SD35_LARGE_CANNY,
+                num_layers=2,
+                attention_head_dim=8,
+                num_attention_heads=4,
+                caption_projection_dim=32,
+                pooled_projection_dim=64,
+            ),
+        ),
+    ],
+)
+def test_the_published_controlnets_layouts_generate_in_their_pipelines(kind: str, controlnet: dict) -> None:
+    architecture = ARCHITECTURES[kind]
+    components = tuple(
+        replace(component, config=controlnet) if component.name == "controlnet" else component
+        for component in architecture.components
+    )
+    pipe = build_architecture(replace(architecture, components=components), "cpu", torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    output = pipe("a cat", control_image=torch.rand(1, 3, 64, 64), height=64, width=64, num_inference_steps=2)
+    assert output.images[0].size == (64, 64)
+
+
+def test_a_batch_loads_random_flux_by_building_it_on_its_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """load_model routes the large presets to build_on_device (here with tiny-flux's architecture standing in
+    for FLUX.1-dev's 19 billion parameters), and their preview decoder takes 16 latent channels."""
+    monkeypatch.setitem(ARCHITECTURES, "random-flux", ARCHITECTURES["tiny-flux"])
+    spec, runtime = model_spec_from_preset("random-flux"), resolve_runtime("cpu", "fp32")
+    model = load_model(spec, runtime)
+    assert type(model.pipe).__name__ == "FluxControlNetPipeline" and model.native_size == 1024
+    assert model.pipe.transformer.config.num_layers == ARCHITECTURES["tiny-flux"].components[0].config["num_layers"]
+    assert load_preview_decoder(spec, runtime).config.latent_channels == 16

@@ -115,9 +115,13 @@ PRESET_CONTROLNETS: Final = {
 def build_on_device(kind: str, device: str, dtype: Any) -> Any:
     """The ControlNet pipeline of `kind` (a key of ARCHITECTURES) with random weights, made on `device` in
     `dtype`. The same kind, device and dtype give the same weights."""
+    return build_architecture(ARCHITECTURES[kind], device, dtype)
+
+
+def build_architecture(architecture: Architecture, device: str, dtype: Any) -> Any:
+    """build_on_device for any Architecture."""
     import diffusers
 
-    architecture = ARCHITECTURES[kind]
     modules = {component.name: _built_on(component, device, dtype) for component in architecture.components}
     names = ["tokenizer", *(f"tokenizer_{index}" for index in range(2, len(architecture.tokenizers) + 1))]
     tokenizers = {
