@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_cli, tiny_manifest
 
+from rr_controlnet.models import loading
 from rr_controlnet.models.large_configs import CONTROLNET_PARAMETERS, SD35_LARGE_CANNY
 from rr_controlnet.models.large_models import (
     ARCHITECTURES,
@@ -124,8 +126,17 @@ def test_a_batch_loads_random_flux_by_building_it_on_its_device(monkeypatch: pyt
     """load_model routes the large presets to build_on_device (here with tiny-flux's architecture standing in
     for FLUX.1-dev's 19 billion parameters), and their preview decoder takes 16 latent channels."""
     monkeypatch.setitem(ARCHITECTURES, "random-flux", ARCHITECTURES["tiny-flux"])
+    monkeypatch.setattr(loading, "refuse_large_off_cuda", lambda spec, runtime: None)  # tiny: the CPU can
     spec, runtime = model_spec_from_preset("random-flux"), resolve_runtime("cpu", "fp32")
     model = load_model(spec, runtime)
     assert type(model.pipe).__name__ == "FluxControlNetPipeline" and model.native_size == 1024
     assert model.pipe.transformer.config.num_layers == ARCHITECTURES["tiny-flux"].components[0].config["num_layers"]
     assert load_preview_decoder(spec, runtime).config.latent_channels == 16
+
+
+@pytest.mark.parametrize(("model", "stand_in"), [("random-flux", "tiny-flux"), ("random-sd3", "tiny-sd3")])
+def test_the_large_presets_are_refused_off_cuda_in_one_line(tmp_path: Path, model: str, stand_in: str) -> None:
+    result = run_cli("batch", str(tiny_manifest(tmp_path, model=model)), "--device", "cpu", exit_code=None)
+    assert result.exit_code == 2
+    assert f"error: {model} builds the full-size model on its device and needs a CUDA device" in result.output
+    assert f"this run is on cpu: {stand_in} is its small stand-in" in result.output

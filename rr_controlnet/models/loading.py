@@ -95,6 +95,7 @@ def load_model(
     if (offload or compile_models) and not accelerated:
         flag = "--offload" if offload else "--compile"
         raise DeviceError(f"{flag} needs a CUDA device; this run is on {runtime.device}")
+    refuse_large_off_cuda(spec, runtime)
     with quiet_library_logging():
         pipe = _build_pipeline(spec, runtime, scheduler, allow_unsafe_weights, downloads or DownloadDisplay())
         if accelerated:
@@ -107,6 +108,17 @@ def load_model(
             _compile(pipe)
         pipe.set_progress_bar_config(disable=True)
     return LoadedModel(spec=spec, pipe=pipe, runtime=runtime, native_size=native_size(spec))
+
+
+def refuse_large_off_cuda(spec: ModelSpec, runtime: Runtime) -> None:
+    """random-flux and random-sd3 draw 16 to 19 billion parameters on their device: on a CPU that would take
+    the machine's memory and many minutes before the first step, so they need CUDA."""
+    if spec.name in LARGE_KINDS and not runtime.device.startswith("cuda"):
+        tiny = "tiny-flux" if spec.family == "flux" else "tiny-sd3"
+        raise DeviceError(
+            f"{spec.name} builds the full-size model on its device and needs a CUDA device (about 40 GB in bf16); "
+            f"this run is on {runtime.device}: {tiny} is its small stand-in"
+        )
 
 
 @dataclass(frozen=True)
