@@ -140,3 +140,10 @@ def test_the_large_presets_are_refused_off_cuda_in_one_line(tmp_path: Path, mode
     assert result.exit_code == 2
     assert f"error: {model} builds the full-size model on its device and needs a CUDA device" in result.output
     assert f"this run is on cpu: {stand_in} is its small stand-in" in result.output
+
+
+def test_models_shows_what_each_presets_controlnet_weighs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the sizes come from the configs, not from the hub
+    output = run_cli("models", "sd15", "flux", "random-sd3").output
+    line = "ControlNets in fp16/bf16, computed from their configs: sd15 722.6 MB (0.36 B parameters), flux 3.6 GB"
+    assert f"{line} (1.79 B parameters)\n" in output
