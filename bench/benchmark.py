@@ -45,6 +45,8 @@ from typing import Any, Final
 
 import numpy as np
 
+from rr_controlnet.models.families import FAMILIES
+from rr_controlnet.models.presets import PRESETS
 from rr_controlnet.outputs.names import image_name, recording_name
 from rr_controlnet.run.original import ORIGINAL_NEGATIVE_PROMPT, ORIGINAL_PROMPT
 
@@ -241,18 +243,16 @@ def bench_manifest(config: BenchConfig) -> Any:
         stem = Path(name).stem
         item_id = stem if index < len(IMAGE_NAMES) else f"{stem}-{index // len(IMAGE_NAMES)}"
         items.append({"id": item_id, "image": name, "seed": index})
-    document = {
-        "version": 1,
-        "model": config.model,
-        "defaults": {
-            "prompt": ORIGINAL_PROMPT,
-            "negative_prompt": ORIGINAL_NEGATIVE_PROMPT,
-            "steps": config.steps,
-            "size": config.size,
-            "controlnet_conditioning_scale": 0.5,
-        },
-        "items": items,
+    defaults = {
+        "prompt": ORIGINAL_PROMPT,
+        "negative_prompt": ORIGINAL_NEGATIVE_PROMPT,
+        "steps": config.steps,
+        "size": config.size,
+        "controlnet_conditioning_scale": 0.5,
     }
+    if not FAMILIES[PRESETS[config.model].family].true_cfg:  # Flux: guidance distilled, no negative prompt
+        del defaults["negative_prompt"]
+    document = {"version": 1, "model": config.model, "defaults": defaults, "items": items}
     return parse_manifest(document, IMAGES_DIR / "benchmark.yaml")
 
 

@@ -5,6 +5,7 @@
 #   bench/gpu_pack.sh                  # beforehand, on a machine with a package index: writes .gpu-pack/
 #   bash bench/gpu_run.sh              # on the GPU machine, in the project's root (the tree with .gpu-pack/)
 #   bash bench/gpu_run.sh --keep-going --sections ways-sd15,batch   # suite even after failed tests; suite options
+#   bash bench/gpu_run.sh --sections flux,sd3   # FLUX.1-dev and SD3.5 Large at full size (not in the default run)
 #   bash bench/gpu_run.sh --device cpu # a rehearsal without a GPU: the CUDA tests skip, the suite's CPU mode runs
 #
 # 1. source .gpu-pack/env.sh: diffusers and rerun-sdk (../shared/gpu/pack.sh);

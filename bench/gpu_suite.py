@@ -11,7 +11,11 @@ cut short keeps what it measured; the slowest and least certain, compile, comes 
 - ``offload``: ``--offload`` vs resident: peak GPU memory and seconds per item;
 - ``ways-sdxl``: random-sdxl, 1024x1024, 30 steps: the three ways again;
 - ``compile``: ``--compile`` vs not, both freshly loaded: seconds of the first item after loading, and
-  steady seconds per item.
+  steady seconds per item;
+- ``flux`` and ``sd3`` (only when asked for: ``--sections all`` or by name): random-flux (FLUX.1-dev with
+  InstantX's Canny ControlNet) and random-sd3 (SD3.5 Large with its Canny ControlNet) at full size in bf16,
+  their weights drawn on the GPU, 1024x1024, a few steps with the ControlNet: build seconds, seconds per item
+  and per step, peak GPU memory, resident and with ``--offload``.
 
 Within a section the ways run interleaved (a, b, a, b, ...) after one warm-up item each, and figures are
 medians over the repeats, as in bench/benchmark.py, whose ways, runner and timing this calls. Items are
@@ -21,11 +25,14 @@ memory is a model's own (bench/benchmark.py GpuPeak), so models loaded side by s
 Usage (from the repository root; bench/gpu_run.sh runs the CUDA tests first, then this)::
 
     python bench/gpu_suite.py --device cuda     # about 5 min on one H100; writes bench/results/gpu/
+    python bench/gpu_suite.py --device cuda --sections flux,sd3   # about 3 min: the full-size transformers
+    python bench/gpu_suite.py --device cuda --sections all        # everything: about 8 to 9 min
     python bench/gpu_suite.py --device cpu      # tiny presets, 64x64, seconds; writes bench/results/gpu-suite-cpu/
 
 The CPU mode runs every section on the tiny presets (a few steps at 64x64) to prove each one produces its
-figures; ``--compile`` and ``--offload`` need CUDA, so there both sides of those sections run the plain
-resident model, marked as a stand-in. Writes ``gpu-suite-<device name>.json`` and ``.md`` under ``--out``:
+figures (``flux`` and ``sd3`` build tiny-flux's and tiny-sd3's configs the way the full-size ones are built);
+``--compile`` and ``--offload`` need CUDA, so there both sides of those sections run the plain resident
+model, marked as a stand-in. Writes ``gpu-suite-<device name>.json`` and ``.md`` under ``--out``:
 bench/results/gpu/ is tracked by git (commit a GPU run's figures there), the rest of bench/results/ is not.
 """
 
@@ -62,7 +69,10 @@ from benchmark import (
 )
 
 RESULTS: Final = Path(__file__).resolve().parent / "results"
-SECTIONS: Final = ("ways-sd15", "batch", "preview", "offload", "ways-sdxl", "compile")
+SECTIONS: Final = ("ways-sd15", "batch", "preview", "offload", "ways-sdxl", "compile", "flux", "sd3")
+# What runs unless --sections says otherwise: the full-size transformer families take as long again.
+DEFAULT_SECTIONS: Final = SECTIONS[:6]
+FAMILY_SECTIONS: Final = ("flux", "sd3")
 # The models each section uses. Before a section the others are freed: SDXL gets the card to itself, and
 # the compile section's plain model is freshly loaded, so that its first item is a first one too.
 SECTION_ROLES: Final = {
@@ -72,6 +82,8 @@ SECTION_ROLES: Final = {
     "offload": ("sd15", "sd15-offload"),
     "ways-sdxl": ("sdxl",),
     "compile": ("sd15-plain", "sd15-compiled"),
+    "flux": (),  # each family section loads its models one at a time, the card to each alone
+    "sd3": (),
 }
 BATCH_SPEEDUP_GOAL: Final = 1.5  # images per second at the larger batch size over batch size 1, at 512
 MIB: Final = 2**20
@@ -98,8 +110,13 @@ class SuiteConfig:
     batch_items: int
     batch_size: int
     threads: int  # torch CPU threads; 0 leaves torch's choice
+    flux: Workload
+    sd3: Workload
+    family_dtype: str  # the full-size transformers run in bf16, as their makers publish them
+    family_items: int
+    family_repeats: int
     adherence: bool = True  # score each output's edges, as a batch does (scikit-image and SciPy)
-    sections: tuple[str, ...] = SECTIONS
+    sections: tuple[str, ...] = DEFAULT_SECTIONS
 
 
 CUDA_CONFIG: Final = SuiteConfig(
@@ -114,6 +131,11 @@ CUDA_CONFIG: Final = SuiteConfig(
     batch_items=8,
     batch_size=4,
     threads=0,
+    flux=Workload("random-flux", 1024, 4),
+    sd3=Workload("random-sd3", 1024, 4),
+    family_dtype="bf16",
+    family_items=1,
+    family_repeats=2,
 )
 # Every section on the tiny presets, for the default test suite: seconds on a shared 2-core CPU.
 CPU_CONFIG: Final = SuiteConfig(
@@ -128,6 +150,11 @@ CPU_CONFIG: Final = SuiteConfig(
     batch_items=4,
     batch_size=2,
     threads=1,
+    flux=Workload("tiny-flux", 64, 2),
+    sd3=Workload("tiny-sd3", 64, 2),
+    family_dtype="fp32",
+    family_items=1,
+    family_repeats=1,
 )
 
 
@@ -150,6 +177,10 @@ class Models:
         "sd15-compiled": ("sd15", {"compile_models": True}),
         "sd15-offload": ("sd15", {"offload": True}),
         "sdxl": ("sdxl", {}),
+        "flux": ("flux", {}),
+        "flux-offload": ("flux", {"offload": True}),
+        "sd3": ("sd3", {}),
+        "sd3-offload": ("sd3", {"offload": True}),
     }
 
     def __init__(self, config: SuiteConfig, log: Callable[[str], None]):
@@ -165,16 +196,26 @@ class Models:
     def workload(self, role: str) -> Workload:
         return getattr(self.config, self.ROLES[role][0])
 
+    def family(self, role: str) -> bool:
+        """Whether `role` is one of the full-size transformer families (flux, sd3)."""
+        return self.ROLES[role][0] in FAMILY_SECTIONS
+
+    def dtype(self, role: str) -> str:
+        return self.config.family_dtype if self.family(role) else self.config.dtype
+
     def get(self, role: str) -> Any:
         if role not in self.loaded:
             from rr_controlnet.models.loading import load_model, resolve_runtime
 
             flags = self.ROLES[role][1] if self.cuda else {}  # --compile and --offload need CUDA
-            runtime = resolve_runtime(self.config.device, self.config.dtype)
+            runtime = resolve_runtime(self.config.device, self.dtype(role))
             spec = bench_manifest(self.bench_config(role)).model
             self.log(f"loading {spec.name} ({role}) on {runtime.device}, {runtime.dtype_name} ...")
             started = time.perf_counter()
-            self.loaded[role] = load_model(spec, runtime, **flags)
+            if self.family(role) and not self.cuda:
+                self.loaded[role] = built_here(spec, runtime)
+            else:
+                self.loaded[role] = load_model(spec, runtime, **flags)
             self.load_seconds[role] = time.perf_counter() - started
             self.log(f"loaded in {self.load_seconds[role]:.1f} s")
         return self.loaded[role]
@@ -193,14 +234,15 @@ class Models:
 
     def bench_config(self, role: str, items: int | None = None, repeats: int | None = None) -> BenchConfig:
         workload, config = self.workload(role), self.config
+        default_items = config.family_items if self.family(role) else config.items
         return BenchConfig(
             model=workload.model,
             size=workload.size,
             steps=workload.steps,
-            items=items or config.items,
+            items=items or default_items,
             repeats=repeats or config.repeats,
             device=config.device,
-            dtype=config.dtype,
+            dtype=self.dtype(role),
             threads=config.threads,
             out=None,
             json_path="",
@@ -248,12 +290,24 @@ class Suite:
         return RrControlnetWay(self.runner(model, name, role, **recording), name)
 
     def items(self, way: RrControlnetWay, role: str) -> list[Any]:
-        return prepare_items(way.runner, bench_manifest(self.models.bench_config(role)), self.config.dtype)
+        return prepare_items(way.runner, bench_manifest(self.models.bench_config(role)), self.models.dtype(role))
 
     def close_runners(self) -> None:
         """Close the runners a section made: their recording streams, and their hold on its models."""
         self._runners.close()
         self._runners = ExitStack()
+
+
+def built_here(spec: Any, runtime: Any) -> Any:
+    """tiny-flux or tiny-sd3 made the way load_model makes random-flux and random-sd3: every component drawn
+    straight on the runtime's device (large_models.build_on_device). The CPU mode's stand-in for them."""
+    from rr_controlnet.models.large_models import build_on_device
+    from rr_controlnet.models.loading import LoadedModel
+    from rr_controlnet.models.presets import native_size
+
+    pipe = build_on_device(spec.name, runtime.device, runtime.torch_dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return LoadedModel(spec=spec, pipe=pipe, runtime=runtime, native_size=native_size(spec))
 
 
 def stand_in_note(flag: str, config: SuiteConfig) -> list[str]:
@@ -424,6 +478,47 @@ def offload_section(suite: Suite) -> Section:
     return Section("offload", title, rows, figures, stand_in_note("--offload", config))
 
 
+def family_section(suite: Suite, family: str) -> Section:
+    """A full-size transformer family with its ControlNet at 1024: resident, then with --offload, each loaded
+    alone (the card to itself): seconds to build, first item, steady seconds per item and per step, peak GPU."""
+    config, models = suite.config, suite.models
+    workload = models.workload(family)
+    resident = _family_row(suite, "resident", family)
+    offload = _family_row(suite, "offload", f"{family}-offload")
+    rows = [resident, offload]
+    figures: dict[str, Any] = {"offload_seconds_ratio": offload["seconds_per_item"] / resident["seconds_per_item"]}
+    if resident["peak_gpu_mib"] and offload["peak_gpu_mib"] is not None:
+        figures["offload_peak_gpu_ratio"] = offload["peak_gpu_mib"] / resident["peak_gpu_mib"]
+    title = (
+        f"{workload.model} with its ControlNet: {workload.size}x{workload.size}, {workload.steps} steps, "
+        f"{config.family_dtype}, {config.family_items} item, {config.family_repeats} repeats, resident vs --offload"
+    )
+    notes = ["s/step: an item's seconds over its steps (text encoding, VAE decoding and recording included)"]
+    notes += stand_in_note("--offload", config)
+    if not models.cuda:
+        notes.append(f"stand-in: on {config.device} {workload.model}'s small configs, built as the full-size ones are")
+    return Section(family, title, rows, figures, notes)
+
+
+def _family_row(suite: Suite, way_name: str, role: str) -> dict[str, Any]:
+    """One variant of a family measured with the card to itself: every other model freed first (a function of
+    its own, so that nothing here holds the resident model's 37 GB while the offloaded one is built)."""
+    config, models = suite.config, suite.models
+    models.keep_only(())
+    way = suite.rr_way(models.get(role), way_name, role)
+    warmups, runs = interleave([way], suite.items(way, role), suite.scratch, config.family_repeats, suite.log)
+    (result,) = summarize(runs, config.family_items, reference=way_name)
+    suite.close_runners()
+    return {
+        "way": way_name,
+        "load_seconds": models.load_seconds[role],
+        "first_item_seconds": warmups[way_name].seconds[0],
+        "seconds_per_item": result.seconds_per_item,
+        "seconds_per_step": result.seconds_per_item / models.workload(role).steps,
+        "peak_gpu_mib": _mib(result.peak_gpu_bytes),
+    }
+
+
 SECTION_RUNS: Final[dict[str, Callable[[Suite], Section]]] = {
     "compile": compile_section,
     "ways-sd15": lambda suite: ways_section(suite, "sd15"),
@@ -431,6 +526,8 @@ SECTION_RUNS: Final[dict[str, Callable[[Suite], Section]]] = {
     "preview": preview_section,
     "offload": offload_section,
     "ways-sdxl": lambda suite: ways_section(suite, "sdxl"),
+    "flux": lambda suite: family_section(suite, "flux"),
+    "sd3": lambda suite: family_section(suite, "sd3"),
 }
 
 
@@ -462,8 +559,10 @@ COLUMNS: Final = {  # key: (header, format)
     "seconds_per_image": ("s/image", "{:.3f}"),
     "images_per_second": ("images/s", "{:.2f}"),
     "seconds": ("s (all items)", "{:.2f}"),
+    "load_seconds": ("load s", "{:.1f}"),
     "first_item_seconds": ("first item s", "{:.2f}"),
     "seconds_per_item": ("s/item", "{:.3f}"),
+    "seconds_per_step": ("s/step", "{:.3f}"),
     "seconds_per_step_added": ("s/step added", "{:+.4f}"),
     "ratio": ("ratio", "{:.2f}"),
     "peak_gpu_mib": ("peak GPU MiB", "{:,.0f}"),
@@ -600,7 +699,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SuiteConfig, Path]:
         "for --device cpu, bench/results/gpu-suite-cpu, scratch)",
     )
     parser.add_argument(
-        "--sections", default=",".join(SECTIONS), help=f"comma-separated, run in this order: {','.join(SECTIONS)}"
+        "--sections",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma-separated, run in this order: {','.join(SECTIONS)}; 'all' for every one (default: all but "
+        f"{' and '.join(FAMILY_SECTIONS)}, the full-size transformers)",
     )
     parser.add_argument(
         "--no-adherence",
@@ -610,6 +712,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SuiteConfig, Path]:
     )
     args = parser.parse_args(argv)
     sections = tuple(name.strip() for name in args.sections.split(",") if name.strip())
+    if sections == ("all",):
+        sections = SECTIONS
     unknown = [name for name in sections if name not in SECTIONS]
     if unknown:
         parser.error(f"unknown sections {unknown}: choose from {', '.join(SECTIONS)}")

@@ -103,3 +103,24 @@ def test_seeds_reproduce_on_the_same_card(tmp_path: Path) -> None:
         assert set(run_on_cuda(manifest, tmp_path / run).values()) == {"done"}
     for name in ("astronaut.png", "horse.png"):
         np.testing.assert_array_equal(pixels(tmp_path / "first" / name), pixels(tmp_path / "second" / name))
+
+
+@pytest.mark.parametrize("kind", ["tiny-flux", "tiny-sd3"])
+def test_the_large_presets_way_of_building_works_on_the_card(kind: str) -> None:
+    """random-flux and random-sd3 draw their weights on the card (large_models.build_on_device); the same path
+    on the tiny configs, in bf16: on the card, the same weights twice, generating resident and offloaded."""
+    from rr_controlnet.models.large_models import build_on_device
+
+    pipe = build_on_device(kind, "cuda", torch.bfloat16)
+    weights = list(pipe.transformer.parameters())
+    assert all(weight.is_cuda and weight.dtype == torch.bfloat16 for weight in weights)
+    again = build_on_device(kind, "cuda", torch.bfloat16)
+    assert all(torch.equal(ours, theirs) for ours, theirs in zip(weights, again.transformer.parameters(), strict=True))
+    del again
+    pipe.set_progress_bar_config(disable=True)
+    call = {"prompt": "a cat", "height": 64, "width": 64, "num_inference_steps": 2, "output_type": "np"}
+    resident = pipe(**call, control_image=torch.rand(1, 3, 64, 64)).images
+    pipe.enable_model_cpu_offload()
+    offloaded = pipe(**call, control_image=torch.rand(1, 3, 64, 64)).images
+    assert resident.shape == offloaded.shape == (1, 64, 64, 3)
+    assert np.isfinite(resident).all() and np.isfinite(offloaded).all()

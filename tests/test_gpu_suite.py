@@ -40,7 +40,7 @@ def test_every_section_produces_its_figures(gpu_suite, cpu_run) -> None:
     report, _ = written_report(cpu_run)
     assert report["failed_sections"] == {}
     sections = {section["name"]: section for section in report["sections"]}
-    assert list(sections) == list(gpu_suite.SECTIONS)
+    assert list(sections) == list(gpu_suite.DEFAULT_SECTIONS)  # the full-size families only when asked for
 
     compiled = sections["compile"]
     assert [row["way"] for row in compiled["rows"]] == ["not compiled", "compiled"]
@@ -86,8 +86,38 @@ def test_the_table_is_headed_by_the_machine_and_has_every_section(cpu_run) -> No
     assert "| rr-controlnet | " in markdown and "| taesd | " in markdown
 
 
+def test_the_flux_and_sd3_rows_build_on_the_device_and_measure_resident_and_offload(gpu_suite, tmp_path: Path) -> None:
+    """The family rows end to end on the CPU: tiny-flux's and tiny-sd3's configs built the way random-flux and
+    random-sd3 are built on a GPU (large_models.build_on_device), each generating through the batch's runner."""
+    assert gpu_suite.main(["--device", "cpu", "--sections", "flux,sd3", "--out", str(tmp_path)]) == 0
+    report, markdown = written_report(tmp_path)
+    assert report["failed_sections"] == {}
+    sections = {section["name"]: section for section in report["sections"]}
+    assert list(sections) == ["flux", "sd3"]
+    for name, model in (("flux", "tiny-flux"), ("sd3", "tiny-sd3")):
+        section = sections[name]
+        assert section["title"].startswith(f"{model} with its ControlNet: 64x64, 2 steps, fp32")
+        assert [row["way"] for row in section["rows"]] == ["resident", "offload"]
+        for row in section["rows"]:
+            assert row["load_seconds"] > 0 and row["first_item_seconds"] > 0
+            assert row["seconds_per_step"] == pytest.approx(row["seconds_per_item"] / 2)
+            assert row["peak_gpu_mib"] is None  # on the CPU
+        assert section["figures"]["offload_seconds_ratio"] > 0
+        assert any("stand-in: --offload needs CUDA" in note for note in section["notes"])
+        assert f"## {section['title']}\n" in markdown
+    assert "| resident | " in markdown and "| s/step |" in markdown
+
+
+def test_the_full_size_families_run_in_bf16_at_1024_on_cuda(gpu_suite) -> None:
+    cuda = gpu_suite.CUDA_CONFIG
+    assert (cuda.flux.model, cuda.sd3.model, cuda.family_dtype) == ("random-flux", "random-sd3", "bf16")
+    assert cuda.flux.size == cuda.sd3.size == 1024
+
+
 def test_sections_can_be_chosen_and_unknown_ones_are_refused(gpu_suite) -> None:
     config, _ = gpu_suite.parse_args(["--device", "cpu", "--sections", "batch,compile", "--no-adherence"])
     assert config.sections == ("batch", "compile") and config.adherence is False
+    assert gpu_suite.parse_args(["--sections", "all"])[0].sections == gpu_suite.SECTIONS
+    assert "flux" not in gpu_suite.parse_args([])[0].sections
     with pytest.raises(SystemExit):
         gpu_suite.parse_args(["--sections", "compile,warp-speed"])

@@ -26,6 +26,7 @@ from rr_controlnet.models.hub import (
     offline,
     variant_for,
 )
+from rr_controlnet.models.large_models import LARGE_KINDS, build_on_device
 from rr_controlnet.models.presets import FAMILY_PREVIEW_DECODER, PRESETS, built_weights, native_size
 from rr_controlnet.models.random_transformer_models import build_pipeline, build_preview_decoder, save_preview_decoder
 from rr_controlnet.models.schedulers import make_scheduler
@@ -95,6 +96,7 @@ def load_model(
     if (offload or compile_models) and not accelerated:
         flag = "--offload" if offload else "--compile"
         raise DeviceError(f"{flag} needs a CUDA device; this run is on {runtime.device}")
+    refuse_large_off_cuda(spec, runtime)
     with quiet_library_logging():
         pipe = _build_pipeline(spec, runtime, scheduler, allow_unsafe_weights, downloads or DownloadDisplay())
         if accelerated:
@@ -107,6 +109,17 @@ def load_model(
             _compile(pipe)
         pipe.set_progress_bar_config(disable=True)
     return LoadedModel(spec=spec, pipe=pipe, runtime=runtime, native_size=native_size(spec))
+
+
+def refuse_large_off_cuda(spec: ModelSpec, runtime: Runtime) -> None:
+    """random-flux and random-sd3 draw 16 to 19 billion parameters on their device: on a CPU that would take
+    the machine's memory and many minutes before the first step, so they need CUDA."""
+    if spec.name in LARGE_KINDS and not runtime.device.startswith("cuda"):
+        tiny = "tiny-flux" if spec.family == "flux" else "tiny-sd3"
+        raise DeviceError(
+            f"{spec.name} builds the full-size model on its device and needs a CUDA device (about 40 GB in bf16); "
+            f"this run is on {runtime.device}: {tiny} is its small stand-in"
+        )
 
 
 @dataclass(frozen=True)
@@ -152,9 +165,12 @@ def _build_pipeline(
 ) -> Any:
     built = built_weights(spec)
     if built == "random":
-        # Real-size architectures with random weights: built in memory (saving them is gigabytes).
-
-        pipe = build_pipeline(spec.name, dtype=runtime.torch_dtype)
+        # Real-size architectures with random weights: built in memory (saving them is gigabytes); the
+        # largest straight on the device, where drawing their weights takes seconds rather than minutes.
+        if spec.name in LARGE_KINDS:
+            pipe = build_on_device(spec.name, runtime.device, runtime.torch_dtype)
+        else:
+            pipe = build_pipeline(spec.name, dtype=runtime.torch_dtype)
     elif built == "tiny":
         folder = random_model_folder(spec.name)
         controlnet = str(folder / "controlnet") if FAMILIES[spec.family].has_controlnet else None

@@ -107,6 +107,24 @@ PRESETS: Final[dict[str, Preset]] = {
     "random-sdxl": Preset(
         "sdxl", "random-sdxl", "random-sdxl", None, 1024, "random", "SDXL architecture, random weights (benchmarks)"
     ),
+    "random-flux": Preset(
+        "flux",
+        "random-flux",
+        "random-flux",
+        None,
+        1024,
+        "random",
+        "FLUX.1-dev and InstantX's Canny ControlNet architectures, random weights built on the GPU (benchmarks)",
+    ),
+    "random-sd3": Preset(
+        "sd3",
+        "random-sd3",
+        "random-sd3",
+        None,
+        1024,
+        "random",
+        "SD3.5 Large and its Canny ControlNet architectures, random weights built on the GPU (benchmarks)",
+    ),
 }
 
 # The presets' repos whose files the hub serves only to accounts that accepted their licence.

@@ -33,7 +33,14 @@ from rr_controlnet.models.random_models import (
 TRANSFORMER_KINDS: Final = ("tiny-flux", "tiny-flux-control", "tiny-sd3", "tiny-sdxl-union", "tiny-flux-union")
 ALL_KINDS: Final = (*RANDOM_KINDS, *TRANSFORMER_KINDS)
 # The preview decoders (TAESD layout) of the 16-channel families take 16 latent channels.
-SIXTEEN_CHANNEL_KINDS: Final = ("tiny-flux", "tiny-flux-control", "tiny-sd3", "tiny-flux-union")
+SIXTEEN_CHANNEL_KINDS: Final = (
+    "tiny-flux",
+    "tiny-flux-control",
+    "tiny-sd3",
+    "tiny-flux-union",
+    "random-flux",
+    "random-sd3",
+)
 
 # diffusers' tests (tests/pipelines/controlnet_flux, controlnet_sd3) scaled to real latent shapes.
 TINY_FLUX_TRANSFORMER: Final = {
@@ -187,7 +194,9 @@ def build_preview_decoder(kind: str, dtype: Any = None) -> Any:
         return build_random_preview_decoder("tiny-sdxl" if kind == "tiny-sdxl-union" else kind, dtype)
     from diffusers import AutoencoderTiny
 
-    return built_component("taesd", lambda: AutoencoderTiny(**dict(configs.TINY_TAESD, latent_channels=16)), dtype)
+    # The random kinds: the published layout of madebyollin/taef1 and taesd3 (AutoencoderTiny's defaults).
+    config = dict(configs.TINY_TAESD if kind.startswith("tiny") else {}, latent_channels=16)
+    return built_component("taesd", lambda: AutoencoderTiny(**config), dtype)
 
 
 def save_preview_decoder(kind: str, folder: Path) -> Path:

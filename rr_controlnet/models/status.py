@@ -24,7 +24,8 @@ from rr_controlnet.models.hub import (
     plan_weights,
     variant_for,
 )
-from rr_controlnet.models.presets import GATED_REPOS, built_weights
+from rr_controlnet.models.large_configs import CONTROLNET_PARAMETERS
+from rr_controlnet.models.presets import GATED_REPOS, PRESETS, built_weights
 from rr_controlnet.models.random_transformer_models import save_pipeline
 from rr_controlnet.spec import ModelSpec
 
@@ -42,6 +43,7 @@ class ComponentStatus:
     bytes_cached: int | None
     bytes_to_fetch: int | None  # what fetching it would download (None: not known or nothing)
     unknown_because: str | None = None  # why the hub was not asked what fetching would download
+    parameters: int | None = None  # a preset's ControlNet's, counted from its published config
 
 
 @dataclass(frozen=True)
@@ -152,9 +154,18 @@ def _component_rows(
         entry = planned.get(source) if source and is_hub_id(source) else None
         if entry is not None:
             to_fetch = None if entry.complete else entry.bytes_missing
+            parameters = _preset_controlnet_parameters(spec) if component == "controlnet" else None
             rows.append(
                 ComponentStatus(
-                    model, component, source, "hub", entry.weights_name, entry.complete, entry.bytes_cached, to_fetch
+                    model,
+                    component,
+                    source,
+                    "hub",
+                    entry.weights_name,
+                    entry.complete,
+                    entry.bytes_cached,
+                    to_fetch,
+                    parameters=parameters,
                 )
             )
         elif source:
@@ -166,8 +177,14 @@ def _component_rows(
     return rows
 
 
+def _preset_controlnet_parameters(spec: ModelSpec) -> int | None:
+    preset = PRESETS.get(spec.name)
+    return CONTROLNET_PARAMETERS.get(spec.name) if preset and preset.controlnet == spec.controlnet else None
+
+
 def models_table(rows: Sequence[ComponentStatus]) -> str:
-    """The rows as an aligned text table: model, component, source, weights, cached, size."""
+    """The rows as an aligned text table: model, component, source, weights, cached, size; then what each
+    preset's ControlNet weighs, computed from its config."""
     header = ("MODEL", "COMPONENT", "SOURCE", "WEIGHTS", "CACHED", "SIZE")
     lines = [header] + [
         (row.model, row.component, _source_text(row), row.weights, _yes_no(row.cached), _size_text(row)) for row in rows
@@ -177,7 +194,15 @@ def models_table(rows: Sequence[ComponentStatus]) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in lines
     )
     reasons = sorted({row.unknown_because or "the hub did not say" for row in rows if _size_text(row) == "?"})
-    return table + "".join(f"\n? size not known: {reason}" for reason in reasons)
+    weighed = [
+        f"{row.model} {human_size(2 * row.parameters)} ({row.parameters / 1e9:.2f} B parameters)"
+        for row in rows
+        if row.parameters is not None
+    ]
+    notes = [f"? size not known: {reason}" for reason in reasons]
+    if weighed:
+        notes.append(f"ControlNets in fp16/bf16, computed from their configs: {', '.join(weighed)}")
+    return "\n".join([table, *notes])
 
 
 def _source_text(row: ComponentStatus) -> str:
