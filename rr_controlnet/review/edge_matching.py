@@ -151,10 +151,11 @@ def nearest_offsets_saturate(
 
 def smaller_map_saturates(control_points: np.ndarray, output_points: np.ndarray, tolerance: float) -> np.ndarray | None:
     """A maximum matching found from the smaller map's side alone, when there is one to find so: each of its
-    pixels' own MATCH_NEIGHBOURS nearest pixels of the other map (candidates by definition), matched greedily,
-    nearest offsets first. Listing them is cheap where the other map is dense, and an edge map far denser
-    than the other (an output of noise) is where listing the other way round costs most. Per control point
-    its output point or -1; None when a pixel of the smaller map is left free."""
+    pixels' own MATCH_NEIGHBOURS nearest pixels of the other map (candidates by definition), matched as
+    maximum_matching matches (greedy, then the auction) and pairing every pixel of the smaller map. Listing
+    them is cheap where the other map is dense, and a map far denser than the other (an output of noise) is
+    where listing the other way round costs most. Per control point its output point or -1; None when a
+    pixel of the smaller map is left free."""
     swapped = len(output_points) < len(control_points)
     smaller, larger = (output_points, control_points) if swapped else (control_points, output_points)
     offsets = offsets_within(tolerance)
@@ -162,12 +163,15 @@ def smaller_map_saturates(control_points: np.ndarray, output_points: np.ndarray,
     shape = (int(both[:, 0].max()) + 1, int(both[:, 1].max()) + 1)
     margin = int(np.abs(offsets).max()) if len(offsets) else 0
     mine, theirs, _ = _nearest(smaller, larger, offsets, shape, margin)
-    partner = np.full(len(smaller), -1, dtype=np.int32)
-    taken = np.zeros(len(larger), dtype=bool)
-    for who, found in zip(mine, theirs, strict=True):
-        free = (partner[who] < 0) & ~taken[found]
-        partner[who[free]] = found[free]
-        taken[found[free]] = True
+    own_pairs = CandidatePairs(
+        control=np.concatenate(mine).astype(np.int32),
+        output=np.concatenate(theirs).astype(np.int32),
+        starts=np.concatenate([[0], np.cumsum([len(who) for who in mine])]).astype(np.int64),
+        offsets=offsets,
+        control_count=len(smaller),
+        output_count=len(larger),
+    )
+    partner = maximum_matching(own_pairs)
     if (partner < 0).any():
         return None
     if not swapped:
