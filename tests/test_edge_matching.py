@@ -134,6 +134,11 @@ def test_a_map_much_denser_than_the_other_is_matched_from_the_sparser_side(seed:
         reference = brute_force_pairs(control_points, output_points, 3.5)
         assert_maximum(partner, len(control_points), reference, "dense and sparse")
         assert (partner >= 0).sum() == min(len(control_points), len(output_points))
+    # The greedy matching pairs the second control with the output on its own pixel, leaving the first
+    # without one; the auction moves the second to its other output, and every control is paired.
+    control_points, output_points = np.array([[0, 0], [0, 1]]), np.array([[0, 1], [1, 2]])
+    partner = smaller_map_saturates(control_points, output_points, 1.5)
+    assert partner is not None and partner.tolist() == [0, 1]
     # A sparse pixel with none of the other map near it: the full matching is needed.
     lonely = np.zeros((30, 30), dtype=bool)
     lonely[0, 0] = True
