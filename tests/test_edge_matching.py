@@ -121,6 +121,21 @@ def test_the_auction_grows_a_greedy_matching_that_leaves_long_augmenting_paths()
     assert (partner >= 0).all()
 
 
+def test_a_stop_asked_while_the_auction_runs_stops_it() -> None:
+    stripes = np.zeros((40, 40), dtype=bool)
+    stripes[:, ::2] = True
+    pairs = candidate_pairs(np.argwhere(stripes), np.argwhere(np.roll(stripes, 1, axis=1)), 1.5)
+    calls = []
+
+    def checkpoint() -> None:
+        calls.append(None)
+        if len(calls) == 2:  # the first is after the greedy matching, the second inside the auction
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        maximum_matching(pairs, checkpoint)
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_a_map_much_denser_than_the_other_is_matched_from_the_sparser_side(seed: int) -> None:
     rng = np.random.default_rng(seed)
