@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from helpers import run_cli, sample_image
 from PIL import Image
 
@@ -550,3 +552,37 @@ def test_a_control_model_is_no_control_units_model(folder: Path) -> None:
             "m.yaml:6: item 'astronaut' (#1): controls[0].model 'flux-canny-dev' is a control model (flux-control), not a ControlNet"
         ],
     )
+
+
+def weights_folder(folder: Path, name: str, config: dict) -> str:
+    """A local weights folder holding only its config: what validate reads to tell a family."""
+    (folder / name).mkdir(parents=True)
+    file_name = "model_index.json" if config["_class_name"].endswith("Pipeline") else "config.json"
+    (folder / name / file_name).write_text(json.dumps(config))
+    return f"./{name}"
+
+
+SDXL_UNION_BASE = {"_class_name": "StableDiffusionXLControlNetUnionPipeline"}
+FLUX_BASE = {"_class_name": "FluxControlNetPipeline"}
+SDXL_BASE = {"_class_name": "StableDiffusionXLControlNetPipeline"}
+FLUX_UNION_CONTROLNET = {"_class_name": "FluxControlNetModel", "num_mode": 7}
+SDXL_UNION_CONTROLNET = {"_class_name": "ControlNetUnionModel"}
+
+
+@pytest.mark.parametrize(
+    ("base", "controlnet", "family", "expected"),
+    [
+        (SDXL_UNION_BASE, FLUX_UNION_CONTROLNET, None, "is a flux-union ControlNet, the base model is sdxl-union"),
+        (FLUX_BASE, FLUX_UNION_CONTROLNET, "flux", "is a flux-union ControlNet, the base model is flux"),
+        (SDXL_BASE, SDXL_UNION_CONTROLNET, "sdxl", "is a sdxl-union ControlNet, the base model is sdxl"),
+    ],
+)
+def test_a_custom_models_controlnet_folder_must_be_of_its_family(
+    folder: Path, base: dict, controlnet: dict, family: str | None, expected: str
+) -> None:
+    """Else the run stops on an internal error while loading, or every item fails, or a union model's weights
+    load into a plain ControlNet."""
+    model = {"base": weights_folder(folder, "base", base), "controlnet": weights_folder(folder, "cn", controlnet)}
+    text = yaml.safe_dump({"version": 1, "model": {**model, **({"family": family} if family else {})}}, sort_keys=False)
+    code, lines = validate(folder, text + "items:\n  - image: astronaut.png\n")
+    assert (code, lines[:-1]) == (2, [f"m.yaml:4: model: model.controlnet './cn' {expected}"])
