@@ -488,13 +488,36 @@ def test_a_control_model_refuses_a_controlnets_scale_range_and_units_one_line_ea
     code, lines = validate(folder, text)
     assert code == 2
     assert lines[:-1] == [
-        f"m.yaml:6: item 'astronaut' (#1): controlnet_conditioning_scale: {NO_CONTROLNET}, so 0.8 would be "
+        f"m.yaml:4: defaults: control_guidance_start: {NO_CONTROLNET}, so 0.1 would be ignored; remove it "
+        "(2 items inherit it)",
+        f"m.yaml:7: item 'astronaut' (#1): controlnet_conditioning_scale: {NO_CONTROLNET}, so 0.8 would be "
         "ignored; remove it",
-        f"m.yaml:6: item 'astronaut' (#1): control_guidance_start: {NO_CONTROLNET}, so 0.1 would be ignored; "
-        "remove it (and 1 more items)",
-        f"m.yaml:6: item 'astronaut' (#1): control_guidance_end: {NO_CONTROLNET}, so 0.9 would be ignored; remove it",
-        f"m.yaml:9: item 'horse' (#2): controls: {NO_CONTROLNET}, so it runs no control units; remove `controls` "
+        f"m.yaml:8: item 'astronaut' (#1): control_guidance_end: {NO_CONTROLNET}, so 0.9 would be ignored; remove it",
+        f"m.yaml:10: item 'horse' (#2): controls: {NO_CONTROLNET}, so it runs no control units; remove `controls` "
         "(use `canny` for its map)",
+    ]
+
+
+def test_a_family_rule_is_located_where_the_value_is_written(folder: Path) -> None:
+    """In defaults: the defaults' line, with how many items inherit it; in an item or its sweep: that key's line."""
+    text = CONTROL_HEADER + (
+        "defaults:\n  prompt: a horse\n  controlnet_conditioning_scale: 0.8\n  controls:\n    - {type: canny}\n"
+        "items:\n"
+        "  - image: astronaut.png\n    prompt: an astronaut\n    negative_prompt: blurry\n"
+        "  - image: horse.png\n    controlnet_conditioning_scale: 0.5\n"
+        "    sweep:\n      seed: [1, 2]\n      control_guidance_end: [0.5]\n"
+    )
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert lines[:-1] == [
+        f"m.yaml:5: defaults: controlnet_conditioning_scale: {NO_CONTROLNET}, so 0.8 would be ignored; remove it "
+        "(1 item inherits it)",
+        f"m.yaml:6: defaults: controls: {NO_CONTROLNET}, so it runs no control units; remove `controls` "
+        "(use `canny` for its map) (3 items inherit it)",
+        "m.yaml:11: item 'astronaut' (#1): negative_prompt: FLUX.1 control model (flux-control) has no "
+        "classifier-free guidance (its guidance is distilled), so a negative prompt would be ignored; remove it",
+        f"m.yaml:16: item 'horse_seed1_end0.5' (#2): control_guidance_end: {NO_CONTROLNET}, so 0.5 would be ignored; "
+        "remove it (and 1 more item)",
     ]
 
 
@@ -512,7 +535,7 @@ def test_a_sweep_of_a_controlnet_scale_is_refused_on_a_control_model(folder: Pat
     code, lines = validate(folder, text)
     assert code == 2
     assert lines[:-1] == [
-        f"m.yaml:4: item 'astronaut_ccs1' (#1): controlnet_conditioning_scale: {NO_CONTROLNET}, so 1.0 would be "
+        f"m.yaml:5: item 'astronaut_ccs1' (#1): controlnet_conditioning_scale: {NO_CONTROLNET}, so 1.0 would be "
         "ignored; remove it"
     ]
 
