@@ -166,6 +166,32 @@ def unit_map_paths(params: dict[str, Any], convert: Callable[[Any], Any]) -> dic
     return {**params, "controls": converted}
 
 
+MODEL_PATH_KEYS: Final = ("base", "controlnet", "vae", "config")
+
+
+def model_paths_relative(model: Mapping[str, Any], folder: Path | None) -> dict[str, Any]:
+    """A run's model as the folder's files name it: a local weights path relative to the folder, always starting
+    with ./ or ../ so that it reads apart from a preset name or hub id."""
+
+    def relative(path: Any) -> Any:
+        shown = folder_relative(path, folder)
+        if shown is path or not isinstance(shown, str) or shown.startswith("../"):
+            return shown
+        return f"./{shown}"
+
+    return {key: relative(value) if key in MODEL_PATH_KEYS else value for key, value in model.items()}
+
+
+def model_paths_resolved(model: Mapping[str, Any], folder: Path | None) -> dict[str, Any]:
+    """model_paths_relative read back: its ./ and ../ paths absolute again (preset names and hub ids as they are)."""
+
+    def resolved(path: Any) -> Any:
+        local = isinstance(path, str) and (path.startswith("./") or path.startswith("../"))
+        return folder_resolved(path, folder) if local else path
+
+    return {key: resolved(value) if key in MODEL_PATH_KEYS else value for key, value in model.items()}
+
+
 def folder_relative(path: Any, folder: Path | None) -> Any:
     """An absolute path as the output folder writes it: relative to the folder (with / between parts), so
     that no file in it holds the machine's layout and the paths stay right where the folder is copied."""
@@ -219,7 +245,7 @@ class BatchSummary:
         items = [outcome for outcome in entries if outcome]
         return cls(
             manifest=folder_resolved(document.get("manifest", ""), folder),
-            model=document.get("model") or {},
+            model=model_paths_resolved(document.get("model") or {}, folder),
             recording_id=document.get("recording_id", ""),
             items=items,
             versions=document.get("versions") or {},
@@ -240,7 +266,7 @@ class BatchSummary:
         return {
             "version": SUMMARY_VERSION,
             "manifest": folder_relative(self.manifest, folder),
-            "model": self.model,
+            "model": model_paths_relative(self.model, folder),
             "recording_id": self.recording_id,
             "counts": self.counts(),
             "versions": self.versions,

@@ -25,7 +25,7 @@ from rr_controlnet.manifest.sweep_names import alias, axis_label, value_text
 from rr_controlnet.outputs import BatchSummary, ItemOutcome
 from rr_controlnet.outputs.files import write_atomic
 from rr_controlnet.outputs.names import OVERVIEW_NAME, is_overview_page
-from rr_controlnet.outputs.records import Adherence, folder_relative, unit_map_paths
+from rr_controlnet.outputs.records import Adherence, folder_relative, model_paths_relative, unit_map_paths
 from rr_controlnet.review.pages.from_files import images_from_files, input_image
 from rr_controlnet.review.pages.html import DATA_NAME, LINKS_NAME, PAGE_NAME, copy_page_assets, data_script, page_html
 from rr_controlnet.review.pages.items import (
@@ -184,7 +184,7 @@ def page_data(
         "format": DATA_FORMAT,
         "title": f"rr-controlnet: {Path(summary.manifest).name or 'batch'}",
         "manifest": folder_relative(summary.manifest, folder),
-        "model": summary.model,
+        "model": model_paths_relative(summary.model, folder),
         "counts": {status: counts.get(status, 0) for status in STATUS_ORDER[::-1]},
         "versions": summary.versions,
         "run": summary.run,
