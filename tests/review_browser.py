@@ -1,5 +1,5 @@
 """The review pages in a real browser: Debian's Chromium driven by Playwright for Python, for the tests and for
-README's screenshot of the example batch's page.
+README's screenshot of the example batch's page; a bounded wait for a page still changing (the web viewer's).
 
     python tests/review_browser.py screenshot manifests/example-output docs/review-page.png
 
@@ -14,9 +14,11 @@ import contextlib
 import io
 import shutil
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -31,6 +33,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PAGE_SECONDS = 30  # opening one page from disk and drawing it
+POLL_SECONDS = 0.5  # between readings of a page that is still changing
+
+Reading = TypeVar("Reading")
 
 
 def chromium_path() -> str | None:
@@ -97,6 +102,29 @@ def broken_images(page) -> list[str]:
         if not loaded:
             broken.append(image.get_attribute("src"))
     return broken
+
+
+def wait_for_page(
+    page,
+    read: Callable[[object], Reading],
+    done: Callable[[Reading], bool],
+    seconds: float,
+    not_yet: tuple[type[Exception], ...] = (),
+) -> Reading:
+    """`read(page)` every POLL_SECONDS until `done` holds of what it read, or `seconds` have passed: the last
+    reading either way, for the test to assert on. A `not_yet` exception means the page cannot be read yet (the
+    web viewer still loading its recording); past the deadline it is raised."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            reading = read(page)
+        except not_yet:
+            if time.monotonic() > deadline:
+                raise
+        else:
+            if done(reading) or time.monotonic() > deadline:
+                return reading
+        time.sleep(POLL_SECONDS)
 
 
 def screenshot(page_path: Path, png: Path, width: int = 900, height: int = 500, layout_width: int = 1260) -> Path:

@@ -378,7 +378,7 @@ class PipelineCalls:
     """Each call of a pipeline class (a spy on it): its arguments and the ControlNet it ran; the call goes on."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, family: str):
-        from rr_controlnet.models.loading import pipeline_class
+        from rr_controlnet.models.component_sources import pipeline_class
 
         self.arguments: list[dict] = []
         self.controlnets: list = []

@@ -65,6 +65,13 @@ def test_every_presets_controlnet_is_counted_from_its_config() -> None:
     assert controlnet_parameters("tiny-sd15") is None
 
 
+def test_the_flux_union_controlnet_counts_what_its_weights_file_weighs() -> None:
+    """Shakker Labs' ControlNet-Union-Pro: InstantX's Union architecture, whose one bf16 file on the hub is 6.6 GB."""
+    parameters = controlnet_parameters("flux-union")
+    assert 2 * parameters / BILLION == pytest.approx(6.6, abs=0.05)
+    assert parameters - controlnet_parameters("flux") > 1.5 * BILLION  # its ten single blocks
+
+
 def test_docs_show_every_presets_controlnet_size() -> None:
     text = DOCS.read_text()
     for preset, parameters in CONTROLNET_PARAMETERS.items():

@@ -22,7 +22,8 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import free_port, run_batch, tiny_manifest
-from test_web_viewer import browser, page_state  # noqa: F401 - the fixture, and reading the viewer
+from review_browser import wait_for_page
+from test_web_viewer import PageState, browser, page_state  # noqa: F401 - the fixture, and reading the viewer
 
 STOP_SECONDS = 10  # Ctrl-C to exit
 START_SECONDS = 120  # the page written again, the web viewer's files taken on first use
@@ -132,6 +133,10 @@ def test_a_port_in_use_is_one_line_and_exit_2(out_dir: Path, served) -> None:
 VIEWER_SECONDS = 120  # the web viewer's 40 MB of WebAssembly started in software, the recording read
 
 
+def shows_horse(state: PageState) -> bool:
+    return "/items/horse/output" in set(state.views.values()) and bool(state.recordings)
+
+
 def test_open_in_rerun_loads_the_items_recording_in_the_web_viewer(
     out_dir: Path,
     served,
@@ -155,19 +160,9 @@ def test_open_in_rerun_loads_the_items_recording_in_the_web_viewer(
         assert href == f"http://127.0.0.1:{port}/rerun-viewer/?url={urllib.parse.quote(recording, safe='')}"
         link.click()
         page.wait_for_function("() => window._handle !== undefined")
-        deadline = time.monotonic() + VIEWER_SECONDS
-        while True:
-            try:
-                state = page_state(page)
-            except PlaywrightError:  # no recording yet: the viewer is still reading it
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-                continue
-            origins = set(state.views.values())
-            if ("/items/horse/output" in origins and state.recordings) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        # Until the recording is read, the viewer has no state to give (a PlaywrightError).
+        state = wait_for_page(page, page_state, shows_horse, VIEWER_SECONDS, not_yet=(PlaywrightError,))
+        origins = set(state.views.values())
         assert "/items/horse/output" in origins and "/items/horse/latent" in origins  # the batch's blueprint
         assert len(state.recordings) == 1 and state.step_end == 2  # the item's one recording, every step of it
     except Exception:

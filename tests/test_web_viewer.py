@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from helpers import free_port, recording_properties, shown_tab, tiny_manifest, unavailable
+from review_browser import wait_for_page
 
 from rr_controlnet.recording.layout import item_view_names, run_recording_id
 
@@ -195,20 +196,10 @@ def open_page(browser, url: str) -> Iterator[object]:
         page.close()
 
 
-def wait_for_batch(page) -> PageState:
-    """Poll the page until it has laid out every item's data, or PAGE_SECONDS have passed."""
-    deadline = time.monotonic() + PAGE_SECONDS
-    while True:
-        state = page_state(page)
-        if shows_the_whole_batch(state) or time.monotonic() > deadline:
-            return state
-        time.sleep(0.5)
-
-
 def check_page(page, label: str, out_dir: Path, tmp_path: Path) -> None:
     """The page shows the batch blueprint for one named recording, time panel on `step`, first tab open."""
     try:
-        state = wait_for_batch(page)
+        state = wait_for_page(page, page_state, shows_the_whole_batch, PAGE_SECONDS)  # every item laid out
         assert state.views == expected_views()  # the batch blueprint, not the viewer's heuristic grid
         assert state.blueprint["/time_panel"]["TimePanelBlueprint"]["timeline"] == "step"
         assert shown_tab(state.blueprint) == ITEMS[0]

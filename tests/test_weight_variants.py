@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rr_controlnet.models.loading import Runtime, load_model, weights_variant
+from rr_controlnet.models.component_sources import weights_variant
+from rr_controlnet.models.loading import Runtime, load_model
 from rr_controlnet.models.random_models import build_random_pipeline
 from rr_controlnet.spec import ModelSpec
 

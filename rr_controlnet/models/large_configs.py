@@ -8,6 +8,11 @@ Where each comes from (the values, not the weights, were read):
 - FLUX_DEV_TRANSFORMER: black-forest-labs/FLUX.1-dev transformer/config.json.
 - INSTANTX_FLUX_CANNY: InstantX/FLUX.1-dev-Controlnet-Canny config.json: FLUX.1-dev's values with 5 double
   blocks and no single block (1.79 B parameters, which its 3.58 GB bf16 weight file confirms).
+- FLUX_UNION_PRO: Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro, whose card calls it a Pro version of
+  InstantX/FLUX.1-dev-Controlnet-Union "trained with more steps and datasets": InstantX's Union config.json
+  (FLUX.1-dev's values with 5 double blocks, 10 single blocks and a 10-mode embedding). The Pro repo's own
+  config.json was not read; its one weights file, 6.6 GB in bf16 as InstantX's Union's, confirms the 3.30 B
+  parameters.
 - FLUX_VAE / SD3_VAE: the two repos' vae/config.json: SDXL's VAE blocks with 16 latent channels and no
   quant convolutions, each with its scaling and shift.
 - T5_XXL_ENCODER: google/t5-v1_1-xxl (text_encoder_2 of FLUX.1-dev, text_encoder_3 of SD3.5), encoder half.
@@ -39,6 +44,7 @@ FLUX_DEV_TRANSFORMER: Final = {
     "axes_dims_rope": (16, 56, 56),
 }
 INSTANTX_FLUX_CANNY: Final = dict(FLUX_DEV_TRANSFORMER, num_layers=5, num_single_layers=0)
+FLUX_UNION_PRO: Final = dict(FLUX_DEV_TRANSFORMER, num_layers=5, num_single_layers=10, num_mode=10)
 FLUX_VAE: Final = dict(
     SD_VAE_BLOCKS,
     latent_channels=16,
@@ -110,6 +116,7 @@ CONTROLNET_PARAMETERS: Final = {
     "sdxl": 1_251_014_160,
     "sdxl-union": 1_257_287_280,
     "flux": 1_791_605_248,
+    "flux-union": 3_301_956_608,
     "sd35": 2_153_518_976,
 }
 RANDOM_TWINS: Final = {"random-sd15": "sd15", "random-sdxl": "sdxl", "random-flux": "flux", "random-sd3": "sd35"}

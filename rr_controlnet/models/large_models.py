@@ -108,6 +108,7 @@ PRESET_CONTROLNETS: Final = {
     "sdxl": ("ControlNetModel", configs.SDXL_CONTROLNET),
     "sdxl-union": ("ControlNetUnionModel", dict(configs.SDXL_BLOCKS, **large.SDXL_UNION_LAYERS)),
     "flux": ("FluxControlNetModel", large.INSTANTX_FLUX_CANNY),
+    "flux-union": ("FluxControlNetModel", large.FLUX_UNION_PRO),
     "sd35": ("SD3ControlNetModel", large.SD35_LARGE_CANNY),
 }
 

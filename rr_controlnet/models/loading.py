@@ -1,4 +1,5 @@
-"""Loading ControlNet pipelines: presets, hub ids, local diffusers folders and single files.
+"""Loading ControlNet pipelines: presets, hub ids, local diffusers folders and single files (each component read
+by models/component_sources), onto a device.
 
 torch and diffusers are imported inside the functions that need them.
 """
@@ -7,10 +8,10 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
-from rr_controlnet.errors import DeviceError, ModelLoadError, WeightsUnavailable
+from rr_controlnet.errors import DeviceError, WeightsUnavailable
+from rr_controlnet.models.component_sources import from_denoiser_file, from_source, pipeline_class
 from rr_controlnet.models.downloads import DownloadDisplay, ensure_weights, quiet_library_logging
 from rr_controlnet.models.families import FAMILIES
 from rr_controlnet.models.hub import (
@@ -21,10 +22,8 @@ from rr_controlnet.models.hub import (
     hub_unreachable,
     is_hub_id,
     is_single_file,
-    listed_files,
     models_cache_dir,
     offline,
-    variant_for,
 )
 from rr_controlnet.models.large_models import LARGE_KINDS, build_on_device
 from rr_controlnet.models.presets import FAMILY_PREVIEW_DECODER, PRESETS, built_weights, native_size
@@ -32,8 +31,6 @@ from rr_controlnet.models.random_transformer_models import build_pipeline, build
 from rr_controlnet.models.schedulers import make_scheduler
 from rr_controlnet.models.status import random_model_folder
 from rr_controlnet.spec import ModelSpec
-
-UNSAFE_WEIGHT_SUFFIXES: Final = (".ckpt", ".bin", ".pt", ".pth", ".pkl")
 
 
 @dataclass(frozen=True)
@@ -232,16 +229,10 @@ def _load_preview_decoder(
         source = FAMILY_PREVIEW_DECODER[spec.family]
         repos = [HubRepo(source, "preview decoder", pipeline=False)]
         fetched = None if allow_unsafe_weights else _fetched(repos, runtime, spec, downloads)
-    decoder = _from_source(
+    decoder = from_source(
         diffusers.AutoencoderTiny, source, "preview decoder", runtime.torch_dtype, allow_unsafe_weights, fetched
     )
     return decoder.to(runtime.device)
-
-
-def pipeline_class(family: str) -> Any:
-    import diffusers
-
-    return getattr(diffusers, FAMILIES[family].pipeline)
 
 
 def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool, downloads: DownloadDisplay) -> Any:
@@ -261,7 +252,7 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
     family = FAMILIES[spec.family]
     components: dict[str, Any] = {}
     if family.controlnet is not None:
-        components["controlnet"] = _from_source(
+        components["controlnet"] = from_source(
             getattr(controlnet_classes, family.controlnet),
             spec.controlnet,
             "controlnet",
@@ -270,7 +261,7 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
             fetched.get(spec.controlnet),
         )
     if spec.vae:
-        components["vae"] = _from_source(
+        components["vae"] = from_source(
             diffusers.AutoencoderKL, spec.vae, "vae", dtype, allow_unsafe_weights, fetched.get(spec.vae)
         )
     components.update(dict.fromkeys(UNLOADED_COMPONENTS[spec.family]))
@@ -278,8 +269,8 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
     pipeline = pipeline_class(spec.family)
     if family.denoiser is not None and is_single_file(spec.base):
         fetched_config = fetched.get(spec.config) if spec.config else None
-        return _from_denoiser_file(spec, family.denoiser, dtype, allow_unsafe_weights, fetched_config, components)
-    return _from_source(
+        return from_denoiser_file(spec, family.denoiser, dtype, allow_unsafe_weights, fetched_config, components)
+    return from_source(
         pipeline,
         spec.base,
         "base",
@@ -287,39 +278,6 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
         allow_unsafe_weights,
         fetched.get(spec.base),
         config=spec.config,
-        **components,
-    )
-
-
-def _from_denoiser_file(
-    spec: ModelSpec,
-    denoiser: str,
-    dtype: Any,
-    allow_unsafe_weights: bool,
-    fetched_config: RepoWeights | None,
-    components: dict[str, Any],
-) -> Any:
-    """A control model whose single file holds its transformer alone (as Black Forest Labs publish FLUX.1 Canny
-    [dev]): the transformer from the file, read with the config's transformer/config.json, and every other
-    component from `spec.config` (a diffusers folder or hub id of the same model)."""
-    import diffusers
-
-    if not spec.config:
-        raise ModelLoadError(
-            f"model.config: {spec.base} holds the transformer alone; set model.config to the model's diffusers "
-            "folder or hub id (e.g. black-forest-labs/FLUX.1-Canny-dev), which gives its other components"
-        )
-    config = {"config": spec.config, "subfolder": "transformer"}
-    transformer = _from_source(getattr(diffusers, denoiser), spec.base, "base", dtype, allow_unsafe_weights, **config)
-    pipeline = pipeline_class(spec.family)
-    return _from_source(
-        pipeline,
-        spec.config,
-        "config",
-        dtype,
-        allow_unsafe_weights,
-        fetched_config,
-        transformer=transformer,
         **components,
     )
 
@@ -362,76 +320,3 @@ def _require_available_weights(spec: ModelSpec) -> None:
     reason = "offline" if offline() else hub_unreachable()
     if reason is not None:
         raise WeightsUnavailable(reason, missing, _fetch_advice(spec, missing))
-
-
-def _from_source(
-    cls: Any,
-    source: str,
-    field: str,
-    dtype: Any,
-    allow_unsafe_weights: bool,
-    fetched: RepoWeights | None = None,
-    config: str | None = None,
-    **kwargs: Any,
-) -> Any:
-    """from_pretrained for hub ids and folders, from_single_file for weight files. A hub repo `fetched` into the
-    cache loads from its snapshot folder, in the weights chosen for it, so nothing else is downloaded."""
-    path = Path(source)
-    single_file = is_single_file(source)
-    if single_file and path.suffix.lower() in UNSAFE_WEIGHT_SUFFIXES and not allow_unsafe_weights:
-        raise ModelLoadError(
-            f"model.{field}: {source} is a pickle-based checkpoint, which can run arbitrary code when "
-            "loaded; convert it to .safetensors, or pass --allow-unsafe-weights if you trust it"
-        )
-    try:
-        if single_file:
-            options: dict[str, Any] = {"config": config} if config else {}
-            if config and Path(config).exists():
-                options["local_files_only"] = True
-            return cls.from_single_file(str(path), torch_dtype=dtype, **options, **kwargs)
-        if fetched is not None and fetched.snapshot is not None:
-            source, variant = str(fetched.snapshot), fetched.variant
-        else:
-            variant = weights_variant(source, dtype)
-        return cls.from_pretrained(
-            source,
-            dtype=dtype,
-            variant=variant,
-            use_safetensors=not allow_unsafe_weights,
-            trust_remote_code=False,
-            **kwargs,
-        )
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(_load_failure_message(source, field, exc)) from None
-
-
-def weights_variant(source: str, dtype: Any) -> str | None:
-    """The weights to read: "fp16" when a half-precision run can read `source`'s fp16 files (half the
-    download and reading of the full ones), None for the full files (other dtypes; no fp16 files).
-    A hub repo goes by its listing in the cache, or else the hub's (hub.variant_for is the one rule)."""
-    import torch
-
-    dtype_name = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
-    folder = Path(source)
-    if folder.is_dir():
-        return variant_for((path.relative_to(folder).as_posix() for path in folder.rglob("*.safetensors")), dtype_name)
-    if not is_hub_id(source):
-        return None  # a single weights file: no variants
-    return variant_for(listed_files(source, ask_hub=not offline()), dtype_name)
-
-
-def _load_failure_message(source: str, field: str, exc: Exception) -> str:
-    text = str(exc).splitlines()[0].rstrip(".") if str(exc) else type(exc).__name__
-    if Path(source).exists():
-        return f"model.{field}: cannot load {source}: {text}"
-    if "safetensors" in text.lower():
-        return (
-            f"model.{field}: {source} has no .safetensors weights; only safetensors load by default "
-            "(--allow-unsafe-weights permits pickle-based weights you trust)"
-        )
-    return (
-        f"model.{field}: {source!r} is not available on this machine ({text}). "
-        f"On a connected machine run `hf download {source}` and copy the Hugging Face cache here "
-        "(or set HF_HOME to it), or set model."
-        f"{field} in the manifest to a local diffusers folder"
-    )

@@ -98,7 +98,8 @@ TINY_T5: Final = {
 T5_MAX_LENGTH: Final = 64
 # The union model's own layers at the tiny SDXL's width; six control types as xinsir's model has.
 TINY_UNION_EXTRA: Final = {"num_control_type": 6, "num_trans_channel": 32, "num_trans_head": 2, "num_proj_channel": 32}
-# Seven modes as Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro has (its config's num_mode).
+# Seven modes, those Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro's card names (the config it follows, InstantX's
+# Union's, embeds ten: large_configs.FLUX_UNION_PRO).
 TINY_FLUX_UNION_CONTROLNET: Final = dict(TINY_FLUX_CONTROLNET, num_mode=7)
 # FlowMatchEulerDiscreteScheduler as FLUX.1-dev (dynamic shifting) and SD3.5 (shift 3) configure it.
 FLUX_FLOW: Final = {
