@@ -137,6 +137,19 @@ def test_a_swept_unit_value_is_checked_like_the_field(tmp_path: Path) -> None:
     assert "controls[0].low must be below its high, got 100 >= 10" in result.output
 
 
+def test_a_unit_field_no_sweep_can_vary_is_named_with_the_ones_it_can(tmp_path: Path) -> None:
+    item = {
+        "image": "horse.png",
+        "controls": [DEPTH],
+        "sweep": {"controls.0.image": ["a.png"], "controls.0.type": ["pose"]},
+    }
+    result = run_cli("validate", units_manifest(tmp_path, model="tiny-flux-union", items=[item]), exit_code=2)
+    can = "a sweep varies a unit's scale, start, end, low, high or model"
+    assert f"sweep.controls.0.image cannot be swept: {can}" in result.output
+    assert f"sweep.controls.0.type cannot be swept: {can}" in result.output
+    assert "known keys" not in result.output
+
+
 # --- batches -----------------------------------------------------------------------------------------
 
 

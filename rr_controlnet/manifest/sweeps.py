@@ -24,7 +24,7 @@ from rr_controlnet.manifest.checks import Problems, check_order, checked_values,
 from rr_controlnet.manifest.controls import order_problems, swept_units, unit_value_problems
 from rr_controlnet.manifest.fields import ITEM_ONLY_KEYS, SWEEPABLE, Params
 from rr_controlnet.manifest.sweep_names import field_order, number_text, variant_id
-from rr_controlnet.manifest.unit_fields import UNIT_INTEGER_FIELDS, unit_field
+from rr_controlnet.manifest.unit_fields import UNIT_INTEGER_FIELDS, UNIT_SWEEPABLE, unit_field, unswept_unit_field
 from rr_controlnet.manifest.yaml_source import line_of, shown
 from rr_controlnet.spec import GenerationParams, Item, SweepPlace
 
@@ -180,6 +180,9 @@ def sweep_axes(
                 else "give each image an item"
             )
             problems.add(line, where, f"sweep.{key} cannot be swept: {why}")
+        elif unswept_unit_field(key):
+            can = f"{', '.join(UNIT_SWEEPABLE[:-1])} or {UNIT_SWEEPABLE[-1]}"
+            problems.add(line, where, f"sweep.{key} cannot be swept: a sweep varies a unit's {can}")
         elif key not in SWEEPABLE and not unit_field(key):
             problems.add(
                 line,
