@@ -148,6 +148,9 @@ def test_a_unit_field_no_sweep_can_vary_is_named_with_the_ones_it_can(tmp_path: 
     assert f"sweep.controls.0.image cannot be swept: {can}" in result.output
     assert f"sweep.controls.0.type cannot be swept: {can}" in result.output
     assert "known keys" not in result.output
+    item["sweep"] = {"zip": {"controls.0.image": ["a.png"], "controls.0.scale": [0.2]}}
+    result = run_cli("validate", units_manifest(tmp_path, model="tiny-flux-union", items=[item]), exit_code=2)
+    assert f"sweep.zip.controls.0.image cannot be swept: {can}" in result.output
 
 
 # --- batches -----------------------------------------------------------------------------------------
