@@ -406,6 +406,22 @@ def test_a_custom_models_folders_and_a_units_map_are_named_relative_to_the_outpu
     assert "1 skipped (up to date)" in rerun.output
 
 
+def test_a_units_own_local_controlnet_is_named_relative_to_the_output_folder(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "weights").mkdir(parents=True)
+    (project / "weights" / "config.json").write_text('{"_class_name": "ControlNetModel"}')
+    units = [{"type": "canny"}, {"type": "canny", "model": "./weights", "low": 50}]
+    manifest = tiny_manifest(project, items=[{"image": "horse.png", "controls": units}], steps=1)
+    run(manifest, project / "out", "--no-adherence")
+    assert _text_files_naming(project / "out", str(tmp_path)) == []
+    summary = json.loads((project / "out" / "summary.json").read_text())
+    assert summary["items"][0]["params"]["controls"]["1-canny"]["model"] == "../weights"
+    assert OutputFolder(project / "out").read().items[0].params["controls"]["1-canny"]["model"] == str(
+        project / "weights"
+    )
+    assert "1 skipped (up to date)" in run(manifest, project / "out", "--no-adherence").output
+
+
 def test_folders_that_recorded_absolute_paths_still_read(tmp_path: Path) -> None:
     manifest = tiny_manifest(tmp_path)
     out = tmp_path / "out"

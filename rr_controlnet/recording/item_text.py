@@ -67,6 +67,8 @@ def unit_text(unit: ControlUnit, model: ModelSpec, resize: str | None = None) ->
     `resize` (the PNG's `parameters`), a local model by its name."""
     mode = union_mode(model.family, unit.type)
     name = unit_model_name(unit, model)
+    if resize is not None and unit.model and os.path.isabs(unit.model):  # "random (<folder>)" on a tiny model too
+        name = name.replace(unit.model, Path(unit.model).name)
     parts = [
         f"Module: {unit.type}",
         f"Model: {name if resize is None else model_name(name)}",

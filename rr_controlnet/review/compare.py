@@ -33,10 +33,9 @@ from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
 from rr_controlnet.outputs.names import IMAGE_SUFFIX, RECORDING_SUFFIX
 from rr_controlnet.outputs.records import (
     Adherence,
-    folder_relative,
     model_paths_relative,
     outputs_fingerprint,
-    unit_map_paths,
+    unit_paths_relative,
 )
 from rr_controlnet.recording.read import recorded_latents
 from rr_controlnet.review.differences import ImageDifference, cosine_distance, output_difference
@@ -185,10 +184,7 @@ def _shown_paths(summary: BatchSummary, folder: Path | None) -> BatchSummary:
     that they still compare equal exactly when they name the same files)."""
     if folder is None:
         return summary
-    items = [
-        replace(outcome, params=unit_map_paths(outcome.params, lambda path: folder_relative(path, folder)))
-        for outcome in summary.items
-    ]
+    items = [replace(outcome, params=unit_paths_relative(outcome.params, folder)) for outcome in summary.items]
     return replace(summary, model=model_paths_relative(summary.model, folder), items=items)
 
 

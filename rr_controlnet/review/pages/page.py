@@ -25,7 +25,7 @@ from rr_controlnet.manifest.sweep_names import alias, axis_label, value_text
 from rr_controlnet.outputs import BatchSummary, ItemOutcome
 from rr_controlnet.outputs.files import write_atomic
 from rr_controlnet.outputs.names import OVERVIEW_NAME, is_overview_page
-from rr_controlnet.outputs.records import Adherence, folder_relative, model_paths_relative, unit_map_paths
+from rr_controlnet.outputs.records import Adherence, folder_relative, model_paths_relative, unit_paths_relative
 from rr_controlnet.review.pages.from_files import images_from_files, input_image
 from rr_controlnet.review.pages.html import DATA_NAME, LINKS_NAME, PAGE_NAME, copy_page_assets, data_script, page_html
 from rr_controlnet.review.pages.items import (
@@ -168,7 +168,7 @@ def page_data(
     each in manifest order."""
     outcomes = summary.items
     # As summary.json names them: a unit's map relative to the folder.
-    all_params = [unit_map_paths(outcome.params, lambda path: folder_relative(path, folder)) for outcome in outcomes]
+    all_params = [unit_paths_relative(outcome.params, folder) for outcome in outcomes]
     common = common_params(all_params)
     sweeps, sweep_index = sweep_tables(outcomes)
     items = []
