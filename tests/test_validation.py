@@ -609,3 +609,35 @@ def test_a_custom_models_controlnet_folder_must_be_of_its_family(
     text = yaml.safe_dump({"version": 1, "model": {**model, **({"family": family} if family else {})}}, sort_keys=False)
     code, lines = validate(folder, text + "items:\n  - image: astronaut.png\n")
     assert (code, lines[:-1]) == (2, [f"m.yaml:4: model: model.controlnet './cn' {expected}"])
+
+
+FLUX_TRANSFORMER = {"_class_name": "FluxTransformer2DModel", "in_channels": 64, "out_channels": None}
+FLUX_CONTROL_TRANSFORMER = {"_class_name": "FluxTransformer2DModel", "in_channels": 128, "out_channels": 64}
+
+
+@pytest.mark.parametrize(
+    ("transformer", "model", "expected"),
+    [
+        (
+            FLUX_CONTROL_TRANSFORMER,
+            "{base: ./base, controlnet: ./cn, family: flux}",
+            "m.yaml:2: model: model.base './base' is a control model (its transformer reads the control image "
+            "itself: 128 input channels); name it with family flux-control and no controlnet",
+        ),
+        (
+            FLUX_TRANSFORMER,
+            "{base: ./base, family: flux-control}",
+            "m.yaml:2: model: model.base './base' is no control model (its transformer takes 64 input channels, "
+            "a control model twice its output's); flux-control needs FLUX.1 Canny [dev]'s",
+        ),
+    ],
+)
+def test_a_flux_base_must_be_a_control_model_exactly_when_its_family_is(
+    folder: Path, transformer: dict, model: str, expected: str
+) -> None:
+    """Else every item fails on a tensor shape."""
+    weights_folder(folder, "base", {"_class_name": "FluxControlNetPipeline"})
+    weights_folder(folder / "base", "transformer", transformer)
+    weights_folder(folder, "cn", {"_class_name": "FluxControlNetModel"})
+    code, lines = validate(folder, f"version: 1\nmodel: {model}\nitems:\n  - image: astronaut.png\n")
+    assert (code, lines[:-1]) == (2, [expected])

@@ -38,7 +38,7 @@ from rr_controlnet.manifest.controls import (
     item_units,
     model_source,
 )
-from rr_controlnet.manifest.family_checks import custom_model_problem, family_problems
+from rr_controlnet.manifest.family_checks import custom_model_problem, family_problems, flux_base_problem
 from rr_controlnet.manifest.fields import (
     MANIFEST_VERSION,
     MODEL_KEYS,
@@ -262,6 +262,7 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: Problems)
         return None
     mismatch = custom_model_problem(family, sources["controlnet"], sources["base"], sources["config"])
     mismatch = mismatch or _controlnet_folder_problem(family, sources["controlnet"], weights.controlnet)
+    mismatch = mismatch or flux_base_problem(family, sources["base"], sources["config"], weights.base)
     if mismatch is not None:
         key, message = mismatch
         problems.add(line_of(raw, key) if key in raw else line_of(raw), "model", message)

@@ -8,7 +8,9 @@ Each rule is reported once, at its first item, with how many other items break i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from rr_controlnet.manifest.checks import Problems
@@ -112,5 +114,34 @@ def custom_model_problem(family: str, controlnet: str | None, base: str, config:
         return "config", (
             f"model.config is required: a single-file {family} base holds its transformer alone; name the "
             "model's diffusers folder or hub id (e.g. black-forest-labs/FLUX.1-Canny-dev) for the other components"
+        )
+    return None
+
+
+def flux_base_problem(family: str, base: str, config: str | None, written: str) -> tuple[str, str] | None:
+    """("base", why) when a local Flux transformer contradicts the family: a control model (FLUX.1 Canny [dev]'s
+    transformer reads the control image's latents beside the noisy ones: twice its output's channels) named as
+    a ControlNet family, or the other way round. Every item would fail on a tensor's shape. `written`: the base
+    as the manifest names it."""
+    if family not in ("flux", "flux-union", "flux-control"):
+        return None
+    folder = Path(config if config is not None else base)
+    if not folder.is_absolute():
+        return None
+    try:
+        transformer = json.loads((folder / "transformer" / "config.json").read_text())
+        channels, output = int(transformer["in_channels"]), transformer.get("out_channels")
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    reads_control = output is not None and channels == 2 * int(output)
+    if reads_control and family != "flux-control":
+        return "base", (
+            f"model.base {shown(written)} is a control model (its transformer reads the control image itself: "
+            f"{channels} input channels); name it with family flux-control and no controlnet"
+        )
+    if not reads_control and family == "flux-control":
+        return "base", (
+            f"model.base {shown(written)} is no control model (its transformer takes {channels} input channels, a "
+            "control model twice its output's); flux-control needs FLUX.1 Canny [dev]'s"
         )
     return None
