@@ -521,6 +521,18 @@ def test_a_family_rule_is_located_where_the_value_is_written(folder: Path) -> No
     ]
 
 
+def test_a_swept_value_is_located_in_its_sweep_before_the_items_or_the_defaults_own(folder: Path) -> None:
+    text = CONTROL_HEADER + (
+        "defaults:\n  control_guidance_start: 0.1\n"
+        "items:\n"
+        "  - image: astronaut.png\n    control_guidance_start: 0.2\n"
+        "    sweep:\n      zip: {seed: [1, 2], control_guidance_start: [0.3, 0.4]}\n"
+    )
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert [line.split(": item")[0] for line in lines[:-1]] == ["m.yaml:9", "m.yaml:9"]  # the zip's line, twice
+
+
 def test_a_control_model_takes_the_controlnet_defaults_and_ignores_them(folder: Path) -> None:
     """The built-in defaults (scale 0.5, start 0, end 1) are what every item has: written out, they pass."""
     text = CONTROL_HEADER + (

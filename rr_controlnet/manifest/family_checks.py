@@ -44,21 +44,28 @@ def family_problems(family: str, scheduler: str | None, items: Sequence[Item], r
 
 
 def _written_at(raw: Any, item: Item, keys: Sequence[str]) -> tuple[int | None, bool]:
-    """Where the item's value of `keys` is written: (line, whether in defaults). The item's own key or its sweep's
-    first, then the defaults' or theirs; (None, False) when it is none of those (the command line, a family's
-    default)."""
+    """Where the item's value of `keys` is written: (line, whether in defaults), in the order values win: the
+    item's sweep, the defaults' sweep, the item, the defaults; (None, False) when it is none of those (the
+    command line, a family's default)."""
     items_raw = raw.get("items") if isinstance(raw, Mapping) else None
     entry = items_raw[item.index - 1] if isinstance(items_raw, list) and item.index <= len(items_raw) else {}
     defaults = raw.get("defaults") if isinstance(raw, Mapping) else None
-    places = [(entry, False), (defaults, True)]
-    for container, in_defaults in places:
-        if not isinstance(container, Mapping):
-            continue
-        for place in (container, container.get("sweep")):
+    places = [(*_sweep_places(entry), False), (*_sweep_places(defaults), True), (entry, False), (defaults, True)]
+    for *mappings, in_defaults in places:
+        for place in mappings:
             found = next((key for key in keys if isinstance(place, Mapping) and key in place), None)
             if found is not None:
                 return line_of(place, found), in_defaults
     return None, False
+
+
+def _sweep_places(container: Any) -> list[Any]:
+    """A sweep's mapping and its zip groups, where a swept value is written."""
+    sweep = container.get("sweep") if isinstance(container, Mapping) else None
+    if not isinstance(sweep, Mapping):
+        return []
+    groups = sweep.get("zip")
+    return [sweep, *(groups if isinstance(groups, list) else [groups])]
 
 
 def _item_rules(family: str, item: Item) -> list[tuple[tuple[str, ...], str]]:
