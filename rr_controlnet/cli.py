@@ -182,7 +182,10 @@ def validate(manifest_path: Path, model: str | None, out_dir: Path | None, max_i
     variants = [item for item in manifest.items if item.sweep is not None]
     sources = len({variant.sweep.source for variant in variants})
     swept = f" ({_counted(len(variants), 'sweep variant')} of {_counted(sources, 'item')})" if variants else ""
-    click.echo(f"{manifest_path}: ok, {_counted(len(manifest.items), 'item')}{swept}, model {manifest.model.name}")
+    family = f" (family {manifest.model.family})" if manifest.model.name == "custom" else ""  # read from its folders
+    click.echo(
+        f"{manifest_path}: ok, {_counted(len(manifest.items), 'item')}{swept}, model {manifest.model.name}{family}"
+    )
 
 
 def _counted(count: int, noun: str) -> str:

@@ -653,3 +653,12 @@ def test_a_flux_base_must_be_a_control_model_exactly_when_its_family_is(
     weights_folder(folder, "cn", {"_class_name": "FluxControlNetModel"})
     code, lines = validate(folder, f"version: 1\nmodel: {model}\nitems:\n  - image: astronaut.png\n")
     assert (code, lines[:-1]) == (2, [expected])
+
+
+def test_validate_names_the_family_it_read_from_a_custom_models_folders(folder: Path) -> None:
+    model = {
+        "base": weights_folder(folder, "base", FLUX_BASE),
+        "controlnet": weights_folder(folder, "cn", FLUX_UNION_CONTROLNET),
+    }
+    text = yaml.safe_dump({"version": 1, "model": model}, sort_keys=False) + "items:\n  - image: astronaut.png\n"
+    assert validate(folder, text) == (0, ["m.yaml: ok, 1 item, model custom (family flux-union)"])
