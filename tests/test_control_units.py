@@ -99,6 +99,24 @@ def test_validate_locates_each_unit_problem(tmp_path: Path) -> None:
     assert int(cat_line.split(":")[1]) == document_line(manifest, "maps/depth/{id}.png", 1)
 
 
+def test_a_unit_type_that_is_no_lower_case_word_is_one_line_that_says_what_a_type_is(tmp_path: Path) -> None:
+    item = {
+        "image": "horse.png",
+        "controls": [
+            {"type": "Depth", "image": "maps/depth/horse.png"},
+            {"type": "dpeth", "image": "maps/depth/horse.png"},
+        ],
+    }
+    result = run_cli("validate", units_manifest(tmp_path, model="tiny-flux-union", items=[item]), exit_code=2)
+    problems = [line.split(": ", 2)[2] for line in result.output.splitlines()[:-1]]
+    assert problems == [
+        "controls[0].type must be a word in lower case (letters, digits, _ and -): canny, depth, pose, ..., "
+        "got 'Depth'",
+        "controls[1].type 'dpeth': the union model tiny-flux-union (flux-union) has no mode for it (did you mean "
+        "'depth'?); it knows canny, tile, depth, blur, pose, openpose, gray, low_quality, lq",
+    ]
+
+
 def document_line(manifest: Path, text: str, occurrence: int) -> int:
     """The line (1-based) of the `occurrence`th line of a file holding `text`."""
     found = [number for number, line in enumerate(manifest.read_text().splitlines(), start=1) if text in line]
