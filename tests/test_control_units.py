@@ -373,6 +373,7 @@ def test_the_schema_takes_a_units_sweep_and_refuses_an_unknown_unit_field() -> N
         ({"_class_name": "FluxControlNetModel"}, "flux"),
         ({"_class_name": "FluxControlNetModel", "num_mode": 7}, "flux-union"),
         ({"_class_name": "ControlNetUnionModel"}, "sdxl-union"),
+        ({}, None),  # no class named: not a control model's
         ({"_class_name": "SD3ControlNetModel"}, "sd3"),
         ({"_class_name": "ControlNetModel", "addition_embed_type": "text_time"}, "sdxl"),
         ({"_class_name": "ControlNetModel"}, "sd15"),

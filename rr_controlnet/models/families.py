@@ -275,4 +275,5 @@ def controlnet_family(config: Mapping[str, Any]) -> str | None:
         return "flux-union" if config.get("num_mode") else "flux"
     if class_name == "ControlNetModel":
         return "sdxl" if config.get("addition_embed_type") == "text_time" else "sd15"
-    return next((entry.name for entry in FAMILIES.values() if entry.controlnet == class_name), None)
+    named = (entry.name for entry in FAMILIES.values() if class_name and entry.controlnet == class_name)
+    return next(named, None)
