@@ -662,3 +662,9 @@ def test_validate_names_the_family_it_read_from_a_custom_models_folders(folder: 
     }
     text = yaml.safe_dump({"version": 1, "model": model}, sort_keys=False) + "items:\n  - image: astronaut.png\n"
     assert validate(folder, text) == (0, ["m.yaml: ok, 1 item, model custom (family flux-union)"])
+
+
+def test_a_custom_models_hub_controlnet_is_taken_at_its_word(folder: Path) -> None:
+    """Only a local folder's config can be read without the hub: a hub id's family is the manifest's."""
+    text = "version: 1\nmodel: {base: someone/flux, controlnet: someone/canny, family: flux}\nitems:\n  - image: astronaut.png\n"
+    assert validate(folder, text) == (0, ["m.yaml: ok, 1 item, model custom (family flux)"])
