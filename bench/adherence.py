@@ -37,8 +37,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # the near-copies corpus, shared with t
 
 from near_copies import KINDS, PHOTOS, adversarial_maps, canny, near_copy, square_photo  # noqa: E402
 
+from rr_controlnet.review import edge_matching  # noqa: E402
 from rr_controlnet.review.adherence import control_adherence, default_tolerance  # noqa: E402
-from rr_controlnet.review.edge_matching import candidate_pairs, maximum_matching  # noqa: E402
+from rr_controlnet.review.edge_matching import candidate_pairs, greedy_matching, maximum_matching  # noqa: E402
 
 DEFAULT_JSON: Final = ROOT / "bench" / "results" / "adherence.json"
 
@@ -70,7 +71,7 @@ def realistic_rows(sides: Sequence[int], repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
-def adversarial_rows(sides: Sequence[int], repeats: int) -> list[dict[str, Any]]:
+def adversarial_rows(sides: Sequence[int], repeats: int, flow_up_to: int = 0) -> list[dict[str, Any]]:
     rows = []
     for side in sides:
         for name, (control, output) in adversarial_maps(side).items():
@@ -78,19 +79,26 @@ def adversarial_rows(sides: Sequence[int], repeats: int) -> list[dict[str, Any]]
                 lambda control=control, output=output: control_adherence(control, output), repeats
             )
             row = _row("adversarial", side, name, seconds, scores)
-            row.update(stages(control, output))
+            row.update(stages(control, output, flow_up_to))
             rows.append(row)
             print(f"{side} {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
     return rows
 
 
-def stages(control: np.ndarray, output: np.ndarray) -> dict[str, float]:
-    """Seconds spent finding the candidate pairs and matching them, once."""
+def stages(control: np.ndarray, output: np.ndarray, flow_up_to: int = 0) -> dict[str, float]:
+    """Seconds spent finding the candidate pairs and matching them, once; and, up to `flow_up_to` px, growing
+    the greedy matching by the maximum flow instead of the auction."""
     control_points, output_points = np.argwhere(control > 0), np.argwhere(output > 0)
     tolerance = default_tolerance(control.shape)
     pairs_seconds, pairs = timed(lambda: candidate_pairs(control_points, output_points, tolerance), 1)
-    matching_seconds, _ = timed(lambda: maximum_matching(pairs), 1)
-    return {"pairs_seconds": round(pairs_seconds, 4), "matching_seconds": round(matching_seconds, 4)}
+    matching_seconds, partner = timed(lambda: maximum_matching(pairs), 1)
+    times = {"pairs_seconds": round(pairs_seconds, 4), "matching_seconds": round(matching_seconds, 4)}
+    if max(control.shape) <= flow_up_to:
+        # The auction's predecessor, side by side: the greedy matching grown by a maximum flow alone.
+        flow_seconds, flowed = timed(lambda: edge_matching._augmented(pairs, *greedy_matching(pairs)), 1)
+        assert (flowed >= 0).sum() == (partner >= 0).sum(), "both are maximum matchings"
+        times["flow_seconds"] = round(flow_seconds, 4)
+    return times
 
 
 def _row(kind: str, side: int, name: str, seconds: float, scores: Any) -> dict[str, Any]:
@@ -156,11 +164,12 @@ def format_tables(report: dict[str, Any]) -> str:
             median = statistics.median(row["seconds"] for row in rows)
             cells = [kind, side, f"{median:.3f}", f"{slowest['seconds']:.3f}", slowest["map"]]
             lines.append("| " + " | ".join(map(str, cells)) + " |")
-    lines += ["", "| side | map | edge pixels | tolerant F1 | seconds | pairs s | matching s |"]
-    lines += ["| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["", "| side | map | edge pixels | tolerant F1 | seconds | pairs s | matching s | by max flow s |"]
+    lines += ["| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += [
         f"| {row['side']} | {row['map']} | {row['edge_pixels']:,} | {row['f1_tolerant']:.3f} | {row['seconds']:.3f} | "
-        f"{row['pairs_seconds']:.3f} | {row['matching_seconds']:.3f} |"
+        f"{row['pairs_seconds']:.3f} | {row['matching_seconds']:.3f} | "
+        + (f"{row['flow_seconds']:.3f} |" if "flow_seconds" in row else "- |")
         for row in report["rows"]
         if row["set"] == "adversarial"
     ]
@@ -180,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sides", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--methods", action="store_true", help="also time networkx's Hopcroft-Karp on the same graphs")
+    parser.add_argument(
+        "--flow-up-to", type=int, default=1024, help="also grow adversarial maps up to this side by the maximum flow"
+    )
     parser.add_argument("--json", dest="json_path", default=str(DEFAULT_JSON))
     args = parser.parse_args(argv)
     warm_up = square_photo(PHOTOS[0], 64)
@@ -191,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "platform": platform.platform(),
         },
         "sides": args.sides,
-        "rows": realistic_rows(args.sides, args.repeats) + adversarial_rows(args.sides, args.repeats),
+        "rows": realistic_rows(args.sides, args.repeats) + adversarial_rows(args.sides, args.repeats, args.flow_up_to),
         "methods": method_rows(args.sides[0], args.repeats) if args.methods else [],
     }
     report["machine"]["load_after"] = os.getloadavg()

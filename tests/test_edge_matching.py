@@ -10,13 +10,16 @@ import numpy as np
 import pytest
 from networkx.algorithms import bipartite
 
+from rr_controlnet.review import edge_matching
 from rr_controlnet.review.adherence import control_adherence
 from rr_controlnet.review.edge_matching import (
     MATCH_NEIGHBOURS,
     candidate_pairs,
+    greedy_matching,
     maximum_matching,
     nearest_offsets_saturate,
     offsets_within,
+    smaller_map_saturates,
 )
 
 
@@ -78,6 +81,83 @@ def test_the_matching_is_maximum_against_a_brute_force_reference(seed: int, tole
         assert all(pair in reference for pair in matched), f"{name}: a pair that is not a candidate"
         assert len({o for _, o in matched}) == len(matched), f"{name}: an output matched twice"
         assert len(matched) == reference_matched(len(control_points), reference), name
+
+
+def assert_maximum(partner: np.ndarray, control_count: int, reference: set[tuple[int, int]], name: str) -> None:
+    matched = [(c, int(o)) for c, o in enumerate(partner) if o >= 0]
+    assert all(pair in reference for pair in matched), f"{name}: a pair that is not a candidate"
+    assert len({o for _, o in matched}) == len(matched), f"{name}: an output matched twice"
+    assert len(matched) == reference_matched(control_count, reference), name
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_auction_alone_reaches_the_maximum_and_the_flow_alone_does_too(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of growing the greedy matching: the auction (the flow not allowed), and the maximum flow
+    it gives way to when it runs out of work (the auction given none)."""
+    for name, (control, output) in small_maps(seed).items():
+        control_points, output_points = np.argwhere(control), np.argwhere(output)
+        pairs = candidate_pairs(control_points, output_points, 2.3)
+        reference = brute_force_pairs(control_points, output_points, 2.3)
+        with monkeypatch.context() as patched:
+            patched.setattr(edge_matching, "_augmented", lambda *_: pytest.fail("the auction gave way to the flow"))
+            assert_maximum(maximum_matching(pairs), len(control_points), reference, f"{name}, auction")
+        with monkeypatch.context() as patched:
+            patched.setattr(edge_matching, "AUCTION_WORK", 0)
+            assert_maximum(maximum_matching(pairs), len(control_points), reference, f"{name}, flow")
+
+
+def test_the_auction_grows_a_greedy_matching_that_leaves_long_augmenting_paths() -> None:
+    # Stripes against themselves shifted by a pixel: the greedy matching pairs every column with the one to
+    # its left and leaves a column free on each side; only paths across the whole map pair them.
+    stripes = np.zeros((40, 40), dtype=bool)
+    stripes[:, ::2] = True
+    control_points, output_points = np.argwhere(stripes), np.argwhere(np.roll(stripes, 1, axis=1))
+    pairs = candidate_pairs(control_points, output_points, 1.5)
+    greedy, _ = greedy_matching(pairs)
+    assert (greedy < 0).sum() > 0
+    partner = maximum_matching(pairs)
+    assert (partner >= 0).all()
+
+
+def test_a_stop_asked_while_the_auction_runs_stops_it() -> None:
+    stripes = np.zeros((40, 40), dtype=bool)
+    stripes[:, ::2] = True
+    pairs = candidate_pairs(np.argwhere(stripes), np.argwhere(np.roll(stripes, 1, axis=1)), 1.5)
+    calls = []
+
+    def checkpoint() -> None:
+        calls.append(None)
+        if len(calls) == 2:  # the first is after the greedy matching, the second inside the auction
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        maximum_matching(pairs, checkpoint)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_map_much_denser_than_the_other_is_matched_from_the_sparser_side(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sparse = np.zeros((30, 30), dtype=bool)
+    sparse[rng.integers(0, 30, 12), rng.integers(0, 30, 12)] = True
+    dense = rng.random((30, 30)) < 0.6
+    for control, output in ((sparse, dense), (dense, sparse)):
+        control_points, output_points = np.argwhere(control), np.argwhere(output)
+        partner = smaller_map_saturates(control_points, output_points, 3.5)
+        assert partner is not None
+        reference = brute_force_pairs(control_points, output_points, 3.5)
+        assert_maximum(partner, len(control_points), reference, "dense and sparse")
+        assert (partner >= 0).sum() == min(len(control_points), len(output_points))
+    # The greedy matching pairs the second control with the output on its own pixel, leaving the first
+    # without one; the auction moves the second to its other output, and every control is paired.
+    control_points, output_points = np.array([[0, 0], [0, 1]]), np.array([[0, 1], [1, 2]])
+    partner = smaller_map_saturates(control_points, output_points, 1.5)
+    assert partner is not None and partner.tolist() == [0, 1]
+    # A sparse pixel with none of the other map near it: the full matching is needed.
+    lonely = np.zeros((30, 30), dtype=bool)
+    lonely[0, 0] = True
+    assert smaller_map_saturates(np.argwhere(lonely), np.argwhere(np.roll(lonely, 15, axis=0)), 3.5) is None
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -33,7 +33,12 @@ from rr_controlnet.images import canny_edges, control_images, is_edge_map, model
 from rr_controlnet.manifest.checks import value_problems
 from rr_controlnet.manifest.fields import Canny, Params
 from rr_controlnet.outputs.records import ONE_TO_ONE, Adherence, EdgeScores
-from rr_controlnet.review.edge_matching import candidate_pairs, maximum_matching, nearest_offsets_saturate
+from rr_controlnet.review.edge_matching import (
+    candidate_pairs,
+    maximum_matching,
+    nearest_offsets_saturate,
+    smaller_map_saturates,
+)
 
 TOLERANCE_FRACTION: Final = 0.0075  # of the image diagonal, as in the BSDS benchmark
 SSIM_WINDOW: Final = 7  # scikit-image's default: the smallest side an output must have to be scored
@@ -210,6 +215,10 @@ def _matched(
     if not len(control_points) or not len(output_points):
         return followed_control, followed_output
     partner = nearest_offsets_saturate(control_points, output_points, tolerance)
+    if partner is None and max(len(control_points), len(output_points)) >= 2 * min(
+        len(control_points), len(output_points)
+    ):
+        partner = smaller_map_saturates(control_points, output_points, tolerance)
     if partner is None:
         pairs = candidate_pairs(control_points, output_points, tolerance)
         checkpoint()
