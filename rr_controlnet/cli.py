@@ -144,7 +144,8 @@ def generation_options(command: Callable) -> Callable:
                      help="Items with equal size and settings per pipeline call."),
         click.option("--offload", is_flag=True, help="CUDA: keep models on the CPU until they run (small GPUs)."),
         click.option("--compile", "compile_models", is_flag=True,
-                     help="CUDA: torch.compile the UNet or transformer and the ControlNet (slow first item, faster)."),
+                     help="CUDA: torch.compile the UNet or transformer and the ControlNet "
+                          "(slow first item, faster after)."),
         click.option("--allow-unsafe-weights", is_flag=True,
                      help="Allow pickle-based checkpoints (.ckpt, .bin, .pt, .pth)."),
         click.option("--adherence/--no-adherence", default=True, show_default=True,
