@@ -366,7 +366,9 @@ def compare_runs(
         raise UsageError("--update-baseline accepts the whole run, --accept single items: choose one")
     if update_baseline:  # refused before anything is compared
         check_baseline_update(new, Path(baseline))
-    comparison = compare_folders(Path(baseline), new, thresholds or Thresholds(), first_baseline=update_baseline)
+    comparison = compare_folders(
+        Path(baseline), new, thresholds or Thresholds(), first_baseline=update_baseline, shown_from=report_dir
+    )
     if accept_only is not None:
         check_acceptable(comparison, accept_only)
     report = ComparisonReport(comparison, write_comparison(comparison, report_dir))

@@ -144,7 +144,8 @@ def generation_options(command: Callable) -> Callable:
                      help="Items with equal size and settings per pipeline call."),
         click.option("--offload", is_flag=True, help="CUDA: keep models on the CPU until they run (small GPUs)."),
         click.option("--compile", "compile_models", is_flag=True,
-                     help="CUDA: torch.compile the UNet and ControlNet (slow first item, faster after)."),
+                     help="CUDA: torch.compile the UNet or transformer and the ControlNet "
+                          "(slow first item, faster after)."),
         click.option("--allow-unsafe-weights", is_flag=True,
                      help="Allow pickle-based checkpoints (.ckpt, .bin, .pt, .pth)."),
         click.option("--adherence/--no-adherence", default=True, show_default=True,
@@ -182,7 +183,10 @@ def validate(manifest_path: Path, model: str | None, out_dir: Path | None, max_i
     variants = [item for item in manifest.items if item.sweep is not None]
     sources = len({variant.sweep.source for variant in variants})
     swept = f" ({_counted(len(variants), 'sweep variant')} of {_counted(sources, 'item')})" if variants else ""
-    click.echo(f"{manifest_path}: ok, {_counted(len(manifest.items), 'item')}{swept}, model {manifest.model.name}")
+    family = f" (family {manifest.model.family})" if manifest.model.name == "custom" else ""  # read from its folders
+    click.echo(
+        f"{manifest_path}: ok, {_counted(len(manifest.items), 'item')}{swept}, model {manifest.model.name}{family}"
+    )
 
 
 def _counted(count: int, noun: str) -> str:
@@ -459,7 +463,8 @@ weights_dtype_option = click.option(
 def models(targets: tuple[str, ...], dtype: str, as_json: bool) -> None:
     """What each model loads and what this machine holds of it: every preset, or the given presets and
     manifests' models. A row per component: its repo or path, the weights that would load, whether the cache
-    holds them and their size (or what fetching would download); then the cache folders."""
+    holds them and their size (or what fetching would download); what each preset's ControlNet weighs in
+    fp16/bf16, computed from its config (a random preset's is its published twin's); then the cache folders."""
     import json
     from dataclasses import asdict
 

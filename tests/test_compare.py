@@ -77,7 +77,8 @@ def test_a_changed_seed_is_a_change_from_the_first_step(baseline: tuple[Path, Pa
     assert horse["params_changed"] == {"seed": [5, 6]}
     assert next(iter(statuses(tmp_path / "new"))) == "horse"  # worst first
     markdown = (tmp_path / "new" / "compare" / "compare.md").read_text()
-    assert "| horse | **changed** |" in markdown and "seed: 5 → 6" in markdown
+    (row,) = [line for line in markdown.splitlines() if line.startswith("| horse | **changed** |")]
+    assert "made another way: seed 5 → 6" in row and row.count("5 → 6") == 1  # named once
 
 
 def test_a_change_that_acts_late_diverges_late(baseline: tuple[Path, Path], tmp_path: Path) -> None:
@@ -507,3 +508,27 @@ def test_accepting_the_run_and_single_items_are_one_or_the_other(four_changed, t
     assert result.exit_code == 2 and "--update-baseline accepts the whole run, --accept single items" in result.output
     result = compare(accepted, new, "--accept", "horse", "--accept-from", tmp_path / "d.json")
     assert result.exit_code == 2 and "--accept and --accept-from both choose items: give one" in result.output
+
+
+def test_a_custom_models_folders_and_unit_maps_that_differ_are_named_relative_to_the_report(tmp_path: Path) -> None:
+    """compare.json, compare.md and the comparison page show no path of the machine's, as a batch's files."""
+    from rr_controlnet.models.random_transformer_models import save_pipeline
+
+    save_pipeline("tiny-sdxl-union", tmp_path / "weights")
+    shutil.copytree(tmp_path / "weights", tmp_path / "weights-2")
+    (tmp_path / "maps").mkdir()
+    shutil.copy(Path(__file__).parent.parent / "manifests" / "images" / "horse.png", tmp_path / "maps" / "a.png")
+    shutil.copy(tmp_path / "maps" / "a.png", tmp_path / "maps" / "b.png")
+    for name, weights, depth_map in (("before", "weights", "a"), ("after", "weights-2", "b")):
+        model = {"base": f"./{weights}", "controlnet": f"./{weights}/controlnet"}
+        units = [{"type": "canny"}, {"type": "depth", "image": f"maps/{depth_map}.png"}]
+        manifest = tiny_manifest(tmp_path, model=model, items=[{"image": "horse.png", "controls": units}], steps=1)
+        run_batch(manifest, tmp_path / name, "--no-adherence")
+    assert compare(tmp_path / "before", tmp_path / "after").exit_code == 1
+    report = tmp_path / "after" / "compare"
+    for path in report.rglob("*"):
+        if path.suffix in (".json", ".md", ".js", ".html"):
+            assert str(tmp_path) not in path.read_text(), path
+    markdown = (report / "compare.md").read_text()
+    assert "model.base: ../../weights → ../../weights-2" in markdown
+    assert "controls.1-depth.image '../../maps/a.png' → '../../maps/b.png'" in markdown

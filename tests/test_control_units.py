@@ -99,6 +99,24 @@ def test_validate_locates_each_unit_problem(tmp_path: Path) -> None:
     assert int(cat_line.split(":")[1]) == document_line(manifest, "maps/depth/{id}.png", 1)
 
 
+def test_a_unit_type_that_is_no_lower_case_word_is_one_line_that_says_what_a_type_is(tmp_path: Path) -> None:
+    item = {
+        "image": "horse.png",
+        "controls": [
+            {"type": "Depth", "image": "maps/depth/horse.png"},
+            {"type": "dpeth", "image": "maps/depth/horse.png"},
+        ],
+    }
+    result = run_cli("validate", units_manifest(tmp_path, model="tiny-flux-union", items=[item]), exit_code=2)
+    problems = [line.split(": ", 2)[2] for line in result.output.splitlines()[:-1]]
+    assert problems == [
+        "controls[0].type must be a word in lower case (letters, digits, _ and -): canny, depth, pose, ..., "
+        "got 'Depth'",
+        "controls[1].type 'dpeth': the union model tiny-flux-union (flux-union) has no mode for it (did you mean "
+        "'depth'?); it knows canny, tile, depth, blur, pose, openpose, gray, low_quality, lq",
+    ]
+
+
 def document_line(manifest: Path, text: str, occurrence: int) -> int:
     """The line (1-based) of the `occurrence`th line of a file holding `text`."""
     found = [number for number, line in enumerate(manifest.read_text().splitlines(), start=1) if text in line]
@@ -135,6 +153,22 @@ def test_a_swept_unit_value_is_checked_like_the_field(tmp_path: Path) -> None:
     result = run_cli("validate", units_manifest(tmp_path, items=[item]), exit_code=2)
     assert "sweep.controls.0.scale must be a number 0..5, got 7" in result.output
     assert "controls[0].low must be below its high, got 100 >= 10" in result.output
+
+
+def test_a_unit_field_no_sweep_can_vary_is_named_with_the_ones_it_can(tmp_path: Path) -> None:
+    item = {
+        "image": "horse.png",
+        "controls": [DEPTH],
+        "sweep": {"controls.0.image": ["a.png"], "controls.0.type": ["pose"]},
+    }
+    result = run_cli("validate", units_manifest(tmp_path, model="tiny-flux-union", items=[item]), exit_code=2)
+    can = "a sweep varies a unit's scale, start, end, low, high or model"
+    assert f"sweep.controls.0.image cannot be swept: {can}" in result.output
+    assert f"sweep.controls.0.type cannot be swept: {can}" in result.output
+    assert "known keys" not in result.output
+    item["sweep"] = {"zip": {"controls.0.image": ["a.png"], "controls.0.scale": [0.2]}}
+    result = run_cli("validate", units_manifest(tmp_path, model="tiny-flux-union", items=[item]), exit_code=2)
+    assert f"sweep.zip.controls.0.image cannot be swept: {can}" in result.output
 
 
 # --- batches -----------------------------------------------------------------------------------------
@@ -266,7 +300,7 @@ def test_compare_names_the_unit_that_changed(tmp_path: Path) -> None:
     run_batch(manifest, tmp_path / "after", "--no-adherence")
     run_cli("compare", tmp_path / "before", tmp_path / "after", exit_code=None)
     report = (tmp_path / "after" / "compare" / "compare.md").read_text()
-    assert "changed" in report and "controls.1-depth.scale: 0.8 → 0.4" in report, report
+    assert "changed" in report and "made another way: controls.1-depth.scale 0.8 → 0.4" in report, report
     assert "controls.1-depth.map_sha256" in report
 
 
@@ -337,6 +371,9 @@ def test_the_schema_takes_a_units_sweep_and_refuses_an_unknown_unit_field() -> N
     ("config", "family"),
     [
         ({"_class_name": "FluxControlNetModel"}, "flux"),
+        ({"_class_name": "FluxControlNetModel", "num_mode": 7}, "flux-union"),
+        ({"_class_name": "ControlNetUnionModel"}, "sdxl-union"),
+        ({}, None),  # no class named: not a control model's
         ({"_class_name": "SD3ControlNetModel"}, "sd3"),
         ({"_class_name": "ControlNetModel", "addition_embed_type": "text_time"}, "sdxl"),
         ({"_class_name": "ControlNetModel"}, "sd15"),

@@ -118,19 +118,19 @@ def manifest_with(tmp_path: Path, model: str, scheduler: str | None = None, **de
             "tiny-flux",
             None,
             {"negative_prompt": "blurry"},
-            "item 'astronaut' (#1): negative_prompt: FLUX.1 (flux) has no classifier-free guidance",
+            "defaults: negative_prompt: FLUX.1 (flux) has no classifier-free guidance",
         ),
         (
             "tiny-flux",
             None,
             {"size": [64, 72]},
-            "item 'astronaut' (#1): height: FLUX.1 (flux) needs a multiple of 16, got 72",
+            "defaults: height: FLUX.1 (flux) needs a multiple of 16, got 72",
         ),
         (
             "tiny-flux-control",
             None,
             {"negative_prompt": "blurry"},
-            "item 'astronaut' (#1): negative_prompt: FLUX.1 control model (flux-control) has no classifier-free guidance",
+            "defaults: negative_prompt: FLUX.1 control model (flux-control) has no classifier-free guidance",
         ),
         ("tiny-flux-control", "ddim", {}, "scheduler 'ddim' cannot run FLUX.1 control model (flux-control)"),
         ("tiny-sd3", "ddim", {}, "scheduler 'ddim' cannot run Stable Diffusion 3 / 3.5 (sd3); it takes flow_euler"),
@@ -145,9 +145,9 @@ def test_validate_refuses_what_the_family_cannot_do(
     assert expected in result.output, result.output
     assert "Traceback" not in result.output
     problem_lines = [line for line in result.output.splitlines() if line.startswith(str(manifest))]
-    assert len(problem_lines) == 1  # one line for both items, with how many more
+    assert len(problem_lines) == 1  # one line for both items, where the value is written
     if defaults:
-        assert "(and 1 more items)" in problem_lines[0]
+        assert "(2 items inherit it)" in problem_lines[0]
 
 
 def test_flow_matching_families_run_their_scheduler_and_sd_ones_a_negative_prompt(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import free_port, tiny_manifest, write_manifest
+from helpers import free_port, run_cli, tiny_manifest, write_manifest
 from hub_stand_in import StandInHub, hub_env
 
 from rr_controlnet.models.hub import human_size, needed_files, pipeline_components, variant_for
@@ -418,3 +418,11 @@ def test_models_says_why_a_size_is_not_known(tmp_path: Path) -> None:
         lines = result.stdout.splitlines()
         assert [line.split()[-1] for line in lines[1:3]] == ["?", "?"]
         assert lines[3].startswith(reason), result.stdout
+
+
+def test_a_mistyped_preset_is_named_with_the_closest_one() -> None:
+    result = run_cli("models", "tiny-flux-unoin", exit_code=2)
+    assert (
+        "error: 'tiny-flux-unoin' is neither a model preset nor a manifest file (did you mean 'tiny-flux-union'?)"
+        in (result.output)
+    )

@@ -16,12 +16,14 @@ from helpers import (
     BatchProcess,
     png_with_corrupt_pixels,
     run_cli,
+    sample_image,
     statuses,
     tiny_manifest,
     unavailable,
     write_manifest,
 )
 
+from rr_controlnet.models.random_transformer_models import save_pipeline
 from rr_controlnet.outputs import OutputFolder
 from rr_controlnet.outputs.journal import read_outcomes
 from rr_controlnet.outputs.lock import FolderLock
@@ -382,6 +384,42 @@ def test_no_text_file_in_the_output_folder_holds_an_absolute_path(tmp_path: Path
     run_cli("review", moved / "out")
     rerun = run(moved / "manifest.yaml", moved / "out", "--seed", "3")
     assert "3 skipped (up to date)" in rerun.output  # the moved inputs are found and still the same
+
+
+def test_a_custom_models_folders_and_a_units_map_are_named_relative_to_the_output_folder(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    save_pipeline("tiny-flux-union", project / "weights")
+    (project / "maps").mkdir()
+    sample_image("horse.png", project / "maps")
+    model = {"base": "./weights", "controlnet": "./weights/controlnet"}
+    units = [{"type": "canny"}, {"type": "depth", "image": "maps/horse.png"}]
+    manifest = tiny_manifest(project, model=model, items=[{"image": "horse.png", "controls": units}], steps=1)
+    baseline, out = project / "baseline", project / "out"
+    run(manifest, baseline, "--no-adherence")
+    run(manifest, out, "--no-adherence", "--seed", "3")
+    run_cli("compare", baseline, out, exit_code=1)
+    assert _text_files_naming(out, str(tmp_path)) == []
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["model"]["base"], summary["model"]["controlnet"]) == ("../weights", "../weights/controlnet")
+    assert OutputFolder(out).read().model["base"] == str(project / "weights")  # absolute again when read
+    rerun = run(manifest, out, "--no-adherence", "--seed", "3")
+    assert "1 skipped (up to date)" in rerun.output
+
+
+def test_a_units_own_local_controlnet_is_named_relative_to_the_output_folder(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "weights").mkdir(parents=True)
+    (project / "weights" / "config.json").write_text('{"_class_name": "ControlNetModel"}')
+    units = [{"type": "canny"}, {"type": "canny", "model": "./weights", "low": 50}]
+    manifest = tiny_manifest(project, items=[{"image": "horse.png", "controls": units}], steps=1)
+    run(manifest, project / "out", "--no-adherence")
+    assert _text_files_naming(project / "out", str(tmp_path)) == []
+    summary = json.loads((project / "out" / "summary.json").read_text())
+    assert summary["items"][0]["params"]["controls"]["1-canny"]["model"] == "../weights"
+    assert OutputFolder(project / "out").read().items[0].params["controls"]["1-canny"]["model"] == str(
+        project / "weights"
+    )
+    assert "1 skipped (up to date)" in run(manifest, project / "out", "--no-adherence").output
 
 
 def test_folders_that_recorded_absolute_paths_still_read(tmp_path: Path) -> None:

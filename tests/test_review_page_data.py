@@ -107,6 +107,14 @@ def test_parameters_shared_by_every_item_are_written_once_and_an_item_stays_smal
     assert len(json.dumps(entries[0]).encode()) > 2 * per_item
 
 
+def test_a_units_map_is_named_relative_to_the_output_folder_as_in_summary_json() -> None:
+    """No file in the folder shows the machine's layout: a unit's map path is the folder's, like the input's."""
+    units = {"0-canny": {"type": "canny", "mode": 3}, "1-depth": {"type": "depth", "image": "/data/maps/a.png"}}
+    data = page_data(summary([entry("a", params={"controls": units})]), {}, folder=Path("/data/out"))
+    assert data["items"][0]["params"]["controls"]["1-depth"]["image"] == "../maps/a.png"
+    assert "/data/" not in json.dumps(data)
+
+
 INFO = {"id": "x", "made_from": "ab" * 32, "assets": {"input": [256, 256], "output": [160, 160], "steps": [64, 64]}}
 INFO |= {"steps": [0, 3, 6, 9, 12, 16, 19, 22, 25, 29], "infotext": "a prompt\nSteps: 30, Seed: 0"}
 

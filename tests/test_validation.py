@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from helpers import run_cli, sample_image
 from PIL import Image
 
@@ -486,14 +488,49 @@ def test_a_control_model_refuses_a_controlnets_scale_range_and_units_one_line_ea
     code, lines = validate(folder, text)
     assert code == 2
     assert lines[:-1] == [
-        f"m.yaml:6: item 'astronaut' (#1): controlnet_conditioning_scale: {NO_CONTROLNET}, so 0.8 would be "
+        f"m.yaml:4: defaults: control_guidance_start: {NO_CONTROLNET}, so 0.1 would be ignored; remove it "
+        "(2 items inherit it)",
+        f"m.yaml:7: item 'astronaut' (#1): controlnet_conditioning_scale: {NO_CONTROLNET}, so 0.8 would be "
         "ignored; remove it",
-        f"m.yaml:6: item 'astronaut' (#1): control_guidance_start: {NO_CONTROLNET}, so 0.1 would be ignored; "
-        "remove it (and 1 more items)",
-        f"m.yaml:6: item 'astronaut' (#1): control_guidance_end: {NO_CONTROLNET}, so 0.9 would be ignored; remove it",
-        f"m.yaml:9: item 'horse' (#2): controls: {NO_CONTROLNET}, so it runs no control units; remove `controls` "
+        f"m.yaml:8: item 'astronaut' (#1): control_guidance_end: {NO_CONTROLNET}, so 0.9 would be ignored; remove it",
+        f"m.yaml:10: item 'horse' (#2): controls: {NO_CONTROLNET}, so it runs no control units; remove `controls` "
         "(use `canny` for its map)",
     ]
+
+
+def test_a_family_rule_is_located_where_the_value_is_written(folder: Path) -> None:
+    """In defaults: the defaults' line, with how many items inherit it; in an item or its sweep: that key's line."""
+    text = CONTROL_HEADER + (
+        "defaults:\n  prompt: a horse\n  controlnet_conditioning_scale: 0.8\n  controls:\n    - {type: canny}\n"
+        "items:\n"
+        "  - image: astronaut.png\n    prompt: an astronaut\n    negative_prompt: blurry\n"
+        "  - image: horse.png\n    controlnet_conditioning_scale: 0.5\n"
+        "    sweep:\n      seed: [1, 2]\n      control_guidance_end: [0.5]\n"
+    )
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert lines[:-1] == [
+        f"m.yaml:5: defaults: controlnet_conditioning_scale: {NO_CONTROLNET}, so 0.8 would be ignored; remove it "
+        "(1 item inherits it)",
+        f"m.yaml:6: defaults: controls: {NO_CONTROLNET}, so it runs no control units; remove `controls` "
+        "(use `canny` for its map) (3 items inherit it)",
+        "m.yaml:11: item 'astronaut' (#1): negative_prompt: FLUX.1 control model (flux-control) has no "
+        "classifier-free guidance (its guidance is distilled), so a negative prompt would be ignored; remove it",
+        f"m.yaml:16: item 'horse_seed1_end0.5' (#2): control_guidance_end: {NO_CONTROLNET}, so 0.5 would be ignored; "
+        "remove it (and 1 more item)",
+    ]
+
+
+def test_a_swept_value_is_located_in_its_sweep_before_the_items_or_the_defaults_own(folder: Path) -> None:
+    text = CONTROL_HEADER + (
+        "defaults:\n  control_guidance_start: 0.1\n"
+        "items:\n"
+        "  - image: astronaut.png\n    control_guidance_start: 0.2\n"
+        "    sweep:\n      zip: {seed: [1, 2], control_guidance_start: [0.3, 0.4]}\n"
+    )
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert [line.split(": item")[0] for line in lines[:-1]] == ["m.yaml:9", "m.yaml:9"]  # the zip's line, twice
 
 
 def test_a_control_model_takes_the_controlnet_defaults_and_ignores_them(folder: Path) -> None:
@@ -510,7 +547,7 @@ def test_a_sweep_of_a_controlnet_scale_is_refused_on_a_control_model(folder: Pat
     code, lines = validate(folder, text)
     assert code == 2
     assert lines[:-1] == [
-        f"m.yaml:4: item 'astronaut_ccs1' (#1): controlnet_conditioning_scale: {NO_CONTROLNET}, so 1.0 would be "
+        f"m.yaml:5: item 'astronaut_ccs1' (#1): controlnet_conditioning_scale: {NO_CONTROLNET}, so 1.0 would be "
         "ignored; remove it"
     ]
 
@@ -550,3 +587,84 @@ def test_a_control_model_is_no_control_units_model(folder: Path) -> None:
             "m.yaml:6: item 'astronaut' (#1): controls[0].model 'flux-canny-dev' is a control model (flux-control), not a ControlNet"
         ],
     )
+
+
+def weights_folder(folder: Path, name: str, config: dict) -> str:
+    """A local weights folder holding only its config: what validate reads to tell a family."""
+    (folder / name).mkdir(parents=True)
+    file_name = "model_index.json" if config["_class_name"].endswith("Pipeline") else "config.json"
+    (folder / name / file_name).write_text(json.dumps(config))
+    return f"./{name}"
+
+
+SDXL_UNION_BASE = {"_class_name": "StableDiffusionXLControlNetUnionPipeline"}
+FLUX_BASE = {"_class_name": "FluxControlNetPipeline"}
+SDXL_BASE = {"_class_name": "StableDiffusionXLControlNetPipeline"}
+FLUX_UNION_CONTROLNET = {"_class_name": "FluxControlNetModel", "num_mode": 7}
+SDXL_UNION_CONTROLNET = {"_class_name": "ControlNetUnionModel"}
+
+
+@pytest.mark.parametrize(
+    ("base", "controlnet", "family", "expected"),
+    [
+        (SDXL_UNION_BASE, FLUX_UNION_CONTROLNET, None, "is a flux-union ControlNet, the base model is sdxl-union"),
+        (FLUX_BASE, FLUX_UNION_CONTROLNET, "flux", "is a flux-union ControlNet, the base model is flux"),
+        (SDXL_BASE, SDXL_UNION_CONTROLNET, "sdxl", "is a sdxl-union ControlNet, the base model is sdxl"),
+    ],
+)
+def test_a_custom_models_controlnet_folder_must_be_of_its_family(
+    folder: Path, base: dict, controlnet: dict, family: str | None, expected: str
+) -> None:
+    """Else the run stops on an internal error while loading, or every item fails, or a union model's weights
+    load into a plain ControlNet."""
+    model = {"base": weights_folder(folder, "base", base), "controlnet": weights_folder(folder, "cn", controlnet)}
+    text = yaml.safe_dump({"version": 1, "model": {**model, **({"family": family} if family else {})}}, sort_keys=False)
+    code, lines = validate(folder, text + "items:\n  - image: astronaut.png\n")
+    assert (code, lines[:-1]) == (2, [f"m.yaml:4: model: model.controlnet './cn' {expected}"])
+
+
+FLUX_TRANSFORMER = {"_class_name": "FluxTransformer2DModel", "in_channels": 64, "out_channels": None}
+FLUX_CONTROL_TRANSFORMER = {"_class_name": "FluxTransformer2DModel", "in_channels": 128, "out_channels": 64}
+
+
+@pytest.mark.parametrize(
+    ("transformer", "model", "expected"),
+    [
+        (
+            FLUX_CONTROL_TRANSFORMER,
+            "{base: ./base, controlnet: ./cn, family: flux}",
+            "m.yaml:2: model: model.base './base' is a control model (its transformer reads the control image "
+            "itself: 128 input channels); name it with family flux-control and no controlnet",
+        ),
+        (
+            FLUX_TRANSFORMER,
+            "{base: ./base, family: flux-control}",
+            "m.yaml:2: model: model.base './base' is no control model (its transformer takes 64 input channels, "
+            "a control model twice its output's); flux-control needs FLUX.1 Canny [dev]'s",
+        ),
+    ],
+)
+def test_a_flux_base_must_be_a_control_model_exactly_when_its_family_is(
+    folder: Path, transformer: dict, model: str, expected: str
+) -> None:
+    """Else every item fails on a tensor shape."""
+    weights_folder(folder, "base", {"_class_name": "FluxControlNetPipeline"})
+    weights_folder(folder / "base", "transformer", transformer)
+    weights_folder(folder, "cn", {"_class_name": "FluxControlNetModel"})
+    code, lines = validate(folder, f"version: 1\nmodel: {model}\nitems:\n  - image: astronaut.png\n")
+    assert (code, lines[:-1]) == (2, [expected])
+
+
+def test_validate_names_the_family_it_read_from_a_custom_models_folders(folder: Path) -> None:
+    model = {
+        "base": weights_folder(folder, "base", FLUX_BASE),
+        "controlnet": weights_folder(folder, "cn", FLUX_UNION_CONTROLNET),
+    }
+    text = yaml.safe_dump({"version": 1, "model": model}, sort_keys=False) + "items:\n  - image: astronaut.png\n"
+    assert validate(folder, text) == (0, ["m.yaml: ok, 1 item, model custom (family flux-union)"])
+
+
+def test_a_custom_models_hub_controlnet_is_taken_at_its_word(folder: Path) -> None:
+    """Only a local folder's config can be read without the hub: a hub id's family is the manifest's."""
+    text = "version: 1\nmodel: {base: someone/flux, controlnet: someone/canny, family: flux}\nitems:\n  - image: astronaut.png\n"
+    assert validate(folder, text) == (0, ["m.yaml: ok, 1 item, model custom (family flux)"])

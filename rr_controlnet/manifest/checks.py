@@ -39,6 +39,7 @@ EXPECTS: Final = {
     "image": "a file path",
     "device": "one of auto, cpu, mps, cuda, cuda:N",
     **{key: "a hub id or a path" for key in ("base", "controlnet", "vae", "config")},
+    "type": "a word in lower case (letters, digits, _ and -): canny, depth, pose, ...",
 }
 
 
@@ -102,13 +103,17 @@ def validated_model(
     model: type[BaseModel], data: dict, raw: Mapping, where: str, prefix: str, problems: Problems
 ) -> BaseModel | None:
     """`model` over the fields of `data` that are right; each wrong one reported and left out."""
+    reported: set[Any] = set()  # a field whose wrong value is left out is not missing as well
     for _ in range(len(data) + 1):
         try:
             return model.model_validate(data)
         except ValidationError as exc:
             for error in exc.errors():
+                if error["type"] == "missing" and error["loc"][:1] and error["loc"][0] in reported:
+                    continue
                 line, message = described(model, raw, error, prefix)
                 problems.add(line, where, message)
+                reported.add((error["loc"] or ("size",))[0])
                 data = without(data, error["loc"] or ("size",))
     return None
 

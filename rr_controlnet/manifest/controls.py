@@ -11,6 +11,7 @@ controlnet_conditioning_scale and control_guidance_start/end, a canny unit's thr
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -121,7 +122,9 @@ def _check_union_unit(
     title = f"the union model {model.controlnet} ({model.family})"
     if values["type"] not in modes:
         known = ", ".join(modes)
-        message = f"{name}.type {shown(values['type'])}: {title} has no mode for it; it knows {known}"
+        close = difflib.get_close_matches(values["type"], list(modes), n=1, cutoff=0.7)  # not thermal for normal
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        message = f"{name}.type {shown(values['type'])}: {title} has no mode for it{hint}; it knows {known}"
         problems.add(line_of(raw, "type") or line_of(raw), where, message)
     if "model" in values:
         message = f"{name}.model: {title} runs every unit itself, in the mode of the unit's type; leave model out"

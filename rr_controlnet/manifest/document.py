@@ -38,7 +38,7 @@ from rr_controlnet.manifest.controls import (
     item_units,
     model_source,
 )
-from rr_controlnet.manifest.family_checks import custom_model_problem, family_problems
+from rr_controlnet.manifest.family_checks import custom_model_problem, family_problems, flux_base_problem
 from rr_controlnet.manifest.fields import (
     MANIFEST_VERSION,
     MODEL_KEYS,
@@ -65,7 +65,7 @@ from rr_controlnet.manifest.sweeps import (
     variant_count,
 )
 from rr_controlnet.manifest.yaml_source import line_of, read_yaml, shown
-from rr_controlnet.models.families import FAMILY_NAMES, family_for_pipeline
+from rr_controlnet.models.families import FAMILY_NAMES, controlnet_family, family_for_pipeline
 from rr_controlnet.models.presets import PRESETS, family_defaults, model_spec_from_preset
 from rr_controlnet.spec import GenerationParams, Item, Manifest, ModelSpec
 
@@ -261,11 +261,23 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: Problems)
         problems.add(line_of(raw), "model", message)
         return None
     mismatch = custom_model_problem(family, sources["controlnet"], sources["base"], sources["config"])
+    mismatch = mismatch or _controlnet_folder_problem(family, sources["controlnet"], weights.controlnet)
+    mismatch = mismatch or flux_base_problem(family, sources["base"], sources["config"], weights.base)
     if mismatch is not None:
         key, message = mismatch
         problems.add(line_of(raw, key) if key in raw else line_of(raw), "model", message)
         return None
     return ModelSpec("custom", family, sources["base"], sources["controlnet"], sources["vae"], sources["config"])
+
+
+def _controlnet_folder_problem(family: str, source: str | None, written: str | None) -> tuple[str, str] | None:
+    """("controlnet", why) when a local ControlNet folder's config is another family's than the model's: it
+    would fail to load, fail every item, or load a union model's weights into a plain ControlNet."""
+    config = _json_file(Path(source) / "config.json") if source and Path(source).is_absolute() else {}
+    found = controlnet_family(config)
+    if found is None or found == family:
+        return None
+    return "controlnet", f"model.controlnet {shown(written)} is a {found} ControlNet, the base model is {family}"
 
 
 def _detect_family(source: str | None, controlnet: str | None) -> str | None:

@@ -3,6 +3,7 @@ and the hub repos its control units read."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,7 +25,9 @@ def models_named(targets: Sequence[str]) -> list[tuple[str, ModelSpec]]:
         elif Path(target).is_file():
             named.append((target, load_manifest(target, check_images=False).model))
         else:
-            raise UsageError(f"{target!r} is neither a model preset ({', '.join(PRESETS)}) nor a manifest file")
+            close = difflib.get_close_matches(target, list(PRESETS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; presets: {', '.join(PRESETS)}"
+            raise UsageError(f"{target!r} is neither a model preset nor a manifest file{hint}")
     return named
 
 

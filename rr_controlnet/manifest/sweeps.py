@@ -24,7 +24,7 @@ from rr_controlnet.manifest.checks import Problems, check_order, checked_values,
 from rr_controlnet.manifest.controls import order_problems, swept_units, unit_value_problems
 from rr_controlnet.manifest.fields import ITEM_ONLY_KEYS, SWEEPABLE, Params
 from rr_controlnet.manifest.sweep_names import field_order, number_text, variant_id
-from rr_controlnet.manifest.unit_fields import UNIT_INTEGER_FIELDS, unit_field
+from rr_controlnet.manifest.unit_fields import UNIT_INTEGER_FIELDS, UNIT_SWEEPABLE, unit_field, unswept_unit_field
 from rr_controlnet.manifest.yaml_source import line_of, shown
 from rr_controlnet.spec import GenerationParams, Item, SweepPlace
 
@@ -181,11 +181,7 @@ def sweep_axes(
             )
             problems.add(line, where, f"sweep.{key} cannot be swept: {why}")
         elif key not in SWEEPABLE and not unit_field(key):
-            problems.add(
-                line,
-                where,
-                unknown_key_message(f"sweep.{key}", tuple(f"sweep.{name}" for name in (*SWEEPABLE, "zip"))),
-            )
+            problems.add(line, where, _not_sweepable(key, "sweep.", ("zip",)))
         else:
             values = _sweep_values(key, spec, line, where, problems, base_seed, max_values=max_values)
             axes += [Axis((key,), tuple((value,) for value in values), line)] if values else []
@@ -213,6 +209,14 @@ def _swept_keys(raw: Mapping) -> list[Any]:
     return keys
 
 
+def _not_sweepable(key: Any, prefix: str, also: tuple[str, ...] = ()) -> str:
+    """Why a sweep cannot vary `key`: a unit's field a sweep leaves alone, or an unknown key (with the closest)."""
+    if unswept_unit_field(key):
+        can = f"{', '.join(UNIT_SWEEPABLE[:-1])} or {UNIT_SWEEPABLE[-1]}"
+        return f"{prefix}{key} cannot be swept: a sweep varies a unit's {can}"
+    return unknown_key_message(f"{prefix}{key}", tuple(f"{prefix}{name}" for name in (*SWEEPABLE, *also)))
+
+
 def _zip_axis(group: Any, line: int | None, where: str, problems: Problems, base_seed: int) -> Axis | None:
     if not isinstance(group, Mapping) or not group:
         problems.add(line, where, f"sweep.zip must map fields to lists of equal length, got {shown(group)}")
@@ -220,11 +224,7 @@ def _zip_axis(group: Any, line: int | None, where: str, problems: Problems, base
     columns = {}
     for key, spec in group.items():
         if key not in SWEEPABLE and not unit_field(key):
-            problems.add(
-                line_of(group, key),
-                where,
-                unknown_key_message(f"sweep.zip.{key}", tuple(f"sweep.zip.{name}" for name in SWEEPABLE)),
-            )
+            problems.add(line_of(group, key), where, _not_sweepable(key, "sweep.zip."))
             return None
         values = _sweep_values(key, spec, line_of(group, key), where, problems, base_seed, in_zip=True)
         if not values:

@@ -58,6 +58,12 @@ UNIT_INTEGER_FIELDS: Final = ("low", "high")
 _UNIT_FIELD: Final = re.compile(r"^controls\.(\d+)\.([a-z]+)$")
 
 
+def unswept_unit_field(name: object) -> bool:
+    """Whether `name` is a unit's field that no sweep may vary (`controls.0.image`, `controls.1.type`)."""
+    match = _UNIT_FIELD.match(name) if isinstance(name, str) else None
+    return match is not None and match[2] in UNIT_KEYS and match[2] not in UNIT_SWEEPABLE
+
+
 def unit_field(name: object) -> tuple[int, str] | None:
     """(unit index, field) for a swept unit field such as `controls.1.scale`, else None."""
     match = _UNIT_FIELD.match(name) if isinstance(name, str) else None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.errors import ModelLoadError
-from rr_controlnet.models.families import FAMILIES
+from rr_controlnet.models.families import FAMILIES, controlnet_family
 from rr_controlnet.models.hub import HubRepo, is_hub_id
 from rr_controlnet.models.loading import LoadedModel
 from rr_controlnet.models.presets import PRESETS, built_weights
@@ -106,7 +106,7 @@ def default_model_problem(unit_type: str, model: str | None, spec: ModelSpec) ->
 
 def model_family(model: str) -> str | None:
     """The family of a unit's model where it can be told without loading it: a preset's, or a local
-    ControlNet folder's config (its class; SDXL ControlNets take text-time embeddings); None when unknown."""
+    ControlNet folder's config (families.controlnet_family)."""
     if model in PRESETS:
         return PRESETS[model].family
     config = Path(model) / "config.json"
@@ -114,10 +114,7 @@ def model_family(model: str) -> str | None:
         settings = json.loads(config.read_text())
     except (OSError, ValueError):
         return None
-    for entry in FAMILIES.values():
-        if entry.controlnet not in (None, "ControlNetModel") and settings.get("_class_name") == entry.controlnet:
-            return entry.name
-    return "sdxl" if settings.get("addition_embed_type") == "text_time" else "sd15"
+    return controlnet_family(settings) if isinstance(settings, dict) else None
 
 
 def unit_hub_repos(units: Sequence[ControlUnit], spec: ModelSpec) -> list[HubRepo]:

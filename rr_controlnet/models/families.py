@@ -265,3 +265,15 @@ def _pipeline_family(class_name: str) -> str | None:
         if class_name.startswith(prefix):
             return name
     return "sd15" if class_name.startswith("StableDiffusion") else None
+
+
+def controlnet_family(config: Mapping[str, Any]) -> str | None:
+    """The family of a ControlNet from its config.json: its class, a Flux mode embedding (`num_mode`: a union
+    model), SDXL's text-time embeddings; None for a class no family runs."""
+    class_name = config.get("_class_name")
+    if class_name == "FluxControlNetModel":
+        return "flux-union" if config.get("num_mode") else "flux"
+    if class_name == "ControlNetModel":
+        return "sdxl" if config.get("addition_embed_type") == "text_time" else "sd15"
+    named = (entry.name for entry in FAMILIES.values() if class_name and entry.controlnet == class_name)
+    return next(named, None)

@@ -87,7 +87,7 @@ def load_model(
 
     Hub weights missing from the cache are downloaded first, shown as `downloads` says. On CUDA every
     model stays resident on the GPU unless `offload` moves each to the GPU only while it runs (for small
-    cards); `compile_models` compiles the UNet and ControlNet with torch.compile.
+    cards); `compile_models` compiles the UNet or transformer and the ControlNet with torch.compile.
     """
     accelerated = runtime.device.startswith("cuda")
     if (offload or compile_models) and not accelerated:

@@ -24,7 +24,7 @@ from rr_controlnet.models.hub import (
     plan_weights,
     variant_for,
 )
-from rr_controlnet.models.large_configs import CONTROLNET_PARAMETERS
+from rr_controlnet.models.large_configs import CONTROLNET_PARAMETERS, RANDOM_TWINS
 from rr_controlnet.models.presets import GATED_REPOS, PRESETS, built_weights
 from rr_controlnet.models.random_transformer_models import save_pipeline
 from rr_controlnet.spec import ModelSpec
@@ -141,8 +141,10 @@ def _component_rows(
     model: str, spec: ModelSpec, dtype_name: str, planned: dict[str, RepoWeights]
 ) -> list[ComponentStatus]:
     built = built_weights(spec)
-    if built == "random":
-        return [ComponentStatus(model, "all", "built in memory when loaded", "random", "-", None, None, None)]
+    if built == "random":  # its ControlNet is its published twin's
+        parameters = CONTROLNET_PARAMETERS.get(RANDOM_TWINS.get(spec.name, ""))
+        source = "built in memory when loaded"
+        return [ComponentStatus(model, "all", source, "random", "-", None, None, None, parameters=parameters)]
     if built == "tiny":
         folder = models_cache_dir() / "models" / spec.name
         cached = (folder / PIPELINE_INDEX).is_file()

@@ -114,7 +114,7 @@ class ItemOutcome:
         """As summary.json and the journal hold it: with `folder`, the input's path relative to it."""
         document = {item.name: getattr(self, item.name) for item in fields(self)}
         document["image"] = folder_relative(self.image, folder)
-        document["params"] = unit_map_paths(self.params, lambda path: folder_relative(path, folder))
+        document["params"] = unit_paths_relative(self.params, folder)
         document["adherence"] = self.adherence.as_dict() if self.adherence is not None else None
         document["sweep"] = asdict(self.sweep) if self.sweep is not None else None
         return document
@@ -134,7 +134,7 @@ class ItemOutcome:
             outcome = cls(**{"seed": None, "params": {}, "params_hash": "", **known})
             outcome.image = folder_resolved(outcome.image, folder)
             if isinstance(outcome.params, dict):
-                outcome.params = unit_map_paths(outcome.params, lambda path: folder_resolved(path, folder))
+                outcome.params = unit_paths_resolved(outcome.params, folder)
             outcome.adherence = Adherence.from_dict(adherence) if adherence is not None else None
             outcome.sweep = SweepPlace.from_dict(sweep) if sweep is not None else None
         except (TypeError, KeyError, ValueError):
@@ -154,16 +154,63 @@ class ItemOutcome:
         return outcome if shapes_ok else None
 
 
-def unit_map_paths(params: dict[str, Any], convert: Callable[[Any], Any]) -> dict[str, Any]:
-    """`params` with each control unit's map path (params["controls"][<unit>]["image"]) converted."""
+def unit_map_paths(
+    params: dict[str, Any], convert: Callable[[Any], Any], model: Callable[[Any], Any]
+) -> dict[str, Any]:
+    """`params` with each control unit's map path (params["controls"][<unit>]["image"]) converted, and its
+    ControlNet (["model"]) by `model`."""
     units = params.get("controls")
     if not isinstance(units, dict):
         return params
-    converted = {
-        name: {**unit, "image": convert(unit["image"])} if isinstance(unit, dict) and "image" in unit else unit
-        for name, unit in units.items()
+
+    def converted(unit: dict[str, Any]) -> dict[str, Any]:
+        paths = {"image": convert(unit["image"])} if "image" in unit else {}
+        return {**unit, **paths, **({"model": model(unit["model"])} if "model" in unit else {})}
+
+    return {
+        **params,
+        "controls": {name: converted(unit) if isinstance(unit, dict) else unit for name, unit in units.items()},
     }
-    return {**params, "controls": converted}
+
+
+def unit_paths_relative(params: dict[str, Any], folder: Path | None) -> dict[str, Any]:
+    """`params` as the folder's files name its units: maps and local ControlNets relative to `folder`."""
+    return unit_map_paths(
+        params, lambda path: folder_relative(path, folder), lambda path: _local_relative(path, folder)
+    )
+
+
+def unit_paths_resolved(params: dict[str, Any], folder: Path | None) -> dict[str, Any]:
+    """unit_paths_relative read back: absolute again."""
+    return unit_map_paths(
+        params, lambda path: folder_resolved(path, folder), lambda path: _local_resolved(path, folder)
+    )
+
+
+MODEL_PATH_KEYS: Final = ("base", "controlnet", "vae", "config")
+
+
+def model_paths_relative(model: Mapping[str, Any], folder: Path | None) -> dict[str, Any]:
+    """A run's model as the folder's files name it: a local weights path relative to the folder, always starting
+    with ./ or ../ so that it reads apart from a preset name or hub id."""
+    return {key: _local_relative(value, folder) if key in MODEL_PATH_KEYS else value for key, value in model.items()}
+
+
+def model_paths_resolved(model: Mapping[str, Any], folder: Path | None) -> dict[str, Any]:
+    """model_paths_relative read back: its ./ and ../ paths absolute again (preset names and hub ids as they are)."""
+    return {key: _local_resolved(value, folder) if key in MODEL_PATH_KEYS else value for key, value in model.items()}
+
+
+def _local_relative(path: Any, folder: Path | None) -> Any:
+    shown = folder_relative(path, folder)
+    if shown is path or not isinstance(shown, str) or shown.startswith("../"):
+        return shown
+    return f"./{shown}"
+
+
+def _local_resolved(path: Any, folder: Path | None) -> Any:
+    local = isinstance(path, str) and (path.startswith("./") or path.startswith("../"))
+    return folder_resolved(path, folder) if local else path
 
 
 def folder_relative(path: Any, folder: Path | None) -> Any:
@@ -219,7 +266,7 @@ class BatchSummary:
         items = [outcome for outcome in entries if outcome]
         return cls(
             manifest=folder_resolved(document.get("manifest", ""), folder),
-            model=document.get("model") or {},
+            model=model_paths_resolved(document.get("model") or {}, folder),
             recording_id=document.get("recording_id", ""),
             items=items,
             versions=document.get("versions") or {},
@@ -240,7 +287,7 @@ class BatchSummary:
         return {
             "version": SUMMARY_VERSION,
             "manifest": folder_relative(self.manifest, folder),
-            "model": self.model,
+            "model": model_paths_relative(self.model, folder),
             "recording_id": self.recording_id,
             "counts": self.counts(),
             "versions": self.versions,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import asdict
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.models.control_models import unit_model_name
@@ -61,11 +63,15 @@ def params_markdown(
 
 
 def unit_text(unit: ControlUnit, model: ModelSpec, resize: str | None = None) -> str:
-    """A control unit as A1111 writes a ControlNet unit: `Module: depth, Model: ..., Weight: 0.6, ...`."""
+    """A control unit as A1111 writes a ControlNet unit: `Module: depth, Model: ..., Weight: 0.6, ...`; with
+    `resize` (the PNG's `parameters`), a local model by its name."""
     mode = union_mode(model.family, unit.type)
+    name = unit_model_name(unit, model)
+    if resize is not None and unit.model and os.path.isabs(unit.model):  # "random (<folder>)" on a tiny model too
+        name = name.replace(unit.model, Path(unit.model).name)
     parts = [
         f"Module: {unit.type}",
-        f"Model: {unit_model_name(unit, model)}",
+        f"Model: {name if resize is None else model_name(name)}",
         *([f"Control Mode: {mode}"] if mode is not None else []),
         f"Weight: {unit.scale:g}",
         f"Guidance Start: {unit.start:g}",
@@ -85,6 +91,12 @@ def unit_record(unit: ControlUnit, model: ModelSpec) -> dict[str, Any]:
     record = {**unit.record(), "model": unit_model_name(unit, model)}
     mode = union_mode(model.family, unit.type)
     return record if mode is None else {**record, "mode": mode}
+
+
+def model_name(source: str | None) -> str | None:
+    """A model as the PNG's `parameters` name it (A1111 names a checkpoint, not where it lies): a local file or
+    folder by its name, so that the image does not show the machine's layout; a preset or hub id as it is."""
+    return Path(source).name if source and os.path.isabs(source) else source
 
 
 def _cell(value: Any) -> str:
@@ -108,7 +120,7 @@ def png_text_chunks(
     seen = dict(seen or {})
     width, height = size
     controlnet = (
-        f'"Module: canny, Model: {model.controlnet}, Weight: {params.controlnet_conditioning_scale:g}, '
+        f'"Module: canny, Model: {model_name(model.controlnet)}, Weight: {params.controlnet_conditioning_scale:g}, '
         f"Guidance Start: {params.control_guidance_start:g}, Guidance End: {params.control_guidance_end:g}, "
         f'Threshold A: {params.canny_low}, Threshold B: {params.canny_high}, Resize Mode: {params.resize}"'
     )
@@ -118,7 +130,7 @@ def png_text_chunks(
         f"CFG scale: {params.guidance_scale:g}",
         f"Seed: {params.seed}",
         f"Size: {width}x{height}",
-        f"Model: {model.base}",
+        f"Model: {model_name(model.base)}",
     ]
     if item.controls:
         settings += [

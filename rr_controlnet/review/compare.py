@@ -31,7 +31,12 @@ from rr_controlnet.errors import CompareError, ItemFailed, OutputFolderError, Us
 from rr_controlnet.images import load_image
 from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
 from rr_controlnet.outputs.names import IMAGE_SUFFIX, RECORDING_SUFFIX
-from rr_controlnet.outputs.records import Adherence, outputs_fingerprint
+from rr_controlnet.outputs.records import (
+    Adherence,
+    model_paths_relative,
+    outputs_fingerprint,
+    unit_paths_relative,
+)
 from rr_controlnet.recording.read import recorded_latents
 from rr_controlnet.review.differences import ImageDifference, cosine_distance, output_difference
 
@@ -127,12 +132,17 @@ def read_run(path: Path, role: str) -> tuple[OutputFolder, BatchSummary]:
 
 
 def compare_folders(
-    baseline: Path, new: Path, thresholds: Thresholds = Thresholds(), first_baseline: bool = False
+    baseline: Path,
+    new: Path,
+    thresholds: Thresholds = Thresholds(),
+    first_baseline: bool = False,
+    shown_from: Path | None = None,
 ) -> Comparison:
     """Compare every item of two output folders; items come worst first.
 
     With `first_baseline`, a baseline that does not exist yet compares as an empty folder with the new
-    run's settings: every item is new (the first run of a job that keeps one).
+    run's settings: every item is new (the first run of a job that keeps one). With `shown_from` (the report's
+    folder), a custom model's paths and unit maps are named relative to it, as the report's files show them.
     """
     if not isinstance(thresholds, Thresholds):
         raise UsageError(f"thresholds must be a Thresholds, got {type(thresholds).__name__}")
@@ -143,6 +153,7 @@ def compare_folders(
         baseline_folder, before = OutputFolder(baseline), replace(after, items=[])
     else:
         baseline_folder, before = read_run(baseline, "baseline")
+    before, after = _shown_paths(before, shown_from), _shown_paths(after, shown_from)
     before_items, after_items = before.by_id(), after.by_id()
     ids = list(after_items) + [item_id for item_id in before_items if item_id not in after_items]
     run_changes = _differences(_output_settings(before), _output_settings(after))
@@ -166,6 +177,15 @@ def compare_folders(
     )
 
     return Comparison(Path(baseline), Path(new), thresholds, items, settings, outputs_fingerprint(after))
+
+
+def _shown_paths(summary: BatchSummary, folder: Path | None) -> BatchSummary:
+    """`summary` with its model's local paths and its units' maps relative to `folder` (both runs alike, so
+    that they still compare equal exactly when they name the same files)."""
+    if folder is None:
+        return summary
+    items = [replace(outcome, params=unit_paths_relative(outcome.params, folder)) for outcome in summary.items]
+    return replace(summary, model=model_paths_relative(summary.model, folder), items=items)
 
 
 def _absent_or_empty(folder: Path) -> bool:

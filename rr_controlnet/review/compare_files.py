@@ -108,9 +108,9 @@ def _row(item: ItemComparison) -> str:
     metrics = [""] * len(IMAGE_METRICS) if item.image is None else [text for _, text in metric_rows(item.image)]
     diverges = "" if item.first_divergent_step is None else str(item.first_divergent_step)
     f1 = item.adherence_change.get("f1")
-    notes = item.notes + [f"{key}: {old!r} → {new!r}" for key, (old, new) in item.params_changed.items()]
+    # The `made another way` note names each changed parameter already (compare.json has them in full).
     cells = [item.id, f"**{item.status}**" if item.status != "same" else item.status, *metrics, diverges]
-    cells += ["" if f1 is None else f"{f1:+.1%}", "; ".join(notes)]
+    cells += ["" if f1 is None else f"{f1:+.1%}", "; ".join(item.notes)]
     return "| " + " | ".join(cell(value) for value in cells) + " |"
 
 

@@ -60,7 +60,7 @@ class BatchOptions:
     summary_to: Path | None = None  # a file to append summary.md to, such as $GITHUB_STEP_SUMMARY
     shard: Shard | None = None  # generate only this shard's items
     offload: bool = False  # model CPU offload, for GPUs too small to hold every model
-    compile_models: bool = False  # torch.compile the UNet and ControlNet (CUDA)
+    compile_models: bool = False  # torch.compile the UNet or transformer and the ControlNet (CUDA)
     download_bars: bool | None = None  # huggingface_hub's bars for weights downloaded first; None: on a terminal
     engine: EngineOptions = field(default_factory=LocalOptions)  # where the items run: engines.ENGINES lists them
     ray: Any = None  # the same as engine=RayOptions(...), as earlier versions spelled it

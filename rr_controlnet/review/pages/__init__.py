@@ -4,7 +4,7 @@ They open from the folder in any browser, offline, with no server: data travels 
 page (browsers refuse to fetch local files), and every image is a small file under `review/`.
 
     write_review_page(out_dir, OutputFolder(out_dir).read())
-    write_compare_page(compare_folders(baseline, new), new / "compare")
+    write_compare_page(compare_folders(baseline, new, shown_from=new / "compare"), new / "compare")
 
 Each item's thumbnails and filmstrip are encoded when the item finishes (encode_item_assets) and written
 with its other files (delivery.write_finished); the page itself once the batch is done, one process at a

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,7 +25,7 @@ from rr_controlnet.manifest.sweep_names import alias, axis_label, value_text
 from rr_controlnet.outputs import BatchSummary, ItemOutcome
 from rr_controlnet.outputs.files import write_atomic
 from rr_controlnet.outputs.names import OVERVIEW_NAME, is_overview_page
-from rr_controlnet.outputs.records import Adherence, folder_relative
+from rr_controlnet.outputs.records import Adherence, folder_relative, model_paths_relative, unit_paths_relative
 from rr_controlnet.review.pages.from_files import images_from_files, input_image
 from rr_controlnet.review.pages.html import DATA_NAME, LINKS_NAME, PAGE_NAME, copy_page_assets, data_script, page_html
 from rr_controlnet.review.pages.items import (
@@ -166,11 +167,13 @@ def page_data(
     common to every item once, then per item what differs; items failed first, then pending, then done,
     each in manifest order."""
     outcomes = summary.items
-    common = common_params(outcome.params for outcome in outcomes)
+    # As summary.json names them: a unit's map relative to the folder.
+    all_params = [unit_paths_relative(outcome.params, folder) for outcome in outcomes]
+    common = common_params(all_params)
     sweeps, sweep_index = sweep_tables(outcomes)
     items = []
-    for number, outcome in enumerate(outcomes):
-        item = item_data(outcome, common, infos.get(outcome.id))
+    for number, (outcome, params) in enumerate(zip(outcomes, all_params, strict=True)):
+        item = item_data(replace(outcome, params=params), common, infos.get(outcome.id))
         item["n"] = number
         if outcome.sweep is not None:
             item["sweep"] = [sweep_index[outcome.sweep.source], list(outcome.sweep.coordinates)]
@@ -181,7 +184,7 @@ def page_data(
         "format": DATA_FORMAT,
         "title": f"rr-controlnet: {Path(summary.manifest).name or 'batch'}",
         "manifest": folder_relative(summary.manifest, folder),
-        "model": summary.model,
+        "model": model_paths_relative(summary.model, folder),
         "counts": {status: counts.get(status, 0) for status in STATUS_ORDER[::-1]},
         "versions": summary.versions,
         "run": summary.run,
