@@ -9,10 +9,13 @@ tolerance, taken both ways (a pair is a candidate when either pixel has the othe
 offset, so that ties on the pixel grid always resolve the same way.
 
 The matching is a maximum one (exact, at every size): a greedy matching, nearest pairs first, is
-completed by a maximum flow on its residual graph (augmenting paths), kept to the pixels that an
-augmenting path can reach at all; where the greedy matching already pairs every pixel of one map, no
-flow is needed. The candidates are found on the pixel grid, one offset at a time for the pixels that
-still lack neighbours, never by a search tree. SciPy is imported inside the functions.
+grown by an auction (push-relabel for bipartite matching, every free control bidding at once, the
+alternating distances recomputed exactly by a breadth-first search every so often) until no free control
+reaches a free output, which proves it maximum (Berge); a maximum flow on the residual graph takes over
+should the auction run out of work. Where the greedy matching already pairs every pixel of one map,
+nothing more is needed, and where one map is far denser, smaller_map_saturates may find the answer from
+the sparser map's own pairs. The candidates are found on the pixel grid, one offset at a time for the
+pixels that still lack neighbours, never by a search tree. SciPy is imported inside the functions.
 """
 
 from __future__ import annotations
