@@ -623,6 +623,32 @@ def test_a_custom_models_controlnet_folder_must_be_of_its_family(
     assert (code, lines[:-1]) == (2, [f"m.yaml:4: model: model.controlnet './cn' {expected}"])
 
 
+@pytest.mark.parametrize(
+    ("base", "controlnet", "family", "expected"),
+    [
+        (SDXL_BASE, {"_class_name": "FluxControlNetModel"}, "flux", "a Stable Diffusion XL (sdxl) pipeline"),
+        (FLUX_BASE, {"_class_name": "ControlNetModel"}, "sdxl", "a FLUX.1 (flux) pipeline"),
+        (SDXL_BASE, SDXL_UNION_CONTROLNET, "sdxl-union", None),  # a variant runs its base family's folders
+        (SDXL_UNION_BASE, {"_class_name": "ControlNetModel", "addition_embed_type": "text_time"}, "sdxl", None),
+    ],
+)
+def test_a_written_family_must_fit_the_base_folders_pipeline(
+    folder: Path, base: dict, controlnet: dict, family: str, expected: str | None
+) -> None:
+    """Else loading stops on diffusers' own error, after validate said ok."""
+    model = {"base": weights_folder(folder, "base", base), "controlnet": weights_folder(folder, "cn", controlnet)}
+    text = yaml.safe_dump({"version": 1, "model": {**model, "family": family}}, sort_keys=False)
+    code, lines = validate(folder, text + "items:\n  - image: astronaut.png\n")
+    if expected is None:
+        assert code == 0, lines
+        return
+    line = (
+        f"m.yaml:5: model: model.family {family} does not fit './base': its model_index.json names "
+        f"{base['_class_name']}, {expected}"
+    )
+    assert (code, lines[:-1]) == (2, [line])
+
+
 FLUX_TRANSFORMER = {"_class_name": "FluxTransformer2DModel", "in_channels": 64, "out_channels": None}
 FLUX_CONTROL_TRANSFORMER = {"_class_name": "FluxTransformer2DModel", "in_channels": 128, "out_channels": 64}
 

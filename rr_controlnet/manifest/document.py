@@ -38,7 +38,12 @@ from rr_controlnet.manifest.controls import (
     item_units,
     model_source,
 )
-from rr_controlnet.manifest.family_checks import custom_model_problem, family_problems, flux_base_problem
+from rr_controlnet.manifest.family_checks import (
+    base_folder_problem,
+    custom_model_problem,
+    family_problems,
+    flux_base_problem,
+)
 from rr_controlnet.manifest.fields import (
     MANIFEST_VERSION,
     MODEL_KEYS,
@@ -261,6 +266,9 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: Problems)
         problems.add(line_of(raw), "model", message)
         return None
     mismatch = custom_model_problem(family, sources["controlnet"], sources["base"], sources["config"])
+    if weights.family is not None and mismatch is None:
+        written = weights.config if weights.config is not None else weights.base
+        mismatch = base_folder_problem(family, sources["config"] or sources["base"], written)
     mismatch = mismatch or _controlnet_folder_problem(family, sources["controlnet"], weights.controlnet)
     mismatch = mismatch or flux_base_problem(family, sources["base"], sources["config"], weights.base)
     if mismatch is not None:

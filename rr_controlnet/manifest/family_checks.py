@@ -16,7 +16,7 @@ from typing import Any
 from rr_controlnet.manifest.checks import Problems
 from rr_controlnet.manifest.fields import Params
 from rr_controlnet.manifest.yaml_source import line_of, shown
-from rr_controlnet.models.families import CONTROLNET_PARAMS, FAMILIES, Family
+from rr_controlnet.models.families import CONTROLNET_PARAMS, FAMILIES, Family, family_for_pipeline
 from rr_controlnet.models.hub import is_single_file
 from rr_controlnet.spec import Item
 
@@ -123,6 +123,26 @@ def custom_model_problem(family: str, controlnet: str | None, base: str, config:
             "model's diffusers folder or hub id (e.g. black-forest-labs/FLUX.1-Canny-dev) for the other components"
         )
     return None
+
+
+def base_folder_problem(family: str, folder: str, written: str) -> tuple[str, str] | None:
+    """("family", why) when a written family contradicts the pipeline class a local base folder's
+    model_index.json names (an SDXL folder named as Flux, say): loading would fail on diffusers' own error.
+    A union or control variant fits its base family's folders, and theirs fit it. `written`: the folder as
+    the manifest names it."""
+    if not Path(folder).is_absolute():
+        return None  # a hub id: read only when the run fetches it
+    try:
+        class_name = json.loads((Path(folder) / "model_index.json").read_text())["_class_name"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    found = family_for_pipeline(class_name) if isinstance(class_name, str) else None
+    if found is None or FAMILIES[found].base_family == FAMILIES[family].base_family:
+        return None
+    return "family", (
+        f"model.family {family} does not fit {shown(written)}: its model_index.json names "
+        f"{class_name}, a {FAMILIES[found].title} ({found}) pipeline"
+    )
 
 
 def flux_base_problem(family: str, base: str, config: str | None, written: str) -> tuple[str, str] | None:

@@ -49,10 +49,17 @@ class Family:
     # A control model's denoiser class: a single-file base holds only it (the other components come from
     # the model's config folder or repo).
     denoiser: str | None = None
+    # The family whose base weights this one runs, where it is a variant (a union or control model's): a
+    # custom base folder of either fits it.
+    variant_of: str | None = None
 
     @property
     def has_controlnet(self) -> bool:
         return self.controlnet is not None
+
+    @property
+    def base_family(self) -> str:
+        return self.variant_of or self.name
 
 
 # xinsir/controlnet-union-sdxl-1.0 (its model card; diffusers' ControlNetUnionModel and ComfyUI's union types
@@ -181,6 +188,7 @@ FAMILIES: Final[dict[str, Family]] = {
     "sdxl-union": replace(
         _SDXL,
         name="sdxl-union",
+        variant_of="sdxl",
         title="Stable Diffusion XL with a ControlNet-Union model",
         pipeline="StableDiffusionXLControlNetUnionPipeline",
         controlnet="ControlNetUnionModel",
@@ -209,6 +217,7 @@ FAMILIES: Final[dict[str, Family]] = {
     "flux-union": replace(
         _FLUX,
         name="flux-union",
+        variant_of="flux",
         title="FLUX.1 with a ControlNet-Union model",
         union_modes=SHAKKER_FLUX_UNION_MODES,
         union_call="multi",
@@ -219,6 +228,7 @@ FAMILIES: Final[dict[str, Family]] = {
     "flux-control": replace(
         _FLUX,
         name="flux-control",
+        variant_of="flux",
         title="FLUX.1 control model",
         pipeline="FluxControlPipeline",
         controlnet=None,
