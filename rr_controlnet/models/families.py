@@ -108,26 +108,6 @@ _FLUX_RGB: Final = (
     (0.0817, 0.0765, 0.0749), (-0.1264, -0.0522, -0.1103), (-0.0280, -0.0881, -0.0499), (-0.1262, -0.0982, -0.0778),
 )  # fmt: skip
 
-_FLUX: Final = Family(
-    "flux",
-    "FLUX.1",
-    "FluxControlNetPipeline",
-    "FluxControlNetModel",
-    "FluxMultiControlNetModel",
-    native_size=1024,
-    # FLUX.1-dev's model card and FluxPipeline's default guidance (distilled, not CFG); 28 steps as diffusers.
-    defaults={"guidance_scale": 3.5, "steps": 28},
-    size_multiple=16,  # VAE 8 x 2x2 packing
-    latent_channels=16,
-    latent_rgb=_FLUX_RGB,
-    latent_rgb_bias=(-0.0329, -0.0718, -0.0851),
-    schedulers=FLOW_SCHEDULERS,
-    preview_decoder="madebyollin/taef1",
-    control_argument="control_image",
-    true_cfg=False,
-    packed_latents=True,
-)
-
 _SDXL: Final = Family(
     "sdxl",
     "Stable Diffusion XL",
