@@ -13,6 +13,8 @@ import importlib
 import io
 import json
 import os
+import queue
+import re
 import shutil
 import socket
 import subprocess
@@ -513,3 +515,35 @@ class RayHead:
         kill_all(self.seen)
         if self.port and scale_ray.names_cluster(self.port):
             scale_ray.CLUSTER_NOTE.unlink()
+
+
+class PrintedLines:
+    """The lines a process prints on one of its streams, read by a thread of their own, so that a test can wait
+    for one with a deadline; `seen`: every line read so far."""
+
+    def __init__(self, stream: Any, what: str):
+        self.what = what  # how a failure names the process and its stream
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.put(line)
+        self.lines.put("")  # end of output
+
+    def wait_for(self, pattern: str, seconds: float) -> Any:
+        """The first line from here on that matches `pattern` (its re.Match); the test fails at the deadline or
+        the end of output."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if match := re.search(pattern, line):
+                return match
+            if not line:
+                break
+        pytest.fail(f"{self.what} never printed {pattern!r} in {seconds} s; it printed:\n{''.join(self.seen)}")

@@ -7,13 +7,10 @@ Every server runs as a CLI process of its own, read line by line with deadlines 
 
 from __future__ import annotations
 
-import queue
 import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +18,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import free_port, run_batch, tiny_manifest
+from helpers import PrintedLines, free_port, run_batch, tiny_manifest
 from review_browser import wait_for_page
 from test_web_viewer import PageState, browser, page_state  # noqa: F401 - the fixture, and reading the viewer
 
@@ -35,28 +32,14 @@ class ServedFolder:
     def __init__(self, out_dir: Path, *args: str):
         command = [sys.executable, "-m", "rr_controlnet", "review", str(out_dir), "--serve", *args]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.output = PrintedLines(self.process.stdout, "review --serve")
 
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.put(line)
-        self.lines.put("")
+    @property
+    def seen(self) -> list[str]:
+        return self.output.seen
 
     def wait_for(self, pattern: str, seconds: float = START_SECONDS) -> re.Match:
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            if match := re.search(pattern, line):
-                return match
-            if not line:
-                break
-        pytest.fail(f"never printed {pattern!r} in {seconds} s; output:\n{''.join(self.seen)}")
+        return self.output.wait_for(pattern, seconds)
 
     def listening(self) -> list[tuple[str, int]]:
         connections = psutil.Process(self.process.pid).net_connections(kind="tcp")

@@ -15,20 +15,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import free_port, recording_properties, shown_tab, tiny_manifest, unavailable
+from helpers import PrintedLines, free_port, recording_properties, shown_tab, tiny_manifest, unavailable
 from review_browser import wait_for_page
 
 from rr_controlnet.recording.layout import item_view_names, run_recording_id
@@ -228,28 +225,10 @@ class ServedBatch:
             stderr=subprocess.PIPE,
             text=True,
         )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stderr:
-            self.lines.put(line)
-        self.lines.put("")  # end of output
+        self.output = PrintedLines(self.process.stderr, "the batch (stderr)")
 
     def wait_for(self, pattern: str, seconds: float) -> re.Match:
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            if match := re.search(pattern, line):
-                return match
-            if not line:
-                break
-        pytest.fail(f"the batch never printed {pattern!r} in {seconds} s; stderr:\n{''.join(self.seen)}")
+        return self.output.wait_for(pattern, seconds)
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGINT)  # how a user ends --serve-web
