@@ -75,10 +75,6 @@ class SweepRange(BaseModel):
     count: int = Field(None, ge=1, description="How many values, evenly spaced.")  # type: ignore[assignment]
 
 
-def _sweep_axis(values: Any, description: str) -> Any:
-    return (values | SweepRange, Field(None, description=description))
-
-
 UNIT_SWEEP_KEY: Final = rf"^controls\.[0-9]+\.({'|'.join(UNIT_SWEEPABLE)})$"
 
 Sweep = create_model(

@@ -258,8 +258,3 @@ def build_random_preview_decoder(kind: str, dtype: Any = None) -> Any:
 
     config = configs.TINY_TAESD if kind.startswith("tiny") else {}
     return built_component("taesd", lambda: AutoencoderTiny(**config), dtype)
-
-
-def save_random_preview_decoder(kind: str, folder: Path) -> Path:
-    """Save build_random_preview_decoder(kind) as a diffusers folder, complete or not at all."""
-    return save_folder(lambda: build_random_preview_decoder(kind), Path(folder), f"preview decoder {kind!r}")
