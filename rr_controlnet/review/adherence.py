@@ -215,9 +215,8 @@ def _matched(
     if not len(control_points) or not len(output_points):
         return followed_control, followed_output
     partner = nearest_offsets_saturate(control_points, output_points, tolerance)
-    if partner is None and max(len(control_points), len(output_points)) >= 2 * min(
-        len(control_points), len(output_points)
-    ):
+    fewer, more = sorted((len(control_points), len(output_points)))
+    if partner is None and more >= 2 * fewer:  # one map far denser: try from the sparser side first
         partner = smaller_map_saturates(control_points, output_points, tolerance)
     if partner is None:
         pairs = candidate_pairs(control_points, output_points, tolerance)

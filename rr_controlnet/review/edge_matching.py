@@ -53,6 +53,13 @@ def offsets_within(tolerance: float) -> np.ndarray:
     return np.stack([dy[order], dx[order]], axis=1).astype(np.int32)
 
 
+def _grid(control_points: np.ndarray, output_points: np.ndarray, offsets: np.ndarray) -> tuple[tuple[int, int], int]:
+    """The pixel grid both maps' points lie on (rows, columns), and the margin the offsets reach past it."""
+    both = np.concatenate([control_points, output_points])
+    shape = (int(both[:, 0].max()) + 1, int(both[:, 1].max()) + 1) if len(both) else (1, 1)
+    return shape, int(np.abs(offsets).max()) if len(offsets) else 0
+
+
 def _index_map(points: np.ndarray, shape: tuple[int, int], margin: int) -> np.ndarray:
     """A flat map, padded by `margin` on every side: each point's index at its pixel, -1 elsewhere."""
     index = np.full((shape[0] + 2 * margin) * (shape[1] + 2 * margin), -1, dtype=np.int32)
@@ -96,9 +103,7 @@ def candidate_pairs(control_points: np.ndarray, output_points: np.ndarray, toler
     control_points = np.asarray(control_points, dtype=np.int64).reshape(-1, 2)
     output_points = np.asarray(output_points, dtype=np.int64).reshape(-1, 2)
     offsets = offsets_within(tolerance)
-    both = np.concatenate([control_points, output_points])
-    shape = (int(both[:, 0].max()) + 1, int(both[:, 1].max()) + 1) if len(both) else (1, 1)
-    margin = int(np.abs(offsets).max()) if len(offsets) else 0
+    shape, margin = _grid(control_points, output_points, offsets)
     by_control, their_output, control_full_at = _nearest(control_points, output_points, offsets, shape, margin)
     by_output, their_control, _ = _nearest(output_points, control_points, offsets, shape, margin)
     # An output's nearest control at position p lies at offset offsets[p] from it, so the pair's offset
@@ -132,9 +137,7 @@ def nearest_offsets_saturate(
     fewer than MATCH_NEIGHBOURS offsets come before it) that pairs every pixel of one map. Per control
     point its output point or -1; None when the greedy matching leaves pixels free on both maps."""
     offsets = offsets_within(tolerance)[:MATCH_NEIGHBOURS]
-    both = np.concatenate([control_points, output_points])
-    shape = (int(both[:, 0].max()) + 1, int(both[:, 1].max()) + 1)
-    margin = int(np.abs(offsets).max()) if len(offsets) else 0
+    shape, margin = _grid(control_points, output_points, offsets)
     output_index = _index_map(output_points, shape, margin)
     flat = _flat(control_points, shape, margin)
     partner = np.full(len(control_points), -1, dtype=np.int32)
@@ -162,9 +165,7 @@ def smaller_map_saturates(control_points: np.ndarray, output_points: np.ndarray,
     swapped = len(output_points) < len(control_points)
     smaller, larger = (output_points, control_points) if swapped else (control_points, output_points)
     offsets = offsets_within(tolerance)
-    both = np.concatenate([control_points, output_points])
-    shape = (int(both[:, 0].max()) + 1, int(both[:, 1].max()) + 1)
-    margin = int(np.abs(offsets).max()) if len(offsets) else 0
+    shape, margin = _grid(control_points, output_points, offsets)
     mine, theirs, _ = _nearest(smaller, larger, offsets, shape, margin)
     own_pairs = CandidatePairs(
         control=np.concatenate(mine).astype(np.int32),
