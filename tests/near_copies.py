@@ -88,7 +88,9 @@ def near_copy(rgb: np.ndarray, kind: str, seed: int = 0) -> np.ndarray:
 def adversarial_maps(side: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(control, output) edge maps built to make matching hard: dense grids and stripes against themselves
     shifted by a pixel, every pixel an edge, random dots, a checkerboard against its complement, dots
-    against themselves shifted by the tolerance, and a dense and a sparse texture in swapped places."""
+    against themselves shifted by the tolerance, a dense and a sparse texture in swapped places, and the
+    Canny edges of two unrelated noise images (a control made from noise, an output of noise: the densest
+    maps Canny itself draws)."""
     ys, xs = np.mgrid[0:side, 0:side]
     rng = np.random.default_rng(1)
     grid = (xs % 4 == 0) | (ys % 4 == 0)
@@ -108,6 +110,9 @@ def adversarial_maps(side: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         "swapped textures": (
             np.hstack([dense := dots(0.35)[:, : side // 2], sparse := dots(0.1)[:, : side // 2]]),
             np.hstack([sparse, dense]),
+        ),
+        "noise against other noise": tuple(
+            canny(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) > 0 for _ in range(2)
         ),
     }
     return {

@@ -76,7 +76,7 @@ def test_a_blank_output_follows_nothing() -> None:
     assert scores.ssim > 0.5
 
 
-@pytest.mark.parametrize("name", ["grid", "stripes", "every pixel", "random dots"])
+@pytest.mark.parametrize("name", ["grid", "stripes", "every pixel", "random dots", "noise against other noise"])
 def test_maps_built_to_be_hard_are_matched_one_to_one(name: str) -> None:
     control, output = adversarial_maps(512)[name]
     scores = finished(lambda: control_adherence(control, output)[0])
