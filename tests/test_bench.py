@@ -56,7 +56,10 @@ def test_adherence_benchmark_times_real_and_adversarial_maps(tmp_path: Path) -> 
     sets = {row["set"] for row in report["rows"]}
     assert sets == {"realistic", "adversarial"}
     assert all(row["seconds"] >= 0 and 0 <= row["f1_tolerant"] <= 1 for row in report["rows"])
-    assert {row["map"] for row in report["rows"] if row["set"] == "adversarial"} >= {"grid", "every pixel"}
+    hard = [row for row in report["rows"] if row["set"] == "adversarial"]
+    assert {row["map"] for row in hard} >= {"grid", "every pixel", "noise against other noise"}
+    assert all(0 < row["longest_wait_for_stop_seconds"] <= row["seconds"] * 1.5 + 0.05 for row in hard)
+    assert "a stop asked while scoring waits at most" in completed.stdout
     assert report["methods"] and all(row["ratio"] for row in report["methods"])
     assert "| realistic | 64 |" in completed.stdout
 

@@ -4,6 +4,8 @@ Hopcroft-Karp on the whole graph), on small random and adversarial maps."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import networkx
 import numpy as np
@@ -134,6 +136,47 @@ def test_a_stop_asked_while_the_auction_runs_stops_it() -> None:
 
     with pytest.raises(KeyboardInterrupt):
         maximum_matching(pairs, checkpoint)
+
+
+class StopAsked(Exception):
+    pass
+
+
+def stop_at(call: int) -> tuple[list[None], Callable[[], None]]:
+    """A checkpoint that raises StopAsked at its `call`-th call, and the list of its calls."""
+    calls: list[None] = []
+
+    def checkpoint() -> None:
+        calls.append(None)
+        if len(calls) == call:
+            raise StopAsked
+
+    return calls, checkpoint
+
+
+def test_a_stop_asked_while_the_candidates_are_listed_stops_at_the_next_offset() -> None:
+    rng = np.random.default_rng(0)
+    control, output = np.argwhere(rng.random((60, 60)) < 0.3), np.argwhere(rng.random((60, 60)) < 0.3)
+    counted, count_calls = stop_at(0)
+    candidate_pairs(control, output, 6.0, count_calls)
+    offsets_used = len(counted)
+    assert offsets_used > 3 * MATCH_NEIGHBOURS  # asked at each offset of both listings and of their merge
+    for call in (1, offsets_used // 2, offsets_used):
+        calls, checkpoint = stop_at(call)
+        with pytest.raises(StopAsked):
+            candidate_pairs(control, output, 6.0, checkpoint)
+        assert len(calls) == call
+
+
+def test_a_stop_asked_while_the_sparser_side_is_matched_stops_it() -> None:
+    rng = np.random.default_rng(1)
+    sparse, dense = np.argwhere(rng.random((60, 60)) < 0.05), np.argwhere(rng.random((60, 60)) < 0.6)
+    counted, count_calls = stop_at(0)
+    assert smaller_map_saturates(sparse, dense, 3.0, count_calls) is not None
+    for call in (1, len(counted)):
+        _, checkpoint = stop_at(call)
+        with pytest.raises(StopAsked):
+            smaller_map_saturates(sparse, dense, 3.0, checkpoint)
 
 
 @pytest.mark.parametrize("seed", range(3))

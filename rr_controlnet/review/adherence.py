@@ -217,10 +217,9 @@ def _matched(
     partner = nearest_offsets_saturate(control_points, output_points, tolerance)
     fewer, more = sorted((len(control_points), len(output_points)))
     if partner is None and more >= 2 * fewer:  # one map far denser: try from the sparser side first
-        partner = smaller_map_saturates(control_points, output_points, tolerance)
+        partner = smaller_map_saturates(control_points, output_points, tolerance, checkpoint)
     if partner is None:
-        pairs = candidate_pairs(control_points, output_points, tolerance)
-        checkpoint()
+        pairs = candidate_pairs(control_points, output_points, tolerance, checkpoint)
         partner = maximum_matching(pairs, checkpoint)
     followed_control = partner >= 0
     followed_output[partner[followed_control]] = True

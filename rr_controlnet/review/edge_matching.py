@@ -72,10 +72,16 @@ def _flat(points: np.ndarray, shape: tuple[int, int], margin: int) -> np.ndarray
 
 
 def _nearest(
-    points: np.ndarray, other: np.ndarray, offsets: np.ndarray, shape: tuple[int, int], margin: int
+    points: np.ndarray,
+    other: np.ndarray,
+    offsets: np.ndarray,
+    shape: tuple[int, int],
+    margin: int,
+    checkpoint: Callable[[], None] = lambda: None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """Per offset, which `points` find a pixel of `other` there (and which), taking at most
-    MATCH_NEIGHBOURS per point; and per point the offset position at which it had them all (or -1)."""
+    MATCH_NEIGHBOURS per point; and per point the offset position at which it had them all (or -1).
+    `checkpoint` is called at each offset."""
     other_index = _index_map(other, shape, margin)
     flat = _flat(points, shape, margin)
     steps = offsets[:, 0].astype(np.int64) * (shape[1] + 2 * margin) + offsets[:, 1]
@@ -84,6 +90,7 @@ def _nearest(
     active = np.arange(len(points), dtype=np.int32)
     mine, theirs = [], []
     for position, step in enumerate(steps):
+        checkpoint()
         hit = other_index[flat[active] + step]
         seen = hit >= 0
         who = active[seen]
@@ -98,20 +105,29 @@ def _nearest(
     return mine, theirs, full_at
 
 
-def candidate_pairs(control_points: np.ndarray, output_points: np.ndarray, tolerance: float) -> CandidatePairs:
-    """The pairs that may match (see the module's docstring), from (n, 2) row-column pixel arrays."""
+def candidate_pairs(
+    control_points: np.ndarray,
+    output_points: np.ndarray,
+    tolerance: float,
+    checkpoint: Callable[[], None] = lambda: None,
+) -> CandidatePairs:
+    """The pairs that may match (see the module's docstring), from (n, 2) row-column pixel arrays.
+    `checkpoint` is called at each offset, each way (it may raise to stop)."""
     control_points = np.asarray(control_points, dtype=np.int64).reshape(-1, 2)
     output_points = np.asarray(output_points, dtype=np.int64).reshape(-1, 2)
     offsets = offsets_within(tolerance)
     shape, margin = _grid(control_points, output_points, offsets)
-    by_control, their_output, control_full_at = _nearest(control_points, output_points, offsets, shape, margin)
-    by_output, their_control, _ = _nearest(output_points, control_points, offsets, shape, margin)
+    by_control, their_output, control_full_at = _nearest(
+        control_points, output_points, offsets, shape, margin, checkpoint
+    )
+    by_output, their_control, _ = _nearest(output_points, control_points, offsets, shape, margin, checkpoint)
     # An output's nearest control at position p lies at offset offsets[p] from it, so the pair's offset
     # (output - control) is -offsets[p]: the group at the position of that offset. Kept only when the
     # control does not already have the output among its own nearest.
     position_of = {(int(dy), int(dx)): position for position, (dy, dx) in enumerate(offsets)}
     controls, outputs, starts = [], [], [0]
     for position, (dy, dx) in enumerate(offsets):
+        checkpoint()
         mirrored = position_of[(-int(dy), -int(dx))]
         control_side, output_side = by_output[mirrored], their_control[mirrored]
         full_at = control_full_at[output_side]
@@ -155,18 +171,24 @@ def nearest_offsets_saturate(
     return None
 
 
-def smaller_map_saturates(control_points: np.ndarray, output_points: np.ndarray, tolerance: float) -> np.ndarray | None:
+def smaller_map_saturates(
+    control_points: np.ndarray,
+    output_points: np.ndarray,
+    tolerance: float,
+    checkpoint: Callable[[], None] = lambda: None,
+) -> np.ndarray | None:
     """A maximum matching found from the smaller map's side alone, when there is one to find so: each of its
     pixels' own MATCH_NEIGHBOURS nearest pixels of the other map (candidates by definition), matched as
     maximum_matching matches (greedy, then the auction) and pairing every pixel of the smaller map. Listing
     them is cheap where the other map is dense, and a map far denser than the other (an output of noise) is
     where listing the other way round costs most. Per control point its output point or -1; None when a
-    pixel of the smaller map is left free."""
+    pixel of the smaller map is left free. `checkpoint` is called at each offset and as maximum_matching
+    calls it."""
     swapped = len(output_points) < len(control_points)
     smaller, larger = (output_points, control_points) if swapped else (control_points, output_points)
     offsets = offsets_within(tolerance)
     shape, margin = _grid(control_points, output_points, offsets)
-    mine, theirs, _ = _nearest(smaller, larger, offsets, shape, margin)
+    mine, theirs, _ = _nearest(smaller, larger, offsets, shape, margin, checkpoint)
     own_pairs = CandidatePairs(
         control=np.concatenate(mine).astype(np.int32),
         output=np.concatenate(theirs).astype(np.int32),
@@ -175,7 +197,7 @@ def smaller_map_saturates(control_points: np.ndarray, output_points: np.ndarray,
         control_count=len(smaller),
         output_count=len(larger),
     )
-    partner = maximum_matching(own_pairs)
+    partner = maximum_matching(own_pairs, checkpoint)
     if (partner < 0).any():
         return None
     if not swapped:
@@ -200,8 +222,8 @@ def greedy_matching(pairs: CandidatePairs) -> tuple[np.ndarray, np.ndarray]:
 
 def maximum_matching(pairs: CandidatePairs, checkpoint: Callable[[], None] = lambda: None) -> np.ndarray:
     """A maximum one-to-one matching of the candidate pairs: per control point its output point, or -1.
-    `checkpoint` is called once the greedy matching is made and between the auction's stages (it may raise
-    to stop)."""
+    `checkpoint` is called once the greedy matching is made, at each exact recomputation of the auction's
+    distances and at each of its rounds (it may raise to stop)."""
     partner_of_control, partner_of_output = greedy_matching(pairs)
     checkpoint()
     if (partner_of_control >= 0).all() or (partner_of_output >= 0).all():
@@ -248,6 +270,7 @@ def _auctioned(
                 break
             bidders, looked_at = _auction_round(bidders, by_control, distance, partner_of_control, partner_of_output)
             work += looked_at
+            checkpoint()
     return None
 
 
