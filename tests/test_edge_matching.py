@@ -138,6 +138,22 @@ def test_a_stop_asked_while_the_auction_runs_stops_it() -> None:
         maximum_matching(pairs, checkpoint)
 
 
+def test_the_auction_asks_whether_to_stop_at_every_level_of_its_searches_and_every_round() -> None:
+    stripes = np.zeros((40, 40), dtype=bool)
+    stripes[:, ::2] = True  # against itself shifted by a pixel: augmenting paths across the whole width
+    pairs = candidate_pairs(np.argwhere(stripes), np.argwhere(np.roll(stripes, 1, axis=1)), 1.5)
+    counted, count_calls = stop_at(0)
+    maximum_matching(pairs, count_calls)
+    # 44 rounds and several breadth-first searches 20 levels deep or more: asked at each round and search
+    # alone, it was asked 51 times.
+    assert len(counted) > 150
+    for call in (len(counted) // 3, len(counted)):
+        calls, checkpoint = stop_at(call)
+        with pytest.raises(StopAsked):
+            maximum_matching(pairs, checkpoint)
+        assert len(calls) == call
+
+
 class StopAsked(Exception):
     pass
 

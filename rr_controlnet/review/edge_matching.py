@@ -222,8 +222,9 @@ def greedy_matching(pairs: CandidatePairs) -> tuple[np.ndarray, np.ndarray]:
 
 def maximum_matching(pairs: CandidatePairs, checkpoint: Callable[[], None] = lambda: None) -> np.ndarray:
     """A maximum one-to-one matching of the candidate pairs: per control point its output point, or -1.
-    `checkpoint` is called once the greedy matching is made, at each exact recomputation of the auction's
-    distances and at each of its rounds (it may raise to stop)."""
+    `checkpoint` is called once the greedy matching is made and all along the auction: between its
+    preparations, at each level of its exact recomputations of the distances and at each round (it may
+    raise to stop)."""
     partner_of_control, partner_of_output = greedy_matching(pairs)
     checkpoint()
     if (partner_of_control >= 0).all() or (partner_of_output >= 0).all():
@@ -255,11 +256,12 @@ def _auctioned(
     are recomputed exactly (a breadth-first search from the free outputs); once no free control reaches a free
     output, no augmenting path is left, so the matching is maximum (Berge). None if it takes too long."""
     by_control = _grouped(pairs.control, pairs.output, (pairs.control_count, pairs.output_count))
+    checkpoint()
     by_output = _grouped(pairs.output, pairs.control, (pairs.output_count, pairs.control_count))
     partner_of_control, partner_of_output = partner_of_control.copy(), partner_of_output.copy()
     work, total_work = 0, AUCTION_WORK * len(pairs.control)
     while work < total_work:
-        distance, bidders = _distances(by_output, partner_of_control, partner_of_output)
+        distance, bidders = _distances(by_output, partner_of_control, partner_of_output, checkpoint)
         checkpoint()
         if not len(bidders):
             return partner_of_control
@@ -292,11 +294,15 @@ def _gathered(grouped: tuple[np.ndarray, np.ndarray], nodes: np.ndarray) -> tupl
 
 
 def _distances(
-    by_output: tuple[np.ndarray, np.ndarray], partner_of_control: np.ndarray, partner_of_output: np.ndarray
+    by_output: tuple[np.ndarray, np.ndarray],
+    partner_of_control: np.ndarray,
+    partner_of_output: np.ndarray,
+    checkpoint: Callable[[], None] = lambda: None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each output's exact alternating distance to a free output (free: 0; matched: one more than the nearest
-    output its control has another pair with), by a breadth-first search from the free outputs; and the free
-    controls that reach a free output (those with a pair to an output of finite distance)."""
+    output its control has another pair with), by a breadth-first search from the free outputs, calling
+    `checkpoint` at each level; and the free controls that reach a free output (those with a pair to an output
+    of finite distance)."""
     distance = np.full(len(partner_of_output), _UNREACHABLE, dtype=np.int32)
     frontier = np.flatnonzero(partner_of_output < 0).astype(np.int32)
     distance[frontier] = 0
@@ -304,6 +310,7 @@ def _distances(
     claim = np.empty(len(partner_of_output), dtype=np.int32)
     level = 0
     while len(frontier):
+        checkpoint()
         controls, lengths = _gathered(by_output, frontier)
         partner = partner_of_control[controls]
         reaching[controls[partner < 0]] = True
