@@ -232,6 +232,28 @@ def test_a_canny_unit_and_a_depth_map_run_and_are_recorded(tmp_path: Path, model
     assert [unit["type"] for unit in chunk["controls"]] == ["canny", "depth"]
 
 
+def test_the_items_edge_map_is_the_one_its_canny_unit_gave_the_model(tmp_path: Path) -> None:
+    items = [
+        {"id": "thresholds", "image": "horse.png", "controls": [{"type": "canny", "low": 20, "high": 60}]},
+        {"id": "depth_only", "image": "horse.png", "controls": [DEPTH]},
+    ]
+    out = tmp_path / "out"
+    manifest = units_manifest(tmp_path, items=items)
+    depth_maps(tmp_path, "depth_only")
+    run_batch(manifest, out, "--no-adherence")
+    from helpers import decoded_image
+
+    recording = read_recording(out / "thresholds.rrd")
+    given = decoded_image(recording.static("/items/thresholds/control/0-canny"))
+    shown = decoded_image(recording.static("/items/thresholds/input/canny"))
+    assert np.array_equal(shown, given)  # the unit's 20/60 map, not the item's 100/200 one
+    assert np.array_equal(np.asarray(Image.open(out / "review/items/thresholds/canny.png").convert("L")), given)
+
+    # An item whose units are all maps of other types was given no edge map: none is shown.
+    assert "/items/depth_only/input/canny" not in read_recording(out / "depth_only.rrd").rows
+    assert not (out / "review/items/depth_only/canny.png").exists()
+
+
 def test_a_sweep_over_a_units_scale_draws_a_grid(tmp_path: Path) -> None:
     item = {"image": "horse.png", "controls": [{"type": "canny"}, DEPTH], "sweep": {"controls.1.scale": [0.0, 2.0]}}
     out = tmp_path / "out"

@@ -314,7 +314,8 @@ class ItemRecording:
             stream.set_time(STEP_TIMELINE, sequence=step)
             stream.set_time(TIMESTEP_TIMELINE, sequence=timestep)
 
-    def log_inputs(self, source_image, canny: np.ndarray) -> None:
+    def log_inputs(self, source_image, canny: np.ndarray | None) -> None:
+        """The input image, and the edge map the model was given (None: the item gave it none)."""
         rr = self.rr
         if source_image.media_type:
             # The file's own bytes: lossless, compact, and exactly the image as given.
@@ -322,8 +323,9 @@ class ItemRecording:
         else:
             image = rr.Image(source_image.pixels)
         self._log(self.paths.input_image, image, static=True)
-        canny_png = rr.EncodedImage(contents=encode_png(canny), media_type="image/png")
-        self._log(self.paths.input_canny, canny_png, static=True)
+        if canny is not None:
+            canny_png = rr.EncodedImage(contents=encode_png(canny), media_type="image/png")
+            self._log(self.paths.input_canny, canny_png, static=True)
 
     def log_unit_maps(self, maps: Sequence[UnitMap]) -> None:
         """Each control unit's map, as the ControlNet sees it, at `items/<id>/control/<index>-<type>`."""

@@ -253,7 +253,7 @@ class GroupRunner:
 
     def _record_inputs(self, recording: ItemRecording, prepared: PreparedItem) -> None:
         item = prepared.planned.item
-        recording.log_inputs(prepared.source, prepared.control.canny)
+        recording.log_inputs(prepared.source, _edge_map(prepared))
         recording.log_unit_maps(prepared.maps)
         context = {**self.context, "size": f"{prepared.size[0]}x{prepared.size[1]}"}
         recording.log_text(
@@ -313,7 +313,7 @@ class GroupRunner:
         frames = prepared.frames.sampled() if prepared.frames is not None else ()
         controls = [(unit_name(index, unit_map.unit), unit_map.pixels) for index, unit_map in enumerate(prepared.maps)]
         images = ItemImages(
-            prepared.source.pixels, prepared.control.canny, image, overlay, frames, chunks["parameters"], controls
+            prepared.source.pixels, _edge_map(prepared), image, overlay, frames, chunks["parameters"], controls
         )
         try:
             review, _ = encode_item_assets(item.id, images, hashlib.sha256(png).hexdigest())
@@ -321,6 +321,15 @@ class GroupRunner:
             self.log(f"item {item.id!r}: warning: review images not made ({exc}); `rr-controlnet review` makes them")
             review = {}
         return FinishedItem(outcome, files, review)
+
+
+def _edge_map(prepared: PreparedItem) -> Any:
+    """The edge map the model was given, as the item's `canny` shows it: its own, or with control units its
+    first canny unit's (the one adherence scores against); None when its units are all of other types."""
+    if not prepared.maps:
+        return prepared.control.canny
+    unit_map = scored_map(prepared.maps)
+    return unit_map.pixels if unit_map is not None else None
 
 
 def _adherence(prepared: PreparedItem, image: Any, should_stop: Callable[[], bool]) -> tuple[Adherence, Any]:
