@@ -64,6 +64,16 @@ def test_a_stop_request_leaves_the_items_pending(tmp_path: Path) -> None:
     assert report.summary.counts() == {"done": 0, "failed": 0, "pending": 2}
 
 
+def test_a_forced_run_stopped_before_it_remade_anything_keeps_the_items_done(tmp_path: Path) -> None:
+    manifest = load_manifest(tiny_manifest(tmp_path))
+    run_manifest(manifest, BatchOptions(out_dir=tmp_path / "out"))
+    forced = BatchOptions(out_dir=tmp_path / "out", force=True)
+    report = run_manifest(manifest, forced, stop=StopRequest(signal_name="SIGINT"))
+    assert report.stopped_by == "SIGINT"
+    assert report.summary.counts() == {"done": 2, "failed": 0, "pending": 0}  # their files are intact
+    assert run_manifest(manifest, BatchOptions(out_dir=tmp_path / "out")).skipped == ["astronaut", "horse"]
+
+
 def test_errors_are_exceptions_with_every_problem(tmp_path: Path) -> None:
     path = tiny_manifest(tmp_path, items=[{"image": "horse.png", "steps": 0, "seed": -1}])
     with pytest.raises(ManifestError) as raised:

@@ -121,8 +121,15 @@ def _plan(
     planned = plan_items(manifest, runtime.dtype_name, shard, settings)
     own_names = [name for p in planned for name in item_file_names(p.item.id)] + batch_file_names(shard)
     folder.remove_stale_partials(own_names, OVERVIEW_PAGE_PATTERN if shard is None else None)
-    previous = {} if options.force else folder.outcomes([summary_name(shard), journal_name(shard)], log)
+    previous = folder.outcomes([summary_name(shard), journal_name(shard)], log)
     to_run, skipped = split_up_to_date(planned, previous, folder.path, recording.save, recording.adherence, log)
+    if options.force:
+        # Every item is made again; until it is, an up-to-date item keeps its record (and its files stand),
+        # so that a forced run stopped early loses nothing a plain rerun would have kept.
+        standing = {p.item.id: previous[p.item.id] for p in skipped}
+        to_run, skipped = list(planned), []
+    else:
+        standing = {}
     summary = BatchSummary(
         manifest=str(manifest.path.resolve()),
         model=asdict(manifest.model),
@@ -134,7 +141,7 @@ def _plan(
         settings={"scheduler": manifest.scheduler, "dtype": runtime.dtype_name, **settings},
     )
     kept = {p.item.id: previous[p.item.id] for p in skipped}
-    state = BatchState(summary, planned, kept, folder, shard, stop)
+    state = BatchState(summary, planned, {**standing, **kept}, folder, shard, stop)
     return state, BatchReport(summary=summary, skipped=[p.item.id for p in skipped]), to_run
 
 
