@@ -131,6 +131,23 @@ def test_missing_weights_offline_name_the_model_and_the_fix(tmp_path: Path, monk
     assert not (tmp_path / "out").exists()  # nothing was written: an earlier run's results stay as they were
 
 
+def test_missing_weights_offline_name_the_control_units_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    (tmp_path / "a.png").write_bytes((Path(__file__).parent.parent / "manifests/images/horse.png").read_bytes())
+    (tmp_path / "depth.png").write_bytes((tmp_path / "a.png").read_bytes())
+    units = [{"type": "canny"}, {"type": "depth", "image": "depth.png"}]
+    manifest = write_manifest(
+        tmp_path, {"version": 1, "model": "sd15", "items": [{"image": "a.png", "controls": units}]}
+    )
+    result = run(manifest, tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    message = result.output.strip().splitlines()[-1]
+    assert "depth unit 'lllyasviel/control_v11f1p_sd15_depth'" in message  # beside the base and its ControlNet
+    assert f"On a connected machine run `rr-controlnet fetch {manifest}`" in message  # `fetch sd15` gets no unit
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_weights_without_the_hub_in_reach_are_named_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

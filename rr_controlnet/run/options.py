@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Protocol
 from rr_controlnet.errors import UsageError
 from rr_controlnet.manifest.checks import value_problems
 from rr_controlnet.manifest.fields import RunOptions
+from rr_controlnet.models.control_models import unit_hub_repos
 from rr_controlnet.models.loading import LoadRequest, Runtime
 from rr_controlnet.recording.write import RecordingOptions
 from rr_controlnet.spec import Manifest, Shard
@@ -102,6 +103,7 @@ class BatchOptions:
 
     def load_request(self, manifest: Manifest, runtime: Runtime) -> LoadRequest:
         """What every engine loads for `manifest`, on `runtime`."""
+        unit_repos = unit_hub_repos([unit for item in manifest.items for unit in item.controls], manifest.model)
         return LoadRequest(
             manifest.model,
             runtime,
@@ -110,4 +112,6 @@ class BatchOptions:
             self.allow_unsafe_weights,
             self.offload,
             self.compile_models,
+            unit_repos=tuple(unit_repos),
+            fetch_target=str(manifest.path) if unit_repos else None,
         )
