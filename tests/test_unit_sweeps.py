@@ -80,6 +80,8 @@ def test_a_sweep_no_unit_takes_is_refused_with_its_line(tmp_path: Path) -> None:
         "not canny; sweep controls.<index>.low instead"
     )
     assert scale.split(":")[1].isdigit() and low.split(":")[1].isdigit()  # file:line
+    items[1]["sweep"] = {"zip": {"canny.low": [10, 150], "prompt": ["a horse", "a cave"]}}  # the prompts vary
+    run_cli("validate", units_manifest(tmp_path, items=items[1:]))
 
 
 def test_a_typo_in_a_swept_unit_field_gets_the_closest_and_the_list_names_unit_fields(tmp_path: Path) -> None:

@@ -388,7 +388,8 @@ def _check_item(
     controls = item_units(entries, merged, item_id, manifest_path.parent)
     swept_fields = [(field, axis.line) for axis in axes for field in axis.fields]
     swept_units = check_swept_units(swept_fields, controls, where, problems, model.family, entries)
-    check_idle_sweeps([(field, axis.line) for axis in own_axes for field in axis.fields], entries, where, problems)
+    alone = [(axis.fields[0], axis.line) for axis in own_axes if len(axis.fields) == 1]  # a zip varies its others
+    check_idle_sweeps(alone, entries, where, problems)
     check_unit_order(controls, line_of(raw, "controls") or line_of(raw), where, problems, swept_units)
     params = GenerationParams(**{name: merged[name] for name in GenerationParams.__dataclass_fields__})
     image = (manifest_path.parent / image_raw).expanduser() if isinstance(image_raw, str) else manifest_path
