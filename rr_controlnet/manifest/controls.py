@@ -6,7 +6,8 @@ into each item's `ControlUnit`s, and swept (`controls.<index>.<field>`).
       - {type: depth, image: maps/depth/{id}.png, scale: 0.6}
 
 A unit leaves out what the item says already: its scale, start and end default to the item's
-controlnet_conditioning_scale and control_guidance_start/end, a canny unit's thresholds to its canny.
+controlnet_conditioning_scale and control_guidance_start/end, a canny unit's thresholds to its canny; a sweep
+variant's units take the variant's values.
 """
 
 from __future__ import annotations
@@ -34,6 +35,16 @@ ITEM_DEFAULTS = {
     "low": "canny_low",
     "high": "canny_high",
 }
+# An item's sweepable field -> the unit fields that take its value when a unit leaves them out.
+INHERITED_BY = {
+    "controlnet_conditioning_scale": ("scale",),
+    "control_guidance_start": ("start",),
+    "control_guidance_end": ("end",),
+    "canny": ("low", "high"),
+    "canny.low": ("low",),
+    "canny.high": ("high",),
+}
+CANNY_ONLY = ("low", "high")
 
 
 @dataclass(frozen=True)
@@ -137,21 +148,66 @@ def item_units(
     """The item's units, each field the unit leaves out taken from the item's parameters; `{id}` in an image
     filled in with `item_id` (a sweep variant's is its source's)."""
     units = []
-    for entry in entries or ():
+    for entry in _typed(entries):
         values = entry.values
-        if "type" not in values:
-            continue
-        defaults = {key: merged[name] for key, name in ITEM_DEFAULTS.items()}
         image = values.get("image")
         units.append(
             ControlUnit(
                 type=values["type"],
                 image=(base_dir / image.replace("{id}", item_id)).expanduser() if image else None,
                 model=model_source(values.get("model"), base_dir),
-                **{key: values.get(key, default) for key, default in defaults.items()},
+                **{key: values.get(key, merged[name]) for key, name in ITEM_DEFAULTS.items()},
             )
         )
     return tuple(units)
+
+
+def _typed(entries: Sequence[UnitEntry] | None) -> list[UnitEntry]:
+    """The entries that make units (one without a type was reported), in the order of the item's units."""
+    return [entry for entry in entries or () if "type" in entry.values]
+
+
+def inherited_values(
+    units: tuple[ControlUnit, ...], entries: Sequence[UnitEntry] | None, values: Mapping[str, Any]
+) -> tuple[ControlUnit, ...]:
+    """The units with each field their entry leaves out taken from `values` again: a sweep variant's
+    parameters, so that a swept item value reaches the units that inherit it."""
+    return tuple(
+        replace(unit, **{key: values[name] for key, name in ITEM_DEFAULTS.items() if key not in entry.values})
+        for unit, entry in zip(units, _typed(entries), strict=True)
+    )
+
+
+def units_taking(entries: Sequence[UnitEntry] | None, field: str) -> list[int]:
+    """The indexes of the units that take the item's (swept) `field`: those that leave out the unit field
+    it defaults (a canny unit only, for the thresholds)."""
+    keys = INHERITED_BY.get(field, ())
+    return [
+        index
+        for index, entry in enumerate(_typed(entries))
+        if any(key not in entry.values for key in keys)
+        and (keys[0] not in CANNY_ONLY or entry.values["type"] == "canny")
+    ]
+
+
+def check_idle_sweeps(
+    fields: Sequence[tuple[str, int | None]], entries: Sequence[UnitEntry] | None, where: str, problems: Problems
+) -> None:
+    """An item's sweep of a field its units default to, where every unit sets its own value (or, for canny's
+    thresholds, none is canny): its variants would all draw the same image."""
+    if not _typed(entries):
+        return
+    for field, line in fields:
+        if field not in INHERITED_BY or units_taking(entries, field):
+            continue
+        keys = INHERITED_BY[field]
+        unit_fields = " and ".join(keys)
+        canny = " or is not canny" if keys[0] in CANNY_ONLY else ""
+        message = (
+            f"sweep.{field} changes nothing: each of the item's units sets its own {unit_fields}{canny}; "
+            f"sweep controls.<index>.{keys[0]} instead"
+        )
+        problems.add(line, where, message)
 
 
 def model_source(value: str | None, base_dir: Path) -> str | None:
@@ -190,11 +246,14 @@ def check_swept_units(
     where: str,
     problems: Problems,
     family: str | None = None,
+    entries: Sequence[UnitEntry] | None = None,
 ) -> set[int]:
     """Swept unit fields (with their lines) name units the item has, of a type that takes them (and no model
-    on a union family); returns the swept units' indexes."""
+    on a union family); returns the indexes of the units a sweep varies: those it names, and those that take
+    a swept item field (`entries`: what each unit sets)."""
     swept = set()
     for field, line in fields:
+        swept.update(units_taking(entries, field))
         address = unit_field(field)
         if address is None:
             continue

@@ -31,6 +31,7 @@ from rr_controlnet.manifest.checks import (
     validated_model,
 )
 from rr_controlnet.manifest.controls import (
+    check_idle_sweeps,
     check_swept_units,
     check_unit_maps,
     check_unit_order,
@@ -373,10 +374,8 @@ def _check_item(
         values.values["controls"] = units
     merged, item_lines = _merge(model.family if model else "sd15", defaults, values, overrides)
     lines = {**defaults.lines, **item_lines}
-    axes = combine(
-        sweep_axes(default_sweep, "defaults", problems, merged["seed"], max_items),
-        sweep_axes(raw, where, problems, merged["seed"], max_items),
-    )
+    own_axes = sweep_axes(raw, where, problems, merged["seed"], max_items)
+    axes = combine(sweep_axes(default_sweep, "defaults", problems, merged["seed"], max_items), own_axes)
     # Rules across fields are checked on the merged values even when other fields are wrong, so that
     # every problem shows at once; a rule whose fields are swept is checked on each variant instead, and
     # one that only the defaults break was reported for the defaults.
@@ -385,10 +384,12 @@ def _check_item(
     check_order(merged, lines, line_of(raw), where, problems, skip=unchecked)
     if wrong_id or model is None:
         return None
-    controls = item_units(merged.get("controls"), merged, item_id, manifest_path.parent)
-    swept_units = check_swept_units(
-        [(field, axis.line) for axis in axes for field in axis.fields], controls, where, problems, model.family
-    )
+    entries = merged.get("controls")
+    controls = item_units(entries, merged, item_id, manifest_path.parent)
+    swept_fields = [(field, axis.line) for axis in axes for field in axis.fields]
+    swept_units = check_swept_units(swept_fields, controls, where, problems, model.family, entries)
+    alone = [(axis.fields[0], axis.line) for axis in own_axes if len(axis.fields) == 1]  # a zip varies its others
+    check_idle_sweeps(alone, entries, where, problems)
     check_unit_order(controls, line_of(raw, "controls") or line_of(raw), where, problems, swept_units)
     params = GenerationParams(**{name: merged[name] for name in GenerationParams.__dataclass_fields__})
     image = (manifest_path.parent / image_raw).expanduser() if isinstance(image_raw, str) else manifest_path

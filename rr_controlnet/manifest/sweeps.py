@@ -21,10 +21,16 @@ from pathlib import Path
 from typing import Any, Final
 
 from rr_controlnet.manifest.checks import Problems, check_order, checked_values, id_problem, unknown_key_message
-from rr_controlnet.manifest.controls import order_problems, swept_units, unit_value_problems
+from rr_controlnet.manifest.controls import inherited_values, order_problems, swept_units, unit_value_problems
 from rr_controlnet.manifest.fields import ITEM_ONLY_KEYS, SWEEPABLE, Params
 from rr_controlnet.manifest.sweep_names import field_order, number_text, variant_id
-from rr_controlnet.manifest.unit_fields import UNIT_INTEGER_FIELDS, UNIT_SWEEPABLE, unit_field, unswept_unit_field
+from rr_controlnet.manifest.unit_fields import (
+    UNIT_INTEGER_FIELDS,
+    UNIT_SWEEPABLE,
+    unit_address,
+    unit_field,
+    unswept_unit_field,
+)
 from rr_controlnet.manifest.yaml_source import line_of, shown
 from rr_controlnet.spec import GenerationParams, Item, SweepPlace
 
@@ -214,7 +220,12 @@ def _not_sweepable(key: Any, prefix: str, also: tuple[str, ...] = ()) -> str:
     if unswept_unit_field(key):
         can = f"{', '.join(UNIT_SWEEPABLE[:-1])} or {UNIT_SWEEPABLE[-1]}"
         return f"{prefix}{key} cannot be swept: a sweep varies a unit's {can}"
-    return unknown_key_message(f"{prefix}{key}", tuple(f"{prefix}{name}" for name in (*SWEEPABLE, *also)))
+    address = unit_address(key)
+    if address is not None:  # compared with that unit's fields: controls.0.sclae reads controls.0.scale
+        names: tuple[str, ...] = tuple(f"controls.{address[0]}.{name}" for name in UNIT_SWEEPABLE)
+    else:
+        names = (*SWEEPABLE, *(f"controls.<index>.{name}" for name in UNIT_SWEEPABLE), *also)
+    return unknown_key_message(f"{prefix}{key}", tuple(f"{prefix}{name}" for name in names))
 
 
 def _zip_axis(group: Any, line: int | None, where: str, problems: Problems, base_seed: int) -> Axis | None:
@@ -338,7 +349,7 @@ def expanded(
             continue
         own = Problems(Path(problems.file))
         check_order(values, {**lines, **axis_lines}, source.line, "", own, skip=skip)
-        controls = swept_units(source.controls, variant.values)
+        controls = swept_units(inherited_values(source.controls, merged.get("controls"), values), variant.values)
         for message in order_problems(controls):
             own.add(source.line, "", message)
         for problem in own.problems:

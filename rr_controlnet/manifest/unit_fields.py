@@ -64,6 +64,12 @@ def unswept_unit_field(name: object) -> bool:
     return match is not None and match[2] in UNIT_KEYS and match[2] not in UNIT_SWEEPABLE
 
 
+def unit_address(name: object) -> tuple[int, str] | None:
+    """(unit index, field) for anything shaped like a unit's field (`controls.0.sclae` too), else None."""
+    match = _UNIT_FIELD.match(name) if isinstance(name, str) else None
+    return (int(match[1]), match[2]) if match else None
+
+
 def unit_field(name: object) -> tuple[int, str] | None:
     """(unit index, field) for a swept unit field such as `controls.1.scale`, else None."""
     match = _UNIT_FIELD.match(name) if isinstance(name, str) else None
