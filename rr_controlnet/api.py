@@ -32,7 +32,7 @@ from rr_controlnet import __version__
 from rr_controlnet.errors import ManifestError, OutputFolderError, UsageError, WeightsUnavailable
 from rr_controlnet.manifest.document import load_manifest, parse_manifest
 from rr_controlnet.manifest.fields import DEVICES, DTYPES, PREVIEW_MODES, RunOptions
-from rr_controlnet.manifest.model_targets import models_named, unit_repos
+from rr_controlnet.manifest.model_targets import models_named, unit_repos, units_hub_repos
 from rr_controlnet.manifest.overrides import Overrides
 from rr_controlnet.manifest.schema import schema_text
 from rr_controlnet.manifest.sweeps import DEFAULT_MAX_ITEMS
@@ -268,7 +268,8 @@ def model_statuses(targets: Sequence[str] = (), dtype: str = "auto") -> list[Com
     """Each component of the presets or manifests `targets` (every preset when none) as this machine holds it
     for runs in `dtype`: repo or path, the weights that would load, whether it is cached and its size."""
 
-    return model_status.model_statuses(models_named(targets or list(PRESETS)), _dtype_name(dtype))
+    named = models_named(targets or list(PRESETS))
+    return model_status.model_statuses(named, _dtype_name(dtype), units_hub_repos(targets))
 
 
 def _dtype_name(dtype: str) -> str:

@@ -346,6 +346,13 @@ def test_fetch_downloads_the_controlnets_a_manifests_units_name(
     assert f"{manifest} depth unit example/depth: ready in the cache (1 repo, fp16 weights" in result.stderr
     assert snapshot_files(tmp_path / "hf", "example/depth")
 
+    # `models MANIFEST` lists the unit's ControlNet beside the model's components, cached now.
+    with StandInHub(repos) as hub:
+        listed = cli(hub_env(hub.url, tmp_path / "hf"), "models", str(manifest), "--dtype", "fp16", "--json")
+    rows = {row["component"]: row for row in json.loads(listed.stdout)["components"]}
+    assert (rows["depth unit"]["source"], rows["depth unit"]["cached"]) == ("example/depth", True)
+    assert rows["depth unit"]["model"] == str(manifest) and {"base", "controlnet"} <= set(rows)
+
 
 # --- the JSON Schema ---------------------------------------------------------------------------------
 

@@ -31,12 +31,17 @@ def models_named(targets: Sequence[str]) -> list[tuple[str, ModelSpec]]:
     return named
 
 
-def unit_repos(targets: Sequence[str]) -> list[tuple[str, HubRepo]]:
-    """The hub repos of the control units the manifests among `targets` name, each labelled by its manifest."""
+def units_hub_repos(targets: Sequence[str]) -> list[tuple[str, HubRepo]]:
+    """The hub repos of the control units the manifests among `targets` name, each with its manifest."""
     repos = []
     for target in targets:
         if target not in PRESETS and Path(target).is_file():
             manifest = load_manifest(target, check_images=False)
             units = [unit for item in manifest.items for unit in item.controls]
-            repos += [(f"{target} {repo.label} {repo.repo}", repo) for repo in unit_hub_repos(units, manifest.model)]
+            repos += [(target, repo) for repo in unit_hub_repos(units, manifest.model)]
     return repos
+
+
+def unit_repos(targets: Sequence[str]) -> list[tuple[str, HubRepo]]:
+    """The hub repos of the control units the manifests among `targets` name, each labelled by its manifest."""
+    return [(f"{target} {repo.label} {repo.repo}", repo) for target, repo in units_hub_repos(targets)]

@@ -121,10 +121,13 @@ def _hub_outcome(model: str, weights: list[RepoWeights], came_now: bool) -> Fetc
     return FetchOutcome(model, False, f"{model}: already in the cache ({held}), nothing downloaded")
 
 
-def model_statuses(named: Sequence[tuple[str, ModelSpec]], dtype_name: str) -> list[ComponentStatus]:
-    """Each component of each named model as this machine holds it. For repos the cache lacks, the hub (when
-    in reach) tells which weights would load and how much fetching them downloads."""
-    repos = [repo for _, spec in named for repo in hub_repos(spec)]
+def model_statuses(
+    named: Sequence[tuple[str, ModelSpec]], dtype_name: str, unit_repos: Sequence[tuple[str, HubRepo]] = ()
+) -> list[ComponentStatus]:
+    """Each component of each named model as this machine holds it, and the hub ControlNets of the control
+    units each model's manifest names (`unit_repos`: model name, repo). For repos the cache lacks, the hub
+    (when in reach) tells which weights would load and how much fetching them downloads."""
+    repos = [repo for _, spec in named for repo in hub_repos(spec)] + [repo for _, repo in unit_repos]
     planned = plan_weights(repos, dtype_name, ask_hub=False)
     unknown_because = None
     if not all(entry.complete for entry in planned):
@@ -134,6 +137,11 @@ def model_statuses(named: Sequence[tuple[str, ModelSpec]], dtype_name: str) -> l
             planned = list(asked)
     by_repo = {entry.repo.repo: entry for entry in planned}
     rows = [row for model, spec in named for row in _component_rows(model, spec, dtype_name, by_repo)]
+    for model, repo in unit_repos:
+        entry = by_repo[repo.repo]
+        to_fetch = None if entry.complete else entry.bytes_missing
+        weights = (entry.weights_name, entry.complete, entry.bytes_cached, to_fetch)
+        rows.append(ComponentStatus(model, repo.label, repo.repo, "hub", *weights))
     return [replace(row, unknown_because=unknown_because) if _size_text(row) == "?" else row for row in rows]
 
 
