@@ -462,9 +462,10 @@ weights_dtype_option = click.option(
 @click.option("--json", "as_json", is_flag=True, help="Print the rows and the cache folders as JSON.")
 def models(targets: tuple[str, ...], dtype: str, as_json: bool) -> None:
     """What each model loads and what this machine holds of it: every preset, or the given presets and
-    manifests' models. A row per component: its repo or path, the weights that would load, whether the cache
-    holds them and their size (or what fetching would download); what each preset's ControlNet weighs in
-    fp16/bf16, computed from its config (a random preset's is its published twin's); then the cache folders."""
+    manifests' models (with their control units' ControlNets). A row per component: its repo or path, the
+    weights that would load, whether the cache holds them and their size (or what fetching would download);
+    what each preset's ControlNet weighs in fp16/bf16, computed from its config (a random preset's is its
+    published twin's); then the cache folders."""
     import json
     from dataclasses import asdict
 
