@@ -99,6 +99,35 @@ def test_validate_locates_each_unit_problem(tmp_path: Path) -> None:
     assert int(cat_line.split(":")[1]) == document_line(manifest, "maps/depth/{id}.png", 1)
 
 
+def test_a_units_local_model_must_be_a_controlnet_folder_beside_the_manifest(tmp_path: Path) -> None:
+    """Read relative to the manifest (validate runs elsewhere), as model.controlnet is; a hub id is left alone."""
+    (tmp_path / "cm" / "pipeline").mkdir(parents=True)
+    (tmp_path / "cm" / "pipeline" / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    for name, config in (("net", {}), ("xl", {"addition_embed_type": "text_time"})):
+        (tmp_path / "cm" / name).mkdir()
+        (tmp_path / "cm" / name / "config.json").write_text(json.dumps({"_class_name": "ControlNetModel", **config}))
+    depth = {"type": "depth", "image": "maps/depth/horse.png"}
+    items = [
+        {"id": "gone", "image": "horse.png", "controls": [{**depth, "model": "./cm/nonexistent"}]},
+        {"id": "pipe", "image": "horse.png", "controls": [{**depth, "model": "cm/pipeline"}]},
+        {"id": "xl", "image": "horse.png", "controls": [{**depth, "model": "cm/xl"}]},
+        {"id": "fine", "image": "horse.png", "controls": [{**depth, "model": "./cm/net"}, {**depth, "model": "a/hub-id"}]},
+        {"id": "swept", "image": "horse.png", "controls": [depth], "sweep": {"controls.0.model": ["./cm/net", "~/none/x"]}},
+    ]  # fmt: skip
+    result = run_cli("validate", units_manifest(tmp_path, items=items), exit_code=2)
+    problems = [line.split(": ", 2)[2] for line in result.output.splitlines()[:-1]]
+    assert problems == [
+        f"controls[0].model './cm/nonexistent': no such file or folder ({tmp_path}/cm/nonexistent)",
+        f"controls[0].model 'cm/pipeline': {tmp_path}/cm/pipeline is not a ControlNet folder: it has no "
+        "ControlNet's config.json (a pipeline's folder: its ControlNet is a folder inside it)",
+        "controls[0].model 'cm/xl' is a sdxl ControlNet, the base model is sd15",
+        f"sweep.controls.0.model '~/none/x': no such file or folder ({Path.home()}/none/x)",
+    ]
+    assert len(result.output.splitlines()) == 5
+    (fine,) = load_manifest(units_manifest(tmp_path, items=items[3:4])).items
+    assert [unit.model for unit in fine.controls] == [str(tmp_path / "cm" / "net"), "a/hub-id"]
+
+
 def test_a_unit_type_that_is_no_lower_case_word_is_one_line_that_says_what_a_type_is(tmp_path: Path) -> None:
     item = {
         "image": "horse.png",

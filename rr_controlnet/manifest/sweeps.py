@@ -338,7 +338,7 @@ def expanded(
             continue
         own = Problems(Path(problems.file))
         check_order(values, {**lines, **axis_lines}, source.line, "", own, skip=skip)
-        controls = swept_units(source.controls, variant.values)
+        controls = swept_units(source.controls, variant.values, Path(problems.file).parent)
         for message in order_problems(controls):
             own.add(source.line, "", message)
         for problem in own.problems:
