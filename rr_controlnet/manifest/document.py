@@ -215,6 +215,8 @@ def _unique(items: list[Item], problems: Problems) -> list[Item]:
 def _check_image_files(items: list[Item], items_raw: list, problems: Problems) -> None:
     """Every input image readable, checked once per manifest entry (not per sweep variant)."""
     for item in {item.index: item for item in items}.values():
+        if not isinstance(items_raw[item.index - 1].get("image"), str):
+            continue  # no path to read: its image field's own problem says so
         problem = image_file_problem(item.image)
         if problem:
             where = f"item {(item.sweep.source if item.sweep else item.id)!r} (#{item.index})"
