@@ -225,6 +225,41 @@ def test_one_default_canny_unit_draws_what_no_controls_draws(tmp_path: Path) -> 
     assert np.array_equal(output_pixels(tmp_path / "out", "horse"), output_pixels(tmp_path / "out", "unit"))
 
 
+def test_a_map_gone_during_the_run_fails_its_item_naming_the_unit_and_the_path_as_written(tmp_path: Path) -> None:
+    from rr_controlnet.api import BatchOptions, RecordingOptions, run_manifest
+
+    controls = [{"type": "canny"}, DEPTH]
+    items = [{"image": "horse.png", "controls": controls}, {"image": "astronaut.png", "controls": controls}]
+    manifest = load_manifest(units_manifest(tmp_path, items=items))  # validated while the maps are there
+    (tmp_path / "maps" / "depth" / "astronaut.png").unlink()
+    out = tmp_path / "out"
+    messages: list[str] = []
+    run_manifest(manifest, BatchOptions(out_dir=out, recording=RecordingOptions(adherence=False)), log=messages.append)
+    reason = "controls[1].image maps/depth/astronaut.png cannot be read: No such file or directory"
+    assert f"item 'astronaut': failed: {reason}" in messages
+    entries = summary_items(out)
+    assert (entries["astronaut"]["status"], entries["astronaut"]["error"]) == ("failed", reason)
+    assert entries["horse"]["status"] == "done"
+
+
+def test_a_map_of_another_aspect_ratio_than_the_image_gives_its_item_a_warning(tmp_path: Path) -> None:
+    depth = {"type": "depth", "image": "maps/depth/square.png"}
+    items = [
+        {"image": "horse.png", "controls": [{"type": "canny"}, DEPTH]},  # 48x40 for 400x328: a pixel's rounding
+        {"id": "other", "image": "horse.png", "controls": [{"type": "canny"}, depth]},
+    ]
+    manifest = units_manifest(tmp_path, items=items)
+    Image.new("RGB", (32, 32)).save(tmp_path / "maps" / "depth" / "square.png")
+    result = run_batch(manifest, tmp_path / "out", "--no-adherence")
+    warning = (
+        "controls[1].image maps/depth/square.png is 32x32, the item's image 400x328: another aspect ratio; each "
+        "was resized (crop) to 64x64 from its own shape, so the map may not line up with the image"
+    )
+    assert f"item 'other': warning: {warning}" in result.output
+    entries = summary_items(tmp_path / "out")
+    assert (entries["horse"]["warnings"], entries["other"]["warnings"]) == ([], [warning])
+
+
 @pytest.mark.parametrize("model", ["tiny-sd15", "tiny-sdxl", "tiny-flux", "tiny-sd3"])
 def test_a_canny_unit_and_a_depth_map_run_and_are_recorded(tmp_path: Path, model: str) -> None:
     items = [

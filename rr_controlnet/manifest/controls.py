@@ -170,9 +170,15 @@ def item_units(
                 image=(base_dir / image.replace("{id}", item_id)).expanduser() if image else None,
                 model=model_source(values.get("model"), base_dir),
                 **{key: values.get(key, default) for key, default in defaults.items()},
+                image_name=_shown_map(image.replace("{id}", item_id)) if image else None,
             )
         )
     return tuple(units)
+
+
+def _shown_map(written: str) -> str:
+    """A map's path as written, but for one that names the machine's folders (absolute, or from ~)."""
+    return Path(written).name if written.startswith(("/", "~")) or Path(written).is_absolute() else written
 
 
 def model_source(value: str | None, base_dir: Path) -> str | None:
