@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rr_controlnet.errors import ItemFailed
 from rr_controlnet.images import control_images, fitted_size, load_image, model_rgb, pad_to, resize
 from rr_controlnet.spec import ControlUnit
 
@@ -24,6 +25,7 @@ class UnitMap:
 
     unit: ControlUnit
     pixels: np.ndarray
+    file_size: tuple[int, int] | None = None  # a user map's (width, height) in its file; None for canny
 
     @property
     def rgb(self) -> np.ndarray:
@@ -39,14 +41,53 @@ def unit_maps(
 ) -> tuple[UnitMap, ...]:
     """Each unit's map at `size` (width, height); a user map's file is read from `data` where it holds it."""
     maps = []
-    for unit in units:
+    for index, unit in enumerate(units):
         if unit.image is None:
             pixels = control_images(source_pixels, size, resize_mode, unit.low, unit.high).canny
         else:
-            decoded = load_image(unit.image, (data or {}).get(unit.image)).pixels
+            decoded = _decoded_map(index, unit, data or {})
             pixels = resized_map(model_rgb(decoded), size, resize_mode)
+            maps.append(UnitMap(unit, pixels, (decoded.shape[1], decoded.shape[0])))
+            continue
         maps.append(UnitMap(unit, pixels))
     return tuple(maps)
+
+
+def aspect_warnings(
+    maps: Sequence[UnitMap], image_size: tuple[int, int], size: tuple[int, int], resize_mode: str
+) -> list[str]:
+    """A warning for each user map whose aspect ratio is not the item's image's (within a pixel's rounding, or
+    1%): each is resized to `size` from its own shape, so the map need not line up with the image."""
+    width, height = image_size
+    found = []
+    for index, unit_map in enumerate(maps):
+        if unit_map.file_size is None:
+            continue
+        map_width, map_height = unit_map.file_size
+        off = abs(map_height - map_width * height / width)
+        if off <= max(1.0, 0.01 * map_height):
+            continue
+        name = unit_map.unit.image_name or (unit_map.unit.image.name if unit_map.unit.image else "")
+        found.append(
+            f"controls[{index}].image {name} is {map_width}x{map_height}, the item's image {width}x{height}: another "
+            f"aspect ratio; each was resized ({resize_mode}) to {size[0]}x{size[1]} from its own shape, so the map "
+            "may not line up with the image"
+        )
+    return found
+
+
+def _decoded_map(index: int, unit: ControlUnit, data: Mapping[Path, bytes]) -> np.ndarray:
+    """A unit's map file decoded; ItemFailed naming the unit and its path as written when it cannot be."""
+    assert unit.image is not None
+    name = f"controls[{index}].image {unit.image_name or unit.image.name}"
+    try:
+        encoded = data[unit.image] if unit.image in data else unit.image.read_bytes()
+    except OSError as exc:
+        raise ItemFailed(f"{name} cannot be read: {exc.strerror or exc}") from None
+    try:
+        return load_image(unit.image, encoded).pixels
+    except ItemFailed as exc:
+        raise ItemFailed(f"{name}: {exc}") from None
 
 
 def resized_map(rgb: np.ndarray, size: tuple[int, int], resize_mode: str) -> np.ndarray:

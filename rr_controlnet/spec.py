@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -78,6 +78,9 @@ class ControlUnit:
     end: float
     low: int = 100  # canny thresholds (canny units only)
     high: int = 200
+    # The map's path as the manifest wrote it ({id} filled in; the file name alone for an absolute one): what
+    # a failure names, as it is kept in the output folder, which must not show the machine's layout.
+    image_name: str | None = field(default=None, compare=False)
 
     def record(self) -> dict[str, Any]:
         """The unit as summary.json, fingerprints and PNG text show it."""

@@ -99,6 +99,35 @@ def test_validate_locates_each_unit_problem(tmp_path: Path) -> None:
     assert int(cat_line.split(":")[1]) == document_line(manifest, "maps/depth/{id}.png", 1)
 
 
+def test_a_units_local_model_must_be_a_controlnet_folder_beside_the_manifest(tmp_path: Path) -> None:
+    """Read relative to the manifest (validate runs elsewhere), as model.controlnet is; a hub id is left alone."""
+    (tmp_path / "cm" / "pipeline").mkdir(parents=True)
+    (tmp_path / "cm" / "pipeline" / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    for name, config in (("net", {}), ("xl", {"addition_embed_type": "text_time"})):
+        (tmp_path / "cm" / name).mkdir()
+        (tmp_path / "cm" / name / "config.json").write_text(json.dumps({"_class_name": "ControlNetModel", **config}))
+    depth = {"type": "depth", "image": "maps/depth/horse.png"}
+    items = [
+        {"id": "gone", "image": "horse.png", "controls": [{**depth, "model": "./cm/nonexistent"}]},
+        {"id": "pipe", "image": "horse.png", "controls": [{**depth, "model": "cm/pipeline"}]},
+        {"id": "xl", "image": "horse.png", "controls": [{**depth, "model": "cm/xl"}]},
+        {"id": "fine", "image": "horse.png", "controls": [{**depth, "model": "./cm/net"}, {**depth, "model": "a/hub-id"}]},
+        {"id": "swept", "image": "horse.png", "controls": [depth], "sweep": {"controls.0.model": ["./cm/net", "~/none/x"]}},
+    ]  # fmt: skip
+    result = run_cli("validate", units_manifest(tmp_path, items=items), exit_code=2)
+    problems = [line.split(": ", 2)[2] for line in result.output.splitlines()[:-1]]
+    assert problems == [
+        f"controls[0].model './cm/nonexistent': no such file or folder ({tmp_path}/cm/nonexistent)",
+        f"controls[0].model 'cm/pipeline': {tmp_path}/cm/pipeline is not a ControlNet folder: it has no "
+        "ControlNet's config.json (a pipeline's folder: its ControlNet is a folder inside it)",
+        "controls[0].model 'cm/xl' is a sdxl ControlNet, the base model is sd15",
+        f"sweep.controls.0.model '~/none/x': no such file or folder ({Path.home()}/none/x)",
+    ]
+    assert len(result.output.splitlines()) == 5
+    (fine,) = load_manifest(units_manifest(tmp_path, items=items[3:4])).items
+    assert [unit.model for unit in fine.controls] == [str(tmp_path / "cm" / "net"), "a/hub-id"]
+
+
 def test_a_unit_type_that_is_no_lower_case_word_is_one_line_that_says_what_a_type_is(tmp_path: Path) -> None:
     item = {
         "image": "horse.png",
@@ -194,6 +223,41 @@ def test_one_default_canny_unit_draws_what_no_controls_draws(tmp_path: Path) -> 
     items = [{"image": "horse.png"}, {"id": "unit", "image": "horse.png", "controls": [{"type": "canny"}]}]
     run_batch(units_manifest(tmp_path, items=items), tmp_path / "out", "--no-adherence")
     assert np.array_equal(output_pixels(tmp_path / "out", "horse"), output_pixels(tmp_path / "out", "unit"))
+
+
+def test_a_map_gone_during_the_run_fails_its_item_naming_the_unit_and_the_path_as_written(tmp_path: Path) -> None:
+    from rr_controlnet.api import BatchOptions, RecordingOptions, run_manifest
+
+    controls = [{"type": "canny"}, DEPTH]
+    items = [{"image": "horse.png", "controls": controls}, {"image": "astronaut.png", "controls": controls}]
+    manifest = load_manifest(units_manifest(tmp_path, items=items))  # validated while the maps are there
+    (tmp_path / "maps" / "depth" / "astronaut.png").unlink()
+    out = tmp_path / "out"
+    messages: list[str] = []
+    run_manifest(manifest, BatchOptions(out_dir=out, recording=RecordingOptions(adherence=False)), log=messages.append)
+    reason = "controls[1].image maps/depth/astronaut.png cannot be read: No such file or directory"
+    assert f"item 'astronaut': failed: {reason}" in messages
+    entries = summary_items(out)
+    assert (entries["astronaut"]["status"], entries["astronaut"]["error"]) == ("failed", reason)
+    assert entries["horse"]["status"] == "done"
+
+
+def test_a_map_of_another_aspect_ratio_than_the_image_gives_its_item_a_warning(tmp_path: Path) -> None:
+    depth = {"type": "depth", "image": "maps/depth/square.png"}
+    items = [
+        {"image": "horse.png", "controls": [{"type": "canny"}, DEPTH]},  # 48x40 for 400x328: a pixel's rounding
+        {"id": "other", "image": "horse.png", "controls": [{"type": "canny"}, depth]},
+    ]
+    manifest = units_manifest(tmp_path, items=items)
+    Image.new("RGB", (32, 32)).save(tmp_path / "maps" / "depth" / "square.png")
+    result = run_batch(manifest, tmp_path / "out", "--no-adherence")
+    warning = (
+        "controls[1].image maps/depth/square.png is 32x32, the item's image 400x328: another aspect ratio; each "
+        "was resized (crop) to 64x64 from its own shape, so the map may not line up with the image"
+    )
+    assert f"item 'other': warning: {warning}" in result.output
+    entries = summary_items(tmp_path / "out")
+    assert (entries["horse"]["warnings"], entries["other"]["warnings"]) == ([], [warning])
 
 
 @pytest.mark.parametrize("model", ["tiny-sd15", "tiny-sdxl", "tiny-flux", "tiny-sd3"])

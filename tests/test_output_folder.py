@@ -63,6 +63,25 @@ def test_validate_checks_outputs_against_inputs_too(tmp_path: Path) -> None:
     run_cli("validate", manifest)  # the default folder is fine
 
 
+def test_a_control_map_in_the_output_folder_is_refused_like_an_image(tmp_path: Path) -> None:
+    """A depth map kept in the output folder under the name an item writes would be replaced by that item."""
+    out = tmp_path / "out"
+    out.mkdir()
+    sample_image("horse.png", out)  # the user's map, named like horse's output
+    depth = {"type": "depth", "image": "out/horse.png"}
+    manifest = tiny_manifest(tmp_path, items=[{"image": "horse.png", "controls": [{"type": "canny"}, depth]}])
+    before = (out / "horse.png").read_bytes()
+    expected = (
+        f"{manifest}:8: item 'horse' (#1): controls[1].image {out}/horse.png is in the output folder {out}, "
+        "where item 'horse' writes horse.png: it would be overwritten; choose another output folder (--out)"
+    )
+    for command in ("validate", "batch"):
+        result = run_cli(command, manifest, "--out", out, exit_code=2)
+        assert result.output.strip().splitlines()[0] == expected
+    assert (out / "horse.png").read_bytes() == before
+    assert sorted(path.name for path in out.iterdir()) == ["horse.png"]
+
+
 def test_a_folder_of_someone_elses_files_is_refused_whole_force_included(tmp_path: Path) -> None:
     """A folder no run of this tool wrote, holding files named like the batch's: nothing is replaced."""
     manifest = tiny_manifest(tmp_path)

@@ -325,6 +325,18 @@ def test_every_problem_is_reported_at_once(folder: Path) -> None:
     assert lines[-1] == "5 problems in m.yaml; nothing was generated"
 
 
+def test_an_image_that_is_no_path_is_one_line_not_a_second_about_the_manifest(folder: Path) -> None:
+    text = HEADER + "items:\n  - {id: a9, image: 5}\n  - {id: a10, image: null}\n  - {id: a11}\n"
+    code, lines = validate(folder, text)
+    assert code == 2
+    assert lines == [
+        "m.yaml:4: item 'a9' (#1): image must be a file path, got 5",
+        "m.yaml:5: item 'a10' (#2): image must be a file path, got null",
+        "m.yaml:6: item 'a11' (#3): image is required",
+        "3 problems in m.yaml; nothing was generated",
+    ]
+
+
 def test_a_decompression_bomb_is_refused_without_decoding(folder: Path) -> None:
     # A 10000x10000 PNG of one colour is a few kilobytes on disk and 300 MB decoded.
     Image.new("L", (10000, 10000)).save(folder / "bomb.png")

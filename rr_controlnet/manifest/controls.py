@@ -13,6 +13,7 @@ variant's units take the variant's values.
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from rr_controlnet.manifest.checks import Problems, kind_of, validated_model
 from rr_controlnet.manifest.unit_fields import MAX_UNITS, ControlUnitFields, unit_field
 from rr_controlnet.manifest.yaml_source import line_of, shown
 from rr_controlnet.models.control_models import default_model_problem, model_family
-from rr_controlnet.models.families import FAMILIES, union_mode
+from rr_controlnet.models.families import FAMILIES, controlnet_family, union_mode
 from rr_controlnet.spec import ControlUnit, Item, ModelSpec
 
 # A unit's field -> the item's effective parameter it defaults to.
@@ -55,8 +56,11 @@ class UnitEntry:
     raw: Mapping
 
 
-def checked_units(container: Any, where: str, model: ModelSpec | None, problems: Problems) -> list[UnitEntry] | None:
-    """The units a defaults' or item's `controls` sets, each problem reported; None where it sets none."""
+def checked_units(
+    container: Any, where: str, model: ModelSpec | None, base_dir: Path, problems: Problems
+) -> list[UnitEntry] | None:
+    """The units a defaults' or item's `controls` sets, each problem reported; None where it sets none. A unit's
+    local model is read relative to `base_dir` (the manifest's folder)."""
     if not isinstance(container, Mapping) or "controls" not in container:
         return None
     raw = container["controls"]
@@ -83,15 +87,14 @@ def checked_units(container: Any, where: str, model: ModelSpec | None, problems:
             continue
         validated = validated_model(ControlUnitFields, dict(unit), unit, where, f"{name}.", problems)
         values = {key: getattr(validated, key) for key in validated.model_fields_set} if validated else {}
-        _check_unit(values, unit, name, where, model, problems)
+        _check_unit(values, unit, name, where, problems)
+        _check_unit_model(values, unit, name, where, model, base_dir, problems)
         entries.append(UnitEntry(values, unit))
     return entries
 
 
-def _check_unit(
-    values: dict[str, Any], raw: Mapping, name: str, where: str, model: ModelSpec | None, problems: Problems
-) -> None:
-    """What a unit's fields break together, and its model against the base's family."""
+def _check_unit(values: dict[str, Any], raw: Mapping, name: str, where: str, problems: Problems) -> None:
+    """What a unit's fields break together."""
     unit_type = values.get("type")
     if unit_type is None:
         return
@@ -108,12 +111,30 @@ def _check_unit(
     for key in ("low", "high"):
         if unit_type != "canny" and key in values:
             problems.add(line_of(raw, key), where, f"{name}.{key} is for canny units only")
-    if model is None or not FAMILIES[model.family].has_controlnet:
+
+
+def _check_unit_model(
+    values: dict[str, Any],
+    raw: Mapping,
+    name: str,
+    where: str,
+    model: ModelSpec | None,
+    base_dir: Path,
+    problems: Problems,
+) -> None:
+    """A unit's model: a local one there and a ControlNet, and of the base's family."""
+    unit_type = values.get("type")
+    local_problem = local_model_problem(values["model"], base_dir) if "model" in values else None
+    if local_problem:
+        problems.add(line_of(raw, "model"), where, f"{name}.model {shown(values['model'])}: {local_problem}")
+    if unit_type is None or model is None or not FAMILIES[model.family].has_controlnet:
         return  # a control model runs no units: the family's rule says so, once
     if FAMILIES[model.family].union_modes is not None:
         _check_union_unit(values, raw, name, where, model, problems)
         return
-    family = model_family(values["model"]) if "model" in values else None
+    if local_problem:
+        return
+    family = model_family(model_source(values["model"], base_dir)) if "model" in values else None
     if family is not None and not FAMILIES[family].has_controlnet:
         message = f"{name}.model {shown(values['model'])} is a control model ({family}), not a ControlNet"
         problems.add(line_of(raw, "model"), where, message)
@@ -157,6 +178,7 @@ def item_units(
                 image=(base_dir / image.replace("{id}", item_id)).expanduser() if image else None,
                 model=model_source(values.get("model"), base_dir),
                 **{key: values.get(key, merged[name]) for key, name in ITEM_DEFAULTS.items()},
+                image_name=_shown_map(image.replace("{id}", item_id)) if image else None,
             )
         )
     return tuple(units)
@@ -210,14 +232,41 @@ def check_idle_sweeps(
         problems.add(line, where, message)
 
 
+def _shown_map(written: str) -> str:
+    """A map's path as written, but for one that names the machine's folders (absolute, or from ~)."""
+    return Path(written).name if written.startswith(("/", "~")) or Path(written).is_absolute() else written
+
+
 def model_source(value: str | None, base_dir: Path) -> str | None:
     """A local folder or file (relative to the manifest) as an absolute path; a preset name or hub id as written."""
     if value is None:
         return None
-    candidate = (base_dir / value).expanduser()
+    candidate = base_dir / Path(value).expanduser()  # ~ first: base_dir / "~/x" would keep the ~
     if value.startswith((".", "/", "~")) or candidate.exists():
         return str(candidate.resolve())
     return value
+
+
+def local_model_problem(value: str, base_dir: Path) -> str | None:
+    """Why a unit's model that names a local path (model_source) cannot be read as a ControlNet: not there, or a
+    folder whose config.json names no ControlNet (a pipeline's folder, say); None for a hub id or a preset."""
+    source = model_source(value, base_dir)
+    if source is None or not Path(source).is_absolute():
+        return None
+    path = Path(source)
+    if not path.exists():
+        return f"no such file or folder ({path})"
+    if path.is_file():
+        return None if path.suffix.lower() == ".safetensors" else f"{path} is neither a folder nor a .safetensors file"
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        config = None
+    if not isinstance(config, dict) or controlnet_family(config) is None:
+        pipeline = (path / "model_index.json").exists()
+        inside = " (a pipeline's folder: its ControlNet is a folder inside it)" if pipeline else ""
+        return f"{path} is not a ControlNet folder: it has no ControlNet's config.json{inside}"
+    return None
 
 
 def order_problems(units: Sequence[ControlUnit]) -> list[str]:
@@ -273,20 +322,25 @@ def check_swept_units(
 
 
 def unit_value_problems(field: str, value: Any, file: str) -> list[str]:
-    """A swept unit value checked like the unit field it varies: `controls.1.scale must be a number 0..5, got 9`."""
+    """A swept unit value checked like the unit field it varies: `controls.1.scale must be a number 0..5, got 9`;
+    a local model relative to the manifest `file`'s folder."""
     index, key = unit_field(field)  # type: ignore[misc] - callers pass unit fields only
     check = Problems(Path(file))
     validated_model(ControlUnitFields, {"type": "canny", key: value}, {}, "", f"controls.{index}.", check)
-    return [problem.message for problem in check.problems]
+    messages = [problem.message for problem in check.problems]
+    local_problem = local_model_problem(value, Path(file).parent) if key == "model" and not messages else None
+    return messages + ([f"controls.{index}.model {shown(value)}: {local_problem}"] if local_problem else [])
 
 
-def swept_units(units: tuple[ControlUnit, ...], values: Mapping[str, Any]) -> tuple[ControlUnit, ...]:
-    """The units with a variant's swept unit values in place."""
+def swept_units(units: tuple[ControlUnit, ...], values: Mapping[str, Any], base_dir: Path) -> tuple[ControlUnit, ...]:
+    """The units with a variant's swept unit values in place (a local model relative to `base_dir`)."""
     changed = list(units)
     for field, value in values.items():
         address = unit_field(field)
         if address is not None and address[0] < len(changed):
-            changed[address[0]] = replace(changed[address[0]], **{address[1]: value})
+            index, key = address
+            value = model_source(value, base_dir) if key == "model" else value
+            changed[index] = replace(changed[index], **{key: value})
     return tuple(changed)
 
 

@@ -110,7 +110,7 @@ def parse_manifest(
     problems = Problems(path)
     problems.problems.extend(known_problems)
     model, scheduler = _check_top_level(raw, path, overrides, problems)
-    defaults, default_sweep, broken_in_defaults = _check_defaults(raw, model, problems)
+    defaults, default_sweep, broken_in_defaults = _check_defaults(raw, model, path.parent, problems)
 
     checked: list[tuple[Item, dict, dict, list[Axis], set[str]]] = []
     items_raw = _items_list(raw, problems)
@@ -161,7 +161,9 @@ def _check_top_level(raw: Any, path: Path, overrides: Overrides, problems: Probl
     return model, scheduler
 
 
-def _check_defaults(raw: Mapping, model: ModelSpec | None, problems: Problems) -> tuple[FieldValues, Mapping, set]:
+def _check_defaults(
+    raw: Mapping, model: ModelSpec | None, base_dir: Path, problems: Problems
+) -> tuple[FieldValues, Mapping, set]:
     """The defaults' values, the mapping their sweep is read from, and the rules across fields they break on
     their own: those are reported once, for the defaults, not again for every item that leaves them alone."""
     defaults = FieldValues()
@@ -170,7 +172,7 @@ def _check_defaults(raw: Mapping, model: ModelSpec | None, problems: Problems) -
         problems.add(line_of(raw, "defaults"), "defaults", f"defaults must be a mapping, got {shown(defaults_raw)}")
     else:
         defaults = checked_values(Params, defaults_raw, "defaults", problems)
-        units = checked_units(defaults_raw, "defaults", model, problems)
+        units = checked_units(defaults_raw, "defaults", model, base_dir, problems)
         if units is not None:
             defaults.values["controls"] = units
     default_sweep = defaults_raw if isinstance(defaults_raw, Mapping) else {}
@@ -214,6 +216,8 @@ def _unique(items: list[Item], problems: Problems) -> list[Item]:
 def _check_image_files(items: list[Item], items_raw: list, problems: Problems) -> None:
     """Every input image readable, checked once per manifest entry (not per sweep variant)."""
     for item in {item.index: item for item in items}.values():
+        if not isinstance(items_raw[item.index - 1].get("image"), str):
+            continue  # no path to read: its image field's own problem says so
         problem = image_file_problem(item.image)
         if problem:
             where = f"item {(item.sweep.source if item.sweep else item.id)!r} (#{item.index})"
@@ -369,7 +373,7 @@ def _check_item(
         origin = "id" if "id" in raw else f"id derived from image {shown(image_raw)}"
         problems.add(line_of(raw, "id") if "id" in raw else line_of(raw, "image"), where, f"{origin} {wrong_id}")
     values = checked_values(ItemFields, raw, where, problems)
-    units = checked_units(raw, where, model, problems)
+    units = checked_units(raw, where, model, manifest_path.parent, problems)
     if units is not None:
         values.values["controls"] = units
     merged, item_lines = _merge(model.family if model else "sd15", defaults, values, overrides)

@@ -349,7 +349,8 @@ def expanded(
             continue
         own = Problems(Path(problems.file))
         check_order(values, {**lines, **axis_lines}, source.line, "", own, skip=skip)
-        controls = swept_units(inherited_values(source.controls, merged.get("controls"), values), variant.values)
+        inherited = inherited_values(source.controls, merged.get("controls"), values)
+        controls = swept_units(inherited, variant.values, Path(problems.file).parent)
         for message in order_problems(controls):
             own.add(source.line, "", message)
         for problem in own.problems:

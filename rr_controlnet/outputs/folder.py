@@ -49,29 +49,30 @@ class OutputFolder:
     # --- before a run ----------------------------------------------------------------------------
 
     def collisions(self, items: Iterable[Any], manifest_file: str) -> list[Problem]:
-        """Outputs that would land on an input image (its own item's or another's): the batch would destroy
-        its own input. `items` are spec.Item."""
+        """Outputs that would land on an input (its own item's or another's image, or a control unit's map):
+        the batch would destroy its own input. `items` are spec.Item."""
         out_dir = self.path.resolve()
         items = list(items)
         writers = {name.casefold(): item.id for item in items for name in item_file_names(item.id)}
         problems = []
         for item in items:
-            image = Path(item.image).resolve()
-            if image.parent != out_dir:
-                continue
-            writer = writers.get(image.name.casefold())
-            if writer is None and not is_batch_file(image.name):
-                continue
-            who = f"item {writer!r} writes" if writer is not None else "the batch writes"
-            problems.append(
-                Problem(
-                    manifest_file,
-                    item.line,
-                    f"item {item.id!r} (#{item.index})",
-                    f"image {image} is in the output folder {out_dir}, where {who} {image.name}: it would be "
-                    "overwritten; choose another output folder (--out)",
+            for field, path in _input_files(item):
+                image = Path(path).resolve()
+                if image.parent != out_dir:
+                    continue
+                writer = writers.get(image.name.casefold())
+                if writer is None and not is_batch_file(image.name):
+                    continue
+                who = f"item {writer!r} writes" if writer is not None else "the batch writes"
+                problems.append(
+                    Problem(
+                        manifest_file,
+                        item.line,
+                        f"item {item.id!r} (#{item.index})",
+                        f"{field} {image} is in the output folder {out_dir}, where {who} {image.name}: it would "
+                        "be overwritten; choose another output folder (--out)",
+                    )
                 )
-            )
         return problems
 
     def refuse_foreign_files(self, item_ids: Iterable[str]) -> None:
@@ -276,6 +277,14 @@ def _remove_created(created: list[Path]) -> None:
     for folder in reversed(created):
         with contextlib.suppress(OSError):
             folder.rmdir()
+
+
+def _input_files(item: Any) -> Iterator[tuple[str, Path]]:
+    """(field, path) of each file an item reads: its image, then each control unit's map."""
+    yield "image", item.image
+    for index, unit in enumerate(item.controls):
+        if unit.image is not None:
+            yield f"controls[{index}].image", unit.image
 
 
 def _reason(exc: OSError) -> str:

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rr_controlnet.control_maps import UnitMap, scored_map, unit_maps, unit_name, units_batch_key
+from rr_controlnet.control_maps import UnitMap, aspect_warnings, scored_map, unit_maps, unit_name, units_batch_key
 from rr_controlnet.errors import ScoringStopped, one_line
 from rr_controlnet.generation.generate import (
     GenerationJob,
@@ -162,9 +162,10 @@ class GroupRunner:
             reason = one_line(exc)
             self.log(f"item {planned.item.id!r}: failed: {reason}")
             return failed_outcome(planned, reason, time.perf_counter() - started)
-        for cut in cuts:
-            self.log(f"item {planned.item.id!r}: warning: {cut.warning()}")
-        return PreparedItem(planned, source, control, size, cuts, StepFrames(params.steps), maps)
+        prepared = PreparedItem(planned, source, control, size, cuts, StepFrames(params.steps), maps)
+        for warning in _warnings(prepared):
+            self.log(f"item {planned.item.id!r}: warning: {warning}")
+        return prepared
 
     def prepared_groups(self, planned_items: Sequence[PlannedItem], batch_size: int):
         """Prepare items in manifest order; yield runs of items that can share a pipeline call (at most
@@ -347,7 +348,11 @@ def _key(prepared: PreparedItem) -> tuple:
 
 
 def _warnings(prepared: PreparedItem) -> list[str]:
-    return [cut.warning() for cut in prepared.cuts]
+    """What the item's files hold that it did not ask for: prompts cut short, maps of another shape."""
+    image_size = (prepared.source.pixels.shape[1], prepared.source.pixels.shape[0])
+    resize_mode = prepared.planned.item.params.resize
+    maps = aspect_warnings(prepared.maps, image_size, prepared.size, resize_mode)
+    return [cut.warning() for cut in prepared.cuts] + maps
 
 
 def _free_accelerator_memory(exc: BaseException) -> None:
