@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers import blueprint_views, read_recording, run_batch, run_cli, tiny_manifest
+from PIL import Image
 
 ITEMS = [{"image": "astronaut.png"}, {"image": "horse.png", "seed": 5}, {"id": "third", "image": "horse.png"}]
 STEPS = 4
@@ -220,7 +221,7 @@ def test_an_item_that_failed_in_the_new_run_is_failed(baseline: tuple[Path, Path
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        (lambda items: items[1].update(prompt="a different horse"), "prompt 'a futuristic research complex' → "),
+        (lambda items: items[1].update(prompt="a different horse"), 'prompt "a futuristic research complex" → '),
         (lambda items: items[1].update(control_guidance_end=0.5), "control_guidance_end 1.0 → 0.5"),
         (lambda items: items[1].update(controlnet_conditioning_scale=0.51), "controlnet_conditioning_scale 0.5 → 0.51"),
     ],
@@ -252,7 +253,7 @@ def test_a_new_input_image_or_scheduler_is_a_change(baseline: tuple[Path, Path],
     batch(other_scheduler, tmp_path / "new2")
     compare(accepted, tmp_path / "new2")
     assert set(statuses(tmp_path / "new2").values()) == {"changed"}
-    assert "made another way: scheduler None → 'euler'" in items(tmp_path / "new2")["astronaut"]["notes"]
+    assert 'made another way: scheduler none → "euler"' in items(tmp_path / "new2")["astronaut"]["notes"]
 
 
 def test_a_damaged_or_missing_item_file_fails_its_item(baseline: tuple[Path, Path], tmp_path: Path) -> None:
@@ -415,7 +416,7 @@ def test_accepting_two_of_four_changed_items_changes_exactly_those_two(four_chan
         assert own and all(after[name] == before[name] for name in own)
     log = [json.loads(line) for line in (baseline / "accepted.jsonl").read_text().splitlines()]
     assert [entry["item"] for entry in log] == ["horse", "third"]
-    assert all(entry["from"] == str(new.resolve()) and entry["time"] for entry in log)
+    assert all(entry["from"] == os.path.relpath(new, baseline) and entry["time"] for entry in log)  # no layout
     # Compared again, the accepted two are the same and the other two still changed.
     again = compare(baseline, new, "--out", tmp_path / "again")
     statuses = {
@@ -518,7 +519,7 @@ def test_a_custom_models_folders_and_unit_maps_that_differ_are_named_relative_to
     shutil.copytree(tmp_path / "weights", tmp_path / "weights-2")
     (tmp_path / "maps").mkdir()
     shutil.copy(Path(__file__).parent.parent / "manifests" / "images" / "horse.png", tmp_path / "maps" / "a.png")
-    shutil.copy(tmp_path / "maps" / "a.png", tmp_path / "maps" / "b.png")
+    Image.new("L", (48, 40), 90).save(tmp_path / "maps" / "b.png")
     for name, weights, depth_map in (("before", "weights", "a"), ("after", "weights-2", "b")):
         model = {"base": f"./{weights}", "controlnet": f"./{weights}/controlnet"}
         units = [{"type": "canny"}, {"type": "depth", "image": f"maps/{depth_map}.png"}]
@@ -531,4 +532,4 @@ def test_a_custom_models_folders_and_unit_maps_that_differ_are_named_relative_to
             assert str(tmp_path) not in path.read_text(), path
     markdown = (report / "compare.md").read_text()
     assert "model.base: ../../weights → ../../weights-2" in markdown
-    assert "controls.1-depth.image '../../maps/a.png' → '../../maps/b.png'" in markdown
+    assert "controls.1-depth's map content" in markdown  # judged by its content, as the input is

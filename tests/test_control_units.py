@@ -387,7 +387,7 @@ def test_compare_names_the_unit_that_changed(tmp_path: Path) -> None:
     run_cli("compare", tmp_path / "before", tmp_path / "after", exit_code=None)
     report = (tmp_path / "after" / "compare" / "compare.md").read_text()
     assert "changed" in report and "made another way: controls.1-depth.scale 0.8 → 0.4" in report, report
-    assert "controls.1-depth.map_sha256" in report
+    assert "controls.1-depth's map content" in report
 
 
 def test_fetch_downloads_the_controlnets_a_manifests_units_name(

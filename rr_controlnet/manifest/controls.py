@@ -378,8 +378,8 @@ def units_record(item: Item, map_sha256: Mapping[Path, str], family: str | None 
     record = {}
     for index, unit in enumerate(item.controls):
         fields = unit.record()
-        if unit.image is not None:
-            fields["map_sha256"] = map_sha256.get(unit.image, "")
+        if unit.image is not None:  # absolute, like the item's input: a summary writes both relative to its folder
+            fields["image"], fields["map_sha256"] = str(unit.image.resolve()), map_sha256.get(unit.image, "")
         mode = union_mode(family, unit.type) if family is not None else None
         if mode is not None:
             fields["mode"] = mode

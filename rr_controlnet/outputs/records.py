@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -98,7 +99,7 @@ class ItemOutcome:
         return replace(
             self,
             status="failed",
-            error=reason,
+            error=paths_named(reason),
             seconds=round(seconds, 3),
             warnings=list(warnings or []),
             files=[],
@@ -174,17 +175,15 @@ def unit_map_paths(
 
 
 def unit_paths_relative(params: dict[str, Any], folder: Path | None) -> dict[str, Any]:
-    """`params` as the folder's files name its units: maps and local ControlNets relative to `folder`."""
-    return unit_map_paths(
-        params, lambda path: folder_relative(path, folder), lambda path: _local_relative(path, folder)
-    )
+    """`params` as the folder's files name its units: maps and local ControlNets relative to `folder`, starting
+    with ./ or ../ (older folders wrote a map as the manifest named it, relative to where the batch ran)."""
+    return unit_map_paths(params, lambda path: local_relative(path, folder), lambda path: local_relative(path, folder))
 
 
 def unit_paths_resolved(params: dict[str, Any], folder: Path | None) -> dict[str, Any]:
-    """unit_paths_relative read back: absolute again."""
-    return unit_map_paths(
-        params, lambda path: folder_resolved(path, folder), lambda path: _local_resolved(path, folder)
-    )
+    """unit_paths_relative read back: absolute again; an older folder's map path without ./ or ../ stays as it
+    was written (it was relative to where that batch ran, not to the folder)."""
+    return unit_map_paths(params, lambda path: local_resolved(path, folder), lambda path: local_resolved(path, folder))
 
 
 MODEL_PATH_KEYS: Final = ("base", "controlnet", "vae", "config")
@@ -193,22 +192,24 @@ MODEL_PATH_KEYS: Final = ("base", "controlnet", "vae", "config")
 def model_paths_relative(model: Mapping[str, Any], folder: Path | None) -> dict[str, Any]:
     """A run's model as the folder's files name it: a local weights path relative to the folder, always starting
     with ./ or ../ so that it reads apart from a preset name or hub id."""
-    return {key: _local_relative(value, folder) if key in MODEL_PATH_KEYS else value for key, value in model.items()}
+    return {key: local_relative(value, folder) if key in MODEL_PATH_KEYS else value for key, value in model.items()}
 
 
 def model_paths_resolved(model: Mapping[str, Any], folder: Path | None) -> dict[str, Any]:
     """model_paths_relative read back: its ./ and ../ paths absolute again (preset names and hub ids as they are)."""
-    return {key: _local_resolved(value, folder) if key in MODEL_PATH_KEYS else value for key, value in model.items()}
+    return {key: local_resolved(value, folder) if key in MODEL_PATH_KEYS else value for key, value in model.items()}
 
 
-def _local_relative(path: Any, folder: Path | None) -> Any:
+def local_relative(path: Any, folder: Path | None) -> Any:
+    """A local file or folder as the output folder's files name it: relative to `folder`, starting with ./ or
+    ../; anything else (a preset name, a hub id, a path already relative) as it is."""
     shown = folder_relative(path, folder)
     if shown is path or not isinstance(shown, str) or shown.startswith("../"):
         return shown
     return f"./{shown}"
 
 
-def _local_resolved(path: Any, folder: Path | None) -> Any:
+def local_resolved(path: Any, folder: Path | None) -> Any:
     local = isinstance(path, str) and (path.startswith("./") or path.startswith("../"))
     return folder_resolved(path, folder) if local else path
 
@@ -229,6 +230,24 @@ def folder_resolved(path: Any, folder: Path | None) -> Any:
     if not isinstance(path, str) or not path or folder is None or os.path.isabs(path):
         return path
     return os.path.normpath(os.path.join(os.path.abspath(folder), path))
+
+
+# An absolute POSIX path in a message: from a / that starts a word (or follows a quote, bracket or =) to
+# the next blank, quote, bracket, comma or semicolon.
+_ABSOLUTE_PATH: Final = re.compile(r"""(?<![^\s'"`(=])/[^\s'"`(),;]+""")
+
+
+def paths_named(text: str) -> str:
+    """A message as the output folder's files hold it: each absolute path in it named by its file or folder
+    name alone (`model '/data/cm/sd' cannot be loaded` -> `model 'sd' ...`), the layout of the machine left out;
+    a sentence's full stop after a path stays."""
+
+    def named(found: re.Match) -> str:
+        path = found.group(0)
+        stem = path.rstrip(".")
+        return (Path(stem).name or stem) + path[len(stem) :]
+
+    return _ABSOLUTE_PATH.sub(named, text)
 
 
 def shown_path(path: Path | str, relative_to: Path | None) -> str:

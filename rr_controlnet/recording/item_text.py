@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from rr_controlnet.models.control_models import unit_model_name
 from rr_controlnet.models.families import CONTROLNET_PARAMS, FAMILIES, union_mode
+from rr_controlnet.outputs.records import folder_relative, local_relative, model_paths_relative
 from rr_controlnet.spec import ControlUnit, GenerationParams, Item, ModelSpec
 
 VERSIONED_PACKAGES: Final = ("rr-controlnet", "diffusers", "torch", "transformers", "rerun-sdk")
@@ -44,17 +45,22 @@ def params_markdown(
     params_hash: str,
     versions: dict[str, str],
     warnings: list[str] | None = None,
+    folder: Path | None = None,
 ) -> str:
-    """Every effective parameter, the model and the libraries, as a markdown table."""
-    rows = [("item", item.id), ("image", str(item.image)), ("params hash", params_hash)]
+    """Every effective parameter, the model and the libraries, as a markdown table; with `folder` (the output
+    folder), local paths relative to it."""
+    image = folder_relative(str(item.image.resolve()), folder) if folder is not None else str(item.image)
+    rows = [("item", item.id), ("image", image), ("params hash", params_hash)]
     if item.sweep is not None:
         rows.append(("sweep of", item.sweep.source))
         rows += [(f"swept: {field}", _cell(value)) for field, value in item.sweep.values.items()]
     # A control model has no ControlNet: its scale and range would read as if they acted.
     left_out = ("prompt", "negative_prompt", *(() if FAMILIES[model.family].has_controlnet else CONTROLNET_PARAMS))
     rows += [(name, _cell(value)) for name, value in asdict(item.params).items() if name not in left_out]
-    rows += [(f"controls[{index}]", _cell(unit_text(unit, model))) for index, unit in enumerate(item.controls)]
-    rows += [(f"model.{name}", _cell(value)) for name, value in asdict(model).items() if value is not None]
+    units = enumerate(item.controls)
+    rows += [(f"controls[{index}]", _cell(unit_text(unit, model, folder=folder))) for index, unit in units]
+    shown_model = model_paths_relative(asdict(model), folder)
+    rows += [(f"model.{name}", _cell(value)) for name, value in shown_model.items() if value is not None]
     rows += [(name, _cell(value)) for name, value in context.items()]
     rows += [(f"version: {name}", version) for name, version in versions.items()]
     rows += [("warning", _cell(warning)) for warning in warnings or []]
@@ -62,13 +68,11 @@ def params_markdown(
     return "\n".join(lines) + "\n"
 
 
-def unit_text(unit: ControlUnit, model: ModelSpec, resize: str | None = None) -> str:
+def unit_text(unit: ControlUnit, model: ModelSpec, resize: str | None = None, folder: Path | None = None) -> str:
     """A control unit as A1111 writes a ControlNet unit: `Module: depth, Model: ..., Weight: 0.6, ...`; with
-    `resize` (the PNG's `parameters`), a local model by its name."""
+    `resize` (the PNG's `parameters`), a local model by its name; with `folder`, relative to it."""
     mode = union_mode(model.family, unit.type)
-    name = unit_model_name(unit, model)
-    if resize is not None and unit.model and os.path.isabs(unit.model):  # "random (<folder>)" on a tiny model too
-        name = name.replace(unit.model, Path(unit.model).name)
+    name = _unit_model_shown(unit, model, folder) if resize is None else _unit_model_named(unit, model)
     parts = [
         f"Module: {unit.type}",
         f"Model: {name if resize is None else model_name(name)}",
@@ -86,11 +90,34 @@ def unit_text(unit: ControlUnit, model: ModelSpec, resize: str | None = None) ->
     return ", ".join(parts)
 
 
-def unit_record(unit: ControlUnit, model: ModelSpec) -> dict[str, Any]:
-    """A unit as the PNG's JSON holds it: its fields, the ControlNet it read and, on a union model, its mode."""
-    record = {**unit.record(), "model": unit_model_name(unit, model)}
+def unit_record(unit: ControlUnit, model: ModelSpec, folder: Path | None = None) -> dict[str, Any]:
+    """A unit as the PNG's JSON holds it: its fields, the ControlNet it read and, on a union model, its mode;
+    with `folder`, its map and local ControlNet relative to it."""
+    record = {**unit.record(), "model": _unit_model_shown(unit, model, folder)}
+    if unit.image is not None and folder is not None:
+        record["image"] = local_relative(str(unit.image.resolve()), folder)
     mode = union_mode(model.family, unit.type)
     return record if mode is None else {**record, "mode": mode}
+
+
+def _unit_model_shown(unit: ControlUnit, model: ModelSpec, folder: Path | None) -> str:
+    """The ControlNet a unit reads, a local one relative to `folder` ("random (<folder>)" on a tiny model too)."""
+    name = unit_model_name(unit, model)
+    local = _local_model(unit, model)
+    return name if local is None or folder is None else name.replace(local, local_relative(local, folder))
+
+
+def _unit_model_named(unit: ControlUnit, model: ModelSpec) -> str:
+    """The ControlNet a unit reads, a local one by its file or folder name."""
+    name = unit_model_name(unit, model)
+    local = _local_model(unit, model)
+    return name if local is None else name.replace(local, Path(local).name)
+
+
+def _local_model(unit: ControlUnit, model: ModelSpec) -> str | None:
+    """The unit's local ControlNet (its own, or the base's it reads), None for a preset or hub id."""
+    source = unit.model or (model.controlnet if unit_model_name(unit, model) == model.controlnet else None)
+    return source if source and os.path.isabs(source) else None
 
 
 def model_name(source: str | None) -> str | None:
@@ -110,8 +137,10 @@ def png_text_chunks(
     size: tuple[int, int],
     params_hash: str,
     seen: Mapping[str, str] | None = None,
+    folder: Path | None = None,
 ) -> dict[str, str]:
-    """`parameters` in the format common Stable Diffusion tools read, plus all parameters as JSON.
+    """`parameters` in the format common Stable Diffusion tools read, plus all parameters as JSON (with
+    `folder`, the output folder, its local paths relative to it).
 
     `parameters` carries the prompts as the text encoder read them (cut at its token limit), so the
     image's metadata reproduces what was generated; the JSON keeps the prompts as written as well.
@@ -144,7 +173,7 @@ def png_text_chunks(
     full = {
         "id": item.id,
         "params": asdict(params),
-        "model": asdict(model),
+        "model": model_paths_relative(asdict(model), folder),
         "size": [width, height],
         "sampler": sampler,
         "params_hash": params_hash,
@@ -154,5 +183,5 @@ def png_text_chunks(
     if item.sweep is not None:
         full["sweep"] = {"source": item.sweep.source, "values": item.sweep.values}
     if item.controls:
-        full["controls"] = [unit_record(unit, model) for unit in item.controls]
+        full["controls"] = [unit_record(unit, model, folder) for unit in item.controls]
     return {"parameters": parameters, "rr-controlnet": json.dumps(full, sort_keys=True)}

@@ -23,7 +23,7 @@ from rr_controlnet.errors import CompareError, UsageError
 from rr_controlnet.outputs import BatchSummary, ItemOutcome, OutputFolder
 from rr_controlnet.outputs.journal import state_files, write_summary
 from rr_controlnet.outputs.names import LOCK_GLOB, PARTIAL_GLOB, SUMMARY_NAME
-from rr_controlnet.outputs.records import now_text
+from rr_controlnet.outputs.records import folder_relative, now_text
 from rr_controlnet.review.compare import Comparison
 from rr_controlnet.review.pages.items import item_folder
 
@@ -98,7 +98,7 @@ def accept_items(new: Path, baseline: Path, decisions: Decisions) -> list[str]:
             state.unlink()
         write_summary(merged, incoming)
         _verify(staged, merged, decisions.accept)
-        _log_accepted(incoming / ACCEPTED_LOG, decisions, new_folder.path.resolve())
+        _log_accepted(incoming / ACCEPTED_LOG, decisions, folder_relative(str(new_folder.path.resolve()), target))
         target.rename(outgoing)
         incoming.rename(target)
     except OSError as exc:
@@ -145,9 +145,10 @@ def _verify(staged: OutputFolder, expected: BatchSummary, accepted: Sequence[str
             raise CompareError(f"{item_id}: the copy is damaged ({damage}); the baseline is left as it was")
 
 
-def _log_accepted(path: Path, decisions: Decisions, new: Path) -> None:
+def _log_accepted(path: Path, decisions: Decisions, new: str) -> None:
+    """A line per accepted item: the run it came from (`new`, relative to the baseline), when, the decisions."""
     made = now_text()
     with open(path, "a", encoding="utf-8") as log:
         for item_id in decisions.accept:
-            entry = {"item": item_id, "from": str(new), "time": made, "decisions_sha256": decisions.source_sha256}
+            entry = {"item": item_id, "from": new, "time": made, "decisions_sha256": decisions.source_sha256}
             log.write(json.dumps(entry) + "\n")

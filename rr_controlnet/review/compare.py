@@ -20,6 +20,7 @@ adherence, and, read back from both recordings, how far the latents are apart at
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -246,7 +247,7 @@ def compare_item(
         comparison.status = "failed"
         comparison.notes.append(f"damaged in the baseline: {damage}")
         return comparison
-    comparison.params_changed = _differences(before.params, after.params)
+    comparison.params_changed = _differences(judged_params(before.params), judged_params(after.params))
     comparison.adherence_change = _adherence_change(before.adherence, after.adherence)
     made_differently = made_another_way(before, after, comparison.params_changed, run_changes or {})
     if made_differently:
@@ -276,14 +277,52 @@ def made_another_way(
     return "; ".join(reasons)
 
 
+def judged_params(params: dict[str, Any]) -> dict[str, Any]:
+    """`params` as compare judges them: a unit's map by its content (map_sha256) where that is recorded, as
+    the item's input is, not by its path (the same map named from two folders, or moved, is the same map)."""
+    units = params.get("controls")
+    if not isinstance(units, dict):
+        return params
+
+    def judged(unit: Any) -> Any:
+        if not isinstance(unit, dict) or not unit.get("map_sha256"):
+            return unit
+        return {key: value for key, value in unit.items() if key != "image"}
+
+    return {**params, "controls": {name: judged(unit) for name, unit in units.items()}}
+
+
 def changes_in_words(changed: dict[str, tuple[Any, Any]]) -> list[str]:
-    """Each change as the `made another way` note words it: "name old → new", long values shortened."""
-    return [f"{name} {_shown(old)} → {_shown(new)}" for name, (old, new) in changed.items()]
+    """Each change as the `made another way` note words it: "name old → new", long values shortened; a
+    unit's map as "its map's content"."""
+    return [
+        f"{name.removesuffix(MAP_CONTENT)}'s map content"
+        if name.endswith(MAP_CONTENT)
+        else f"{name} {shown_value(old)} → {shown_value(new)}"
+        for name, (old, new) in changed.items()
+    ]
 
 
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+MAP_CONTENT: Final = ".map_sha256"
+
+
+def shown_value(value: Any, limit: int = 60) -> str:
+    """A parameter's value as a person reads it: `none`, numbers and words as they are, a text quoted,
+    mappings as `{key: value, ...}`; cut at `limit` characters."""
+    text = _readable(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _readable(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_readable(inner)}" for key, inner in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_readable(inner) for inner in value) + "]"
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _compare_images(comparison: ItemComparison, thresholds: Thresholds) -> None:

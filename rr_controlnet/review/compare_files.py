@@ -25,7 +25,7 @@ from rr_controlnet.outputs.records import now_text, shown_path
 from rr_controlnet.recording.layout import APPLICATION_ID, BATCH_BLUEPRINT_MAX_ITEMS, STEP_TIMELINE
 from rr_controlnet.recording.read import recorded_previews
 from rr_controlnet.recording.write import save_stream
-from rr_controlnet.review.compare import Comparison, ItemComparison
+from rr_controlnet.review.compare import Comparison, ItemComparison, changes_in_words
 from rr_controlnet.review.differences import IMAGE_METRICS, difference_heatmap, metric_rows
 from rr_controlnet.review.markdown import TABLE_ROW_LIMIT, bounded, cell
 from rr_controlnet.review.pages import write_compare_page
@@ -209,7 +209,7 @@ def _item_markdown(item: ItemComparison) -> str:
     elif item.divergence:
         lines.append(f"\nthe latents agree at all {len(item.divergence)} steps")
     lines += [f"\n- {note}" for note in item.notes]
-    lines += [f"\n- {key}: {old!r} → {new!r}" for key, (old, new) in item.params_changed.items()]
+    lines += [f"\n- {change}" for change in changes_in_words(item.params_changed)]
     if item.adherence_change:
         lines.append(
             "\ncontrol adherence change: " + ", ".join(f"{k} {v:+.1%}" for k, v in item.adherence_change.items())

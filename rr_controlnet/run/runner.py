@@ -260,7 +260,13 @@ class GroupRunner:
         recording.log_text(
             prompt_markdown(item.params, prepared.seen_prompts),
             params_markdown(
-                item, self.model.spec, context, prepared.planned.params_hash, self.versions, _warnings(prepared)
+                item,
+                self.model.spec,
+                context,
+                prepared.planned.params_hash,
+                self.versions,
+                _warnings(prepared),
+                self.out_dir,
             ),
         )
 
@@ -296,6 +302,7 @@ class GroupRunner:
             prepared.size,
             prepared.planned.params_hash,
             prepared.seen_prompts,
+            self.out_dir,
         )
         png = encode_png(image, chunks)
         recording.log_output(png, result.last_step, result.last_timestep)

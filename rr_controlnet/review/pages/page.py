@@ -104,7 +104,7 @@ def current_item_infos(
                 info = made_now
                 made += info is not None
         else:
-            wanted = _input_stamp(outcome.image)
+            wanted = _input_stamp(outcome.image, out_dir)
             if wanted is None:
                 continue
             if info is None or info.get("made_from") != wanted:
@@ -132,15 +132,16 @@ def _made(
         return None
 
 
-def _input_stamp(image: Any) -> str | None:
-    """What a failed item's input thumbnail is made from: the input file as it is now."""
+def _input_stamp(image: Any, out_dir: Path) -> str | None:
+    """What a failed item's input thumbnail is made from: the input file as it is now (named relative to
+    `out_dir`, as info.js shows it)."""
     if not isinstance(image, str) or not image:
         return None
     try:
         stats = os.stat(image)
     except OSError:
         return None
-    return f"input:{image}:{stats.st_size}:{stats.st_mtime_ns}"
+    return f"input:{folder_relative(image, out_dir)}:{stats.st_size}:{stats.st_mtime_ns}"
 
 
 def overview_pages(out_dir: Path) -> list[str]:
