@@ -706,3 +706,21 @@ def test_a_custom_models_hub_controlnet_is_taken_at_its_word(folder: Path) -> No
     """Only a local folder's config can be read without the hub: a hub id's family is the manifest's."""
     text = "version: 1\nmodel: {base: someone/flux, controlnet: someone/canny, family: flux}\nitems:\n  - image: astronaut.png\n"
     assert validate(folder, text) == (0, ["m.yaml: ok, 1 item, model custom (family flux)"])
+
+
+def test_images_and_maps_under_the_home_folder_are_read_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    (home / "pictures").mkdir(parents=True)
+    (home / "maps").mkdir()
+    sample_image("horse.png", home / "pictures")
+    sample_image("astronaut.png", home / "maps")
+    (tmp_path / "project").mkdir()
+    manifest = tmp_path / "project" / "m.yaml"
+    units = [{"type": "canny"}, {"type": "depth", "image": "~/maps/astronaut.png"}]
+    items = [{"image": "~/pictures/horse.png", "controls": units}]
+    manifest.write_text(yaml.safe_dump({"version": 1, "model": "tiny-sd15", "items": items}))
+    result = run_cli("validate", manifest)
+    assert "ok" in result.output

@@ -175,7 +175,7 @@ def item_units(
         units.append(
             ControlUnit(
                 type=values["type"],
-                image=(base_dir / image.replace("{id}", item_id)).expanduser() if image else None,
+                image=base_dir / Path(image.replace("{id}", item_id)).expanduser() if image else None,
                 model=model_source(values.get("model"), base_dir),
                 **{key: values.get(key, merged[name]) for key, name in ITEM_DEFAULTS.items()},
                 image_name=_shown_map(image.replace("{id}", item_id)) if image else None,

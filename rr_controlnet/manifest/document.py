@@ -396,7 +396,7 @@ def _check_item(
     check_idle_sweeps(alone, entries, where, problems)
     check_unit_order(controls, line_of(raw, "controls") or line_of(raw), where, problems, swept_units)
     params = GenerationParams(**{name: merged[name] for name in GenerationParams.__dataclass_fields__})
-    image = (manifest_path.parent / image_raw).expanduser() if isinstance(image_raw, str) else manifest_path
+    image = manifest_path.parent / Path(image_raw).expanduser() if isinstance(image_raw, str) else manifest_path
     item = Item(id=item_id, image=image, params=params, index=index, line=line_of(raw), controls=controls)
     return item, merged, lines, axes, _untouched(broken_in_defaults, {*values.values, *swept})
 
