@@ -5,6 +5,7 @@ same wherever they were made from."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -117,15 +118,17 @@ def test_compare_notes_read_as_values_not_python(tmp_path: Path) -> None:
 
 
 def test_no_file_of_a_custom_models_folder_shows_the_machines_layout(tmp_path: Path) -> None:
-    """A custom local model, a unit with its own local ControlNet and a map, a unit whose folder is no
-    ControlNet (a failed item, its error in summary.json, summary.md and the review page): every text in
+    """A custom local model, a unit with its own local ControlNet and a map, a unit whose ControlNet has no
+    weights (a failed item, its error in summary.json, summary.md and the review page): every text in
     the folder, the PNGs' chunks and the recordings included, names paths relative to it or by name."""
     save_pipeline("tiny-sd15", tmp_path / "weights")
     model = {"base": "./weights", "controlnet": "./weights/controlnet"}
     units = [{"type": "canny"}, {"type": "depth", "image": "maps/depth/{id}.png", "model": "./weights/controlnet"}]
     manifest = manifest_with_a_unit_map(tmp_path, model, units)
     document = yaml.safe_load(manifest.read_text())
-    broken = [units[0], {**units[1], "model": "./weights"}]  # a base model's folder, not a ControlNet's
+    (tmp_path / "unfinished").mkdir()  # a ControlNet's config without its weights: fails when loaded
+    shutil.copy(tmp_path / "weights" / "controlnet" / "config.json", tmp_path / "unfinished" / "config.json")
+    broken = [units[0], {**units[1], "model": "./unfinished"}]
     document["items"].append({"id": "broken", "image": "horse.png", "controls": broken})
     depth_maps(tmp_path, "broken")
     run_batch(write_manifest(tmp_path, document), tmp_path / "out", exit_code=1)
