@@ -73,15 +73,26 @@ def test_a_sweep_no_unit_takes_is_refused_with_its_line(tmp_path: Path) -> None:
     scale, low = result.output.splitlines()[:2]
     assert scale.endswith(
         "item 'horse' (#1): sweep.controlnet_conditioning_scale changes nothing: each of the item's units sets its "
-        "own scale; sweep controls.<index>.scale instead"
+        "own scale (or sweeps it); sweep controls.<index>.scale instead"
     )
     assert low.endswith(
-        "item 'astronaut' (#2): sweep.canny.low changes nothing: each of the item's units sets its own low or is "
-        "not canny; sweep controls.<index>.low instead"
+        "item 'astronaut' (#2): sweep.canny.low changes nothing: none of the item's units is a canny unit"
     )
     assert scale.split(":")[1].isdigit() and low.split(":")[1].isdigit()  # file:line
     items[1]["sweep"] = {"zip": {"canny.low": [10, 150], "prompt": ["a horse", "a cave"]}}  # the prompts vary
     run_cli("validate", units_manifest(tmp_path, items=items[1:]))
+
+
+def test_an_items_sweep_beside_a_sweep_of_the_same_unit_field_is_refused(tmp_path: Path) -> None:
+    # The unit's own sweep sets its scale in every variant: the item's scale would draw duplicates.
+    sweep = {"controlnet_conditioning_scale": [0.2, 0.8], "controls.0.scale": [0.3, 0.9]}
+    item = {"image": "horse.png", "controls": [{"type": "canny"}], "sweep": sweep}
+    result = run_cli("validate", units_manifest(tmp_path, items=[item]), exit_code=2)
+    assert "sweep.controlnet_conditioning_scale changes nothing: each of the item's units sets its own scale" in (
+        result.output
+    )
+    item["controls"].append({"type": "canny"})  # a second unit takes the item's scale: the variants differ
+    run_cli("validate", units_manifest(tmp_path, items=[item]))
 
 
 def test_a_typo_in_a_swept_unit_field_gets_the_closest_and_the_list_names_unit_fields(tmp_path: Path) -> None:

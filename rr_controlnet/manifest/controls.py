@@ -200,34 +200,41 @@ def inherited_values(
     )
 
 
-def units_taking(entries: Sequence[UnitEntry] | None, field: str) -> list[int]:
+def units_taking(entries: Sequence[UnitEntry] | None, field: str, swept_unit_fields: Sequence[str] = ()) -> list[int]:
     """The indexes of the units that take the item's (swept) `field`: those that leave out the unit field
-    it defaults (a canny unit only, for the thresholds)."""
+    it defaults (a canny unit only, for the thresholds), written or swept (`controls.0.scale`)."""
     keys = INHERITED_BY.get(field, ())
     return [
         index
         for index, entry in enumerate(_typed(entries))
-        if any(key not in entry.values for key in keys)
+        if any(key not in entry.values and f"controls.{index}.{key}" not in swept_unit_fields for key in keys)
         and (keys[0] not in CANNY_ONLY or entry.values["type"] == "canny")
     ]
 
 
 def check_idle_sweeps(
-    fields: Sequence[tuple[str, int | None]], entries: Sequence[UnitEntry] | None, where: str, problems: Problems
+    fields: Sequence[tuple[str, int | None]],
+    entries: Sequence[UnitEntry] | None,
+    where: str,
+    problems: Problems,
+    swept_unit_fields: Sequence[str] = (),
 ) -> None:
-    """An item's sweep of a field its units default to, where every unit sets its own value (or, for canny's
-    thresholds, none is canny): its variants would all draw the same image."""
+    """An item's sweep of a field its units default to, where every unit sets its own value, in the manifest
+    or by a sweep of its own (or, for canny's thresholds, none is canny): its variants would all draw the
+    same image."""
     if not _typed(entries):
         return
     for field, line in fields:
-        if field not in INHERITED_BY or units_taking(entries, field):
+        if field not in INHERITED_BY or units_taking(entries, field, swept_unit_fields):
             continue
         keys = INHERITED_BY[field]
+        if keys[0] in CANNY_ONLY and not any(entry.values["type"] == "canny" for entry in _typed(entries)):
+            problems.add(line, where, f"sweep.{field} changes nothing: none of the item's units is a canny unit")
+            continue
         unit_fields = " and ".join(keys)
-        canny = " or is not canny" if keys[0] in CANNY_ONLY else ""
         message = (
-            f"sweep.{field} changes nothing: each of the item's units sets its own {unit_fields}{canny}; "
-            f"sweep controls.<index>.{keys[0]} instead"
+            f"sweep.{field} changes nothing: each of the item's units sets its own {unit_fields} "
+            f"(or sweeps it); sweep controls.<index>.{keys[0]} instead"
         )
         problems.add(line, where, message)
 

@@ -393,7 +393,7 @@ def _check_item(
     swept_fields = [(field, axis.line) for axis in axes for field in axis.fields]
     swept_units = check_swept_units(swept_fields, controls, where, problems, model.family, entries)
     alone = [(axis.fields[0], axis.line) for axis in own_axes if len(axis.fields) == 1]  # a zip varies its others
-    check_idle_sweeps(alone, entries, where, problems)
+    check_idle_sweeps(alone, entries, where, problems, [field for field, _ in swept_fields])
     check_unit_order(controls, line_of(raw, "controls") or line_of(raw), where, problems, swept_units)
     params = GenerationParams(**{name: merged[name] for name in GenerationParams.__dataclass_fields__})
     image = manifest_path.parent / Path(image_raw).expanduser() if isinstance(image_raw, str) else manifest_path
