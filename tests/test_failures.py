@@ -144,7 +144,8 @@ def test_missing_weights_offline_name_the_control_units_too(tmp_path: Path, monk
     assert result.exit_code == 2, result.output
     message = result.output.strip().splitlines()[-1]
     assert "depth unit 'lllyasviel/control_v11f1p_sd15_depth'" in message  # beside the base and its ControlNet
-    assert f"On a connected machine run `rr-controlnet fetch {manifest}`" in message  # `fetch sd15` gets no unit
+    fetches = "`rr-controlnet fetch sd15` and `hf download lllyasviel/control_v11f1p_sd15_depth`"
+    assert f"On a connected machine run {fetches}" in message  # `fetch sd15` alone gets no unit
     assert not (tmp_path / "out").exists()
 
 

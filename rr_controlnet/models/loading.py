@@ -132,7 +132,6 @@ class LoadRequest:
     offload: bool = False
     compile_models: bool = False
     unit_repos: tuple[HubRepo, ...] = ()  # the control units' own ControlNets on the hub
-    fetch_target: str | None = None  # what `rr-controlnet fetch` gets them all with: the manifest
 
 
 def load_batch_models(request: LoadRequest, downloads: DownloadDisplay | None = None) -> tuple[LoadedModel, Any]:
@@ -141,7 +140,7 @@ def load_batch_models(request: LoadRequest, downloads: DownloadDisplay | None = 
     spec, runtime = request.spec, request.runtime
     if request.unit_repos and not request.allow_unsafe_weights:
         # The units' ControlNets with the model's, before anything loads: every one missing named at once.
-        _fetched(hub_repos(spec) + list(request.unit_repos), runtime, spec, downloads, request.fetch_target)
+        _fetched(hub_repos(spec) + list(request.unit_repos), runtime, spec, downloads)
     model = load_model(
         spec,
         runtime,
@@ -287,26 +286,22 @@ def _load_pipeline(spec: ModelSpec, runtime: Runtime, allow_unsafe_weights: bool
     )
 
 
-def _fetched(
-    repos: list[HubRepo],
-    runtime: Runtime,
-    spec: ModelSpec,
-    downloads: DownloadDisplay,
-    fetch_target: str | None = None,
-) -> list[RepoWeights]:
+def _fetched(repos: list[HubRepo], runtime: Runtime, spec: ModelSpec, downloads: DownloadDisplay) -> list[RepoWeights]:
     """The repos' files complete in the cache, downloaded now where missing; a repo that cannot be had is
     named with what to do (every one at once, rather than one per attempt, each after the hub's retries)."""
     try:
         return ensure_weights(repos, runtime.dtype_name, downloads)
     except WeightsUnavailable as exc:
-        raise WeightsUnavailable(exc.reason, exc.missing, _fetch_advice(spec, exc.missing, fetch_target)) from None
+        raise WeightsUnavailable(exc.reason, exc.missing, _fetch_advice(spec, exc.missing)) from None
 
 
-def _fetch_advice(spec: ModelSpec, missing: list[tuple[str, str]], fetch_target: str | None = None) -> str:
-    if fetch_target is not None or spec.name in PRESETS:
-        fetch = f"`{shlex.join(['rr-controlnet', 'fetch', fetch_target or spec.name])}`"
-    else:
-        fetch = " and ".join(f"`{shlex.join(['hf', 'download', repo])}`" for _, repo in missing)
+def _fetch_advice(spec: ModelSpec, missing: list[tuple[str, str]]) -> str:
+    """The commands that fetch what is missing: the preset's own (its base, ControlNet and VAE) where the
+    model is a preset, and `hf download` for every other repo (a custom model's, a control unit's)."""
+    preset_repos = {repo.repo for repo in hub_repos(spec)} if spec.name in PRESETS else set()
+    commands = [["rr-controlnet", "fetch", spec.name]] if preset_repos & {repo for _, repo in missing} else []
+    commands += [["hf", "download", repo] for _, repo in missing if repo not in preset_repos]
+    fetch = " and ".join(f"`{shlex.join(command)}`" for command in commands)
     return (
         f"On a connected machine run {fetch} and copy the Hugging Face cache here (or set HF_HOME to it), "
         "or point the manifest's model at local diffusers folders"

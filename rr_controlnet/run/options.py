@@ -113,5 +113,4 @@ class BatchOptions:
             self.offload,
             self.compile_models,
             unit_repos=tuple(unit_repos),
-            fetch_target=str(manifest.path) if unit_repos else None,
         )
