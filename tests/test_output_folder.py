@@ -82,6 +82,28 @@ def test_a_control_map_in_the_output_folder_is_refused_like_an_image(tmp_path: P
     assert sorted(path.name for path in out.iterdir()) == ["horse.png"]
 
 
+def test_an_input_inside_the_output_folders_review_or_compare_folder_is_refused(tmp_path: Path) -> None:
+    """The tool writes those folders whole (thumbnails, pages): an input kept there would be replaced."""
+    manifest = tiny_manifest(tmp_path)
+    out = tmp_path / "out"
+    run_cli("batch", manifest, "--out", out)
+    kept = out / "review" / "items" / "horse" / "input.jpg"  # the batch's own thumbnail, taken as a map
+    depth = {"type": "depth", "image": "out/review/items/horse/input.jpg"}
+    manifest = tiny_manifest(tmp_path, items=[{"image": "horse.png", "controls": [{"type": "canny"}, depth]}])
+    before = kept.read_bytes()
+    for command in ("validate", "batch"):
+        result = run_cli(command, manifest, "--out", out, exit_code=2)
+        assert (
+            result.output.strip()
+            .splitlines()[0]
+            .endswith(
+                f"controls[1].image {kept} is in the output folder's review/, which the tool rewrites: it would be "
+                "overwritten; choose another output folder (--out)"
+            )
+        )
+    assert kept.read_bytes() == before
+
+
 def test_a_folder_of_someone_elses_files_is_refused_whole_force_included(tmp_path: Path) -> None:
     """A folder no run of this tool wrote, holding files named like the batch's: nothing is replaced."""
     manifest = tiny_manifest(tmp_path)

@@ -18,15 +18,17 @@ import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from rr_controlnet.errors import OutputFolderError, Problem
 from rr_controlnet.outputs import journal
 from rr_controlnet.outputs.files import remove_stale_partials
 from rr_controlnet.outputs.lock import FolderLock, LockHolder, running_writers
 from rr_controlnet.outputs.names import (
+    COMPARE_FOLDER,
     LOCK_GLOB,
     PROBE_PREFIX,
+    REVIEW_FOLDER,
     SHARD_JOURNAL_GLOB,
     SHARD_SUMMARY_GLOB,
     SUMMARY_NAME,
@@ -37,6 +39,9 @@ from rr_controlnet.outputs.names import (
 )
 from rr_controlnet.outputs.records import BatchSummary, ItemOutcome
 from rr_controlnet.spec import Shard
+
+# The output folder's subfolders the tool writes whole: an input inside one would be overwritten.
+TOOL_FOLDERS: Final = (REVIEW_FOLDER, COMPARE_FOLDER)
 
 
 class OutputFolder:
@@ -58,19 +63,23 @@ class OutputFolder:
         for item in items:
             for field, path in _input_files(item):
                 image = Path(path).resolve()
-                if image.parent != out_dir:
+                owned = next((name for name in TOOL_FOLDERS if image.is_relative_to(out_dir / name)), None)
+                if owned is not None:
+                    where = f"the output folder's {owned}/, which the tool rewrites"
+                elif image.parent != out_dir:
                     continue
-                writer = writers.get(image.name.casefold())
-                if writer is None and not is_batch_file(image.name):
-                    continue
-                who = f"item {writer!r} writes" if writer is not None else "the batch writes"
+                else:
+                    writer = writers.get(image.name.casefold())
+                    if writer is None and not is_batch_file(image.name):
+                        continue
+                    who = f"item {writer!r} writes" if writer is not None else "the batch writes"
+                    where = f"the output folder {out_dir}, where {who} {image.name}"
                 problems.append(
                     Problem(
                         manifest_file,
                         item.line,
                         f"item {item.id!r} (#{item.index})",
-                        f"{field} {image} is in the output folder {out_dir}, where {who} {image.name}: it would "
-                        "be overwritten; choose another output folder (--out)",
+                        f"{field} {image} is in {where}: it would be overwritten; choose another output folder (--out)",
                     )
                 )
         return problems
