@@ -335,6 +335,13 @@ def test_an_image_that_is_no_path_is_one_line_not_a_second_about_the_manifest(fo
         "m.yaml:6: item 'a11' (#3): image is required",
         "3 problems in m.yaml; nothing was generated",
     ]
+    # Without an id, there is no id to derive from such an image: its own problem is the only line.
+    code, lines = validate(folder, HEADER + "items:\n  - image: 5\n  - image: ''\n")
+    assert lines == [
+        "m.yaml:4: item #1: image must be a file path, got 5",
+        "m.yaml:5: item #2: image must be a file path, got ''",
+        "2 problems in m.yaml; nothing was generated",
+    ]
 
 
 def test_a_decompression_bomb_is_refused_without_decoding(folder: Path) -> None:

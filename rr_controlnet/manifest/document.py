@@ -369,7 +369,8 @@ def _check_item(
     item_id = raw["id"] if "id" in raw else _derived_id(image_raw) if isinstance(image_raw, str) else None
     where = f"item {shown(item_id)} (#{index})" if isinstance(item_id, str) and item_id else f"item #{index}"
     wrong_id = id_problem(item_id)
-    if wrong_id:
+    # Without an id and a path to derive one from, the image's own problem says it all.
+    if wrong_id and ("id" in raw or (isinstance(image_raw, str) and image_raw)):
         origin = "id" if "id" in raw else f"id derived from image {shown(image_raw)}"
         problems.add(line_of(raw, "id") if "id" in raw else line_of(raw, "image"), where, f"{origin} {wrong_id}")
     values = checked_values(ItemFields, raw, where, problems)
