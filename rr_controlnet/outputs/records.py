@@ -155,18 +155,15 @@ class ItemOutcome:
         return outcome if shapes_ok else None
 
 
-def unit_map_paths(
-    params: dict[str, Any], convert: Callable[[Any], Any], model: Callable[[Any], Any]
-) -> dict[str, Any]:
-    """`params` with each control unit's map path (params["controls"][<unit>]["image"]) converted, and its
-    ControlNet (["model"]) by `model`."""
+def unit_map_paths(params: dict[str, Any], convert: Callable[[Any], Any]) -> dict[str, Any]:
+    """`params` with each control unit's paths converted: its map (params["controls"][<unit>]["image"]) and its
+    ControlNet (["model"], a local one; a preset name or hub id is left as it is by local_relative/_resolved)."""
     units = params.get("controls")
     if not isinstance(units, dict):
         return params
 
     def converted(unit: dict[str, Any]) -> dict[str, Any]:
-        paths = {"image": convert(unit["image"])} if "image" in unit else {}
-        return {**unit, **paths, **({"model": model(unit["model"])} if "model" in unit else {})}
+        return {**unit, **{key: convert(unit[key]) for key in ("image", "model") if key in unit}}
 
     return {
         **params,
@@ -177,13 +174,13 @@ def unit_map_paths(
 def unit_paths_relative(params: dict[str, Any], folder: Path | None) -> dict[str, Any]:
     """`params` as the folder's files name its units: maps and local ControlNets relative to `folder`, starting
     with ./ or ../ (older folders wrote a map as the manifest named it, relative to where the batch ran)."""
-    return unit_map_paths(params, lambda path: local_relative(path, folder), lambda path: local_relative(path, folder))
+    return unit_map_paths(params, lambda path: local_relative(path, folder))
 
 
 def unit_paths_resolved(params: dict[str, Any], folder: Path | None) -> dict[str, Any]:
     """unit_paths_relative read back: absolute again; an older folder's map path without ./ or ../ stays as it
     was written (it was relative to where that batch ran, not to the folder)."""
-    return unit_map_paths(params, lambda path: local_resolved(path, folder), lambda path: local_resolved(path, folder))
+    return unit_map_paths(params, lambda path: local_resolved(path, folder))
 
 
 MODEL_PATH_KEYS: Final = ("base", "controlnet", "vae", "config")
