@@ -9,6 +9,7 @@ and height).
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -224,3 +225,13 @@ def id_problem(item_id: Any) -> str | None:
         return f"{shown(item_id)} must not start with '.' (its files would be hidden)"
     reason = reserved_id_reason(item_id)
     return f"{shown(item_id)} {reason}; choose another id" if reason else None
+
+
+def json_object(path: Path) -> dict[str, Any]:
+    """A JSON file's top-level mapping (a model folder's config.json, model_index.json); empty when the file
+    is missing, unreadable or holds something else."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return document if isinstance(document, dict) else {}

@@ -13,7 +13,6 @@ variant's units take the variant's values.
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 from rr_controlnet.control_maps import unit_name
 from rr_controlnet.images import image_file_problem
-from rr_controlnet.manifest.checks import Problems, kind_of, validated_model
+from rr_controlnet.manifest.checks import Problems, json_object, kind_of, validated_model
 from rr_controlnet.manifest.unit_fields import MAX_UNITS, ControlUnitFields, unit_field
 from rr_controlnet.manifest.yaml_source import line_of, shown
 from rr_controlnet.models.control_models import default_model_problem, model_family
@@ -265,11 +264,7 @@ def local_model_problem(value: str, base_dir: Path) -> str | None:
         return f"no such file or folder ({path})"
     if path.is_file():
         return None if path.suffix.lower() == ".safetensors" else f"{path} is neither a folder nor a .safetensors file"
-    try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, ValueError):
-        config = None
-    if not isinstance(config, dict) or controlnet_family(config) is None:
+    if controlnet_family(json_object(path / "config.json")) is None:
         pipeline = (path / "model_index.json").exists()
         inside = " (a pipeline's folder: its ControlNet is a folder inside it)" if pipeline else ""
         return f"{path} is not a ControlNet folder: it has no ControlNet's config.json{inside}"

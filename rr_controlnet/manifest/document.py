@@ -12,7 +12,6 @@ file (YAML is loaded safely).
 from __future__ import annotations
 
 import difflib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from rr_controlnet.manifest.checks import (
     check_unknown_keys,
     checked_values,
     id_problem,
+    json_object,
     kind_of,
     validated_model,
 )
@@ -286,7 +286,7 @@ def _check_model(raw: Any, line: int | None, base_dir: Path, problems: Problems)
 def _controlnet_folder_problem(family: str, source: str | None, written: str | None) -> tuple[str, str] | None:
     """("controlnet", why) when a local ControlNet folder's config is another family's than the model's: it
     would fail to load, fail every item, or load a union model's weights into a plain ControlNet."""
-    config = _json_file(Path(source) / "config.json") if source and Path(source).is_absolute() else {}
+    config = json_object(Path(source) / "config.json") if source and Path(source).is_absolute() else {}
     found = controlnet_family(config)
     if found is None or found == family:
         return None
@@ -298,17 +298,9 @@ def _detect_family(source: str | None, controlnet: str | None) -> str | None:
     tells a union model), without importing diffusers."""
     if source is None:
         return None
-    class_name = _json_file(Path(source) / "model_index.json").get("_class_name", "")
-    config = _json_file(Path(controlnet) / "config.json") if controlnet else {}
+    class_name = json_object(Path(source) / "model_index.json").get("_class_name", "")
+    config = json_object(Path(controlnet) / "config.json") if controlnet else {}
     return family_for_pipeline(class_name, config)
-
-
-def _json_file(path: Path) -> dict[str, Any]:
-    try:
-        document = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return document if isinstance(document, dict) else {}
 
 
 # --- items ---------------------------------------------------------------------------------------

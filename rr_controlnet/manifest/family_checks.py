@@ -8,12 +8,11 @@ Each rule is reported once, at its first item, with how many other items break i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rr_controlnet.manifest.checks import Problems
+from rr_controlnet.manifest.checks import Problems, json_object
 from rr_controlnet.manifest.fields import Params
 from rr_controlnet.manifest.yaml_source import line_of, shown
 from rr_controlnet.models.families import CONTROLNET_PARAMS, FAMILIES, Family, family_for_pipeline
@@ -132,10 +131,7 @@ def base_folder_problem(family: str, folder: str, written: str) -> tuple[str, st
     the manifest names it."""
     if not Path(folder).is_absolute():
         return None  # a hub id: read only when the run fetches it
-    try:
-        class_name = json.loads((Path(folder) / "model_index.json").read_text())["_class_name"]
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
+    class_name = json_object(Path(folder) / "model_index.json").get("_class_name")
     found = family_for_pipeline(class_name) if isinstance(class_name, str) else None
     if found is None or FAMILIES[found].base_family == FAMILIES[family].base_family:
         return None
@@ -155,10 +151,10 @@ def flux_base_problem(family: str, base: str, config: str | None, written: str) 
     folder = Path(config if config is not None else base)
     if not folder.is_absolute():
         return None
+    transformer = json_object(folder / "transformer" / "config.json")
     try:
-        transformer = json.loads((folder / "transformer" / "config.json").read_text())
         channels, output = int(transformer["in_channels"]), transformer.get("out_channels")
-    except (OSError, ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError):
         return None
     reads_control = output is not None and channels == 2 * int(output)
     if reads_control and family != "flux-control":
