@@ -44,12 +44,11 @@ def unit_maps(
     for index, unit in enumerate(units):
         if unit.image is None:
             pixels = control_images(source_pixels, size, resize_mode, unit.low, unit.high).canny
+            maps.append(UnitMap(unit, pixels))
         else:
             decoded = _decoded_map(index, unit, data or {})
             pixels = resized_map(model_rgb(decoded), size, resize_mode)
             maps.append(UnitMap(unit, pixels, (decoded.shape[1], decoded.shape[0])))
-            continue
-        maps.append(UnitMap(unit, pixels))
     return tuple(maps)
 
 
@@ -67,11 +66,10 @@ def aspect_warnings(
         off = abs(map_height - map_width * height / width)
         if off <= max(1.0, 0.01 * map_height):
             continue
-        name = unit_map.unit.image_name or (unit_map.unit.image.name if unit_map.unit.image else "")
         found.append(
-            f"controls[{index}].image {name} is {map_width}x{map_height}, the item's image {width}x{height}: another "
-            f"aspect ratio; each was resized ({resize_mode}) to {size[0]}x{size[1]} from its own shape, so the map "
-            "may not line up with the image"
+            f"controls[{index}].image {_map_name(unit_map.unit)} is {map_width}x{map_height}, the item's image "
+            f"{width}x{height}: another aspect ratio; each was resized ({resize_mode}) to {size[0]}x{size[1]} from "
+            "its own shape, so the map may not line up with the image"
         )
     return found
 
@@ -79,7 +77,7 @@ def aspect_warnings(
 def _decoded_map(index: int, unit: ControlUnit, data: Mapping[Path, bytes]) -> np.ndarray:
     """A unit's map file decoded; ItemFailed naming the unit and its path as written when it cannot be."""
     assert unit.image is not None
-    name = f"controls[{index}].image {unit.image_name or unit.image.name}"
+    name = f"controls[{index}].image {_map_name(unit)}"
     try:
         encoded = data[unit.image] if unit.image in data else unit.image.read_bytes()
     except OSError as exc:
@@ -88,6 +86,11 @@ def _decoded_map(index: int, unit: ControlUnit, data: Mapping[Path, bytes]) -> n
         return load_image(unit.image, encoded).pixels
     except ItemFailed as exc:
         raise ItemFailed(f"{name}: {exc}") from None
+
+
+def _map_name(unit: ControlUnit) -> str:
+    """A unit's map as messages name it: as the manifest wrote it, or by its file name."""
+    return unit.image_name or (unit.image.name if unit.image is not None else "")
 
 
 def resized_map(rgb: np.ndarray, size: tuple[int, int], resize_mode: str) -> np.ndarray:
