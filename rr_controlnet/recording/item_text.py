@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
@@ -102,22 +102,22 @@ def unit_record(unit: ControlUnit, model: ModelSpec, folder: Path | None = None)
 
 def _unit_model_shown(unit: ControlUnit, model: ModelSpec, folder: Path | None) -> str:
     """The ControlNet a unit reads, a local one relative to `folder` ("random (<folder>)" on a tiny model too)."""
-    name = unit_model_name(unit, model)
-    local = _local_model(unit, model)
-    return name if local is None or folder is None else name.replace(local, local_relative(local, folder))
+    if folder is None:
+        return unit_model_name(unit, model)
+    return _unit_model_with(unit, model, lambda local: local_relative(local, folder))
 
 
 def _unit_model_named(unit: ControlUnit, model: ModelSpec) -> str:
     """The ControlNet a unit reads, a local one by its file or folder name."""
+    return _unit_model_with(unit, model, lambda local: Path(local).name)
+
+
+def _unit_model_with(unit: ControlUnit, model: ModelSpec, shown: Callable[[str], str]) -> str:
+    """The ControlNet a unit reads, its local folder or file (its own, or the base's it reads) as `shown` names it;
+    a preset or hub id as it is."""
     name = unit_model_name(unit, model)
-    local = _local_model(unit, model)
-    return name if local is None else name.replace(local, Path(local).name)
-
-
-def _local_model(unit: ControlUnit, model: ModelSpec) -> str | None:
-    """The unit's local ControlNet (its own, or the base's it reads), None for a preset or hub id."""
-    source = unit.model or (model.controlnet if unit_model_name(unit, model) == model.controlnet else None)
-    return source if source and os.path.isabs(source) else None
+    source = unit.model or (model.controlnet if name == model.controlnet else None)
+    return name.replace(source, shown(source)) if source and os.path.isabs(source) else name
 
 
 def model_name(source: str | None) -> str | None:
